@@ -1,0 +1,7 @@
+"""What source-mistral and destination-mistral share: the credential spec, base-URL
+normalisation, where the key travels, and how API failures become Airbyte errors."""
+
+from mistral_connection.connection import MistralConnection, normalize_config
+from mistral_connection.errors import config_error, nearest_model_names
+
+__all__ = ["MistralConnection", "normalize_config", "config_error", "nearest_model_names"]

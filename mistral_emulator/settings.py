@@ -1,0 +1,91 @@
+"""Every knob of the emulator in one dataclass, so the CLI, the test fixtures and `POST /admin/config`
+speak the same names."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# Knobs that may change while the server runs; the seeded account sizes and the seed may not, because
+# the account is generated once at start-up.
+RUNTIME_KNOBS = frozenset(
+    {
+        "latency_ms",
+        "latency_per_token_ms",
+        "rate_limit_rps",
+        "fault_429",
+        "fault_500",
+        "fault_drop",
+        "fault_truncate",
+        "fault_routes",
+        "fine_tuning",
+        "batch_queue_seconds",
+        "batch_seconds_per_request",
+    }
+)
+
+
+@dataclass
+class EmulatorSettings:
+    seed: int = 0
+    # Seeded account sizes.
+    files: int = 250
+    batch_jobs: int = 120
+    agents: int = 45
+    fine_tuning_jobs: int = 30
+    # Latency model: a fixed part on every /v1 request plus a part per token processed
+    # (prompt + completion for chat, input tokens for embeddings).
+    latency_ms: float = 0.0
+    latency_per_token_ms: float = 0.0
+    # Requests per second per API key; None or 0 disables rate limiting.
+    rate_limit_rps: Optional[float] = None
+    # Fault rates in [0, 1], drawn deterministically from the seed in request order.
+    fault_429: float = 0.0
+    fault_500: float = 0.0
+    fault_drop: float = 0.0
+    fault_truncate: float = 0.0
+    # Route paths (e.g. "/v1/embeddings", or "POST /v1/embeddings") that faults apply to; None = every /v1 route.
+    fault_routes: Optional[frozenset[str]] = None
+    # The current API answers 404 for the fine-tuning jobs endpoints; False reproduces that.
+    fine_tuning: bool = True
+    # Query parameter names accepted as the key for proxy-style access.
+    auth_query_params: tuple[str, ...] = ("api_token", "api_key", "key")
+    # Batch jobs created through the API: time spent QUEUED, and time per request while RUNNING.
+    batch_queue_seconds: float = 0.05
+    batch_seconds_per_request: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.fault_routes is not None and not isinstance(self.fault_routes, frozenset):
+            self.fault_routes = frozenset(self.fault_routes)
+        self.auth_query_params = tuple(self.auth_query_params)
+
+    def update(self, **knobs: Any) -> None:
+        """Changes runtime knobs in place; unknown or start-up-only names raise ValueError so that a typo
+        in a test is loud instead of silently ignored."""
+        unknown = set(knobs) - RUNTIME_KNOBS
+        if unknown:
+            raise ValueError(f"not runtime knobs: {sorted(unknown)}; allowed: {sorted(RUNTIME_KNOBS)}")
+        for name, value in knobs.items():
+            if name == "fault_routes" and value is not None:
+                value = frozenset(value)
+            if name == "rate_limit_rps" and value is not None:
+                value = float(value)
+            if name.startswith("fault_") and name != "fault_routes":
+                value = float(value)
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{name} must be within [0, 1], got {value}")
+            setattr(self, name, value)
+        total = self.fault_429 + self.fault_500 + self.fault_drop + self.fault_truncate
+        if total > 1.0:
+            raise ValueError(f"fault rates add up to {total} > 1")
+
+    def knobs(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in sorted(RUNTIME_KNOBS)}
+        if out["fault_routes"] is not None:
+            out["fault_routes"] = sorted(out["fault_routes"])
+        return out
+
+    def copy(self) -> "EmulatorSettings":
+        return dataclasses.replace(self, extra=dict(self.extra))

@@ -1,0 +1,64 @@
+"""One distribution for source-mistral, destination-mistral and mistral-emulator."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+
+class BuildWithCredentialSpec(build_py):
+    """Ships the top-level spec.yaml inside the shared package, so that `pip install .` (the docker
+    image's path) carries the one credential block without a second copy in the tree."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / "mistral_connection" / "spec.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.copy_file(str(HERE / "spec.yaml"), str(target))
+
+
+setup(
+    name="airbyte-mistral",
+    version="0.1.0",
+    description="Mistral AI for Airbyte pipelines: source-mistral, destination-mistral and a local Mistral API emulator",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11,<3.14",
+    packages=find_packages(include=["mistral_connection*", "source_mistral*", "destination_mistral*", "mistral_emulator*"]),
+    package_data={
+        "source_mistral": ["manifest.yaml", "spec_fields.yaml", "schemas/*.json"],
+        "destination_mistral": ["*.yaml", "*.json"],
+        "mistral_emulator": ["data/*"],
+    },
+    cmdclass={"build_py": BuildWithCredentialSpec},
+    install_requires=[
+        "airbyte-cdk>=7.39,<8",
+        "requests>=2.31",
+        "pyyaml>=6",
+        "jsonschema>=4.17",
+        "jinja2>=3.1",
+        "aiohttp>=3.9",
+        "orjson>=3.9",
+        "duckdb>=1.1",
+        "mistral-common>=1.5",
+    ],
+    extras_require={
+        "tests": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "requests-mock>=1.11",
+            "mistralai>=2",
+            "openapi-core>=0.19",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "source-mistral=source_mistral.run:run",
+            "destination-mistral=destination_mistral.run:run",
+            "mistral-emulator=mistral_emulator.cli:main",
+        ],
+    },
+)
