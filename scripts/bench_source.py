@@ -74,11 +74,12 @@ def main() -> None:
         plain_loop(*args.plain_loop, page_size=args.page_size)
         return
 
-    from mistral_emulator.server import EmulatorProcess
+    from mistral_emulator import EmulatorProcess, EmulatorSettings
 
     work = REPO / "out" / "bench"
     work.mkdir(parents=True, exist_ok=True)
-    with EmulatorProcess(api_key=API_KEY, args=["--files", str(args.files), "--batch-jobs", str(args.batch_jobs), "--agents", "0", "--fine-tuning-jobs", "0"]) as emulator:
+    settings = EmulatorSettings(files=args.files, batch_jobs=args.batch_jobs, agents=0, fine_tuning_jobs=0)
+    with EmulatorProcess(api_key=API_KEY, settings=settings) as emulator:
         config = work / "source_config.json"
         config.write_text(json.dumps({"api_key": API_KEY, "base_url": emulator.base_url, "page_size": args.page_size}))
         catalog = work / "source_catalog.json"

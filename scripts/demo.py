@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mistral_emulator.server import EmulatorProcess  # noqa: E402
+from mistral_emulator import EmulatorProcess, EmulatorSettings  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WORK = REPO / "out" / "demo"
@@ -88,7 +88,8 @@ def sync_source(base_url: str) -> None:
 
 def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
-    with EmulatorProcess(api_key=API_KEY, args=["--files", "230", "--batch-jobs", "120", "--agents", "25", "--fine-tuning-jobs", "12"]) as emulator:
+    settings = EmulatorSettings(files=230, batch_jobs=120, agents=25, fine_tuning_jobs=12)
+    with EmulatorProcess(api_key=API_KEY, settings=settings) as emulator:
         sync_source(emulator.base_url)
         try:
             from destination_mistral.demo import run_demo

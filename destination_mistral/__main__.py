@@ -1,0 +1,3 @@
+from destination_mistral.run import run
+
+run()

@@ -1,0 +1,106 @@
+"""Token-aware batching of embedding inputs.
+
+One input per request would pay the latency and the per-request overhead thousands of times over;
+one request per 512 inputs must still stay under the server's token limit. The counts come from
+Mistral's tokenizer with a margin, and when the server still answers "too many tokens" the batch is
+split in half and retried, down to single inputs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Generic, Sequence, TypeVar
+
+# Observed server limits per embeddings request (NOTES §6).
+MAX_INPUTS_PER_REQUEST = 512
+MAX_TOKENS_PER_REQUEST = 16_384
+# Our count and the server's can differ by a few percent (another tokenizer version, special tokens).
+TOKEN_MARGIN = 0.9
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def plan_batches(token_counts: Sequence[int], max_inputs: int = MAX_INPUTS_PER_REQUEST,
+                 max_tokens: int = int(MAX_TOKENS_PER_REQUEST * TOKEN_MARGIN)) -> list[list[int]]:
+    """Indices grouped into consecutive batches under both limits (an input over the token limit
+    alone gets its own batch: the server decides, and it fails alone)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    tokens = 0
+    for index, count in enumerate(token_counts):
+        if current and (len(current) >= max_inputs or tokens + count > max_tokens):
+            batches.append(current)
+            current, tokens = [], 0
+        current.append(index)
+        tokens += count
+    if current:
+        batches.append(current)
+    return batches
+
+
+def is_batch_too_large(status: int | None, message: str) -> bool:
+    text = message.lower()
+    return status in (400, 413, 422) and (
+        "too many tokens" in text or "too many inputs" in text or "split into more batches" in text or status == 413
+    )
+
+
+class Batcher(Generic[T, R]):
+    """Collects items submitted one by one into batches, sent with `send_batch` as soon as a batch
+    is full or `flush()` is called (the pipeline flushes when its input runs dry, so a slow source
+    never waits for a batch to fill). `linger` bounds how long a partial batch may wait anyway."""
+
+    def __init__(self, send_batch: Callable[[list[T]], Awaitable[list[R]]], tokens_of: Callable[[T], int],
+                 max_inputs: int = MAX_INPUTS_PER_REQUEST, max_tokens: int = int(MAX_TOKENS_PER_REQUEST * TOKEN_MARGIN),
+                 linger: float = 0.05) -> None:
+        self._send_batch = send_batch
+        self._tokens_of = tokens_of
+        self.max_inputs = max_inputs
+        self.max_tokens = max_tokens
+        self.linger = linger
+        self._items: list[T] = []
+        self._futures: list[asyncio.Future] = []
+        self._tokens = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def submit(self, item: T) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        count = self._tokens_of(item)
+        if self._items and (len(self._items) >= self.max_inputs or self._tokens + count > self.max_tokens):
+            self.flush()
+        future = loop.create_future()
+        self._items.append(item)
+        self._futures.append(future)
+        self._tokens += count
+        if len(self._items) >= self.max_inputs:
+            self.flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.linger, self.flush)
+        return future
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._items:
+            return
+        items, futures = self._items, self._futures
+        self._items, self._futures, self._tokens = [], [], 0
+        task = asyncio.get_running_loop().create_task(self._run(items, futures))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, items: list[T], futures: list[asyncio.Future]) -> None:
+        try:
+            results = await self._send_batch(items)
+        except BaseException as error:  # a fatal error reaches every record of the batch
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        for future, result in zip(futures, results):
+            if not future.done():
+                future.set_result(result)

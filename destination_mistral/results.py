@@ -1,0 +1,40 @@
+"""What an enrichment produces for one record, and the cache key of its input."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True)
+class Result:
+    value: Any = None  # the answer (str or parsed JSON) or the embedding (numpy float32 array)
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+    cached: bool = False
+    # "api" (the request failed after retries) or "input" (the record could not be made into a
+    # request): decides the failure type when on_error is fail.
+    error_kind: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_cached(self) -> "Result":
+        return replace(self, cached=True)
+
+
+def failed(message: str, kind: str = "api") -> Result:
+    return Result(error=message, error_kind=kind)
+
+
+def cache_key(endpoint: str, model: str, params: Any, payload: Any) -> str:
+    """sha256 over a canonical serialisation: key order and whitespace do not change the key, any
+    parameter that changes the answer does."""
+    canonical = orjson.dumps([endpoint, model, params, payload], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.sha256(canonical).hexdigest()

@@ -1,0 +1,184 @@
+"""What each stream's output looks like: typed columns from the stream's JSON schema, Airbyte's
+metadata columns, and the enrichment columns (documented in the README)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode
+
+from mistral_connection.errors import config_error
+
+from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings
+
+logger = logging.getLogger("airbyte")
+
+RAW_ID = "_airbyte_raw_id"
+EXTRACTED_AT = "_airbyte_extracted_at"
+ANSWER = "_mistral_answer"
+EMBEDDING = "_mistral_embedding"
+MODEL = "_mistral_model"
+PROMPT_TOKENS = "_mistral_prompt_tokens"
+COMPLETION_TOKENS = "_mistral_completion_tokens"
+CACHED = "_mistral_cached"
+ERROR = "_mistral_error"
+RESERVED_PREFIXES = ("_airbyte_", "_mistral_")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str  # VARCHAR | BIGINT | DOUBLE | BOOLEAN | DATE | TIMESTAMPTZ | JSON
+
+
+@dataclass
+class StreamPlan:
+    name: str
+    namespace: str | None
+    sync_mode: str  # overwrite | append | append_dedup
+    primary_key: list[str]
+    columns: list[Column]
+    enrichment: str  # chat | embeddings | none
+    answer_json: bool = False
+    embedding_dim: int | None = None
+    sync_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    def meta_columns(self) -> list[Column]:
+        columns = [Column(RAW_ID, "VARCHAR"), Column(EXTRACTED_AT, "TIMESTAMPTZ")]
+        if self.enrichment == "chat":
+            columns.append(Column(ANSWER, "JSON" if self.answer_json else "VARCHAR"))
+        elif self.enrichment == "embeddings":
+            columns.append(Column(EMBEDDING, f"FLOAT[{self.embedding_dim}]" if self.embedding_dim else "FLOAT[]"))
+        if self.enrichment != "none":
+            columns += [
+                Column(MODEL, "VARCHAR"),
+                Column(PROMPT_TOKENS, "INTEGER"),
+                Column(COMPLETION_TOKENS, "INTEGER"),
+                Column(CACHED, "BOOLEAN"),
+                Column(ERROR, "VARCHAR"),
+            ]
+        return columns
+
+    def all_columns(self) -> list[Column]:
+        return self.columns + self.meta_columns()
+
+
+def _types(prop: Mapping[str, Any]) -> list[str]:
+    kind = prop.get("type")
+    if isinstance(kind, str):
+        kinds = [kind]
+    elif isinstance(kind, list):
+        kinds = [k for k in kind if isinstance(k, str)]
+    else:
+        kinds = []
+    for combinator in ("anyOf", "oneOf"):
+        for option in prop.get(combinator) or []:
+            if isinstance(option, Mapping):
+                kinds += _types(option)
+    return [k for k in dict.fromkeys(kinds) if k != "null"]
+
+
+def sql_type(prop: Any) -> str:
+    if not isinstance(prop, Mapping):
+        return "JSON"
+    kinds = _types(prop)
+    if len(kinds) != 1:
+        return "JSON" if kinds else "VARCHAR" if prop.get("format") else "JSON"
+    kind = kinds[0]
+    if kind == "string":
+        fmt = prop.get("format")
+        airbyte_type = prop.get("airbyte_type")
+        if fmt == "date":
+            return "DATE"
+        if fmt == "date-time" and airbyte_type != "timestamp_without_timezone":
+            return "TIMESTAMPTZ"
+        if fmt == "date-time":
+            return "TIMESTAMP"
+        return "VARCHAR"
+    if kind == "integer":
+        return "BIGINT"
+    if kind == "number":
+        return "BIGINT" if prop.get("airbyte_type") == "integer" else "DOUBLE"
+    if kind == "boolean":
+        return "BOOLEAN"
+    return "JSON"  # object, array
+
+
+def columns_from_schema(json_schema: Mapping[str, Any] | None, stream_label: str) -> list[Column]:
+    properties = (json_schema or {}).get("properties") or {}
+    columns: list[Column] = []
+    seen: set[str] = set()
+    for name, prop in properties.items():
+        lowered = name.lower()
+        if lowered.startswith(RESERVED_PREFIXES):
+            logger.warning(f"Stream {stream_label}: field {name!r} uses a reserved prefix (_airbyte_, _mistral_) and is not written as a column.")
+            continue
+        if lowered in seen:  # DuckDB column names are case-insensitive
+            logger.warning(f"Stream {stream_label}: field {name!r} differs from another field only by case and is not written as a column.")
+            continue
+        seen.add(lowered)
+        columns.append(Column(name, sql_type(prop)))
+    return columns
+
+
+def _sync_mode(configured: ConfiguredAirbyteStream) -> str:
+    mode = configured.destination_sync_mode
+    value = getattr(mode, "value", mode)
+    if value in ("overwrite", "append", "append_dedup"):
+        return value
+    raise config_error(
+        f"Stream {configured.stream.name!r} uses destination sync mode {value!r}, which destination-mistral does not "
+        "support: choose overwrite, append or append_dedup."
+    )
+
+
+def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) -> StreamPlan:
+    stream = configured.stream
+    label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
+    mode = _sync_mode(configured)
+    columns = columns_from_schema(stream.json_schema, label)
+    names = {c.name for c in columns}
+    primary_key: list[str] = []
+    if mode == "append_dedup":
+        raw_key = configured.primary_key or stream.source_defined_primary_key or []
+        if not raw_key:
+            raise config_error(
+                f"Stream {label!r} uses append_dedup but has no primary key: set a primary key for it in the connection, "
+                "or choose append or overwrite."
+            )
+        for path in raw_key:
+            if len(path) != 1:
+                raise config_error(
+                    f"Stream {label!r}: primary key {'.'.join(path)!r} is nested; append_dedup needs top-level key fields."
+                )
+            if path[0] not in names:
+                raise config_error(f"Stream {label!r}: primary key field {path[0]!r} is not in the stream's schema.")
+            primary_key.append(path[0])
+    enrichment = config.enrichment_for(stream.name)
+    plan = StreamPlan(
+        name=stream.name,
+        namespace=stream.namespace or None,
+        sync_mode=mode,
+        primary_key=primary_key,
+        columns=columns,
+        enrichment=enrichment.mode,
+        sync_id=configured.sync_id,
+    )
+    if isinstance(enrichment, ChatSettings):
+        plan.answer_json = enrichment.response_format.is_json
+    elif isinstance(enrichment, EmbeddingSettings):
+        from destination_mistral.embeddings import KNOWN_DIMENSIONS
+
+        plan.embedding_dim = enrichment.output_dimension or KNOWN_DIMENSIONS.get(enrichment.model)
+    return plan

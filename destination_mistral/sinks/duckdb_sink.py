@@ -1,0 +1,241 @@
+"""The DuckDB sink: one table per stream, the namespace as its schema.
+
+Each commit is one transaction holding the records and the cache rows of their results, so a crash
+never leaves a record without its cache entry or the reverse. Rows travel as newline-delimited JSON
+through `read_json` with explicit column types: it is fast for wide float vectors and never lets
+DuckDB guess a type."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import orjson
+
+from mistral_connection.errors import config_error
+
+from destination_mistral.cache import ResultCache
+from destination_mistral.config import OutputSettings
+from destination_mistral.results import Result
+from destination_mistral.schema import EMBEDDING, EXTRACTED_AT, Column, StreamPlan
+from destination_mistral.sinks.base import WriteItem, enrichment_fields
+
+STAGING_PREFIX = "_airbyte_tmp_"
+SYNC_TABLE = "_mistral_staging"  # which sync a staging table belongs to, so a resumed sync keeps it
+SEQ = "_mistral_seq"
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect(path: Path):
+    import duckdb
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as error:
+        text = str(error)
+        if "lock" in text.lower():
+            raise config_error(
+                f"The DuckDB file {str(path)!r} is open in another process (DuckDB allows one writer): close it and retry."
+            ) from None
+        raise config_error(f"`output.path` {str(path)!r} cannot be opened as a DuckDB file: {text.splitlines()[0]}") from None
+    except (OSError, duckdb.Error) as error:
+        raise config_error(f"`output.path` {str(path)!r} cannot be written: {str(error).splitlines()[0]}") from None
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def check_writable(output: OutputSettings) -> None:
+    con = connect(output.path)
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS _mistral_check (x INTEGER)")
+        con.execute("DROP TABLE _mistral_check")
+    except Exception as error:
+        raise config_error(f"`output.path` {str(output.path)!r} is not writable: {str(error).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def _select_expr(column: Column, target_type: str) -> str:
+    source = q(column.name)
+    if target_type == "JSON":
+        return source
+    if target_type == "VARCHAR":
+        return f"({source} ->> '$')"
+    return f"TRY_CAST(({source} ->> '$') AS {target_type})"
+
+
+class DuckDBSink:
+    def __init__(self, output: OutputSettings, cache_enabled: bool) -> None:
+        self.output = output
+        self.con = connect(output.path)
+        self.cache = ResultCache(self.con) if cache_enabled else None
+        self._plans: dict[tuple[str | None, str], StreamPlan] = {}
+        self._types: dict[tuple[str | None, str], dict[str, str]] = {}
+        self._tmpdir = tempfile.mkdtemp(prefix="destination-mistral-")
+
+    @property
+    def location(self) -> str:
+        return str(self.output.path)
+
+    def schema_of(self, plan: StreamPlan) -> str:
+        return plan.namespace or self.output.schema
+
+    def _table(self, plan: StreamPlan, staging: bool = False) -> tuple[str, str]:
+        return self.schema_of(plan), (STAGING_PREFIX + plan.name if staging else plan.name)
+
+    def _write_table(self, plan: StreamPlan) -> tuple[str, str]:
+        return self._table(plan, staging=plan.sync_mode == "overwrite")
+
+    def _existing_columns(self, schema: str, table: str) -> dict[str, str]:
+        rows = self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [schema, table],
+        ).fetchall()
+        return {name: kind for name, kind in rows}
+
+    def _create(self, schema: str, table: str, columns: list[Column]) -> None:
+        body = ", ".join(f"{q(c.name)} {c.sql_type}" for c in columns)
+        self.con.execute(f"CREATE TABLE {q(schema)}.{q(table)} ({body})")
+
+    def start(self, plans: Sequence[StreamPlan]) -> None:
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {SYNC_TABLE} (schema_name VARCHAR, table_name VARCHAR, sync_id BIGINT)")
+        for plan in plans:
+            self._plans[plan.key] = plan
+            schema, table = self._write_table(plan)
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
+            existing = self._existing_columns(schema, table)
+            if plan.sync_mode == "overwrite":
+                resumed = existing and plan.sync_id is not None and self.con.execute(
+                    f"SELECT count(*) FROM {SYNC_TABLE} WHERE schema_name = ? AND table_name = ? AND sync_id = ?",
+                    [schema, table, plan.sync_id],
+                ).fetchone()[0]
+                if not resumed:
+                    # A staging table left by another, failed sync holds data this sync will send again.
+                    self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
+                    self.con.execute(f"DELETE FROM {SYNC_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, table])
+                    self.con.execute(f"INSERT INTO {SYNC_TABLE} VALUES (?, ?, ?)", [schema, table, plan.sync_id])
+                    existing = {}
+            if not existing:
+                self._create(schema, table, plan.all_columns())
+            else:
+                self._evolve(plan, schema, table, existing)
+            self._types[plan.key] = self._existing_columns(schema, table)
+
+    def _evolve(self, plan: StreamPlan, schema: str, table: str, existing: dict[str, str]) -> None:
+        lowered = {name.lower(): kind for name, kind in existing.items()}
+        for column in plan.all_columns():
+            current = lowered.get(column.name.lower())
+            if current is None:
+                self.con.execute(f"ALTER TABLE {q(schema)}.{q(table)} ADD COLUMN {q(column.name)} {column.sql_type}")
+            elif column.name == EMBEDDING and plan.embedding_dim and current != column.sql_type:
+                raise config_error(
+                    f"Table {schema}.{table} holds embeddings of type {current} but this sync produces {column.sql_type} "
+                    "(another model or output_dimension): use overwrite once, or write to another table or file."
+                )
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
+        return self.cache.lookup(keys) if self.cache is not None else {}
+
+    def _stage_file(self, plan: StreamPlan, items: list[WriteItem]) -> str:
+        path = os.path.join(self._tmpdir, "batch.jsonl")
+        names = [c.name for c in plan.columns]
+        option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        with open(path, "wb", buffering=1 << 20) as handle:
+            for item in items:
+                record = item.record
+                row: dict[str, Any] = {name: record[name] for name in names if name in record}
+                row["_airbyte_raw_id"] = item.raw_id
+                row[EXTRACTED_AT] = item.emitted_at
+                row[SEQ] = item.seq
+                row.update(enrichment_fields(plan, item, vector_as_list=False))
+                handle.write(orjson.dumps(row, option=option))
+                handle.write(b"\n")
+        return path
+
+    def _insert_batch(self, plan: StreamPlan, items: list[WriteItem]) -> None:
+        schema, table = self._write_table(plan)
+        target_types = self._types[plan.key]
+        path = self._stage_file(plan, items)
+        read_types: dict[str, str] = {c.name: "JSON" for c in plan.columns}
+        exprs: list[str] = []
+        names: list[str] = []
+        for column in plan.columns:
+            names.append(column.name)
+            exprs.append(_select_expr(column, target_types.get(column.name, column.sql_type)))
+        for column in plan.meta_columns():
+            names.append(column.name)
+            if column.name == EXTRACTED_AT:
+                read_types[column.name] = "BIGINT"
+                exprs.append(f"to_timestamp({q(column.name)} / 1000.0)")
+            else:
+                read_types[column.name] = target_types.get(column.name, column.sql_type)
+                exprs.append(q(column.name))
+        read_types[SEQ] = "BIGINT"
+        struct = "{" + ", ".join(f"{_sql_str(name)}: {_sql_str(kind)}" for name, kind in read_types.items()) + "}"
+        source = f"read_json({_sql_str(path)}, format = 'newline_delimited', columns = {struct}, maximum_object_size = 16777216)"
+        target = f"{q(schema)}.{q(table)}"
+        column_list = ", ".join(q(n) for n in names)
+        select = ", ".join(f"{e} AS {q(n)}" for e, n in zip(exprs, names))
+        if plan.sync_mode != "append_dedup":
+            self.con.execute(f"INSERT INTO {target} ({column_list}) SELECT {select} FROM {source}")
+            return
+        keys = plan.primary_key
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _mistral_batch AS SELECT {select}, {q(SEQ)} FROM {source}")
+        match = " AND ".join(f"{target}.{q(k)} IS NOT DISTINCT FROM _mistral_batch.{q(k)}" for k in keys)
+        self.con.execute(f"DELETE FROM {target} USING _mistral_batch WHERE {match}")
+        partition = ", ".join(q(k) for k in keys)
+        self.con.execute(
+            f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM _mistral_batch "
+            f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {q(SEQ)} DESC) = 1"
+        )
+        self.con.execute("DROP TABLE _mistral_batch")
+
+    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]]) -> None:
+        self.con.begin()
+        try:
+            for plan, items in batches:
+                if items:
+                    self._insert_batch(plan, items)
+            if self.cache is not None:
+                self.cache.store(cache_entries)
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+
+    def finish(self) -> None:
+        """The overwrite swap: every staged stream replaces its table in one transaction."""
+        staged = [p for p in self._plans.values() if p.sync_mode == "overwrite"]
+        if not staged:
+            return
+        self.con.begin()
+        try:
+            for plan in staged:
+                schema, table = self._table(plan)
+                _, staging = self._table(plan, staging=True)
+                self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
+                self.con.execute(f"ALTER TABLE {q(schema)}.{q(staging)} RENAME TO {q(table)}")
+                self.con.execute(f"DELETE FROM {SYNC_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, staging])
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            for name in os.listdir(self._tmpdir):
+                os.unlink(os.path.join(self._tmpdir, name))
+            os.rmdir(self._tmpdir)
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,102 @@
+"""Builders for catalogs and input messages, shared by the tests and the benchmark."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+from airbyte_cdk.models import (
+    AirbyteMessage,
+    AirbyteRecordMessage,
+    AirbyteStateMessage,
+    AirbyteStateType,
+    AirbyteStream,
+    AirbyteStreamState,
+    ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteStream,
+    DestinationSyncMode,
+    StreamDescriptor,
+    SyncMode,
+    Type,
+)
+from airbyte_cdk.models.airbyte_protocol import AirbyteStateBlob
+
+REVIEW_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "product": {"type": "string"},
+        "rating": {"type": ["null", "integer"]},
+        "review": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "reviewed_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def configured_stream(name: str = "reviews", mode: str = "append", primary_key: Sequence[str] | None = ("id",),
+                      schema: Mapping[str, Any] | None = None, namespace: str | None = None,
+                      sync_id: int | None = None) -> ConfiguredAirbyteStream:
+    return ConfiguredAirbyteStream(
+        stream=AirbyteStream(name=name, json_schema=dict(schema or REVIEW_SCHEMA), supported_sync_modes=[SyncMode.full_refresh],
+                             namespace=namespace),
+        sync_mode=SyncMode.full_refresh,
+        destination_sync_mode=DestinationSyncMode(mode),
+        primary_key=[[k] for k in primary_key] if primary_key else None,
+        sync_id=sync_id,
+        generation_id=0 if sync_id is not None else None,
+        minimum_generation_id=0 if sync_id is not None else None,
+    )
+
+
+def catalog(*streams: ConfiguredAirbyteStream) -> ConfiguredAirbyteCatalog:
+    return ConfiguredAirbyteCatalog(streams=list(streams) or [configured_stream()])
+
+
+def record(data: Mapping[str, Any], stream: str = "reviews", namespace: str | None = None, emitted_at: int = 1_700_000_000_000) -> AirbyteMessage:
+    return AirbyteMessage(type=Type.RECORD, record=AirbyteRecordMessage(stream=stream, data=dict(data), emitted_at=emitted_at, namespace=namespace))
+
+
+def state(value: Mapping[str, Any], stream: str = "reviews", namespace: str | None = None) -> AirbyteMessage:
+    return AirbyteMessage(
+        type=Type.STATE,
+        state=AirbyteStateMessage(
+            type=AirbyteStateType.STREAM,
+            stream=AirbyteStreamState(stream_descriptor=StreamDescriptor(name=stream, namespace=namespace),
+                                      stream_state=AirbyteStateBlob(**value)),
+        ),
+    )
+
+
+def review(i: int, text: str | None = None, **extra: Any) -> dict[str, Any]:
+    topics = ["battery drains quickly", "shipping was slow", "screen is bright", "sound is rich", "case feels cheap"]
+    return {
+        "id": i,
+        "product": f"product-{i % 5}",
+        "rating": 1 + i % 5,
+        "review": text if text is not None else f"Review {i}: the {topics[i % len(topics)]}.",
+        "tags": ["t", str(i % 3)],
+        "reviewed_at": "2025-03-01T10:00:00Z",
+        **extra,
+    }
+
+
+def messages_with_states(records: Iterable[Mapping[str, Any]], every: int = 10, stream: str = "reviews",
+                         namespace: str | None = None) -> list[AirbyteMessage]:
+    out: list[AirbyteMessage] = []
+    count = 0
+    for data in records:
+        out.append(record(data, stream=stream, namespace=namespace))
+        count += 1
+        if count % every == 0:
+            out.append(state({"position": count}, stream=stream, namespace=namespace))
+    if count % every:
+        out.append(state({"position": count}, stream=stream, namespace=namespace))
+    return out
+
+
+def serialize(messages: Iterable[AirbyteMessage]) -> str:
+    import orjson
+
+    from airbyte_cdk.models import AirbyteMessageSerializer
+
+    return "".join(orjson.dumps(AirbyteMessageSerializer.dump(m)).decode() + "\n" for m in messages)

@@ -1,0 +1,87 @@
+"""Token counts from Mistral's own tokenizers, bundled with mistral-common (no network).
+
+Counts size embedding batches and catch over-long inputs before they are paid for. Models change
+faster than mistral-common's table, so an unknown model gets the closest tokenizer family, and the
+batcher keeps a safety margin; when the server still disagrees, the batch is split (batching.py)."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Protocol
+
+
+class Tokenizer(Protocol):
+    def count(self, text: str) -> int: ...
+
+    def truncate(self, text: str, max_tokens: int) -> str: ...
+
+
+class _MistralCommonTokenizer:
+    def __init__(self, raw) -> None:
+        self._raw = raw
+        self._lock = threading.Lock()  # sentencepiece and tiktoken objects are not documented thread-safe
+
+    def encode(self, text: str) -> list[int]:
+        with self._lock:
+            return self._raw.encode(text, bos=False, eos=False)
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self.encode(text)
+        if len(ids) <= max_tokens:
+            return text
+        with self._lock:
+            return self._raw.decode(ids[:max_tokens])
+
+
+class ApproximateTokenizer:
+    """Used only when mistral-common cannot load a tokenizer (e.g. sentencepiece missing): about
+    3 characters per token, on the high side, so batches stay under the server's limits."""
+
+    def count(self, text: str) -> int:
+        return max(1, (len(text.encode("utf-8")) + 2) // 3)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        data = text.encode("utf-8")[: max_tokens * 3]
+        return data.decode("utf-8", errors="ignore")
+
+
+def _family(model: str) -> str:
+    name = model.lower()
+    if "embed" in name and "codestral" not in name:
+        # mistral-embed uses the original 32k SentencePiece vocabulary.
+        return "v1"
+    if name.startswith(("open-mistral-7b", "mistral-tiny", "open-mixtral-8x7b")):
+        return "v1"
+    if name.startswith(("open-mixtral-8x22b", "codestral-mamba", "codestral-2405")):
+        return "v3"
+    return "tekken"  # every model since mid-2024 (nemo, small 3.x, large 2.x, ministral, codestral 25xx)
+
+
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _load(family: str) -> Tokenizer:
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    try:
+        if family == "v1":
+            tokenizer = MistralTokenizer.v1()
+        elif family == "v3":
+            tokenizer = MistralTokenizer.v3()
+        else:
+            tokenizer = MistralTokenizer.v3(is_tekken=True)
+    except ImportError:
+        if family != "tekken":
+            return _load("tekken")
+        return ApproximateTokenizer()
+    return _MistralCommonTokenizer(tokenizer.instruct_tokenizer.tokenizer)
+
+
+def tokenizer_for(model: str) -> Tokenizer:
+    with _LOCK:  # loading takes ~1 s; do it once even when two streams ask together
+        return _load(_family(model))

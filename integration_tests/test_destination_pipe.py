@@ -1,0 +1,63 @@
+"""End to end, as a pipeline runs it: `source-mistral read | destination-mistral write` into DuckDB,
+both as real processes, against the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _messages(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_source_read_piped_into_destination_write(emulator, tmp_path):
+    source_config = tmp_path / "source.json"
+    source_config.write_text(json.dumps({"api_key": emulator.api_key, "base_url": emulator.base_url}))
+    discover = subprocess.run([sys.executable, "-m", "source_mistral.run", "discover", "--config", str(source_config)],
+                              capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    streams = {s["name"]: s for m in _messages(discover.stdout) if m["type"] == "CATALOG" for s in m["catalog"]["streams"]}
+    assert {"models", "files"} <= set(streams), discover.stdout[-2000:]
+    chosen = [streams["models"], streams["files"]]
+    source_catalog = {"streams": [{"stream": s, "sync_mode": "full_refresh", "destination_sync_mode": "append_dedup",
+                                   "primary_key": [["id"]]} for s in chosen]}
+    (tmp_path / "catalog.json").write_text(json.dumps(source_catalog))
+    destination_config = tmp_path / "destination.json"
+    destination_config.write_text(json.dumps({
+        "api_key": emulator.api_key, "base_url": emulator.base_url,
+        "enrichment": {"mode": "embeddings", "fields": ["id", "name", "description", "filename"]},
+        "output": {"type": "duckdb", "path": str(tmp_path / "pipe.duckdb")},
+    }))
+    read = subprocess.Popen([sys.executable, "-m", "source_mistral.run", "read", "--config", str(source_config), "--catalog",
+                             str(tmp_path / "catalog.json")], stdout=subprocess.PIPE, env=_env(), cwd=tmp_path)
+    write = subprocess.run([sys.executable, "-m", "destination_mistral", "write", "--config", str(destination_config), "--catalog",
+                            str(tmp_path / "catalog.json")], stdin=read.stdout, capture_output=True, text=True, env=_env(),
+                           cwd=tmp_path, timeout=180)
+    read.stdout.close()
+    assert read.wait(60) == 0, "source-mistral read failed"
+    assert write.returncode == 0, write.stdout[-3000:] + write.stderr[-2000:]
+    out = _messages(write.stdout)
+    assert any(m["type"] == "STATE" for m in out), "the destination must echo STATE once committed"
+    assert not [m for m in out if m["type"] == "TRACE"], "no error expected"
+    assert emulator.api_key not in write.stdout + write.stderr
+    con = duckdb.connect(str(tmp_path / "pipe.duckdb"), read_only=True)
+    try:
+        files = con.execute("SELECT count(*), count(DISTINCT id), count(_mistral_embedding) FROM files").fetchone()
+        models = con.execute("SELECT count(*), count(_mistral_embedding) FROM models").fetchone()
+    finally:
+        con.close()
+    assert files[0] == files[1] == files[2] > 100, f"every file once, each embedded: {files}"
+    assert models[0] == models[1] > 0

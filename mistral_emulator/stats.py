@@ -1,0 +1,56 @@
+"""Request counts for `GET /admin/stats`, so tests can assert what a client actually sent."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = 0
+        self.routes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.tokens = {"prompt": 0, "completion": 0, "total": 0}
+        self.embeddings = {"requests": 0, "inputs": 0, "max_inputs": 0, "tokens": 0}
+        self.chat = {"requests": 0, "streamed": 0}
+        self.faults: dict[str, int] = defaultdict(int)
+        self.rate_limited = 0
+
+    def record(self, route: str, outcome: str) -> None:
+        """`outcome` is the status code as a string, or "dropped" / "truncated" for transport faults."""
+        self.total += 1
+        self.routes[route][outcome] += 1
+
+    def add_chat(self, prompt: int, completion: int, streamed: bool) -> None:
+        self.chat["requests"] += 1
+        self.chat["streamed"] += int(streamed)
+        self._tokens(prompt, completion)
+
+    def add_embeddings(self, inputs: int, tokens: int) -> None:
+        e = self.embeddings
+        e["requests"] += 1
+        e["inputs"] += inputs
+        e["max_inputs"] = max(e["max_inputs"], inputs)
+        e["tokens"] += tokens
+        self._tokens(tokens, 0)
+
+    def _tokens(self, prompt: int, completion: int) -> None:
+        self.tokens["prompt"] += prompt
+        self.tokens["completion"] += completion
+        self.tokens["total"] += prompt + completion
+
+    def snapshot(self) -> dict:
+        return {
+            "total": self.total,
+            "routes": {route: dict(counts) for route, counts in self.routes.items()},
+            "tokens": dict(self.tokens),
+            "embeddings": dict(self.embeddings),
+            "chat": dict(self.chat),
+            "faults": dict(self.faults),
+            "rate_limited": self.rate_limited,
+        }
+
+
+__all__ = ["Stats"]

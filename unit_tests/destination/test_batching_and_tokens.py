@@ -1,0 +1,84 @@
+"""Embedding batches stay under the per-request limits; the server's "too large" splits them."""
+
+import asyncio
+
+from destination_mistral.batching import MAX_INPUTS_PER_REQUEST, is_batch_too_large, plan_batches
+from destination_mistral.client import ApiError
+from destination_mistral.config import EmbeddingSettings
+from destination_mistral.embeddings import EmbeddingEnricher
+from destination_mistral.tokens import tokenizer_for
+
+
+def test_batches_respect_input_and_token_limits():
+    batches = plan_batches([10] * 1200, max_inputs=512, max_tokens=100_000)
+    assert [len(b) for b in batches] == [512, 512, 176]
+    batches = plan_batches([4000] * 10, max_inputs=512, max_tokens=14_000)
+    assert all(len(b) * 4000 <= 14_000 for b in batches), "a batch exceeds the token budget"
+    assert sum(len(b) for b in batches) == 10 and [i for b in batches for i in b] == list(range(10)), "inputs lost or reordered"
+
+
+def test_an_input_over_the_budget_travels_alone():
+    assert plan_batches([5, 20_000, 5], max_tokens=14_000) == [[0], [1], [2]]
+
+
+def test_too_large_messages_are_recognised():
+    assert is_batch_too_large(400, "HTTP 400: Too many tokens overall, split into more batches.")
+    assert is_batch_too_large(400, "HTTP 400: Too many inputs in request, split into more batches.")
+    assert not is_batch_too_large(400, "HTTP 400: Invalid model: x")
+
+
+def test_tokenizer_counts_and_truncates_offline():
+    tokenizer = tokenizer_for("mistral-embed")
+    text = "battery life " * 100
+    assert 150 <= tokenizer.count(text) <= 400
+    cut = tokenizer.truncate(text, 20)
+    assert tokenizer.count(cut) <= 21 and text.startswith(cut.strip()[:10])
+
+
+class SplittingClient:
+    """Rejects any batch above `limit` inputs the way the API does."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.sizes = []
+
+    async def post(self, path, body):
+        self.sizes.append(len(body["input"]))
+        if len(body["input"]) > self.limit:
+            raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400)
+        return {"model": body["model"], "usage": {"prompt_tokens": 3 * len(body["input"])},
+                "data": [{"index": i, "embedding": [float(i), 1.0]} for i in range(len(body["input"]))]}
+
+
+def test_rejected_batch_is_split_in_half_until_accepted():
+    client = SplittingClient(limit=3)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), client)
+    items = [enricher.prepare({"t": f"text {i}"}) for i in range(10)]
+    results = asyncio.run(enricher._send(items))
+    assert len(results) == 10 and all(r.ok for r in results), "every input should end up embedded"
+    assert client.sizes[0] == 10 and max(client.sizes[1:]) <= 5
+    assert [r.value[0] for r in results][:3] == [0.0, 1.0, 0.0], "vectors must stay matched to their inputs"
+
+
+def test_single_input_rejected_as_too_large_becomes_a_record_error():
+    client = SplittingClient(limit=0)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), client)
+    results = asyncio.run(enricher._send([enricher.prepare({"t": "x"})]))
+    assert results[0].error and "too long" in results[0].error
+
+
+def test_input_over_context_is_truncated_or_flagged():
+    long_text = "word " * 300
+    truncating = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), max_input_tokens=50), None)
+    assert truncating.prepare({"t": long_text}).tokens <= 50
+    flagging = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), max_input_tokens=50, input_too_long="error"), None)
+    try:
+        flagging.prepare({"t": long_text})
+    except Exception as error:
+        assert "max_input_tokens" in str(error)
+    else:
+        raise AssertionError("an over-long input should be an error when input_too_long is error")
+
+
+def test_max_inputs_constant_matches_the_api():
+    assert MAX_INPUTS_PER_REQUEST == 512

@@ -1,0 +1,196 @@
+"""The pipeline's contract: STATE only after everything before it is committed, input order kept
+per stream, on_error honoured, memory bounded by a byte window."""
+
+import asyncio
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_mistral.config import parse_config
+from destination_mistral.pipeline import ByteWindow, Pipeline
+from destination_mistral.results import Result, failed
+from destination_mistral.schema import plan_stream
+from destination_mistral.testing import configured_stream, record, review, state
+
+
+class RecordingSink:
+    def __init__(self, log):
+        self.log = log
+
+    def start(self, plans):
+        pass
+
+    def lookup(self, keys):
+        return {}
+
+    def commit(self, batches, entries):
+        self.log.append(("commit", [i.record["id"] for _, rows in batches for i in rows]))
+
+    def finish(self):
+        self.log.append(("finish",))
+
+    def close(self):
+        pass
+
+
+class GatedEnricher:
+    """Each record's answer waits until the test opens its gate."""
+
+    kind = "chat"
+
+    def __init__(self):
+        self.gates = {}
+        self.fail = set()
+
+    def gate(self, i):
+        return self.gates.setdefault(i, asyncio.Event())
+
+    def prepare(self, data):
+        return SimpleNamespace(key=f"k{data['id']}", id=data["id"])
+
+    async def run(self, item):
+        await self.gate(item.id).wait()
+        return failed("HTTP 500: boom") if item.id in self.fail else Result(value="ok", model="m")
+
+
+def plan(tmp_path):
+    config = parse_config({"api_key": "k-123456", "base_url": "http://127.0.0.1:9", "output": {"type": "duckdb", "path": str(tmp_path / "x.duckdb")},
+                           "enrichment": {"mode": "chat", "prompt_template": "{{ review }}"}})
+    return plan_stream(configured_stream(mode="append"), config)
+
+
+async def until(condition, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def start(pipeline):
+    pipeline.loop = asyncio.get_running_loop()
+    pipeline.inbox = asyncio.Queue()
+    return asyncio.create_task(pipeline.run())
+
+
+def put(pipeline, message):
+    if message.type.name == "RECORD":
+        pipeline.inbox.put_nowait(("record", message.record, 10))
+    else:
+        pipeline.inbox.put_nowait(("state", message, 0))
+
+
+def test_state_emitted_only_after_commit(tmp_path):
+    async def scenario():
+        log = []
+        enricher = GatedEnricher()
+        p = plan(tmp_path)
+        pipeline = Pipeline([p], {p.key: enricher}, RecordingSink(log), None, lambda m: log.append(("state", m.state.stream.stream_state.position)),
+                            cache_enabled=False)
+        task = start(pipeline)
+        for message in [record(review(1)), record(review(2)), state({"position": 2}), record(review(3)), state({"position": 3})]:
+            put(pipeline, message)
+        enricher.gate(2).set()
+        await asyncio.sleep(0.2)
+        assert not any(e[0] == "state" for e in log), "no STATE may leave while record 1 is not committed"
+        enricher.gate(1).set()
+        await until(lambda: ("state", 2) in log)
+        assert log.index(("commit", [1, 2])) < log.index(("state", 2)), "STATE must follow the commit of the records before it"
+        assert ("state", 3) not in log
+        enricher.gate(3).set()
+        pipeline.inbox.put_nowait(("eof", None, 0))
+        await task
+        assert log[-2:] == [("finish",), ("state", 3)] or ("state", 3) in log
+        committed = [i for e in log if e[0] == "commit" for i in e[1]]
+        assert committed == [1, 2, 3], "every record exactly once, in input order"
+        destination_stats = pipeline.counters
+        assert destination_stats.states_out == 2
+
+    asyncio.run(scenario())
+
+
+def test_on_error_fail_commits_what_came_before_and_stops(tmp_path):
+    async def scenario():
+        log = []
+        enricher = GatedEnricher()
+        enricher.fail.add(3)
+        p = plan(tmp_path)
+        pipeline = Pipeline([p], {p.key: enricher}, RecordingSink(log), None, lambda m: log.append(("state", m.state.stream.stream_state.position)),
+                            on_error="fail", cache_enabled=False)
+        task = start(pipeline)
+        for message in [record(review(1)), record(review(2)), state({"position": 2}), record(review(3)), record(review(4)), state({"position": 4})]:
+            put(pipeline, message)
+        for i in (4, 3, 2, 1):
+            enricher.gate(i).set()
+        with pytest.raises(AirbyteTracedException, match="could not be enriched") as caught:
+            await task
+        assert "boom" in caught.value.message
+        committed = [i for e in log if e[0] == "commit" for i in e[1]]
+        assert committed == [1, 2], "records before the failed one are committed, the failed one and later are not"
+        assert ("state", 2) in log and ("state", 4) not in log
+
+    asyncio.run(scenario())
+
+
+def test_on_error_record_writes_the_record_with_its_error(tmp_path):
+    async def scenario():
+        log = []
+        enricher = GatedEnricher()
+        enricher.fail.add(1)
+        p = plan(tmp_path)
+        sink = RecordingSink(log)
+        seen = []
+        sink.commit = lambda batches, entries: seen.extend(i.result for _, rows in batches for i in rows)
+        pipeline = Pipeline([p], {p.key: enricher}, sink, None, lambda m: None, cache_enabled=False)
+        task = start(pipeline)
+        put(pipeline, record(review(1)))
+        enricher.gate(1).set()
+        pipeline.inbox.put_nowait(("eof", None, 0))
+        await task
+        assert len(seen) == 1 and seen[0].error == "HTTP 500: boom" and seen[0].value is None
+        assert pipeline.counters.failed == 1
+
+    asyncio.run(scenario())
+
+
+def test_identical_inputs_in_one_sync_are_sent_once(tmp_path):
+    async def scenario():
+        calls = []
+
+        class Counting(GatedEnricher):
+            def prepare(self, data):
+                return SimpleNamespace(key="same", id=data["id"])
+
+            async def run(self, item):
+                calls.append(item.id)
+                return Result(value="ok", model="m")
+
+        p = plan(tmp_path)
+        pipeline = Pipeline([p], {p.key: Counting()}, RecordingSink([]), None, lambda m: None, cache_enabled=False)
+        task = start(pipeline)
+        for i in range(5):
+            put(pipeline, record(review(i)))
+        pipeline.inbox.put_nowait(("eof", None, 0))
+        await task
+        assert len(calls) == 1, "one request for five identical inputs"
+        assert pipeline.counters.cached == 4
+
+    asyncio.run(scenario())
+
+
+def test_byte_window_blocks_the_reader_until_commit_releases_bytes():
+    window = ByteWindow(100)
+    assert window.acquire(60)
+    acquired = threading.Event()
+    thread = threading.Thread(target=lambda: (window.acquire(60), acquired.set()))
+    thread.start()
+    assert not acquired.wait(0.2), "the reader must wait while the window is full"
+    window.release(60)
+    assert acquired.wait(2), "released bytes must let the reader continue"
+    thread.join()
+    window.release(60)
+    assert window.acquire(1000), "a record larger than the window passes alone once the window has drained"

@@ -1,0 +1,118 @@
+"""DuckDB and JSONL sinks: typed columns, overwrite swap, append_dedup upserts."""
+
+import json
+
+import duckdb
+import numpy as np
+import pytest
+
+from destination_mistral.config import DestinationConfig, OutputSettings, parse_config
+from destination_mistral.results import Result
+from destination_mistral.schema import plan_stream
+from destination_mistral.sinks import WriteItem, open_sink
+from destination_mistral.testing import configured_stream, review
+
+
+def config_for(tmp_path, kind="duckdb", enrichment=None) -> DestinationConfig:
+    output = {"type": "duckdb", "path": str(tmp_path / "out.duckdb")} if kind == "duckdb" else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    return parse_config({"api_key": "k-123456", "base_url": "http://127.0.0.1:9", "output": output,
+                         "enrichment": enrichment or {"mode": "chat", "prompt_template": "{{ review }}"}})
+
+
+def items(rows, answer="ok"):
+    return [WriteItem(seq=i, record=r, emitted_at=1_700_000_000_000, raw_id=f"raw-{i}",
+                      result=Result(value=answer if not callable(answer) else answer(r), model="m", prompt_tokens=3, completion_tokens=2))
+            for i, r in enumerate(rows)]
+
+
+def sync(config, mode, batches, finish=True, sync_id=None):
+    plan = plan_stream(configured_stream(mode=mode, sync_id=sync_id), config)
+    sink = open_sink(config.output, cache_enabled=True)
+    try:
+        sink.start([plan])
+        for rows in batches:
+            sink.commit([(plan, items(rows))], [])
+        if finish:
+            sink.finish()
+    finally:
+        sink.close()
+
+
+def table(tmp_path, query="SELECT id, review, _mistral_answer FROM reviews ORDER BY id"):
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
+
+
+def test_columns_are_typed_from_the_stream_schema(tmp_path):
+    config = config_for(tmp_path)
+    sync(config, "append", [[review(1)]])
+    types = dict(table(tmp_path, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'reviews'"))
+    assert types["id"] == "BIGINT" and types["rating"] == "BIGINT" and types["review"] == "VARCHAR"
+    assert types["tags"] == "JSON", "nested values are stored as JSON"
+    assert types["reviewed_at"] == "TIMESTAMP WITH TIME ZONE"
+    for meta in ("_airbyte_raw_id", "_airbyte_extracted_at", "_mistral_answer", "_mistral_model", "_mistral_prompt_tokens",
+                 "_mistral_completion_tokens", "_mistral_cached", "_mistral_error"):
+        assert meta in types, f"missing column {meta}"
+
+
+def test_overwrite_keeps_previous_data_on_failure(tmp_path):
+    config = config_for(tmp_path)
+    sync(config, "overwrite", [[review(1), review(2)]])
+    assert [r[0] for r in table(tmp_path)] == [1, 2]
+    sync(config, "overwrite", [[review(3)]], finish=False)  # the sync dies before its end
+    assert [r[0] for r in table(tmp_path)] == [1, 2], "a failed overwrite must leave the previous data in place"
+    sync(config, "overwrite", [[review(4)]])
+    assert [r[0] for r in table(tmp_path)] == [4], "a successful overwrite replaces the table"
+
+
+def test_overwrite_resumed_with_same_sync_id_keeps_staged_rows(tmp_path):
+    config = config_for(tmp_path)
+    sync(config, "overwrite", [[review(1)]], finish=False, sync_id=42)
+    sync(config, "overwrite", [[review(2)]], sync_id=42)
+    assert [r[0] for r in table(tmp_path)] == [1, 2], "an attempt of the same sync resumes its staging table"
+
+
+def test_append_dedup_upserts_by_primary_key(tmp_path):
+    config = config_for(tmp_path)
+    sync(config, "append_dedup", [[review(1, "a"), review(2, "b")], [review(2, "c"), review(3, "d"), review(3, "e")]])
+    assert [(r[0], r[1]) for r in table(tmp_path)] == [(1, "a"), (2, "c"), (3, "e")], "the last record per key wins"
+    sync(config, "append_dedup", [[review(1, "z")]])
+    assert [(r[0], r[1]) for r in table(tmp_path)] == [(1, "z"), (2, "c"), (3, "e")]
+
+
+def test_append_dedup_without_primary_key_is_a_config_error(tmp_path):
+    from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+    with pytest.raises(AirbyteTracedException, match="no primary key"):
+        plan_stream(configured_stream(mode="append_dedup", primary_key=None), config_for(tmp_path))
+
+
+def test_embeddings_are_fixed_size_arrays_usable_by_cosine_similarity(tmp_path):
+    config = config_for(tmp_path, enrichment={"mode": "embeddings", "fields": ["review"]})
+    plan = plan_stream(configured_stream(mode="append"), config)
+    sink = open_sink(config.output, cache_enabled=False)
+    vectors = [np.eye(1024, dtype=np.float32)[i] for i in range(2)]
+    rows = [WriteItem(seq=i, record=review(i), emitted_at=0, raw_id=str(i), result=Result(value=vectors[i], model="mistral-embed"))
+            for i in range(2)]
+    sink.start([plan])
+    sink.commit([(plan, rows)], [])
+    sink.close()
+    result = table(tmp_path, "SELECT typeof(_mistral_embedding), array_cosine_similarity(_mistral_embedding, "
+                             "(SELECT _mistral_embedding FROM reviews WHERE id = 0)) FROM reviews ORDER BY id")
+    assert result[0][0] == "FLOAT[1024]"
+    assert [round(r[1], 3) for r in result] == [1.0, 0.0]
+
+
+def test_jsonl_overwrite_and_dedup(tmp_path):
+    config = config_for(tmp_path, kind="jsonl")
+    path = tmp_path / "jsonl" / "reviews.jsonl"
+    sync(config, "overwrite", [[review(1), review(2)]])
+    sync(config, "overwrite", [[review(3)]], finish=False)
+    assert [json.loads(l)["id"] for l in path.read_text().splitlines()] == [1, 2], "failed overwrite keeps the old file"
+    sync(config, "append_dedup", [[review(2, "new"), review(5)]])
+    lines = [json.loads(l) for l in path.read_text().splitlines()]
+    assert [(l["id"], l["review"]) for l in lines] == [(1, lines[0]["review"]), (2, "new"), (5, lines[2]["review"])]
+    assert lines[1]["_mistral_answer"] == "ok" and lines[1]["_airbyte_raw_id"]
