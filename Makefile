@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench loadcheck install clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 ## Source read benchmark: records/s and peak RSS against a plain page-by-page HTTP loop.
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_source.py
+
+## Emulator load check: requests/s it serves to 64 concurrent clients.
+loadcheck: $(STAMP)
+	$(BIN)/python -m mistral_emulator.loadcheck
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -31,7 +31,7 @@ setup(
     package_data={
         "source_mistral": ["manifest.yaml", "spec_fields.yaml", "schemas/*.json"],
         "destination_mistral": ["*.yaml", "*.json"],
-        "mistral_emulator": ["data/*"],
+        "mistral_emulator": ["NOTES.md"],
     },
     cmdclass={"build_py": BuildWithCredentialSpec},
     install_requires=[
@@ -42,6 +42,7 @@ setup(
         "jinja2>=3.1",
         "aiohttp>=3.9",
         "orjson>=3.9",
+        "numpy>=1.26",
         "duckdb>=1.1",
         "mistral-common>=1.5",
     ],

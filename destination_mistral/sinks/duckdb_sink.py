@@ -47,6 +47,9 @@ def connect(path: Path):
     except (OSError, duckdb.Error) as error:
         raise config_error(f"`output.path` {str(path)!r} cannot be written: {str(error).splitlines()[0]}") from None
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB's buffer pool defaults to 80% of RAM; the destination shares its machine with the
+    # source, and pages it evicts are re-read from the file when needed.
+    con.execute("SET memory_limit = '256MB'")
     return con
 
 
