@@ -45,6 +45,7 @@ setup(
         "numpy>=1.26",
         "duckdb>=1.1",
         "mistral-common>=1.5",
+        "sentencepiece>=0.2",
     ],
     extras_require={
         "tests": [

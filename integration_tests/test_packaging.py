@@ -58,7 +58,7 @@ def test_installed_wheel_carries_spec_manifest_and_schemas(installed_venv: Path,
     config.write_text(json.dumps({"api_key": "k", "base_url": "http://127.0.0.1:9"}))
     catalog = next(m for m in _run(installed_venv, "source_mistral.run", "discover", "--config", str(config), cwd=tmp_path) if m["type"] == "CATALOG")
     names = {s["name"] for s in catalog["catalog"]["streams"]}
-    assert names == {"models", "files", "batch_jobs", "fine_tuning_jobs", "agents"}
+    assert names == {"models", "files", "batch_jobs", "fine_tuning_jobs", "agents", "batch_job_results"}
     files = next(s for s in catalog["catalog"]["streams"] if s["name"] == "files")
     assert "created_at" in files["json_schema"]["properties"], "stream schemas must be packaged"
 

@@ -15,7 +15,7 @@ from airbyte_cdk.test.entrypoint_wrapper import read
 
 from source_mistral.source import SourceMistral
 
-STREAMS = ("models", "files", "batch_jobs", "fine_tuning_jobs", "agents")
+STREAMS = ("models", "files", "batch_jobs", "fine_tuning_jobs", "agents", "batch_job_results")
 
 
 def _config(emulator, **extra):
@@ -159,3 +159,26 @@ def test_rate_limits_and_server_faults_lose_no_records(fresh_emulator):
     assert sorted(_ids(output, "files")) == sorted(expected), "every file exactly once despite faults"
     statuses = fresh_emulator.stats()["routes"].get("GET /v1/files", {})
     assert any(code in statuses for code in ("429", "500")), f"faults were injected: {statuses}"
+
+
+def test_batch_job_results_reads_output_and_error_lines_keyed_by_job_and_custom_id(fresh_emulator):
+    file_id = _upload(fresh_emulator, "in.jsonl", [{"custom_id": f"r{i}", "body": {"input": f"text {i}"}} for i in range(3)]
+                      + [{"custom_id": "empty", "body": {"input": ""}}])
+    job = requests.post(
+        f"{fresh_emulator.base_url}/v1/batch/jobs", headers={"Authorization": f"Bearer {fresh_emulator.api_key}"},
+        json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"}, timeout=10,
+    ).json()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        job = requests.get(f"{fresh_emulator.base_url}/v1/batch/jobs/{job['id']}", headers={"Authorization": f"Bearer {fresh_emulator.api_key}"}, timeout=10).json()
+        if job["status"] == "SUCCESS":
+            break
+        time.sleep(0.1)
+    output = _read(_config(fresh_emulator), _catalog("batch_job_results"))
+    assert not output.errors, output.get_formatted_error_message()
+    mine = {r.record.data["custom_id"]: r.record.data for r in output.records if r.record.data["job_id"] == job["id"]}
+    assert set(mine) == {"r0", "r1", "r2", "empty"}, sorted(mine)
+    assert all(mine[f"r{i}"]["file_kind"] == "output" and mine[f"r{i}"]["response"]["status_code"] == 200 for i in range(3))
+    assert mine["empty"]["file_kind"] == "error" and mine["empty"]["error"], mine["empty"]
+    keys = [(r.record.data["job_id"], r.record.data["custom_id"]) for r in output.records]
+    assert len(keys) == len(set(keys)), "one record per (job_id, custom_id)"

@@ -88,8 +88,11 @@ class SeededContent:
             return (head + filler)[: self.size]
         t = self.template()
         lines = []
+        # A request ends in either the output or the error file of its job, never both: error lines
+        # take custom_ids from another range (of the same width, so line lengths stay fixed).
+        offset = 5_000_000 if self.kind == "batch_error" else 0
         for i in range(self.num_lines):
-            cid = f"{i:07d}"
+            cid = f"{i + offset:07d}"
             lines.append(t.replace("%s", cid) + "\n")
         return "".join(lines).encode()
 
