@@ -50,6 +50,16 @@ def _upload(emulator, name: str, lines: list[dict]) -> str:
     return response.json()["id"]
 
 
+def _wait_until_finished(emulator, job_id: str) -> None:
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        job = requests.get(f"{emulator.base_url}/v1/batch/jobs/{job_id}", headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10).json()
+        if job["status"] == "SUCCESS":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"batch job {job_id} did not finish: {job['status']}")
+
+
 def _api_ids(emulator, path: str) -> set[str]:
     """What a careful client sees: every page until `total`, straight from the API."""
     ids, page = set(), 0
@@ -109,12 +119,7 @@ def test_incremental_batch_job_read_while_running_is_read_again_when_finished(fr
     first = _read(config, catalog)
     seen = {r.record.data["id"]: r.record.data["status"] for r in first.records}
     assert seen[created["id"]] in ("QUEUED", "RUNNING"), seen[created["id"]]
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        job = requests.get(f"{fresh_emulator.base_url}/v1/batch/jobs/{created['id']}", headers={"Authorization": f"Bearer {fresh_emulator.api_key}"}, timeout=10).json()
-        if job["status"] == "SUCCESS":
-            break
-        time.sleep(0.2)
+    _wait_until_finished(fresh_emulator, created["id"])
     second = _read(config, catalog, [first.state_messages[-1].state])
     again = {r.record.data["id"]: r.record.data["status"] for r in second.records}
     assert again.get(created["id"]) == "SUCCESS", "the finished job must come again with its final status"
@@ -168,12 +173,7 @@ def test_batch_job_results_reads_output_and_error_lines_keyed_by_job_and_custom_
         f"{fresh_emulator.base_url}/v1/batch/jobs", headers={"Authorization": f"Bearer {fresh_emulator.api_key}"},
         json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"}, timeout=10,
     ).json()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        job = requests.get(f"{fresh_emulator.base_url}/v1/batch/jobs/{job['id']}", headers={"Authorization": f"Bearer {fresh_emulator.api_key}"}, timeout=10).json()
-        if job["status"] == "SUCCESS":
-            break
-        time.sleep(0.1)
+    _wait_until_finished(fresh_emulator, job["id"])
     output = _read(_config(fresh_emulator), _catalog("batch_job_results"))
     assert not output.errors, output.get_formatted_error_message()
     mine = {r.record.data["custom_id"]: r.record.data for r in output.records if r.record.data["job_id"] == job["id"]}
