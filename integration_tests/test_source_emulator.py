@@ -182,3 +182,11 @@ def test_batch_job_results_reads_output_and_error_lines_keyed_by_job_and_custom_
     assert mine["empty"]["file_kind"] == "error" and mine["empty"]["error"], mine["empty"]
     keys = [(r.record.data["job_id"], r.record.data["custom_id"]) for r in output.records]
     assert len(keys) == len(set(keys)), "one record per (job_id, custom_id)"
+
+
+def test_read_emits_row_estimates_for_streams_whose_api_reports_a_total(emulator):
+    output = _read(_config(emulator), _catalog("files", "batch_jobs", "models"))
+    estimates = {m.trace.estimate.name: m.trace.estimate.row_estimate for m in output.trace_messages if m.trace.estimate}
+    assert estimates == {"files": len(_api_ids(emulator, "files")), "batch_jobs": len(_api_ids(emulator, "batch/jobs"))}, estimates
+    statuses = [s.name for s in output.get_stream_statuses("files")]
+    assert statuses[0] == "STARTED" and statuses[-1] == "COMPLETE", statuses

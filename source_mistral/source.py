@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable, List, Mapping, Optional
+from typing import Any, Iterable, Iterator, List, Mapping, Optional
 
 import yaml
 
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
+    AirbyteMessage,
     AirbyteStateMessage,
     ConfiguredAirbyteCatalog,
     ConnectorSpecification,
@@ -24,6 +25,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import normalize_config
 from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
+from source_mistral.estimates import estimate_messages
 
 DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/sources/mistral"
 
@@ -65,6 +67,16 @@ class SourceMistral(YamlDeclarativeSource):
         if wanted not in names:
             return AirbyteConnectionStatus(status=Status.FAILED, message=unknown_model_message(wanted, names))
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+
+    def read(
+        self,
+        logger: logging.Logger,
+        config: Mapping[str, Any],
+        catalog: ConfiguredAirbyteCatalog,
+        state: Optional[List[AirbyteStateMessage]] = None,
+    ) -> Iterator[AirbyteMessage]:
+        yield from estimate_messages(self._config, [s.stream.name for s in catalog.streams])
+        yield from super().read(logger, config, catalog, state)
 
     def _read_stream(self, name: str) -> Iterable[Mapping[str, Any]]:
         stream = next(s for s in self.streams(self._config) if s.name == name)

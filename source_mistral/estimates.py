@@ -1,0 +1,56 @@
+"""Row estimates for the progress bar of the platform: /v1/files, /v1/batch/jobs and
+/v1/fine_tuning/jobs report a `total`. The manifest has no way to emit estimate traces, so one
+one-record request per stream asks for it before the sync starts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterable, Iterator, Mapping
+
+import requests
+
+from airbyte_cdk.models import AirbyteEstimateTraceMessage, AirbyteMessage, AirbyteTraceMessage, EstimateType, TraceType, Type
+
+from mistral_connection import MistralConnection
+
+# stream name -> list endpoint that answers with `total`
+TOTAL_ENDPOINTS = {"files": "files", "batch_jobs": "batch/jobs", "fine_tuning_jobs": "fine_tuning/jobs"}
+
+logger = logging.getLogger("airbyte")
+
+
+def _total(session: requests.Session, connection: MistralConnection, path: str) -> int | None:
+    response = session.get(
+        connection.url(path), params={"page": 0, "page_size": 1, **connection.auth_params()},
+        headers=connection.auth_headers(), timeout=30, allow_redirects=False,
+    )
+    if response.status_code != 200:
+        return None
+    total = response.json().get("total")
+    return total if isinstance(total, int) else None
+
+
+def estimate_messages(config: Mapping[str, Any], stream_names: Iterable[str]) -> Iterator[AirbyteMessage]:
+    """An estimate is a courtesy: any failure here is left to the sync itself to report."""
+    connection = MistralConnection.from_config(config)
+    with requests.Session() as session:
+        for name in stream_names:
+            path = TOTAL_ENDPOINTS.get(name)
+            if path is None:
+                continue
+            try:
+                total = _total(session, connection, path)
+            except (requests.RequestException, ValueError):
+                total = None
+            if total is None:
+                logger.debug("No row estimate for stream %s", name)
+                continue
+            yield AirbyteMessage(
+                type=Type.TRACE,
+                trace=AirbyteTraceMessage(
+                    type=TraceType.ESTIMATE,
+                    emitted_at=time.time() * 1000,
+                    estimate=AirbyteEstimateTraceMessage(name=name, type=EstimateType.STREAM, row_estimate=total),
+                ),
+            )
