@@ -61,3 +61,9 @@ def agent(index: int, updated_at: str) -> dict[str, Any]:
 
 def catalog(stream: str, mode: SyncMode = SyncMode.full_refresh) -> ConfiguredAirbyteCatalog:
     return CatalogBuilder().with_stream(stream, mode).build()
+
+
+def mock_estimate(http_mocker, path: str, total: int | None) -> None:
+    """The one-record request the source sends before a sync to learn a stream's `total`."""
+    body = {"data": [], "object": "list", "total": total} if total is not None else {"detail": "Not Found"}
+    http_mocker.get(request(path, page=0, page_size=1), json_response(body, 200 if total is not None else 404))

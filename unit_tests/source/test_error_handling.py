@@ -8,7 +8,7 @@ from airbyte_cdk.test.entrypoint_wrapper import read
 from airbyte_cdk.test.mock_http import HttpMocker
 
 from source_mistral.source import SourceMistral
-from unit_tests.source.mistral_responses import CONFIG, KEY, catalog, json_response, model_card, request
+from unit_tests.source.mistral_responses import CONFIG, KEY, catalog, json_response, mock_estimate, model_card, request
 
 
 def _models_body():
@@ -50,6 +50,7 @@ class ErrorHandlingTest(TestCase):
 
     @HttpMocker()
     def test_error_handling_removed_fine_tuning_endpoint_is_skipped_with_a_warning(self, http_mocker: HttpMocker) -> None:
+        mock_estimate(http_mocker, "fine_tuning/jobs", None)
         http_mocker.get(request("fine_tuning/jobs", page=0, page_size=100), json_response({"detail": "Not Found"}, 404))
         output = read(SourceMistral(config=CONFIG), CONFIG, catalog("fine_tuning_jobs"))
         assert not output.errors, "a 404 for fine-tuning jobs must not fail the sync"

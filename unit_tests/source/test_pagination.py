@@ -6,7 +6,7 @@ from airbyte_cdk.test.entrypoint_wrapper import read
 from airbyte_cdk.test.mock_http import HttpMocker
 
 from source_mistral.source import SourceMistral
-from unit_tests.source.mistral_responses import CONFIG, agent, batch_job, catalog, file_item, files_page, json_response, request
+from unit_tests.source.mistral_responses import CONFIG, agent, batch_job, catalog, file_item, files_page, json_response, mock_estimate, request
 
 
 def _source(config=CONFIG):
@@ -19,6 +19,7 @@ class PaginationTest(TestCase):
         http = http_mocker
         config = {**CONFIG, "page_size": 2}
         items = [file_item(i, 1_700_000_000 - i) for i in range(5)]
+        mock_estimate(http, "files", 5)
         for page in range(3):
             http.get(
                 request("files", include_total="true", page=page, page_size=2),
@@ -33,6 +34,7 @@ class PaginationTest(TestCase):
         http = http_mocker
         config = {**CONFIG, "page_size": 3}
         jobs = [batch_job(i, 1_700_000_000 + i) for i in range(3)]
+        mock_estimate(http, "batch/jobs", 4)
         http.get(
             request("batch/jobs", order_by="created", page=0, page_size=3, created_after="1970-01-01T00:00:00Z"),
             json_response({"data": jobs, "object": "list", "total": 4}),
