@@ -12,11 +12,13 @@ from .tokens import words
 
 POSITIVE_WORDS = frozenset(
     "good great excellent love loved lovely amazing awesome happy best fantastic wonderful perfect like liked "
-    "enjoy enjoyed recommend nice pleased delighted superb brilliant fast helpful glad".split()
+    "enjoy enjoyed recommend nice pleased delighted superb brilliant helpful glad outstanding bright sharp "
+    "readable comfortable solid reliable crisp clear smooth quick sturdy impressive".split()
 )
 NEGATIVE_WORDS = frozenset(
     "bad terrible awful hate hated worst poor horrible disappointing disappointed broken slow angry sad "
-    "useless refund problem problems issue issues fail failed failure never rude late dirty".split()
+    "useless refund problem problems issue issues fail failed failure never rude late dirty drains drain "
+    "barely crushed damaged thin tinny cracked noisy dim flimsy weak overheats missing lost".split()
 )
 
 _TEXTUAL_KEYS = ("summary", "description", "text", "explanation", "reason", "answer", "content", "comment",
@@ -25,7 +27,15 @@ _FILLER = "the quick answer covers the main point of the request in a few plain 
 _MAX_DEPTH = 12
 
 
+_RATING = re.compile(r"\b([0-5])\s*/\s*5\b")
+
+
 def sentiment(text: str) -> str:
+    # A star rating in the prompt ("rated 2/5") is the strongest signal a reader would use too.
+    rating = _RATING.search(text)
+    if rating:
+        stars = int(rating.group(1))
+        return "positive" if stars >= 4 else "negative" if stars <= 2 else "neutral"
     tokens = words(text)
     score = sum(t in POSITIVE_WORDS for t in tokens) - sum(t in NEGATIVE_WORDS for t in tokens)
     return "positive" if score > 0 else "negative" if score < 0 else "neutral"
@@ -158,6 +168,11 @@ class _Generator:
             count = min(count, hi)
         count = max(count, lo)
         out = [self.value(prefix[i], key, depth + 1) for i in range(min(count, len(prefix)))]
+        labels = self._mentioned_labels(self.resolve(items)) if not prefix else []
+        if labels:
+            # A list of labels (topics, tags) names those the text mentions, each once.
+            out = labels[: hi if hi is not None else len(labels)]
+            count = max(lo, len(out))
         unique = schema.get("uniqueItems", False)
         attempts = 0
         while len(out) < count and attempts < count * 20 + 20:
@@ -169,6 +184,13 @@ class _Generator:
                     continue
             out.append(item)
         return out
+
+    def _mentioned_labels(self, items: Any) -> list[str]:
+        enum = items.get("enum") if isinstance(items, dict) else None
+        if not enum or not all(isinstance(v, str) for v in enum):
+            return []
+        mentioned = set(words(self.text))
+        return [v for v in enum if v.lower() in mentioned or v.lower().rstrip("s") in mentioned]
 
     def _vary(self, item: Any, n: int) -> Any:
         if isinstance(item, str):

@@ -13,6 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from destination_mistral.demo import run_demo  # noqa: E402
 from mistral_emulator import EmulatorProcess, EmulatorSettings  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -91,10 +92,6 @@ def main() -> None:
     settings = EmulatorSettings(files=230, batch_jobs=120, agents=25, fine_tuning_jobs=12)
     with EmulatorProcess(api_key=API_KEY, settings=settings) as emulator:
         sync_source(emulator.base_url)
-        try:
-            from destination_mistral.demo import run_demo
-        except ImportError:
-            return
         print()
         run_demo(emulator.base_url, API_KEY, WORK)
 
