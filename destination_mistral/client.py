@@ -109,24 +109,38 @@ def _float_header(headers: Mapping[str, str], name: str) -> float | None:
 
 
 class RatePacer:
-    """Spaces request starts. Without a cap it does nothing until the server pushes back; a 429
-    sets the pace to a fraction of the rate actually achieved, which then creeps up again while
-    requests succeed (additive increase, multiplicative decrease)."""
+    """Spaces request starts at the account's pace.
+
+    The pace comes from, in order: the configured cap; the limit the server announces in
+    `x-ratelimit-limit-req-minute` (learned from the first response, so a sync paces itself without
+    being told its tier); and, when the server says nothing but 429s, a fraction of the rate actually
+    achieved, which creeps back up while requests succeed (additive increase, multiplicative
+    decrease). A 429 never pauses the other requests: the refused one waits its own Retry-After
+    (see MistralClient.request), and only the pace changes."""
+
+    # One multiplicative cut per this many seconds: 64 requests refused together are one signal,
+    # not 64 (which would take the pace from 100/s to 0.2/s at once).
+    CUT_INTERVAL = 1.0
 
     def __init__(self, cap_rps: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.cap = cap_rps
         self.rate: float | None = cap_rps
+        self.learned: float | None = None  # requests/s announced by the server
         self._clock = clock
         self._next_slot = 0.0
-        self._paused_until = 0.0
+        self._last_cut = float("-inf")
         self._starts: collections.deque[float] = collections.deque(maxlen=4096)
+
+    def _ceiling(self) -> float | None:
+        limits = [r for r in (self.cap, self.learned) if r]
+        return min(limits) if limits else None
 
     def delay(self) -> float:
         """Reserve the next start slot and return how long to wait for it."""
         now = self._clock()
-        start = max(now, self._paused_until)
+        start = now
         if self.rate:
-            start = max(start, self._next_slot)
+            start = max(now, self._next_slot)
             self._next_slot = start + 1.0 / self.rate
         self._starts.append(start)
         return start - now
@@ -142,24 +156,37 @@ class RatePacer:
         return recent / window
 
     def on_throttled(self, retry_after: float | None) -> None:
+        now = self._clock()
+        if now - self._last_cut < self.CUT_INTERVAL:
+            return
+        self._last_cut = now
+        ceiling = self._ceiling()
+        if self.learned and self.rate and self.rate >= self.learned:
+            # Refused at the announced pace: the server's window is tighter than its header says
+            # (or another client shares the key); step just below it.
+            self.rate = max(0.2, self.learned * 0.9)
+            return
         current = self.rate or self.observed_rate() or 1.0
         self.rate = max(0.2, current * 0.7)
-        if self.cap:
-            self.rate = min(self.rate, self.cap)
-        if retry_after:
-            self._paused_until = max(self._paused_until, self._clock() + retry_after)
+        if ceiling:
+            self.rate = min(self.rate, ceiling)
+
+    def on_headers(self, headers: Mapping[str, str]) -> None:
+        limit = _float_header(headers, "x-ratelimit-limit-req-minute")
+        if limit and limit > 0:
+            learned = limit / 60.0
+            if learned != self.learned:
+                self.learned = learned
+                ceiling = self._ceiling()
+                self.rate = min(self.rate, ceiling) if self.rate else ceiling
 
     def on_success(self, headers: Mapping[str, str]) -> None:
-        remaining = _float_header(headers, "x-ratelimit-remaining-req-minute")
-        limit = _float_header(headers, "x-ratelimit-limit-req-minute")
-        if remaining is not None and limit and remaining < 0.1 * limit:
-            # Close to the per-minute budget: spread what is left rather than hit the wall.
-            target = max(0.2, limit / 60.0)
-            self.rate = min(self.rate, target) if self.rate else target
-            return
-        if self.rate and (self.cap is None or self.rate < self.cap):
-            grown = self.rate * 1.02 + 0.05
-            self.rate = min(grown, self.cap) if self.cap else grown
+        self.on_headers(headers)
+        if self.rate:
+            ceiling = self._ceiling()
+            if ceiling is None or self.rate < ceiling:
+                grown = self.rate * 1.02 + 0.05
+                self.rate = min(grown, ceiling) if ceiling else grown
 
 
 @dataclass
@@ -181,6 +208,11 @@ class MistralClient:
         self._session = None
         self._semaphore = asyncio.Semaphore(limits.max_concurrent_requests)
         self._consecutive_failures = 0
+        # Until the first answer arrives, one request goes alone: its headers may announce the
+        # account's limit, and a first burst of max_concurrent_requests would otherwise meet a
+        # wall of 429s. Costs one round trip per sync.
+        self._probed: asyncio.Event | None = None
+        self._probing = False
 
     async def __aenter__(self) -> "MistralClient":
         return self
@@ -233,17 +265,21 @@ class MistralClient:
             status: int | None
             headers: Mapping[str, str] = {}
             raw = b""
-            async with self._semaphore:
-                # Paced inside the semaphore: waiting requests do not book far-future slots that a
-                # later change of pace could not take back.
-                wait = self.pacer.delay()
-                if wait > 0:
-                    await self._sleep(wait)
-                self.stats.requests += 1
-                try:
-                    status, headers, raw = await self._send(method, url, body)
-                except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError) as error:
-                    status, failure = None, ("timeout" if isinstance(error, asyncio.TimeoutError) else type(error).__name__)
+            await self._wait_for_probe()
+            try:
+                async with self._semaphore:
+                    # Paced inside the semaphore: waiting requests do not book far-future slots that a
+                    # later change of pace could not take back.
+                    wait = self.pacer.delay()
+                    if wait > 0:
+                        await self._sleep(wait)
+                    self.stats.requests += 1
+                    try:
+                        status, headers, raw = await self._send(method, url, body)
+                    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError) as error:
+                        status, failure = None, ("timeout" if isinstance(error, asyncio.TimeoutError) else type(error).__name__)
+            finally:
+                self._end_probe()
             if status is not None and 200 <= status < 300:
                 self.pacer.on_success(headers)
                 self._consecutive_failures = 0
@@ -262,6 +298,7 @@ class MistralClient:
             retry_after = retry_after_seconds(headers) if status is not None else None
             if status == 429:
                 self.stats.throttled += 1
+                self.pacer.on_headers(headers)
                 self.pacer.on_throttled(retry_after)
             retryable = status is None or status in RETRYABLE_STATUSES
             if not retryable:
@@ -281,10 +318,21 @@ class MistralClient:
             attempt += 1
             waited += delay
             self.stats.retries += 1
-            if status == 429 and retry_after is not None:
-                # The pacer now holds every request, this one included, until Retry-After has passed.
-                continue
+            # Only this request waits; the others keep their paced slots.
             await self._sleep(delay)
+
+    async def _wait_for_probe(self) -> None:
+        if self._probed is None:
+            self._probed = asyncio.Event()
+            self._probing = True
+            return
+        if not self._probed.is_set():
+            await self._probed.wait()
+
+    def _end_probe(self) -> None:
+        if self._probing:
+            self._probing = False
+            self._probed.set()
 
     @staticmethod
     def _backoff(attempt: int) -> float:

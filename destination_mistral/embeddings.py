@@ -38,6 +38,9 @@ class EmbeddingEnricher:
         self._template = compile_template(settings.template, "template") if settings.template else None
         self._params = {"output_dimension": settings.output_dimension} if settings.output_dimension else {}
         self._batcher: Batcher | None = None
+        # Server tokens per token of ours, the highest seen in `usage`: once known, batches fill to
+        # just under the server's limit instead of keeping the blind margin.
+        self._token_ratio: float | None = None
 
     @property
     def dimension(self) -> int | None:
@@ -83,6 +86,9 @@ class EmbeddingEnricher:
             response = await self.client.post("embeddings", self.request_body(items))
         except ApiError as error:
             if is_batch_too_large(error.status, error.message):
+                if self._batcher is not None and len(items) > 1:
+                    # The server counts more than we thought: later batches start smaller.
+                    self._batcher.max_tokens = max(1, min(self._batcher.max_tokens, int(sum(i.tokens for i in items) * 0.9)))
                 if len(items) > 1:
                     half = len(items) // 2
                     first, second = await asyncio.gather(self._send(items[:half]), self._send(items[half:]))
@@ -90,6 +96,15 @@ class EmbeddingEnricher:
                 return [failed(f"{error.message} (the input alone is too long for the model)")]
             return [failed(error.message)] * len(items)
         return self.parse(response, items)
+
+    def _calibrate(self, ratio: float) -> None:
+        if self._token_ratio is not None and ratio <= self._token_ratio:
+            return
+        self._token_ratio = ratio
+        if self._batcher is not None:
+            budget = int(batching.MAX_TOKENS_PER_REQUEST * batching.CALIBRATED_MARGIN / max(ratio, 0.5))
+            # Never above the blind budget's upper bound by more than the limit itself allows.
+            self._batcher.max_tokens = min(budget, batching.MAX_TOKENS_PER_REQUEST)
 
     def parse(self, response: Any, items: list[EmbeddingInput]) -> list[Result]:
         data = response.get("data") if isinstance(response, Mapping) else None
@@ -99,6 +114,8 @@ class EmbeddingEnricher:
         model = response.get("model") or self.model
         total = usage.get("prompt_tokens")
         ours = sum(i.tokens for i in items) or 1
+        if isinstance(total, int) and total > 0:
+            self._calibrate(total / ours)
         ordered = sorted(data, key=lambda d: d.get("index", 0))
         results = []
         for item, entry in zip(items, ordered):

@@ -52,6 +52,7 @@ PROGRESS_INTERVAL_SECONDS = 10.0
 DICT_OVERHEAD_FACTOR = 3
 ITEM_OVERHEAD_BYTES = 600
 CHUNK = 1000
+FEED_CHUNK = 64
 
 
 class ByteWindow:
@@ -62,6 +63,14 @@ class ByteWindow:
         self.used = 0
         self._cond = threading.Condition()
         self._closed = False
+
+    def try_acquire(self, amount: int) -> bool:
+        """Takes the bytes if they fit now (or the window is closed: the caller then stops)."""
+        with self._cond:
+            if self._closed or (self.used > 0 and self.used + amount > self.capacity):
+                return False
+            self.used += amount
+            return True
 
     def acquire(self, amount: int) -> bool:
         with self._cond:
@@ -164,22 +173,46 @@ class Pipeline:
         """Runs in the reader thread: hands messages to the loop, pausing while the window is full."""
         put = self.inbox.put_nowait
         call = self.loop.call_soon_threadsafe
+        window = self.window
+        # Messages travel to the loop in chunks: one wake-up of the loop per message costs a
+        # syscall and a loop iteration each, a visible share of the CPU at thousands of records/s.
+        chunk: list[tuple] = []
+
+        def put_all(items: list[tuple]) -> None:
+            for item in items:
+                put(item)
+
+        def send() -> None:
+            nonlocal chunk
+            if chunk:
+                call(put_all, chunk)
+                chunk = []
+
         try:
             for message in messages:
                 if message.type == Type.RECORD:
                     record = message.record
                     key = (record.namespace or None, record.stream)
                     cost = self.cost_of(key, record.data)
-                    if not self.window.acquire(cost):
-                        break
-                    call(put, ("record", record, cost))
+                    if not window.try_acquire(cost):
+                        # Records held here count in the window: hand them over before waiting
+                        # for the committer to free space, or it would wait for them forever.
+                        send()
+                        if not window.acquire(cost):
+                            break
+                    chunk.append(("record", record, cost))
+                    if len(chunk) >= FEED_CHUNK:
+                        send()
                 elif message.type == Type.STATE:
-                    call(put, ("state", message, 0))
+                    chunk.append(("state", message, 0))
+                    send()
                 if self._failure is not None:
                     break
         except BaseException as error:  # a broken input must end the sync, not hang it
+            send()
             call(put, ("error", error, 0))
         finally:
+            send()
             call(put, ("eof", None, 0))
 
     # ---- the loop -------------------------------------------------------------------------------

@@ -1,0 +1,285 @@
+"""The registry metadata, the Dockerfiles and the docs say the same as the connectors' own specs.
+
+A field added to spec.yaml or a connector's spec_fields.yaml must be documented in that connector's
+configuration reference, with its default; a version bump must reach metadata, image labels and the
+changelog together. No sockets: specs come from the connector classes, streams from the manifest."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from airbyte_cdk.models import ConnectorSpecificationSerializer
+from airbyte_cdk.models.connector_metadata import MetadataFile
+
+REPO = Path(__file__).resolve().parents[1]
+CONNECTORS = {
+    "source-mistral": REPO / "docs" / "integrations" / "sources" / "mistral.md",
+    "destination-mistral": REPO / "docs" / "integrations" / "destinations" / "mistral.md",
+}
+REQUIRED_METADATA = (
+    "definitionId", "dockerRepository", "dockerImageTag", "connectorType", "connectorSubtype",
+    "allowedHosts", "releaseStage", "supportLevel", "tags", "documentationUrl", "license", "icon", "name",
+)
+REQUIRED_DOC_SECTIONS = (
+    "Overview", "Prerequisites", "Setup guide", "Supported sync modes", "Configuration reference",
+    "Limitations and troubleshooting", "Changelog",
+)
+
+
+def _spec(connector: str) -> Mapping[str, Any]:
+    import logging
+
+    if connector == "source-mistral":
+        from source_mistral.source import SourceMistral
+
+        spec = SourceMistral().spec(logging.getLogger("test"))
+    else:
+        from destination_mistral.destination import DestinationMistral
+
+        spec = DestinationMistral().spec(logging.getLogger("test"))
+    return ConnectorSpecificationSerializer.dump(spec)
+
+
+def _metadata(connector: str) -> Mapping[str, Any]:
+    return yaml.safe_load((REPO / "connectors" / connector / "metadata.yaml").read_text(encoding="utf-8"))["data"]
+
+
+def _doc(connector: str) -> str:
+    return CONNECTORS[connector].read_text(encoding="utf-8")
+
+
+def _section(text: str, title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\s*$(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    assert match, f"section '## {title}' missing"
+    return match.group(1)
+
+
+def _property_paths(schema: Mapping[str, Any], prefix: str = "", seen: set[str] | None = None) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every property path of a spec: `a`, `a.b` through objects and oneOf variants, `a[].b` through
+    arrays. A sub-schema met twice (the enrichment modes, shared by YAML anchor with the per-stream
+    overrides) is walked once: the docs describe it once."""
+    seen = set() if seen is None else seen
+    variants = [schema] + list(schema.get("oneOf") or [])
+    for variant in variants:
+        for name, prop in (variant.get("properties") or {}).items():
+            path = f"{prefix}{name}"
+            yield path, prop
+            fingerprint = json.dumps(prop.get("oneOf") or prop.get("properties") or {}, sort_keys=True)
+            if fingerprint != "{}" and fingerprint in seen:
+                continue
+            seen.add(fingerprint)
+            if prop.get("type") == "array" and isinstance(prop.get("items"), Mapping):
+                yield from _property_paths(prop["items"], f"{path}[].", seen)
+            else:
+                yield from _property_paths(prop, f"{path}.", seen)
+
+
+def _reference_rows(doc: str) -> dict[str, str]:
+    rows = {}
+    for line in _section(doc, "Configuration reference").splitlines():
+        match = re.match(r"^\|\s*`([^`]+)`\s*\|", line)
+        if match:
+            rows[match.group(1)] = line
+    return rows
+
+
+def _rendered(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+# ---- metadata -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_metadata_has_every_registry_field_and_parses_with_the_cdk_model(connector):
+    data = _metadata(connector)
+    missing = [key for key in REQUIRED_METADATA if key not in data]
+    assert not missing, f"{connector}/metadata.yaml lacks {missing}"
+    parsed = MetadataFile.from_file(REPO / "connectors" / connector / "metadata.yaml")
+    assert parsed.data.dockerRepository == f"airbyte/{connector}"
+    assert parsed.data.language.value == "python", "tags must carry language:python"
+    assert str(uuid.UUID(data["definitionId"])) == data["definitionId"], "definitionId must be a UUID"
+    assert data["connectorType"] == connector.split("-")[0]
+    assert data["releaseStage"] in ("alpha", "beta", "generally_available", "custom")
+    assert data["supportLevel"] in ("community", "certified", "archived")
+    assert (REPO / "connectors" / connector / data["icon"]).is_file(), f"icon {data['icon']} missing"
+    assert "<svg" in (REPO / "connectors" / connector / data["icon"]).read_text(encoding="utf-8")
+
+
+def test_the_two_connectors_have_distinct_definition_ids():
+    assert _metadata("source-mistral")["definitionId"] != _metadata("destination-mistral")["definitionId"]
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_metadata_documentation_url_is_the_specs(connector):
+    assert _metadata(connector)["documentationUrl"] == _spec(connector)["documentationUrl"], (
+        f"{connector}: metadata.yaml documentationUrl and the spec's documentationUrl differ"
+    )
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_metadata_documentation_url_points_at_its_doc_page(connector):
+    url = urlparse(_metadata(connector)["documentationUrl"])
+    doc = CONNECTORS[connector].relative_to(REPO / "docs").with_suffix("")
+    assert url.path.rstrip("/").endswith(str(doc)), f"{url.geturl()} should end with /{doc}"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_metadata_version_is_the_package_version(connector):
+    assert _metadata(connector)["dockerImageTag"] == importlib_metadata.version("airbyte-mistral")
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_allowed_hosts_cover_the_default_base_url(connector):
+    default = _spec(connector)["connectionSpecification"]["properties"]["base_url"]["default"]
+    assert urlparse(default).hostname in _metadata(connector)["allowedHosts"]["hosts"]
+
+
+# ---- Dockerfiles ----------------------------------------------------------------------------------
+
+
+def _dockerfile(connector: str) -> str:
+    return (REPO / "connectors" / connector / "Dockerfile").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_dockerfile_base_image_is_a_build_arg_defaulting_to_the_metadata_pin(connector):
+    text = _dockerfile(connector)
+    match = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, flags=re.M)
+    assert match, "BASE_IMAGE must be a build argument with a default"
+    assert match.group(1) == _metadata(connector)["connectorBuildOptions"]["baseImage"]
+    assert re.fullmatch(r"docker\.io/airbyte/python-connector-base:\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", match.group(1)), (
+        "pin the base image by tag and digest"
+    )
+    assert re.findall(r"^FROM \$\{BASE_IMAGE\}", text, flags=re.M), "every stage builds FROM ${BASE_IMAGE}"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_dockerfile_entrypoint_is_the_console_script_and_labels_match_metadata(connector):
+    text = _dockerfile(connector)
+    data = _metadata(connector)
+    assert f'ENTRYPOINT ["{connector}"]' in text
+    assert f'ENV AIRBYTE_ENTRYPOINT="{connector}"' in text
+    assert f"LABEL io.airbyte.name={data['dockerRepository']}" in text
+    assert f"LABEL io.airbyte.version={data['dockerImageTag']}" in text
+    scripts = {ep.name for ep in importlib_metadata.distribution("airbyte-mistral").entry_points if ep.group == "console_scripts"}
+    assert connector in scripts, f"the entrypoint {connector} must be a console script of the package"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_dockerfile_copies_every_package_the_distribution_ships(connector):
+    from setuptools import find_packages
+
+    text = _dockerfile(connector)
+    top_level = {p.split(".")[0] for p in find_packages(str(REPO), include=["mistral_connection*", "source_mistral*", "destination_mistral*", "mistral_emulator*"])}
+    for package in top_level:
+        assert re.search(rf"^COPY {package} ", text, flags=re.M), f"{package} is not copied into the build stage"
+    assert re.search(r"^COPY setup\.py .*spec\.yaml", text, flags=re.M), "setup.py and the shared spec.yaml are needed by pip install ."
+
+
+# ---- docs -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_doc_has_airbytes_sections(connector):
+    doc = _doc(connector)
+    assert doc.startswith("# "), "a doc starts with its title"
+    for title in REQUIRED_DOC_SECTIONS:
+        _section(doc, title)
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_every_spec_property_is_in_the_configuration_reference_with_its_default(connector):
+    rows = _reference_rows(_doc(connector))
+    spec = _spec(connector)["connectionSpecification"]
+    occurrences = list(_property_paths(spec))  # a path can occur once per oneOf variant
+    paths = {path for path, _ in occurrences}
+    undocumented = sorted(path for path in paths if path not in rows)
+    assert not undocumented, f"{connector}: spec properties missing from the configuration reference: {undocumented}"
+    stale = sorted(set(rows) - set(paths))
+    assert not stale, f"{connector}: the configuration reference documents fields the spec does not have: {stale}"
+    for path, prop in occurrences:
+        if "default" in prop and not prop.get("const"):
+            assert _rendered(prop["default"]) in rows[path], f"{connector}: `{path}` row should show its default {prop['default']!r}"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_required_fields_are_marked_required(connector):
+    rows = _reference_rows(_doc(connector))
+    for name in _spec(connector)["connectionSpecification"]["required"]:
+        cells = [c.strip() for c in rows[name].strip("|").split("|")]
+        assert cells[2].startswith("yes"), f"{connector}: `{name}` is required by the spec"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_changelog_starts_with_the_metadata_version(connector):
+    changelog = _section(_doc(connector), "Changelog")
+    versions = re.findall(r"^\|\s*(\d+\.\d+\.\d+)\s*\|", changelog, flags=re.M)
+    assert versions and versions[0] == _metadata(connector)["dockerImageTag"], f"latest changelog entry {versions[:1]}"
+
+
+def _source_streams() -> dict[str, dict]:
+    manifest = yaml.safe_load((REPO / "source_mistral" / "manifest.yaml").read_text(encoding="utf-8"))
+    streams = {}
+    for ref in manifest["streams"]:
+        definition = manifest["definitions"][ref["$ref"].rsplit("/", 1)[-1]]
+        cursor = (definition.get("incremental_sync") or {}).get("cursor_field")
+        schema = json.loads((REPO / definition["schema_loader"]["file_path"]).read_text(encoding="utf-8"))
+        streams[definition["name"]] = {"cursor": cursor, "primary_key": definition.get("primary_key"), "schema": schema}
+    return streams
+
+
+def test_source_doc_lists_every_stream_with_its_sync_modes_and_cursor():
+    table = _section(_doc("source-mistral"), "Supported streams")
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\|\s*`([a-z_]+)`\s*\|.*$", table, flags=re.M)}
+    streams = _source_streams()
+    assert set(rows) == set(streams), f"documented {sorted(rows)}, manifest has {sorted(streams)}"
+    for name, stream in streams.items():
+        row = rows[name]
+        if stream["cursor"]:
+            assert "Incremental" in row and f"`{stream['cursor']}`" in row, f"{name}: incremental on {stream['cursor']}"
+        else:
+            assert "Incremental" not in row, f"{name} has no cursor: full refresh only"
+        key = stream["primary_key"]
+        for part in [key] if isinstance(key, str) else key or []:
+            assert f"`{part}`" in row, f"{name}: primary key {part} not documented"
+
+
+def test_source_doc_output_columns_exist_in_the_stream_schemas():
+    table = _section(_doc("source-mistral"), "Output schema")
+    streams = _source_streams()
+    for match in re.finditer(r"^\|\s*`([a-z_]+)`\s*\|(.*)$", table, flags=re.M):
+        name, columns = match.group(1), re.findall(r"`([a-z_]+)`", match.group(2))
+        assert name in streams, f"unknown stream {name}"
+        unknown = sorted(set(columns) - set(streams[name]["schema"]["properties"]))
+        assert not unknown, f"{name}: documented columns not in its schema: {unknown}"
+
+
+def test_destination_doc_lists_the_declared_sync_modes_and_output_columns():
+    doc = _doc("destination-mistral")
+    modes = _section(doc, "Supported sync modes")
+    for mode in _spec("destination-mistral")["supported_destination_sync_modes"]:
+        assert f"`{mode}`" in modes, f"destination sync mode {mode} not documented"
+    from destination_mistral import schema
+
+    columns = _section(doc, "Output columns")
+    names = [getattr(schema, n) for n in ("RAW_ID", "EXTRACTED_AT", "ANSWER", "EMBEDDING", "MODEL", "PROMPT_TOKENS",
+                                          "COMPLETION_TOKENS", "CACHED", "ERROR")]
+    for name in names:
+        assert f"`{name}`" in columns, f"output column {name} not documented"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_docs_point_at_the_pyairbyte_example_that_exists(connector):
+    doc = _doc(connector)
+    assert "examples/pyairbyte_sync.py" in doc
+    assert (REPO / "examples" / "pyairbyte_sync.py").is_file()
