@@ -59,6 +59,8 @@ class ChatEnricher:
 
     def prepare(self, record: Mapping[str, Any]) -> ChatInput:
         user = render(self._user, record)
+        if not user.strip():
+            raise RecordError("the prompt is empty once the template is filled in (null, empty or blank fields)")
         system = render(self._system, record) if self._system is not None else None
         limit = self.settings.max_input_tokens
         if limit:

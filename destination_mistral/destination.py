@@ -7,11 +7,12 @@ import logging
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, MutableMapping
 
 import orjson
 import yaml
 
+from airbyte_cdk.connector import BaseConnector
 from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
@@ -25,14 +26,15 @@ from airbyte_cdk.models import (
     Type,
 )
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from mistral_connection.errors import unknown_model_message
+from mistral_connection.errors import config_error, unknown_model_message
 from mistral_connection.spec import connector_specification
 
 from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings, parse_config
+from destination_mistral.input import InputParser, check_records, first_line as _first_line, read_configured_catalog
 
 logger = logging.getLogger("airbyte")
 
-DOCUMENTATION_URL = "https://github.com/airbyte-mistral/airbyte-mistral#destination-mistral"
+DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/destinations/mistral"
 _DONE = object()
 
 
@@ -61,6 +63,10 @@ def build_enrichers(config: DestinationConfig, plans, client) -> dict:
 
 
 class DestinationMistral(Destination):
+    # `write` validates the config itself (parse_config), with messages that name the field to fix;
+    # the generic spec validation would answer "-1 is less than the minimum of 0" without saying where.
+    check_config_against_spec = False
+
     def run(self, args: list[str]) -> None:
         from airbyte_cdk.exception_handler import init_uncaught_exception_handler
 
@@ -102,30 +108,26 @@ class DestinationMistral(Destination):
 
     # ---- write ----------------------------------------------------------------------------------
 
+    @staticmethod
+    def read_config(config_path: str) -> MutableMapping[str, Any]:
+        try:
+            config = BaseConnector._read_json_file(config_path)
+        except (OSError, ValueError) as error:
+            raise config_error(f"The config file could not be read as JSON ({_first_line(error)}): pass a JSON object.") from None
+        if not isinstance(config, MutableMapping):
+            raise config_error(f"The config file holds a JSON {type(config).__name__}, not an object: pass a JSON object.")
+        return config
+
+    def _run_write(self, config: Mapping[str, Any], configured_catalog_path: str, input_stream) -> Iterable[AirbyteMessage]:
+        catalog = read_configured_catalog(configured_catalog_path)
+        logger.info("Begin writing to the destination...")
+        yield from self.write(config=config, configured_catalog=catalog, input_messages=self._parse_input_stream(input_stream))
+        logger.info("Writing complete.")
+
     def _parse_input_stream(self, input_stream) -> Iterable[AirbyteMessage]:
-        # Records are most of the input: build them directly rather than through the generic
-        # serializer, which costs several times more CPU per message.
-        for line in input_stream:
-            if not line.strip():
-                continue
-            try:
-                raw = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                logger.info("Ignoring an input line that is not an Airbyte message.")
-                continue
-            if raw.get("type") == "RECORD" and isinstance(raw.get("record"), dict):
-                record = raw["record"]
-                yield AirbyteMessage(
-                    type=Type.RECORD,
-                    record=AirbyteRecordMessage(
-                        stream=record.get("stream"),
-                        data=record.get("data") or {},
-                        emitted_at=record.get("emitted_at") or 0,
-                        namespace=record.get("namespace"),
-                    ),
-                )
-            else:
-                yield AirbyteMessageSerializer.load(raw)
+        # Lines are read as bytes: a byte that is not UTF-8 is then one record's problem (replaced and
+        # reported), not an exception in the middle of the input.
+        yield from InputParser().parse(getattr(input_stream, "buffer", input_stream))
 
     def write(self, config: Mapping[str, Any], configured_catalog: ConfiguredAirbyteCatalog,
               input_messages: Iterable[AirbyteMessage]) -> Iterable[AirbyteMessage]:
@@ -133,6 +135,11 @@ class DestinationMistral(Destination):
         from destination_mistral.schema import plan_stream
 
         plans = [plan_stream(stream, settings) for stream in configured_catalog.streams]
+        keys = [plan.key for plan in plans]
+        if len(set(keys)) != len(keys):
+            twice = next(plan.label for plan in plans if keys.count(plan.key) > 1)
+            raise config_error(f"The configured catalog lists stream {twice!r} twice: keep one entry per stream.")
+        input_messages = check_records(input_messages, set(keys))
         known = {plan.name for plan in plans}
         for name in settings.overrides:
             if name not in known:

@@ -176,15 +176,22 @@ class Pipeline:
         window = self.window
         # Messages travel to the loop in chunks: one wake-up of the loop per message costs a
         # syscall and a loop iteration each, a visible share of the CPU at thousands of records/s.
+        # While the loop is idle (nothing handed over is still unread), each message goes at once,
+        # so a slow source's records are not held back waiting for a chunk to fill.
         chunk: list[tuple] = []
+        # Chunks handed over / queued by the loop: each counter has one writer, so no lock is needed.
+        handed = [0]
+        queued = [0]
 
         def put_all(items: list[tuple]) -> None:
+            queued[0] += 1
             for item in items:
                 put(item)
 
         def send() -> None:
             nonlocal chunk
             if chunk:
+                handed[0] += 1
                 call(put_all, chunk)
                 chunk = []
 
@@ -201,7 +208,7 @@ class Pipeline:
                         if not window.acquire(cost):
                             break
                     chunk.append(("record", record, cost))
-                    if len(chunk) >= FEED_CHUNK:
+                    if len(chunk) >= FEED_CHUNK or (handed[0] == queued[0] and self.inbox.empty()):
                         send()
                 elif message.type == Type.STATE:
                     chunk.append(("state", message, 0))
@@ -257,7 +264,11 @@ class Pipeline:
                     items = []
                     self._add_barrier(payload)
                 elif kind == "error":
-                    raise payload
+                    # Broken input stops the sync where it was read: what came before is committed
+                    # and its STATE released, so the platform resumes right there.
+                    await self._start(items)
+                    self._fail(self._next_gseq, payload)
+                    return
                 else:  # eof
                     await self._start(items)
                     return

@@ -17,6 +17,8 @@ logger = logging.getLogger("airbyte")
 
 RAW_ID = "_airbyte_raw_id"
 EXTRACTED_AT = "_airbyte_extracted_at"
+# Airbyte's per-record metadata: which fields did not fit their column type and were stored as NULL.
+META = "_airbyte_meta"
 ANSWER = "_mistral_answer"
 EMBEDDING = "_mistral_embedding"
 MODEL = "_mistral_model"
@@ -55,7 +57,7 @@ class StreamPlan:
         return f"{self.namespace}.{self.name}" if self.namespace else self.name
 
     def meta_columns(self) -> list[Column]:
-        columns = [Column(RAW_ID, "VARCHAR"), Column(EXTRACTED_AT, "TIMESTAMPTZ")]
+        columns = [Column(RAW_ID, "VARCHAR"), Column(EXTRACTED_AT, "TIMESTAMPTZ"), Column(META, "JSON")]
         if self.enrichment == "chat":
             columns.append(Column(ANSWER, "JSON" if self.answer_json else "VARCHAR"))
         elif self.enrichment == "embeddings":
@@ -116,7 +118,11 @@ def sql_type(prop: Any) -> str:
 
 
 def columns_from_schema(json_schema: Mapping[str, Any] | None, stream_label: str) -> list[Column]:
+    if json_schema is not None and not isinstance(json_schema, Mapping):
+        raise config_error(f"Stream {stream_label!r}: its json_schema is not an object; the catalog is malformed.")
     properties = (json_schema or {}).get("properties") or {}
+    if not isinstance(properties, Mapping):
+        raise config_error(f"Stream {stream_label!r}: its json_schema `properties` is not an object; the catalog is malformed.")
     columns: list[Column] = []
     seen: set[str] = set()
     for name, prop in properties.items():

@@ -23,9 +23,33 @@ def _tojson(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+# A template may build text, not exhaust the machine: `'x' * 10**10` or `9 ** 9 ** 9` would take
+# every byte of memory or minutes of CPU in one record.
+MAX_RENDERED_CHARS = 1_000_000
+MAX_EXPONENT = 1000
+
+
+def _finalize(value: Any) -> Any:
+    # A null field prints as nothing, not as the word "None" in a paid prompt.
+    return "" if value is None else value
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_RENDERED_CHARS:
+                    raise SecurityError("repetition too large")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=_finalize)
     env.filters["tojson"] = _tojson
     return env
 
@@ -46,10 +70,22 @@ def render(template, record: Mapping[str, Any]) -> str:
     except UndefinedError as error:
         # Jinja's message names the missing variable or key, never a value.
         raise RecordError(f"template: {error.message}") from None
-    except SecurityError:
-        raise RecordError("template: blocked by the sandbox (unsafe attribute access)") from None
+    except SecurityError as error:
+        raise RecordError(f"template: blocked by the sandbox ({_security_reason(error)})") from None
+    except RecursionError:
+        raise RecordError("template: the record is nested too deeply to render") from None
+    except MemoryError:
+        raise RecordError("template: the rendered text does not fit in memory") from None
     except Exception as error:  # a filter applied to the wrong type, a division by zero, ...
         raise RecordError(f"template: {type(error).__name__}") from None
+
+
+def _security_reason(error: SecurityError) -> str:
+    text = str(error)
+    if text in ("exponent too large", "repetition too large"):
+        return text
+    # Jinja's message names the attribute or call refused, which is the template's text, never the record's.
+    return f"unsafe access: {text[:120]}" if text else "unsafe access"
 
 
 def _value_text(value: Any) -> str:

@@ -97,6 +97,11 @@ def run(args: argparse.Namespace, base_url: str, api_key: str, bin_dir: Path) ->
     os.environ.setdefault("DO_NOT_TRACK", "1")
     import airbyte as ab
 
+    if args.pip_url:
+        # PyAirbyte creates the connectors' venvs with the `uv` it depends on, looked up on PATH:
+        # put this interpreter's bin first, so running it by path (not activated) works.
+        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
     def install(name: str) -> dict:
         if args.pip_url:
             return {"pip_url": args.pip_url}

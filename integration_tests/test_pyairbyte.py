@@ -43,8 +43,9 @@ def _pyairbyte_python() -> Path:
     override = os.environ.get("PYAIRBYTE_PYTHON")
     if override:
         if not _has_pyairbyte(Path(override)):
-            pytest.skip(f"PYAIRBYTE_PYTHON={override} has no `airbyte` (PyAirbyte) installed")
+            pytest.fail(f"PYAIRBYTE_PYTHON={override} has no `airbyte` (PyAirbyte) installed")
         return Path(override)
+    # `make test` builds this venv before pytest starts, so parallel workers never race to create it.
     python = PYAIRBYTE_VENV / "bin" / "python"
     if _has_pyairbyte(python):
         return python
@@ -54,7 +55,7 @@ def _pyairbyte_python() -> Path:
                        check=True, capture_output=True, text=True, timeout=900)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
         detail = (getattr(error, "stderr", "") or "").strip().splitlines()[-1:] or [str(error)]
-        pytest.skip(f"PyAirbyte (`pip install '{PYAIRBYTE_REQUIREMENT}'` into {PYAIRBYTE_VENV}) could not be installed: {detail[0]}")
+        pytest.fail(f"PyAirbyte (`pip install '{PYAIRBYTE_REQUIREMENT}'` into {PYAIRBYTE_VENV}) could not be installed: {detail[0]}")
     return python
 
 

@@ -80,6 +80,17 @@ def image_exists(name: str) -> bool:
     return run(["podman", "image", "exists", name], check=False).returncode == 0
 
 
+def image_id(name: str) -> str | None:
+    result = run(["podman", "image", "inspect", "--format", "{{.Id}}", name], check=False, capture=True)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def drop_superseded(name: str, previous: str | None) -> None:
+    """A rebuilt tag leaves its old image dangling (hundreds of MB per run): remove that one only."""
+    if previous and previous != image_id(name):
+        run(["podman", "rmi", previous], check=False, capture=True)
+
+
 # Runs inside the debootstrapped root. A virtualenv *at* /usr/local gives `python`/`pip` in
 # /usr/local/bin and packages under /usr/local/lib, as in the official base (built on the python
 # image), so the Dockerfiles' `COPY --from=builder /usr/local /usr/local` works unchanged; Debian's
@@ -303,9 +314,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.rebuild_base or not image_exists(BASE_IMAGE):
         t0 = time.monotonic()
+        previous = image_id(BASE_IMAGE)
         with tempfile.TemporaryDirectory(prefix="image-test-base-") as work:
             try:
                 build_base_image(Path(work))
+                drop_superseded(BASE_IMAGE, previous)
                 report.add(f"base image {BASE_IMAGE} built", True, seconds=time.monotonic() - t0)
             except subprocess.CalledProcessError as error:
                 report.add(f"base image {BASE_IMAGE} built", False, str(error), time.monotonic() - t0)
@@ -320,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.monotonic()
         log(f"podman build --isolation chroot {name}")
+        previous = image_id(f"airbyte/{name}:dev")
         ok, detail = build_connector(name)
+        if ok:
+            drop_superseded(f"airbyte/{name}:dev", previous)
         if report.add(f"{name}: image built", ok, detail, time.monotonic() - t0):
             built.append(name)
 

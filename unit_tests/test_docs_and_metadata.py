@@ -272,8 +272,9 @@ def test_destination_doc_lists_the_declared_sync_modes_and_output_columns():
     from destination_mistral import schema
 
     columns = _section(doc, "Output columns")
-    names = [getattr(schema, n) for n in ("RAW_ID", "EXTRACTED_AT", "ANSWER", "EMBEDDING", "MODEL", "PROMPT_TOKENS",
-                                          "COMPLETION_TOKENS", "CACHED", "ERROR")]
+    names = [value for name, value in vars(schema).items()
+             if name.isupper() and isinstance(value, str) and value.startswith(schema.RESERVED_PREFIXES)]
+    assert len(names) >= 9, f"expected the metadata and enrichment column names in destination_mistral.schema: {names}"
     for name in names:
         assert f"`{name}`" in columns, f"output column {name} not documented"
 

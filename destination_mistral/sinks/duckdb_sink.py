@@ -19,7 +19,7 @@ from mistral_connection.errors import config_error
 from destination_mistral.cache import ResultCache
 from destination_mistral.config import OutputSettings
 from destination_mistral.results import Result
-from destination_mistral.schema import EMBEDDING, EXTRACTED_AT, Column, StreamPlan
+from destination_mistral.schema import EMBEDDING, EXTRACTED_AT, META, Column, StreamPlan
 from destination_mistral.sinks.base import WriteItem, enrichment_fields
 
 STAGING_PREFIX = "_airbyte_tmp_"
@@ -62,6 +62,25 @@ def check_writable(output: OutputSettings) -> None:
         raise config_error(f"`output.path` {str(output.path)!r} is not writable: {str(error).splitlines()[0]}") from None
     finally:
         con.close()
+
+
+def _meta_expr(plan: StreamPlan, target_types: dict[str, str]) -> str:
+    """`_airbyte_meta` as Airbyte destinations write it: a value that does not fit its column's type
+    (the string "five" for an integer, an object for a date) is stored as NULL and named here, so
+    the loss is visible per record instead of silent."""
+    checks = []
+    for column in plan.columns:
+        target = target_types.get(column.name, column.sql_type)
+        if target in ("JSON", "VARCHAR"):
+            continue
+        source = q(column.name)
+        checks.append(f"CASE WHEN json_type({source}) <> 'NULL' AND {_select_expr(column, target)} IS NULL THEN {_sql_str(column.name)} END")
+    fields = "[" + ", ".join(checks + ["NULL::VARCHAR"]) + "]"
+    sync = f"'sync_id': {int(plan.sync_id)}, " if plan.sync_id is not None else ""
+    return (
+        f"to_json({{{sync}'changes': list_transform(list_filter({fields}, lambda x: x IS NOT NULL), "
+        "lambda f: {'field': f, 'change': 'NULLED', 'reason': 'DESTINATION_TYPECAST_ERROR'})})"
+    )
 
 
 def _select_expr(column: Column, target_type: str) -> str:
@@ -177,6 +196,8 @@ class DuckDBSink:
             if column.name == EXTRACTED_AT:
                 read_types[column.name] = "BIGINT"
                 exprs.append(f"to_timestamp({q(column.name)} / 1000.0)")
+            elif column.name == META:
+                exprs.append(_meta_expr(plan, target_types))
             else:
                 read_types[column.name] = target_types.get(column.name, column.sql_type)
                 exprs.append(q(column.name))

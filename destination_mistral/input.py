@@ -1,0 +1,200 @@
+"""What arrives on stdin, checked before it reaches the pipeline.
+
+The platform normally sends well-formed Airbyte messages, but a sync also meets sources with bugs,
+hand-made pipes and files edited by people. Whatever the line, the outcome is one of: the message
+goes on; the record goes on with its broken characters replaced (and a warning that says so); or the
+sync stops with a config error naming the line and the problem, after committing what came before.
+Messages never quote record contents: they may be personal data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from airbyte_cdk.models import (
+    AirbyteMessage,
+    AirbyteMessageSerializer,
+    AirbyteRecordMessage,
+    ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteCatalogSerializer,
+    Type,
+)
+from mistral_connection.errors import config_error
+
+logger = logging.getLogger("airbyte")
+
+# Message types the protocol defines that a destination may receive and has nothing to do with.
+IGNORED_TYPES = frozenset({"LOG", "TRACE", "CONTROL", "SPEC", "CATALOG", "CONNECTION_STATUS", "DESTINATION_CATALOG"})
+# orjson writes at most this many nested levels; the sinks serialise every record with it.
+MAX_DEPTH = 254
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:limit]
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _scrub(value: Any) -> Any:
+    """Lone surrogates cannot be encoded as UTF-8 (nor stored, nor sent): each becomes U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _too_deep(raw: bytes | str, data: Any) -> bool:
+    if isinstance(raw, bytes):
+        brackets = raw.count(b"{") + raw.count(b"[")
+    else:
+        brackets = raw.count("{") + raw.count("[")
+    if brackets <= MAX_DEPTH:  # cheap: only a line with many brackets can be too deep
+        return False
+    try:
+        orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
+class InputParser:
+    """Turns input lines (bytes or str) into Airbyte messages, numbering lines for error messages."""
+
+    def __init__(self) -> None:
+        self.line_number = 0
+        self.repaired = 0
+
+    def parse(self, lines: Iterable[bytes | str]) -> Iterator[AirbyteMessage]:
+        for raw in lines:
+            self.line_number += 1
+            if not raw.strip():
+                continue
+            message = self._load(raw)
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "RECORD":
+                yield self._record(message, raw)
+            elif kind == "STATE":
+                try:
+                    yield AirbyteMessageSerializer.load(message)
+                except Exception as error:
+                    raise config_error(f"Input line {self.line_number} is a STATE message that is not valid ({first_line(error)}).") from None
+            elif kind in IGNORED_TYPES:
+                continue
+            else:
+                shown = repr(kind)[:40] if isinstance(kind, str) else f"missing" if kind is None else _kind(kind)
+                raise config_error(
+                    f"Input line {self.line_number} is not an Airbyte message (message type {shown}): the input must be the "
+                    "output of a source's `read`, one JSON message per line."
+                )
+        if self.repaired:
+            logger.warning(f"{self.repaired} input line(s) held invalid UTF-8 or lone surrogates; those characters were replaced by U+FFFD.")
+
+    def _load(self, raw: bytes | str) -> Any:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            reason = first_line(error)
+        if "depth" in reason or "recursion" in reason.lower():
+            raise config_error(f"Input line {self.line_number} is nested too deeply to be read ({reason}).")
+        # orjson refuses invalid UTF-8 and lone surrogates; the standard parser reads them once
+        # the bytes are decoded with replacement, and what it returns is scrubbed.
+        try:
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            value = _scrub(json.loads(text))
+        except (ValueError, RecursionError):
+            raise config_error(
+                f"Input line {self.line_number} is not valid JSON ({reason}): the input must be one Airbyte message per line."
+            ) from None
+        self.repaired += 1
+        return value
+
+    def _record(self, message: dict, raw: bytes | str) -> AirbyteMessage:
+        where = f"Input line {self.line_number}"
+        record = message.get("record")
+        if not isinstance(record, dict):
+            raise config_error(f"{where} is a RECORD message whose `record` is {_kind(record)}, not an object.")
+        stream = record.get("stream")
+        if not isinstance(stream, str) or not stream:
+            raise config_error(f"{where} is a record without a stream name.")
+        namespace = record.get("namespace")
+        if namespace is not None and not isinstance(namespace, str):
+            raise config_error(f"{where}: the record's namespace is {_kind(namespace)}, not a string.")
+        data = record.get("data")
+        if not isinstance(data, dict):
+            raise config_error(
+                f"{where}: the record of stream {stream!r} has {_kind(data)} as its data, not a JSON object; the source "
+                "sent a malformed record."
+            )
+        if _too_deep(raw, data):
+            raise config_error(
+                f"{where}: the record of stream {stream!r} is nested more than {MAX_DEPTH} levels deep, which cannot be "
+                "stored: flatten it in the source or with a mapping."
+            )
+        emitted_at = record.get("emitted_at")
+        if isinstance(emitted_at, bool) or not isinstance(emitted_at, (int, float)):
+            emitted_at = 0
+        # Records are most of the input: built directly rather than through the generic serializer,
+        # which costs several times more CPU per message.
+        return AirbyteMessage(
+            type=Type.RECORD,
+            record=AirbyteRecordMessage(stream=stream, data=data, emitted_at=int(emitted_at), namespace=namespace),
+        )
+
+
+def check_records(messages: Iterable[AirbyteMessage], known: set[tuple[str | None, str]]) -> Iterator[AirbyteMessage]:
+    """Records must belong to a stream of the catalog and carry an object: the same checks for
+    messages parsed from stdin and for messages handed over in process."""
+    count = 0
+    for message in messages:
+        if message.type == Type.RECORD:
+            count += 1
+            record = message.record
+            key = (record.namespace or None, record.stream)
+            if key not in known:
+                label = f"{record.namespace}.{record.stream}" if record.namespace else record.stream
+                raise config_error(
+                    f"Record {count} belongs to stream {label!r}, which is not in the configured catalog: add the stream "
+                    "to the connection, or check the source's stream names and namespaces."
+                )
+            if not isinstance(record.data, dict):
+                raise config_error(f"Record {count} of stream {record.stream!r} has {_kind(record.data)} as its data, not a JSON object.")
+        yield message
+
+
+def read_configured_catalog(path: str) -> ConfiguredAirbyteCatalog:
+    try:
+        raw = orjson.loads(Path(path).read_bytes())
+    except OSError as error:
+        raise config_error(f"The configured catalog {path!r} cannot be read: {error.strerror or first_line(error)}.") from None
+    except orjson.JSONDecodeError as error:
+        raise config_error(f"The configured catalog {path!r} is not valid JSON ({first_line(error)}).") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("streams"), list):
+        raise config_error(f"The configured catalog {path!r} has no `streams` list: pass a configured catalog.")
+    for index, entry in enumerate(raw["streams"]):
+        stream = entry.get("stream") if isinstance(entry, dict) else None
+        if not isinstance(stream, dict) or not isinstance(stream.get("name"), str) or not stream["name"]:
+            raise config_error(f"Stream {index + 1} of the configured catalog has no `stream` object with a name.")
+        if not isinstance(stream.get("json_schema"), dict):
+            raise config_error(f"Stream {stream['name']!r} of the configured catalog has no `json_schema` object.")
+    try:
+        return ConfiguredAirbyteCatalogSerializer.load(raw)
+    except Exception as error:
+        raise config_error(f"The configured catalog {path!r} is not valid: {first_line(error)}.") from None

@@ -1,0 +1,511 @@
+"""destination-mistral throughput benchmark: `python scripts/bench_destination.py [--quick]`.
+
+Starts the emulator (a separate process) with a latency model (fixed + per token) and an optional
+rate limit, then runs each contender as its own process against it and measures wall time, requests,
+429s and peak RSS:
+- destination-mistral, stdin to DuckDB, embeddings and chat (and a second run over the same input,
+  answered by its cache);
+- baselines written the way example code writes them (the official `mistralai` SDK): one request per
+  record, sequential; sequential batches of 50 and of 100;
+- peers: LangChain's MistralAIEmbeddings (`embed_documents`, `aembed_documents`) and
+  `ChatMistralAI.batch(max_concurrency=C)`;
+- the ceilings: B·min(C/L, R) records/s for embeddings, min(C/L, R) for chat, and what the emulator
+  itself serves on this machine to a plain client that only fires the same requests.
+Slow contenders run on a sample and their records/s is extrapolated (marked in the table).
+Results: bench-results/destination.json, destination.md and destination.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench-results"
+API_KEY = "bench-key-0123456789"
+EMBED_MODEL = "mistral-embed"
+CHAT_MODEL = "mistral-small-latest"
+CHAT_PROMPT = "Classify the sentiment of this review in one word: "
+CHAT_MAX_TOKENS = 16
+# Observed per-request limits of /v1/embeddings (NOTES §6), as the emulator enforces them.
+SERVER_MAX_TOKENS = 16_384
+SERVER_MAX_INPUTS = 512
+
+_WORDS = ("battery screen sound shipping case price value colour weight charger cable strap button menu "
+          "light speaker camera focus noise signal update manual warranty refund support delivery box "
+          "quality comfort grip lens zoom storage memory display keyboard mouse fan heat").split()
+_ADJ = "great poor fine slow fast bright dull loud quiet cheap solid flimsy sturdy sharp soft".split()
+
+
+def review_text(i: int) -> str:
+    """About 50 tokens (as the emulator counts), distinct for every i."""
+    parts = [f"Review {i} of item {i % 997}:"]
+    for k in range(6):
+        parts.append(f"the {_WORDS[(i * 7 + k * 11 + k * k) % len(_WORDS)]} is {_ADJ[(i * 3 + k * 4 + i // 15) % len(_ADJ)]},")
+    parts.append(f"rated {i % 5 + 1} of 5.")
+    return " ".join(parts)
+
+
+def texts(start: int, count: int) -> list[str]:
+    return [review_text(i) for i in range(start, start + count)]
+
+
+def airbyte_lines(start: int, count: int, state_every: int = 1000) -> Iterator[bytes]:
+    import orjson
+
+    for n, i in enumerate(range(start, start + count), 1):
+        yield orjson.dumps({"type": "RECORD", "record": {"stream": "reviews", "emitted_at": 1_700_000_000_000,
+                                                          "data": {"id": i, "product": f"p{i % 97}", "review": review_text(i)}}}) + b"\n"
+        if n % state_every == 0 or n == count:
+            yield orjson.dumps({"type": "STATE", "state": {"type": "STREAM", "stream": {
+                "stream_descriptor": {"name": "reviews"}, "stream_state": {"position": i}}}}) + b"\n"
+
+
+def embed_batches(items: list[str]) -> list[list[str]]:
+    """Greedy packing under the server's own limits (its token count): the best a client can do."""
+    from mistral_emulator.tokens import count_tokens
+
+    batches: list[list[str]] = []
+    current: list[str] = []
+    tokens = 0
+    for text in items:
+        n = count_tokens(text)
+        if current and (len(current) >= SERVER_MAX_INPUTS or tokens + n > SERVER_MAX_TOKENS):
+            batches.append(current)
+            current, tokens = [], 0
+        current.append(text)
+        tokens += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+# ---- workers: each runs in its own process ---------------------------------------------------------
+
+async def _plain(base: str, kind: str, start: int, count: int, concurrency: int) -> None:
+    import aiohttp
+    import orjson
+
+    if kind == "embeddings":
+        bodies = [orjson.dumps({"model": EMBED_MODEL, "input": b, "encoding_format": "base64"}) for b in embed_batches(texts(start, count))]
+        url = base + "/v1/embeddings"
+    else:
+        bodies = [orjson.dumps({"model": CHAT_MODEL, "max_tokens": CHAT_MAX_TOKENS, "temperature": 0,
+                                "messages": [{"role": "user", "content": CHAT_PROMPT + t}]}) for t in texts(start, count)]
+        url = base + "/v1/chat/completions"
+    queue = list(reversed(bodies))
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), headers=headers) as session:
+        async def worker() -> None:
+            while queue:
+                body = queue.pop()
+                while True:
+                    async with session.post(url, data=body) as response:
+                        payload = await response.read()
+                        if response.status == 429:
+                            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                            continue
+                        orjson.loads(payload)
+                        break
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def _sdk_client(base: str):
+    from mistralai.client import Mistral
+
+    return Mistral(api_key=API_KEY, server_url=base)
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    base, kind, start, count = args.base_url, args.kind, args.start, args.count
+    if kind in ("plain-embeddings", "plain-chat"):
+        asyncio.run(_plain(base, kind.split("-", 1)[1], start, count, args.concurrency))
+    elif kind.startswith("sdk-embed-"):
+        size = int(kind.rsplit("-", 1)[1])
+        client = _sdk_client(base)
+        items, vectors = texts(start, count), []
+        for i in range(0, len(items), size):
+            response = client.embeddings.create(model=EMBED_MODEL, inputs=items[i:i + size])
+            vectors.extend(d.embedding for d in response.data)
+        assert len(vectors) == count
+    elif kind == "sdk-chat-1":
+        client = _sdk_client(base)
+        answers = [client.chat.complete(model=CHAT_MODEL, max_tokens=CHAT_MAX_TOKENS, temperature=0,
+                                        messages=[{"role": "user", "content": CHAT_PROMPT + t}]).choices[0].message.content
+                   for t in texts(start, count)]
+        assert len(answers) == count
+    elif kind in ("lc-embed", "lc-aembed"):
+        import warnings
+
+        from langchain_mistralai import MistralAIEmbeddings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = MistralAIEmbeddings(model=EMBED_MODEL, api_key=API_KEY, endpoint=base + "/v1/", max_retries=5, wait_time=1)
+        fallback = type(model.tokenizer).__name__ == "DummyTokenizer"
+        items = texts(start, count)
+        vectors = model.embed_documents(items) if kind == "lc-embed" else asyncio.run(model.aembed_documents(items))
+        assert len(vectors) == count
+        print(json.dumps({"note": "no HF tokenizer offline: batches by character count" if fallback else "HF tokenizer",
+                          "warnings": len(caught)}))
+    elif kind == "lc-chat-batch":
+        from langchain_mistralai import ChatMistralAI
+
+        model = ChatMistralAI(model=CHAT_MODEL, api_key=API_KEY, endpoint=base + "/v1", max_tokens=CHAT_MAX_TOKENS,
+                              temperature=0, max_retries=5)
+        answers = model.batch([CHAT_PROMPT + t for t in texts(start, count)], config={"max_concurrency": args.concurrency})
+        assert len(answers) == count
+    else:
+        raise SystemExit(f"unknown worker {kind}")
+
+
+# ---- the harness -------------------------------------------------------------------------------------
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    return env
+
+
+def run_process(cmd: list[str], stdin_lines: Iterator[bytes] | None = None, stdin_path: Path | None = None,
+                timeout: float = 1200) -> tuple[float, float, bytes, int]:
+    """(seconds, peak RSS MB, stdout, exit code) of one whole process."""
+    started = time.perf_counter()
+    stdin = open(stdin_path, "rb") if stdin_path else (subprocess.PIPE if stdin_lines is not None else subprocess.DEVNULL)
+    process = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=str(REPO))
+    if stdin_path:
+        stdin.close()
+    writer = None
+    if stdin_lines is not None:
+        def feed() -> None:
+            try:
+                buffer = []
+                for line in stdin_lines:
+                    buffer.append(line)
+                    if len(buffer) >= 256:
+                        process.stdin.write(b"".join(buffer))
+                        buffer = []
+                process.stdin.write(b"".join(buffer))
+                process.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+    out_chunks: list[bytes] = []
+    err_chunks: list[bytes] = []
+    readers = [threading.Thread(target=lambda: out_chunks.append(process.stdout.read()), daemon=True),
+               threading.Thread(target=lambda: err_chunks.append(process.stderr.read()), daemon=True)]
+    for r in readers:
+        r.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    for r in readers:
+        r.join(timeout)
+    if writer is not None:
+        writer.join(5)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out = b"".join(out_chunks)
+    if process.returncode != 0:
+        tail = (b"".join(err_chunks)[-1500:] or out[-1500:]).decode(errors="replace")
+        print(f"  ! {' '.join(cmd[1:4])} exited {process.returncode}: {tail}", file=sys.stderr)
+    return elapsed, usage.ru_maxrss / 1024, out, process.returncode
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, emulator) -> None:
+        self.args = args
+        self.emulator = emulator
+        self.rows: list[dict[str, Any]] = []
+        self.work = Path(tempfile.mkdtemp(prefix="bench-destination-"))
+        self.next_start = 0
+
+    def fresh(self, count: int) -> int:
+        """A record id range no contender used before, so that no answer comes from a warm cache."""
+        start = self.next_start
+        self.next_start += count + 1000
+        return start
+
+    def configure(self, latency_ms: float, per_token_ms: float, rate: float | None) -> None:
+        self.emulator.configure(latency_ms=latency_ms, latency_per_token_ms=per_token_ms, rate_limit_rps=rate)
+
+    def api_counts(self) -> tuple[int, int, dict]:
+        stats = self.emulator.stats()
+        requests = throttled = 0
+        for route, counts in stats["routes"].items():
+            if route.startswith("POST /v1/"):
+                requests += sum(counts.values())
+                throttled += counts.get("429", 0)
+        return requests, throttled, stats
+
+    def add(self, scenario: str, contender: str, records: int, seconds: float, rss: float | None, ceiling: float,
+            note: str = "", sync_rate: float | None = None, extrapolated: bool = False) -> dict:
+        requests, throttled, stats = self.api_counts()
+        rate = records / seconds if seconds > 0 else 0.0
+        row = {"scenario": scenario, "contender": contender, "records": records, "seconds": round(seconds, 2),
+               "records_per_s": round(rate, 1), "sync_records_per_s": round(sync_rate, 1) if sync_rate else None,
+               "pct_of_ceiling": round(100 * rate / ceiling, 1) if ceiling else None,
+               "sync_pct_of_ceiling": round(100 * sync_rate / ceiling, 1) if ceiling and sync_rate else None,
+               "requests": requests, "http_429": throttled, "peak_rss_mb": round(rss, 1) if rss else None,
+               "extrapolated": extrapolated, "note": note,
+               "server_tokens": stats["tokens"]["total"], "embedding_inputs": stats["embeddings"]["inputs"]}
+        self.rows.append(row)
+        sync = f", in-sync {row['sync_records_per_s']}/s" if sync_rate else ""
+        print(f"  {scenario:<34} {contender:<42} {row['records_per_s']:>9.1f} rec/s{sync} "
+              f"({requests} req, {throttled} 429s, {row['peak_rss_mb']} MB)", flush=True)
+        self.emulator.reset_stats()
+        return row
+
+    # -- contenders --
+
+    def destination(self, mode: str, count: int, concurrency: int, start: int | None = None, database: Path | None = None,
+                    cache: bool = True, rate_cap: float | None = None, lazy: bool = False) -> tuple[float, float, float | None, int]:
+        start = self.fresh(count) if start is None else start
+        database = database or self.work / f"dest_{mode}_{start}.duckdb"
+        enrichment = ({"mode": "chat", "model": CHAT_MODEL, "prompt_template": CHAT_PROMPT + "{{ review }}",
+                       "temperature": 0, "max_tokens": CHAT_MAX_TOKENS}
+                      if mode == "chat" else {"mode": "embeddings", "model": EMBED_MODEL, "fields": ["review"]})
+        limits: dict[str, Any] = {"max_concurrent_requests": concurrency, "max_retries": 8}
+        if rate_cap:
+            limits["requests_per_second"] = rate_cap
+        config = {"api_key": API_KEY, "base_url": self.emulator.base_url, "enrichment": enrichment,
+                  "output": {"type": "duckdb", "path": str(database)}, "limits": limits, "cache": {"enabled": cache}}
+        config_path = self.work / f"config_{mode}_{start}.json"
+        config_path.write_text(json.dumps(config))
+        catalog_path = self.work / "catalog.json"
+        if not catalog_path.exists():
+            from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
+
+            from destination_mistral.testing import catalog, configured_stream
+
+            schema = {"type": "object", "properties": {"id": {"type": "integer"}, "product": {"type": "string"},
+                                                       "review": {"type": "string"}}}
+            catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(
+                catalog(configured_stream(mode="append", schema=schema)))))
+        cmd = [sys.executable, "-m", "destination_mistral", "write", "--config", str(config_path), "--catalog", str(catalog_path)]
+        if lazy:
+            seconds, rss, out, code = run_process(cmd, stdin_lines=airbyte_lines(start, count))
+        else:
+            input_path = self.work / f"input_{start}_{count}.jsonl"
+            if not input_path.exists():
+                with open(input_path, "wb") as handle:
+                    handle.writelines(airbyte_lines(start, count))
+            seconds, rss, out, code = run_process(cmd, stdin_path=input_path)
+        match = re.search(rb"summary: (\d+) records committed in ([0-9.]+) s", out)
+        sync_rate = int(match.group(1)) / float(match.group(2)) if match and float(match.group(2)) > 0 else None
+        committed = int(match.group(1)) if match else 0
+        if code != 0 or committed != count:
+            print(f"  ! destination committed {committed} of {count} records (exit {code})", file=sys.stderr)
+        return seconds, rss, sync_rate, start
+
+    def worker(self, kind: str, count: int, concurrency: int = 1) -> tuple[float, float, str]:
+        start = self.fresh(count)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--base-url", self.emulator.base_url,
+               "--start", str(start), "--count", str(count), "--concurrency", str(concurrency)]
+        seconds, rss, out, code = run_process(cmd)
+        note = ""
+        for line in out.splitlines():
+            if line.startswith(b"{"):
+                note = json.loads(line).get("note", "")
+        if code != 0:
+            note = (note + "; " if note else "") + f"failed (exit {code})"
+        return seconds, rss, note
+
+
+def embeddings_batch_size(sample: int = 2000) -> float:
+    batches = embed_batches(texts(10_000_000, sample))
+    return sum(len(b) for b in batches[:-1]) / max(1, len(batches) - 1)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    from mistral_emulator.server import EmulatorProcess
+    from mistral_emulator.settings import EmulatorSettings
+
+    q = args.quick
+    n_embed = args.records or (4000 if q else 20_000)
+    n_chat = 600 if q else 3200
+    n_chat_rate = 300 if q else 1600
+    c_embed, c_chat = args.concurrency, 32
+    per_token = args.latency_per_token_ms
+    from mistral_emulator.tokens import count_tokens
+
+    tokens_per_record = sum(count_tokens(t) for t in texts(0, 500)) / 500
+    batch = embeddings_batch_size()
+    print(f"records of {tokens_per_record:.1f} tokens (emulator count); B = {batch:.0f} inputs per embeddings request", flush=True)
+    settings = EmulatorSettings(files=10, batch_jobs=5, agents=5, fine_tuning_jobs=5)
+    with EmulatorProcess(api_key=API_KEY, settings=settings) as emulator:
+        bench = Bench(args, emulator)
+
+        # -- embeddings, no rate limit --
+        scenario = f"embeddings L={args.latency_ms:.0f}ms C={c_embed}"
+        bench.configure(args.latency_ms, per_token, None)
+        latency = (args.latency_ms + per_token * batch * tokens_per_record) / 1000
+        formula = batch * c_embed / latency
+        seconds, rss, _ = bench.worker("plain-embeddings", n_embed, c_embed)
+        plain = bench.add(scenario, "emulator max (plain aiohttp client)", n_embed, seconds, rss, formula,
+                          note=f"formula B·C/L = {formula:.0f}/s")
+        ceiling = plain["records_per_s"]
+        start = bench.fresh(n_embed)
+        database = bench.work / "dest_embeddings_main.duckdb"
+        seconds, rss, sync, _ = bench.destination("embeddings", n_embed, c_embed, start=start, database=database)
+        bench.add(scenario, "destination-mistral (stdin→DuckDB)", n_embed, seconds, rss, ceiling, sync_rate=sync)
+        seconds, rss, sync, _ = bench.destination("embeddings", n_embed, c_embed, start=start, database=database)
+        bench.add(scenario, "destination-mistral, 2nd run (cache)", n_embed, seconds, rss, ceiling, sync_rate=sync)
+        lc_n = n_embed
+        seconds, rss, note = bench.worker("lc-aembed", lc_n)
+        bench.add(scenario, "LangChain aembed_documents", lc_n, seconds, rss, ceiling, note=note)
+        seconds, rss, note = bench.worker("lc-embed", lc_n // (2 if not q else 1))
+        bench.add(scenario, "LangChain embed_documents", lc_n // (2 if not q else 1), seconds, rss, ceiling, note=note,
+                  extrapolated=not q)
+        for size, count in ((100, 6000 if not q else 1500), (50, 3000 if not q else 800)):
+            seconds, rss, _ = bench.worker(f"sdk-embed-{size}", count)
+            bench.add(scenario, f"baseline: sequential batches of {size} (SDK)", count, seconds, rss, ceiling, extrapolated=True)
+        count = 60 if not q else 20
+        seconds, rss, _ = bench.worker("sdk-embed-1", count)
+        bench.add(scenario, "baseline: one request per record (SDK)", count, seconds, rss, ceiling, extrapolated=True)
+
+        # -- embeddings, R requests/s --
+        rate = args.embed_rate
+        scenario = f"embeddings L={args.latency_ms:.0f}ms R={rate:g}/s"
+        bench.configure(args.latency_ms, per_token, rate)
+        ceiling = batch * min(c_embed / latency, rate)
+        seconds, rss, sync, _ = bench.destination("embeddings", n_embed, c_embed)
+        bench.add(scenario, "destination-mistral (limit learned)", n_embed, seconds, rss, ceiling, sync_rate=sync,
+                  note=f"ceiling R·B = {ceiling:.0f}/s")
+
+        # -- chat --
+        chat_latency = (args.chat_latency_ms + per_token * (tokens_per_record + 10 + CHAT_MAX_TOKENS)) / 1000
+        scenario = f"chat L={args.chat_latency_ms:.0f}ms C={c_chat}"
+        bench.configure(args.chat_latency_ms, per_token, None)
+        ceiling = c_chat / chat_latency
+        seconds, rss, _ = bench.worker("plain-chat", n_chat // 2, c_chat)
+        bench.add(scenario, "emulator max (plain aiohttp client)", n_chat // 2, seconds, rss, ceiling,
+                  note=f"formula C/L = {ceiling:.1f}/s")
+        seconds, rss, sync, _ = bench.destination("chat", n_chat, c_chat)
+        bench.add(scenario, "destination-mistral (stdin→DuckDB)", n_chat, seconds, rss, ceiling, sync_rate=sync)
+        seconds, rss, note = bench.worker("lc-chat-batch", n_chat // 2, c_chat)
+        bench.add(scenario, f"LangChain ChatMistralAI.batch(max_concurrency={c_chat})", n_chat // 2, seconds, rss, ceiling, note=note)
+        count = 24 if not q else 8
+        seconds, rss, _ = bench.worker("sdk-chat-1", count)
+        bench.add(scenario, "baseline: one request per record (SDK)", count, seconds, rss, ceiling, extrapolated=True)
+
+        rate = args.chat_rate
+        scenario = f"chat L={args.chat_latency_ms:.0f}ms C={c_chat} R={rate:g}/s"
+        bench.configure(args.chat_latency_ms, per_token, rate)
+        ceiling = min(c_chat / chat_latency, rate)
+        seconds, rss, sync, _ = bench.destination("chat", n_chat_rate, c_chat)
+        bench.add(scenario, "destination-mistral (limit learned)", n_chat_rate, seconds, rss, ceiling, sync_rate=sync,
+                  note=f"ceiling min(C/L, R) = {ceiling:.1f}/s")
+
+        # -- memory: lazily generated input, cache off, no latency --
+        bench.configure(0.0, 0.0, None)
+        small, large = (5_000, 50_000) if q else (20_000, 200_000)
+        for count in (small, large):
+            seconds, rss, sync, _ = bench.destination("embeddings", count, c_embed, cache=False, lazy=True)
+            bench.add("memory (embeddings, L=0, cache off)", f"destination-mistral, {count:,} records", count, seconds, rss, 0,
+                      sync_rate=sync)
+    return bench.rows
+
+
+# ---- reporting ----------------------------------------------------------------------------------------
+
+def table(rows: list[dict]) -> str:
+    head = ("| scenario | contender | records | records/s | % of ceiling | in-sync records/s (% ceiling) | requests | 429s | "
+            "peak RSS MB | note |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        rate = f"{r['records_per_s']:.1f}" + (" *" if r["extrapolated"] else "")
+        pct = f"{r['pct_of_ceiling']:.1f}%" if r["pct_of_ceiling"] is not None else ""
+        sync = f"{r['sync_records_per_s']:.1f} ({r['sync_pct_of_ceiling']:.1f}%)" if r.get("sync_pct_of_ceiling") else (
+            f"{r['sync_records_per_s']:.1f}" if r.get("sync_records_per_s") else "")
+        lines.append(f"| {r['scenario']} | {r['contender']} | {r['records']} | {rate} | {pct} | {sync} | {r['requests']} | "
+                     f"{r['http_429']} | {r['peak_rss_mb'] if r['peak_rss_mb'] is not None else ''} | {r['note']} |")
+    lines.append("")
+    lines.append("`*` measured on a sample of the records and extrapolated (records/s is the sample's rate). "
+                 "records/s counts the whole process (start-up included); in-sync is the destination's own rate from its "
+                 "first record read to its last commit. % of ceiling: of the emulator's measured maximum for embeddings "
+                 "without a limit, else of the formula B·min(C/L, R) or min(C/L, R).")
+    return "\n".join(lines)
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = [s for s in dict.fromkeys(r["scenario"] for r in rows) if not s.startswith("memory")]
+    fig, axes = plt.subplots(len(scenarios), 1, figsize=(11, 2.0 + 0.55 * len(rows)),
+                             gridspec_kw={"height_ratios": [max(1, sum(r["scenario"] == s for r in rows)) for s in scenarios]})
+    for ax, scenario in zip(axes, scenarios):
+        group = [r for r in rows if r["scenario"] == scenario]
+        names = [r["contender"] + (" *" if r["extrapolated"] else "") for r in group]
+        values = [max(r["records_per_s"], 0.1) for r in group]
+        colours = ["#f28e2b" if r["contender"].startswith("destination") else "#bab0ac" if r["contender"].startswith("emulator")
+                   else "#4e79a7" for r in group]
+        bars = ax.barh(names, values, color=colours)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_title(scenario, fontsize=10, loc="left")
+        for bar, value in zip(bars, values):
+            ax.text(value * 1.05, bar.get_y() + bar.get_height() / 2, f"{value:,.0f}" if value >= 10 else f"{value:.1f}",
+                    va="center", fontsize=8)
+        ax.set_xlim(min(values) / 2, max(values) * 4)
+        ax.tick_params(axis="y", labelsize=8)
+    axes[-1].set_xlabel("records/s (log scale; * = extrapolated from a sample)")
+    fig.suptitle("destination-mistral vs peers against the Mistral emulator", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller samples (~3 minutes)")
+    parser.add_argument("--records", type=int, help="embeddings records (default 20,000; 4,000 with --quick)")
+    parser.add_argument("--concurrency", type=int, default=64, help="C for embeddings")
+    parser.add_argument("--latency-ms", type=float, default=100.0, help="fixed latency L for embeddings")
+    parser.add_argument("--chat-latency-ms", type=float, default=400.0)
+    parser.add_argument("--latency-per-token-ms", type=float, default=0.001)
+    parser.add_argument("--embed-rate", type=float, default=10.0)
+    parser.add_argument("--chat-rate", type=float, default=20.0)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        args.kind = args.worker
+        worker_main(args)
+        return
+    sys.path.insert(0, str(REPO))
+    started = time.monotonic()
+    rows = run(args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    meta = {"cores": os.cpu_count(), "python": sys.version.split()[0], "quick": args.quick,
+            "latency_ms": args.latency_ms, "chat_latency_ms": args.chat_latency_ms,
+            "latency_per_token_ms": args.latency_per_token_ms, "seconds": round(time.monotonic() - started, 1)}
+    (args.output / "destination.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    text = table(rows)
+    (args.output / "destination.md").write_text(f"# destination-mistral benchmark\n\n{json.dumps(meta)}\n\n{text}\n")
+    chart(rows, args.output / "destination.png")
+    print()
+    print(text)
+    print(f"\n{meta['seconds']} s; results in {args.output}/destination.json, .md and .png")
+
+
+if __name__ == "__main__":
+    main()

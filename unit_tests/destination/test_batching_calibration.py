@@ -1,0 +1,82 @@
+"""Embedding batches fill to the server's limit as the server counts, learned from `usage`; a batch
+refused as too large is split, and later batches start smaller. Vectors ask for base64 and read
+either form back."""
+
+import asyncio
+import base64
+
+import numpy as np
+import pytest
+
+from destination_mistral import batching
+from destination_mistral.client import ApiError
+from destination_mistral.config import EmbeddingSettings
+from destination_mistral.embeddings import EmbeddingEnricher, decode_vector
+
+
+class CountingServer:
+    """Counts `factor` server tokens per token of ours and refuses batches over `limit`."""
+
+    def __init__(self, factor, limit=batching.MAX_TOKENS_PER_REQUEST):
+        self.factor = factor
+        self.limit = limit
+        self.batches = []
+
+    async def post(self, path, body):
+        enricher = self.enricher
+        tokens = sum(int(enricher._tokenizer.count(t) * self.factor) for t in body["input"])
+        self.batches.append((len(body["input"]), tokens))
+        if tokens > self.limit:
+            raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400)
+        return {"model": body["model"], "usage": {"prompt_tokens": tokens},
+                "data": [{"index": i, "embedding": [1.0, 2.0]} for i in range(len(body["input"]))]}
+
+
+def run_all(enricher, count):
+    async def main():
+        items = [enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5}) for i in range(count)]
+        results = []
+        # Two waves: the second is batched after the first's answers have been seen.
+        for wave in (items[: count // 3], items[count // 3:]):
+            futures = [asyncio.ensure_future(enricher.run(item)) for item in wave]
+            await asyncio.sleep(0)
+            enricher.flush()
+            results += await asyncio.gather(*futures)
+        return results
+
+    return asyncio.run(main())
+
+
+def test_batches_grow_to_the_calibrated_budget():
+    server = CountingServer(factor=1.0)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), server)
+    server.enricher = enricher
+    results = run_all(enricher, 3000)
+    assert all(r.ok for r in results)
+    tokens = [t for _, t in server.batches]
+    blind = batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN
+    assert tokens[0] <= blind, "before any answer, the blind margin applies"
+    assert max(tokens) > blind, "after calibration, batches should fill beyond the blind margin"
+    assert max(tokens) <= batching.MAX_TOKENS_PER_REQUEST
+
+
+def test_a_server_that_counts_more_gets_smaller_batches_without_failures():
+    server = CountingServer(factor=1.3)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), server)
+    server.enricher = enricher
+    results = run_all(enricher, 3000)
+    assert all(r.ok for r in results), "a refused batch must be split and retried, never fail its records"
+    assert len(results) == 3000
+
+
+def test_vectors_decode_from_base64_and_from_floats():
+    vector = np.arange(4, dtype="<f4")
+    assert np.array_equal(decode_vector(base64.b64encode(vector.tobytes()).decode()), vector)
+    assert np.array_equal(decode_vector([0.0, 1.0, 2.0, 3.0]), vector), "a server without base64 answers floats"
+    assert decode_vector("not base64!") is None
+
+
+def test_requests_ask_for_base64():
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), None)
+    body = enricher.request_body([enricher.prepare({"t": "x"})])
+    assert body["encoding_format"] == "base64"
