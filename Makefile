@@ -9,12 +9,12 @@ STAMP  := $(VENV)/.installed
 PYAIRBYTE_VENV  := out/pyairbyte-venv
 PYAIRBYTE_STAMP := $(PYAIRBYTE_VENV)/.installed
 
-.PHONY: demo test bench loadcheck image-test install clean
+.PHONY: demo test bench bench-quick loadcheck image-test install clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[tests]'
+	$(BIN)/python -m pip install --quiet -e '.[tests,bench]'
 	touch $(STAMP)
 
 $(PYAIRBYTE_STAMP):
@@ -32,9 +32,15 @@ demo: $(STAMP)
 test: $(STAMP) $(PYAIRBYTE_STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not image_tests" -q
 
-## Source read benchmark: records/s and peak RSS against a plain page-by-page HTTP loop.
+## Benchmarks (minutes): source read against a plain HTTP loop; destination against peers and the
+## ceiling. Tables, JSON and a chart land in bench-results/.
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_source.py
+	$(BIN)/python scripts/bench_destination.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python scripts/bench_source.py --files 5000 --batch-jobs 1000
+	$(BIN)/python scripts/bench_destination.py --quick
 
 ## Emulator load check: requests/s it serves to 64 concurrent clients.
 loadcheck: $(STAMP)

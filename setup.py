@@ -55,6 +55,11 @@ setup(
             "mistralai>=2",
             "openapi-core>=0.19",
         ],
+        # The destination benchmark's peers and its chart.
+        "bench": [
+            "langchain-mistralai>=1.1",
+            "matplotlib>=3.8",
+        ],
     },
     entry_points={
         "console_scripts": [
