@@ -121,6 +121,7 @@ class RatePacer:
     # One multiplicative cut per this many seconds: 64 requests refused together are one signal,
     # not 64 (which would take the pace from 100/s to 0.2/s at once).
     CUT_INTERVAL = 1.0
+    MIN_STARTS_TO_PACE = 8
 
     def __init__(self, cap_rps: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.cap = cap_rps
@@ -165,6 +166,11 @@ class RatePacer:
             # Refused at the announced pace: the server's window is tighter than its header says
             # (or another client shares the key); step just below it.
             self.rate = max(0.2, self.learned * 0.9)
+            return
+        if not self.rate and not ceiling and sum(1 for t in self._starts if now - 2.0 <= t) < self.MIN_STARTS_TO_PACE:
+            # A handful of starts says nothing about the pace (one refused probe would read as 0.5/s
+            # and book every later request seconds apart): the refused request waits its own
+            # Retry-After, and the pace is cut once there is a rate to cut.
             return
         current = self.rate or self.observed_rate() or 1.0
         self.rate = max(0.2, current * 0.7)
@@ -244,7 +250,10 @@ class MistralClient:
         if self._sender is not None:
             return await self._sender(method, url, body)
         session = self._ensure_session()
-        async with session.request(method, url, data=body, params=self.connection.auth_params() or None) as response:
+        # Redirects are not followed: the key goes to the configured host only (a redirect would carry
+        # a query-parameter key, and the request itself, to whatever host the answer names).
+        async with session.request(method, url, data=body, params=self.connection.auth_params() or None,
+                                   allow_redirects=False) as response:
             return response.status, response.headers, await response.read()
 
     async def get(self, path: str) -> Any:
@@ -344,6 +353,11 @@ class MistralClient:
         million identical error rows."""
         if status in (401, 403):
             raise config_error(INVALID_KEY_MESSAGE.format(status=status))
+        if status is not None and 300 <= status < 400:
+            raise config_error(
+                f"The API answered {route} with a redirect (HTTP {status}), which destination-mistral does not follow so "
+                "that the key only goes to the configured host: set `base_url` to the address the API is served from."
+            )
         text = api_message(body, raw)
         if status in (400, 404) and ("invalid model" in text.lower() or (isinstance(body, Mapping) and body.get("type") == "invalid_model")):
             raise config_error(f"The Mistral API does not know the model ({text}): set the enrichment's `model` to one listed by GET /v1/models.")

@@ -154,6 +154,7 @@ class Pipeline:
         self._progress: asyncio.Event | None = None
         self._commit_lock: asyncio.Lock | None = None
         self._last_commit = time.monotonic()
+        self._committing_floor: int | None = None  # lowest gseq of a batch the sink is writing
         self._stopping = False
         self.inbox: asyncio.Queue | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -394,7 +395,7 @@ class Pipeline:
         return lowest
 
     def _lowest_uncommitted(self) -> int:
-        lowest = self._next_gseq
+        lowest = self._next_gseq if self._committing_floor is None else min(self._next_gseq, self._committing_floor)
         for runtime in self.streams.values():
             if runtime.pending:
                 lowest = min(lowest, runtime.pending[0].gseq)
@@ -460,7 +461,13 @@ class Pipeline:
             if not batches and not entries:
                 self._release_states()
                 return
+            # The items have left `pending` but are not durable until the sink returns: while it
+            # works, a STATE arriving at the loop must not be released past them. On failure the
+            # floor stays, so nothing after the lost batch is ever released.
+            if batches:
+                self._committing_floor = min(items[0].gseq for _, items in batches)
             await self.loop.run_in_executor(self.db, self.sink.commit, batches, entries)
+            self._committing_floor = None
             for key, _, _ in entries:
                 self._fresh.pop(key, None)
             self.window.release(cost)

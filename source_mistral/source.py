@@ -17,7 +17,9 @@ from airbyte_cdk.models import (
     AirbyteStateMessage,
     ConfiguredAirbyteCatalog,
     ConnectorSpecification,
+    FailureType,
     Status,
+    Type,
 )
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -76,7 +78,19 @@ class SourceMistral(YamlDeclarativeSource):
         state: Optional[List[AirbyteStateMessage]] = None,
     ) -> Iterator[AirbyteMessage]:
         yield from estimate_messages(self._config, [s.stream.name for s in catalog.streams])
-        yield from super().read(logger, config, catalog, state)
+        stream_failures: set[FailureType] = set()
+        try:
+            for message in super().read(logger, config, catalog, state):
+                if message.type == Type.TRACE and message.trace.error is not None and message.trace.error.failure_type:
+                    stream_failures.add(message.trace.error.failure_type)
+                yield message
+        except AirbyteTracedException as error:
+            # The CDK closes a sync with failed streams with a summary marked config_error, even when
+            # every stream failed because the API was down. The summary keeps the streams' own type
+            # so that the platform retries an outage instead of asking the user to fix the config.
+            if error.failure_type == FailureType.config_error and stream_failures == {FailureType.transient_error}:
+                error.failure_type = FailureType.transient_error
+            raise
 
     def _read_stream(self, name: str) -> Iterable[Mapping[str, Any]]:
         stream = next(s for s in self.streams(self._config) if s.name == name)

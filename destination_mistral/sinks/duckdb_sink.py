@@ -1,30 +1,46 @@
 """The DuckDB sink: one table per stream, the namespace as its schema.
 
 Each commit is one transaction holding the records and the cache rows of their results, so a crash
-never leaves a record without its cache entry or the reverse. Rows travel as newline-delimited JSON
-through `read_json` with explicit column types: it is fast for wide float vectors and never lets
-DuckDB guess a type."""
+never leaves a record without its cache entry or the reverse. Rows travel as an Arrow table: the
+vectors as one float32 block DuckDB copies as is, the record's fields as JSON text cast to their
+column types in SQL, so DuckDB never guesses a type and a value that does not fit is recorded in
+`_airbyte_meta` instead of failing the batch."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from mistral_connection.errors import config_error
 
 from destination_mistral.cache import ResultCache
 from destination_mistral.config import OutputSettings
 from destination_mistral.results import Result
-from destination_mistral.schema import EMBEDDING, EXTRACTED_AT, META, Column, StreamPlan
-from destination_mistral.sinks.base import WriteItem, enrichment_fields
+from destination_mistral.schema import (
+    ANSWER,
+    CACHED,
+    COMPLETION_TOKENS,
+    EMBEDDING,
+    ERROR,
+    EXTRACTED_AT,
+    META,
+    MODEL,
+    PROMPT_TOKENS,
+    RAW_ID,
+    Column,
+    StreamPlan,
+)
+from destination_mistral.sinks.base import WriteItem
 
 STAGING_PREFIX = "_airbyte_tmp_"
 SYNC_TABLE = "_mistral_staging"  # which sync a staging table belongs to, so a resumed sync keeps it
 SEQ = "_mistral_seq"
+BATCH_VIEW = "_mistral_batch_rows"
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def q(name: str) -> str:
@@ -99,7 +115,6 @@ class DuckDBSink:
         self.cache = ResultCache(self.con) if cache_enabled else None
         self._plans: dict[tuple[str | None, str], StreamPlan] = {}
         self._types: dict[tuple[str | None, str], dict[str, str]] = {}
-        self._tmpdir = tempfile.mkdtemp(prefix="destination-mistral-")
 
     @property
     def location(self) -> str:
@@ -165,27 +180,45 @@ class DuckDBSink:
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
         return self.cache.lookup(keys) if self.cache is not None else {}
 
-    def _stage_file(self, plan: StreamPlan, items: list[WriteItem]) -> str:
-        path = os.path.join(self._tmpdir, "batch.jsonl")
-        names = [c.name for c in plan.columns]
-        option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-        with open(path, "wb", buffering=1 << 20) as handle:
-            for item in items:
-                record = item.record
-                row: dict[str, Any] = {name: record[name] for name in names if name in record}
-                row["_airbyte_raw_id"] = item.raw_id
-                row[EXTRACTED_AT] = item.emitted_at
-                row[SEQ] = item.seq
-                row.update(enrichment_fields(plan, item, vector_as_list=False))
-                handle.write(orjson.dumps(row, option=option))
-                handle.write(b"\n")
-        return path
+    def _arrow_batch(self, plan: StreamPlan, items: list[WriteItem]) -> tuple[pa.Table, list[str]]:
+        """The batch as Arrow columns, and the select list that names them as `read_json` did: each
+        field as JSON (NULL when absent or null), the metadata with its own type."""
+        columns: dict[str, pa.Array] = {}
+        select: list[str] = []
+        for index, column in enumerate(plan.columns):
+            name = column.name
+            columns[f"c{index}"] = pa.array([_json_text(item.record.get(name)) for item in items], pa.string())
+            select.append(f"json(c{index}) AS {q(name)}")
+        columns["raw_id"] = pa.array([item.raw_id for item in items], pa.string())
+        columns["extracted_at"] = pa.array([item.emitted_at for item in items], pa.int64())
+        columns["seq"] = pa.array([item.seq for item in items], pa.int64())
+        select += [f"raw_id AS {q(RAW_ID)}", f"extracted_at AS {q(EXTRACTED_AT)}", f"seq AS {q(SEQ)}"]
+        if plan.enrichment != "none":
+            results = [item.result for item in items]
+            ok = [r is not None and r.ok for r in results]
+            values = [r.value if good else None for r, good in zip(results, ok)]
+            if plan.enrichment == "chat":
+                if plan.answer_json:
+                    columns["answer"] = pa.array([_json_text(v) for v in values], pa.string())
+                    select.append(f"json(answer) AS {q(ANSWER)}")
+                else:
+                    columns["answer"] = pa.array([v if v is None or isinstance(v, str) else _json_text(v) for v in values], pa.string())
+                    select.append(f"answer AS {q(ANSWER)}")
+            else:
+                columns["embedding"] = _vector_array(values, plan.embedding_dim)
+                select.append(f"embedding AS {q(EMBEDDING)}")
+            columns["model"] = pa.array([r.model if r is not None else None for r in results], pa.string())
+            columns["prompt_tokens"] = pa.array([r.prompt_tokens if r is not None else None for r in results], pa.int64())
+            columns["completion_tokens"] = pa.array([r.completion_tokens if r is not None else None for r in results], pa.int64())
+            columns["cached"] = pa.array([r.cached if r is not None else False for r in results], pa.bool_())
+            columns["error"] = pa.array([r.error if r is not None else None for r in results], pa.string())
+            select += [f"model AS {q(MODEL)}", f"prompt_tokens AS {q(PROMPT_TOKENS)}", f"completion_tokens AS {q(COMPLETION_TOKENS)}",
+                       f"cached AS {q(CACHED)}", f"error AS {q(ERROR)}"]
+        return pa.table(columns), select
 
     def _insert_batch(self, plan: StreamPlan, items: list[WriteItem]) -> None:
-        schema, table = self._write_table(plan)
         target_types = self._types[plan.key]
-        path = self._stage_file(plan, items)
-        read_types: dict[str, str] = {c.name: "JSON" for c in plan.columns}
+        rows, columns = self._arrow_batch(plan, items)
         exprs: list[str] = []
         names: list[str] = []
         for column in plan.columns:
@@ -194,16 +227,20 @@ class DuckDBSink:
         for column in plan.meta_columns():
             names.append(column.name)
             if column.name == EXTRACTED_AT:
-                read_types[column.name] = "BIGINT"
                 exprs.append(f"to_timestamp({q(column.name)} / 1000.0)")
             elif column.name == META:
                 exprs.append(_meta_expr(plan, target_types))
             else:
-                read_types[column.name] = target_types.get(column.name, column.sql_type)
                 exprs.append(q(column.name))
-        read_types[SEQ] = "BIGINT"
-        struct = "{" + ", ".join(f"{_sql_str(name)}: {_sql_str(kind)}" for name, kind in read_types.items()) + "}"
-        source = f"read_json({_sql_str(path)}, format = 'newline_delimited', columns = {struct}, maximum_object_size = 16777216)"
+        source = f"(SELECT {', '.join(columns)} FROM {BATCH_VIEW})"
+        self.con.register(BATCH_VIEW, rows)
+        try:
+            self._insert_rows(plan, names, exprs, source)
+        finally:
+            self.con.unregister(BATCH_VIEW)
+
+    def _insert_rows(self, plan: StreamPlan, names: list[str], exprs: list[str], source: str) -> None:
+        schema, table = self._write_table(plan)
         target = f"{q(schema)}.{q(table)}"
         column_list = ", ".join(q(n) for n in names)
         select = ", ".join(f"{e} AS {q(n)}" for e, n in zip(exprs, names))
@@ -253,12 +290,32 @@ class DuckDBSink:
             raise
 
     def close(self) -> None:
-        try:
-            self.con.close()
-        finally:
-            for name in os.listdir(self._tmpdir):
-                os.unlink(os.path.join(self._tmpdir, name))
-            os.rmdir(self._tmpdir)
+        self.con.close()
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = orjson.dumps(value, option=_JSON_OPTIONS)
+    return None if text == b"null" else text.decode()  # NaN and the like: read_json gave NULL too
+
+
+def _vector_array(vectors: list[Any], dim: int | None) -> pa.Array:
+    """FLOAT[dim] when every vector has the table's size (one copy into a block, no per-float
+    work); otherwise a list column, which DuckDB casts to the table's type or rejects, as before."""
+    mask = np.fromiter((v is None for v in vectors), dtype=bool, count=len(vectors))
+    present = [np.asarray(v, dtype=np.float32).ravel() for v in vectors if v is not None]
+    if dim and all(v.shape[0] == dim for v in present):
+        block = np.zeros((len(vectors), dim), dtype=np.float32)
+        if present:
+            block[~mask] = np.stack(present)
+        return pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), dim,
+                                                 mask=pa.array(mask) if mask.any() else None)
+    lengths = np.zeros(len(vectors), dtype=np.int32)
+    lengths[~mask] = [v.shape[0] for v in present]
+    offsets = np.concatenate([np.zeros(1, np.int32), np.cumsum(lengths, dtype=np.int32)])
+    values = np.concatenate(present) if present else np.zeros(0, np.float32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=pa.array(mask) if mask.any() else None)
 
 
 def _sql_str(text: str) -> str:

@@ -73,7 +73,7 @@ def _mixed(kind: str, workdir: Path, rates: dict[str, float], count: int) -> lis
 
 
 def mixed_faults_at_chat(workdir: Path) -> list[Capture]:
-    return _mixed("chat", workdir, dict(fault_429=0.10, fault_500=0.05, fault_drop=0.03, fault_truncate=0.03), 40)
+    return _mixed("chat", workdir, dict(fault_429=0.10, fault_500=0.05, fault_drop=0.03, fault_truncate=0.03), 100)
 
 
 def mixed_faults_at_embeddings(workdir: Path) -> list[Capture]:
