@@ -144,7 +144,8 @@ class BatchApiEnricher:
 
 class AutoDeliveryEnricher:
     """`auto`: online for the first `threshold` records of a sync, then the Batch API. A small sync
-    gets its answers at once; a large one sends the bulk at batch prices."""
+    gets its answers at once; a large one sends the bulk at batch prices. The choice is made when a
+    record is read (the pipeline prepares a chunk before it runs any of it), so it follows input order."""
 
     def __init__(self, online: Any, batch: BatchApiEnricher, threshold: int) -> None:
         self.online = online
@@ -153,18 +154,25 @@ class AutoDeliveryEnricher:
         self.model = online.model
         self.threshold = threshold
         self._seen = 0
+        # Inputs of the first `threshold` records, so this set never outgrows the threshold.
+        self._online_keys: set[str] = set()
 
     @property
     def dimension(self) -> int | None:
         return getattr(self.online, "dimension", None)
 
     def prepare(self, record: Mapping[str, Any]) -> Any:
+        item = self.online.prepare(record)
         self._seen += 1
-        return self.online.prepare(record)
+        if self._seen <= self.threshold:
+            self._online_keys.add(item.key)
+        return item
 
     async def run(self, item: Any) -> Result:
-        target = self.online if self._seen <= self.threshold else self.batch
-        return await target.run(item)
+        if item.key in self._online_keys:
+            self._online_keys.discard(item.key)
+            return await self.online.run(item)
+        return await self.batch.run(item)
 
     def flush(self) -> None:
         for enricher in (self.online, self.batch):

@@ -14,6 +14,7 @@ import email.utils
 import logging
 import random
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -246,14 +247,16 @@ class MistralClient:
             )
         return self._session
 
-    async def _send(self, method: str, url: str, body: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
+    async def _send(self, method: str, url: str, body: bytes | None,
+                    content_type: str | None = None) -> tuple[int, Mapping[str, str], bytes]:
         if self._sender is not None:
             return await self._sender(method, url, body)
         session = self._ensure_session()
+        headers = {"Content-Type": content_type} if content_type else None
         # Redirects are not followed: the key goes to the configured host only (a redirect would carry
         # a query-parameter key, and the request itself, to whatever host the answer names).
         async with session.request(method, url, data=body, params=self.connection.auth_params() or None,
-                                   allow_redirects=False) as response:
+                                   headers=headers, allow_redirects=False) as response:
             return response.status, response.headers, await response.read()
 
     async def get(self, path: str) -> Any:
@@ -262,7 +265,25 @@ class MistralClient:
     async def post(self, path: str, payload: Mapping[str, Any]) -> Any:
         return await self.request("POST", path, orjson.dumps(payload))
 
-    async def request(self, method: str, path: str, body: bytes | None) -> Any:
+    async def get_bytes(self, path: str) -> bytes:
+        """A file's raw content (GET /v1/files/{id}/content answers octet-stream, not JSON)."""
+        return await self.request("GET", path, None, decode=False)
+
+    async def upload_file(self, filename: str, content: bytes, purpose: str) -> Any:
+        """POST /v1/files as multipart/form-data. The body is built once as bytes, so that a retry
+        sends exactly the same upload."""
+        boundary = uuid.uuid4().hex
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/jsonl\r\n\r\n".encode(),
+            content,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+        return await self.request("POST", "files", b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}")
+
+    async def request(self, method: str, path: str, body: bytes | None, *, content_type: str | None = None,
+                      decode: bool = True) -> Any:
         import aiohttp
 
         url = self.connection.url(path)
@@ -284,7 +305,7 @@ class MistralClient:
                         await self._sleep(wait)
                     self.stats.requests += 1
                     try:
-                        status, headers, raw = await self._send(method, url, body)
+                        status, headers, raw = await self._send(method, url, body, content_type)
                     except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError) as error:
                         status, failure = None, ("timeout" if isinstance(error, asyncio.TimeoutError) else type(error).__name__)
             finally:
@@ -292,6 +313,8 @@ class MistralClient:
             if status is not None and 200 <= status < 300:
                 self.pacer.on_success(headers)
                 self._consecutive_failures = 0
+                if not decode:
+                    return raw
                 try:
                     return orjson.loads(raw) if raw else None
                 except orjson.JSONDecodeError:

@@ -101,6 +101,14 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    mode: str = "online"  # online | batch | auto
+    auto_threshold: int = 10_000
+    requests_per_job: int = 10_000
+    poll_max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class DestinationConfig:
     connection: MistralConnection
     enrichment: Enrichment
@@ -109,6 +117,7 @@ class DestinationConfig:
     on_error: str = "record"
     limits: Limits = field(default_factory=Limits)
     cache_enabled: bool = True
+    delivery: Delivery = field(default_factory=Delivery)
 
     def enrichment_for(self, stream_name: str) -> Enrichment:
         return self.overrides.get(stream_name, self.enrichment)
@@ -262,6 +271,22 @@ def _parse_limits(raw: Any) -> Limits:
     )
 
 
+def _parse_delivery(raw: Any) -> Delivery:
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise config_error("`delivery` must be an object such as {\"mode\": \"online\"}.")
+    defaults = Delivery()
+    threshold = _number(raw.get("auto_threshold"), "delivery.auto_threshold", minimum=0, integer=True)
+    per_job = _number(raw.get("requests_per_job"), "delivery.requests_per_job", minimum=1, maximum=1_000_000, integer=True)
+    poll = _number(raw.get("poll_max_seconds"), "delivery.poll_max_seconds", minimum=0, exclusive_min=True)
+    return Delivery(
+        mode=_choice(raw.get("mode"), "delivery.mode", ("online", "batch", "auto"), defaults.mode),
+        auto_threshold=defaults.auto_threshold if threshold is None else threshold,
+        requests_per_job=per_job or defaults.requests_per_job,
+        poll_max_seconds=poll or defaults.poll_max_seconds,
+    )
+
+
 def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
     connection = MistralConnection.from_config(config)
     enrichment = parse_enrichment(config.get("enrichment"), "enrichment", connection.model)
@@ -282,4 +307,5 @@ def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
         on_error=_choice(config.get("on_error"), "on_error", ("record", "fail"), "record"),
         limits=_parse_limits(config.get("limits")),
         cache_enabled=bool(cache.get("enabled", True)) if isinstance(cache, Mapping) else True,
+        delivery=_parse_delivery(config.get("delivery")),
     )

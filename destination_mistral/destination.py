@@ -42,6 +42,18 @@ def _own_fields() -> Mapping[str, Any]:
     return yaml.safe_load((Path(__file__).parent / "spec_fields.yaml").read_text(encoding="utf-8"))
 
 
+def with_delivery(enricher, delivery, client):
+    """Online enrichers answer per request; batch and auto delivery wrap them, so the inputs,
+    cache keys and parsed answers stay the same whichever way the requests travel."""
+    if enricher is None or delivery.mode == "online":
+        return enricher
+    from destination_mistral.batch_api import AutoDeliveryEnricher, BatchApiEnricher
+
+    batch = BatchApiEnricher(enricher, client, requests_per_job=delivery.requests_per_job,
+                             poll_max_seconds=delivery.poll_max_seconds)
+    return batch if delivery.mode == "batch" else AutoDeliveryEnricher(enricher, batch, delivery.auto_threshold)
+
+
 def build_enrichers(config: DestinationConfig, plans, client) -> dict:
     from destination_mistral.chat import ChatEnricher
     from destination_mistral.embeddings import EmbeddingEnricher
@@ -57,6 +69,7 @@ def build_enrichers(config: DestinationConfig, plans, client) -> dict:
                 enricher = ChatEnricher(settings, client)
             elif isinstance(settings, EmbeddingSettings):
                 enricher = EmbeddingEnricher(settings, client)
+            enricher = with_delivery(enricher, config.delivery, client)
             shared[id(settings)] = enricher
         enrichers[plan.key] = enricher
     return enrichers
