@@ -30,6 +30,7 @@ logger = logging.getLogger("airbyte")
 # Message types the protocol defines that a destination may receive and has nothing to do with.
 IGNORED_TYPES = frozenset({"LOG", "TRACE", "CONTROL", "SPEC", "CATALOG", "CONNECTION_STATUS", "DESTINATION_CATALOG"})
 # orjson writes at most this many nested levels; the sinks serialise every record with it.
+SECONDS_NOT_MILLISECONDS = 100_000_000_000  # 1973 in ms, 5138 in s
 MAX_DEPTH = 254
 
 
@@ -151,6 +152,10 @@ class InputParser:
         emitted_at = record.get("emitted_at")
         if isinstance(emitted_at, bool) or not isinstance(emitted_at, (int, float)):
             emitted_at = 0
+        elif 0 < emitted_at < SECONDS_NOT_MILLISECONDS:
+            # The protocol says milliseconds, but some senders (PyAirbyte writing from its cache)
+            # send seconds: a value this small would be January 1970 in milliseconds.
+            emitted_at *= 1000
         # Records are most of the input: built directly rather than through the generic serializer,
         # which costs several times more CPU per message.
         return AirbyteMessage(
