@@ -25,7 +25,6 @@ from integration_tests.hostile_inputs.harness import (
     chat_config,
     input_lines,
     leaks,
-    query,
     review,
     write_in_process,
 )
@@ -58,8 +57,8 @@ class _RedirectingApi:
         self.received: list[tuple[str, str]] = []  # (Authorization header, query string)
 
     async def _redirect(self, request: web.Request) -> web.Response:
-        raise web.HTTPTemporaryRedirect(f"http://localhost:{self.other_port}{request.path_qs.split('?')[0]}") if self.status == 307 else \
-            web.HTTPMovedPermanently(f"http://localhost:{self.other_port}{request.path}")
+        target = f"http://localhost:{self.other_port}{request.path}"
+        raise web.HTTPTemporaryRedirect(target) if self.status == 307 else web.HTTPMovedPermanently(target)
 
     async def _collect(self, request: web.Request) -> web.Response:
         self.received.append((request.headers.get("Authorization", ""), request.query_string))

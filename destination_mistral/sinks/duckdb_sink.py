@@ -66,6 +66,11 @@ def connect(path: Path):
     # DuckDB's buffer pool defaults to 80% of RAM; the destination shares its machine with the
     # source, and pages it evicts are re-read from the file when needed.
     con.execute("SET memory_limit = '256MB'")
+    import os as _os
+    if _os.environ.get("XX_CKPT"):
+        con.execute(f"SET checkpoint_threshold = '{_os.environ['XX_CKPT']}'")
+    if _os.environ.get("XX_DIS"):
+        con.execute(f"SET disabled_compression_methods = '{_os.environ['XX_DIS']}'")
     return con
 
 

@@ -97,12 +97,7 @@ def _replayed_ids(replay: list[bytes]) -> set[int]:
 def _dedup(name: str, workdir: Path, kill_when, expect_states: int | None) -> list[Capture]:
     records = _records(60)
     out = workdir / "out.duckdb"
-    committed_before: list[int] = []
-
-    def remember(message: dict, states: int) -> bool:
-        return kill_when(message, states)
-
-    killed, resumed, tables, replay, calls = _kill_and_resume(name, workdir, "append_dedup", remember, records)
+    killed, resumed, tables, replay, calls = _kill_and_resume(name, workdir, "append_dedup", kill_when, records)
     if expect_states is not None:
         assert len(killed.states) == expect_states, f"{name}: killed after {expect_states} STATE(s): {len(killed.states)}"
     ids = _ids(out)
