@@ -30,7 +30,7 @@ demo: $(STAMP)
 
 ## The test suite (unit, integration against the emulator, standard Airbyte tests, conformance).
 test: $(STAMP) $(PYAIRBYTE_STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not image_tests" -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not image_tests" -q
 
 ## Benchmarks (minutes): source read against a plain HTTP loop; destination against peers and the
 ## ceiling. Tables, JSON and a chart land in bench-results/.
