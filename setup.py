@@ -43,6 +43,7 @@ setup(
         "aiohttp>=3.9",
         "orjson>=3.9",
         "numpy>=1.26",
+        "pyarrow>=15",
         "duckdb>=1.1",
         "mistral-common>=1.5",
         "sentencepiece>=0.2",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
 
@@ -21,11 +20,26 @@ from destination_mistral.templates import RecordError, compile_template, render,
 KNOWN_DIMENSIONS = {"mistral-embed": 1024, "mistral-embed-2312": 1024, "codestral-embed": 1536, "codestral-embed-2505": 1536}
 
 
-@dataclass
 class EmbeddingInput:
-    key: str
-    text: str
-    tokens: int
+    """One text to embed. Its token count is taken when first needed (to fill a batch), so an
+    input the cache answers is never tokenized, unless it might be over the model's limit."""
+
+    __slots__ = ("key", "text", "_tokens", "_tokenizer")
+
+    def __init__(self, key: str, text: str, tokens: int | None = None, tokenizer: Any = None) -> None:
+        self.key = key
+        self.text = text
+        self._tokens = tokens
+        self._tokenizer = tokenizer
+
+    @property
+    def tokens(self) -> int:
+        if self._tokens is None:
+            self._tokens = self._tokenizer.count(self.text)
+        return self._tokens
+
+    def __repr__(self) -> str:
+        return f"EmbeddingInput(key={self.key!r}, text={self.text!r}, tokens={self._tokens!r})"
 
 
 class EmbeddingEnricher:
@@ -56,14 +70,16 @@ class EmbeddingEnricher:
         text = render(self._template, record) if self._template is not None else text_from_fields(record, self.settings.fields)
         if not text.strip():
             raise RecordError("the text to embed is empty")
-        tokens = self._tokenizer.count(text)
         limit = self.settings.max_input_tokens
-        if tokens > limit:
+        bound = self._tokenizer.upper_bound(text)
+        tokens = None if bound is not None and bound <= limit else self._tokenizer.count(text)
+        if tokens is not None and tokens > limit:
             if self.settings.input_too_long == "error":
                 raise RecordError(f"the text to embed has {tokens} tokens, over max_input_tokens {limit}")
             text = self._tokenizer.truncate(text, limit)
             tokens = min(limit, self._tokenizer.count(text))
-        return EmbeddingInput(key=cache_key("embeddings", self.model, self._params, text), text=text, tokens=tokens)
+        return EmbeddingInput(key=cache_key("embeddings", self.model, self._params, text), text=text, tokens=tokens,
+                              tokenizer=self._tokenizer)
 
     def request_body(self, items: list[EmbeddingInput]) -> dict[str, Any]:
         # base64 float32 is ~4x smaller than a JSON float list and far cheaper to parse.
