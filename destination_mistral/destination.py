@@ -17,13 +17,11 @@ from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteMessage,
-    AirbyteRecordMessage,
     AirbyteMessageSerializer,
     ConfiguredAirbyteCatalog,
     ConnectorSpecification,
     DestinationSyncMode,
     Status,
-    Type,
 )
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection.errors import config_error, unknown_model_message

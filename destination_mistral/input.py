@@ -100,7 +100,7 @@ class InputParser:
             elif kind in IGNORED_TYPES:
                 continue
             else:
-                shown = repr(kind)[:40] if isinstance(kind, str) else f"missing" if kind is None else _kind(kind)
+                shown = repr(kind)[:40] if isinstance(kind, str) else "missing" if kind is None else _kind(kind)
                 raise config_error(
                     f"Input line {self.line_number} is not an Airbyte message (message type {shown}): the input must be the "
                     "output of a source's `read`, one JSON message per line."

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode
+from airbyte_cdk.models import ConfiguredAirbyteStream
 
 from mistral_connection.errors import config_error
 

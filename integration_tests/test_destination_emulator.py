@@ -4,7 +4,6 @@ sync mode, the cache, failures and check."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import duckdb
 import pytest

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import collections
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from integration_tests.hostile_inputs.faults import CHAT_ROUTE, leak_emulator
 from integration_tests.hostile_inputs.harness import (
+    Scenario,
     Capture,
     catalog_dict,
     chat_config,
@@ -187,11 +187,6 @@ def killed_at_0_3_seconds_file_stays_readable(workdir: Path) -> list[Capture]:
 def killed_at_0_8_seconds_file_stays_readable(workdir: Path) -> list[Capture]:
     return _timed_kill("embeddings, killed 0.8 s into the sync", workdir, 0.8)
 
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    run: Callable[[Path], list[Capture]]
 
 
 SCENARIOS = [Scenario(f.__name__, f) for f in (

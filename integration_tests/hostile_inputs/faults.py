@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from integration_tests.hostile_inputs.harness import (
+    Scenario,
     LEAK_KEY,
     Capture,
     catalog_dict,
@@ -126,11 +126,6 @@ def api_down_stops_the_sync_with_transient_error(workdir: Path) -> list[Capture]
     assert "requests in a row" in capture.errors[0]["message"], capture.errors
     return [capture]
 
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    run: Callable[[Path], list[Capture]]
 
 
 SCENARIOS = [Scenario(f.__name__, f) for f in (

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import duckdb
 import orjson
 
-from airbyte_cdk.models import AirbyteMessageSerializer, ConfiguredAirbyteCatalogSerializer
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
 from destination_mistral.testing import catalog as build_catalog, configured_stream
 
@@ -300,3 +300,11 @@ def duckdb_text(path: Path) -> str:
         return "\n".join(str(con.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()) for schema, table in tables)
     finally:
         con.close()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named run that returns everything it captured, so the secrets test can run it again."""
+
+    name: str
+    run: Callable[[Path], list[Capture]]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from unittest import mock
 
 import orjson
@@ -22,7 +20,7 @@ from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
 
 from integration_tests.hostile_inputs.faults import leak_emulator
-from integration_tests.hostile_inputs.harness import LEAK_KEY, Capture
+from integration_tests.hostile_inputs.harness import LEAK_KEY, Capture, Scenario
 from source_mistral.source import SourceMistral
 
 STREAMS = ("models", "files", "batch_jobs", "fine_tuning_jobs", "agents")
@@ -100,11 +98,6 @@ def truncated_bodies_are_retried(workdir: Path) -> list[Capture]:
         assert sorted(_ids(faulty, stream)) == sorted(_ids(clean, stream)), f"{stream}: a truncated page must be read again, not skipped"
     return [_capture("source, truncated bodies", faulty)]
 
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    run: Callable[[Path], list[Capture]]
 
 
 SCENARIOS = [Scenario(f.__name__, f) for f in (

@@ -6,7 +6,6 @@ import asyncio
 import base64
 
 import numpy as np
-import pytest
 
 from destination_mistral import batching
 from destination_mistral.client import ApiError

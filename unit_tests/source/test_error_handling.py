@@ -3,7 +3,7 @@ sentence, rate limits and server errors are retried, and a removed endpoint is s
 
 from unittest import TestCase
 
-from airbyte_cdk.models import FailureType, Level, Status
+from airbyte_cdk.models import FailureType, Status
 from airbyte_cdk.test.entrypoint_wrapper import read
 from airbyte_cdk.test.mock_http import HttpMocker
 
