@@ -99,7 +99,10 @@ def _dedup(name: str, workdir: Path, kill_when, expect_states: int | None) -> li
     out = workdir / "out.duckdb"
     killed, resumed, tables, replay, calls = _kill_and_resume(name, workdir, "append_dedup", kill_when, records)
     if expect_states is not None:
-        assert len(killed.states) == expect_states, f"{name}: killed after {expect_states} STATE(s): {len(killed.states)}"
+        # The kill is sent once the k-th STATE is seen; lines already in the pipe by then may hold
+        # one more, and the replay starts after whichever came last.
+        seen = len(killed.states)
+        assert (seen >= expect_states) if expect_states else seen == 0, f"{name}: killed after {expect_states} STATE(s): {seen}"
     ids = _ids(out)
     assert ids == list(range(60)), f"{name}: every record exactly once after the resume: {collections.Counter(ids).most_common(3)}"
     committed = tables.get("main.reviews", 0)
