@@ -73,21 +73,11 @@ def airbyte_lines(start: int, count: int, state_every: int = 1000) -> Iterator[b
 
 def embed_batches(items: list[str]) -> list[list[str]]:
     """Greedy packing under the server's own limits (its token count): the best a client can do."""
+    from destination_mistral.batching import plan_batches
     from mistral_emulator.tokens import count_tokens
 
-    batches: list[list[str]] = []
-    current: list[str] = []
-    tokens = 0
-    for text in items:
-        n = count_tokens(text)
-        if current and (len(current) >= SERVER_MAX_INPUTS or tokens + n > SERVER_MAX_TOKENS):
-            batches.append(current)
-            current, tokens = [], 0
-        current.append(text)
-        tokens += n
-    if current:
-        batches.append(current)
-    return batches
+    plan = plan_batches([count_tokens(text) for text in items], max_inputs=SERVER_MAX_INPUTS, max_tokens=SERVER_MAX_TOKENS)
+    return [[items[i] for i in batch] for batch in plan]
 
 
 # ---- workers: each runs in its own process ---------------------------------------------------------
