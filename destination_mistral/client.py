@@ -20,9 +20,8 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import orjson
 
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import MistralConnection
-from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transient_error
+from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, is_traced, transient_error
 
 from destination_mistral.config import Limits
 
@@ -391,4 +390,4 @@ class MistralClient:
 
 
 def is_fatal(error: BaseException) -> bool:
-    return isinstance(error, AirbyteTracedException)
+    return is_traced(error)

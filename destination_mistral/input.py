@@ -15,15 +15,9 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
-from airbyte_cdk.models import (
-    AirbyteMessage,
-    AirbyteMessageSerializer,
-    AirbyteRecordMessage,
-    ConfiguredAirbyteCatalog,
-    ConfiguredAirbyteCatalogSerializer,
-    Type,
-)
 from mistral_connection.errors import config_error
+
+from destination_mistral.messages import Catalog, Record, State, catalog_from_json, state_problem
 
 logger = logging.getLogger("airbyte")
 
@@ -83,7 +77,7 @@ class InputParser:
         self.line_number = 0
         self.repaired = 0
 
-    def parse(self, lines: Iterable[bytes | str]) -> Iterator[AirbyteMessage]:
+    def parse(self, lines: Iterable[bytes | str]) -> Iterator[Record | State]:
         for raw in lines:
             self.line_number += 1
             if not raw.strip():
@@ -93,10 +87,10 @@ class InputParser:
             if kind == "RECORD":
                 yield self._record(message, raw)
             elif kind == "STATE":
-                try:
-                    yield AirbyteMessageSerializer.load(message)
-                except Exception as error:
-                    raise config_error(f"Input line {self.line_number} is a STATE message that is not valid ({first_line(error)}).") from None
+                problem = state_problem(message.get("state"))
+                if problem:
+                    raise config_error(f"Input line {self.line_number} is a STATE message that is not valid ({problem}).")
+                yield State(message)
             elif kind in IGNORED_TYPES:
                 continue
             else:
@@ -127,7 +121,7 @@ class InputParser:
         self.repaired += 1
         return value
 
-    def _record(self, message: dict, raw: bytes | str) -> AirbyteMessage:
+    def _record(self, message: dict, raw: bytes | str) -> Record:
         where = f"Input line {self.line_number}"
         record = message.get("record")
         if not isinstance(record, dict):
@@ -156,22 +150,17 @@ class InputParser:
             # The protocol says milliseconds, but some senders (PyAirbyte writing from its cache)
             # send seconds: a value this small would be January 1970 in milliseconds.
             emitted_at *= 1000
-        # Records are most of the input: built directly rather than through the generic serializer,
-        # which costs several times more CPU per message.
-        return AirbyteMessage(
-            type=Type.RECORD,
-            record=AirbyteRecordMessage(stream=stream, data=data, emitted_at=int(emitted_at), namespace=namespace),
-        )
+        return Record(stream, data, int(emitted_at), namespace)
 
 
-def check_records(messages: Iterable[AirbyteMessage], known: set[tuple[str | None, str]]) -> Iterator[AirbyteMessage]:
+def check_records(messages: Iterable[Record | State], known: set[tuple[str | None, str]]) -> Iterator[Record | State]:
     """Records must belong to a stream of the catalog and carry an object: the same checks for
     messages parsed from stdin and for messages handed over in process."""
     count = 0
     for message in messages:
-        if message.type == Type.RECORD:
+        if type(message) is Record:
             count += 1
-            record = message.record
+            record = message
             key = (record.namespace or None, record.stream)
             if key not in known:
                 label = f"{record.namespace}.{record.stream}" if record.namespace else record.stream
@@ -184,22 +173,11 @@ def check_records(messages: Iterable[AirbyteMessage], known: set[tuple[str | Non
         yield message
 
 
-def read_configured_catalog(path: str) -> ConfiguredAirbyteCatalog:
+def read_configured_catalog(path: str) -> Catalog:
     try:
         raw = orjson.loads(Path(path).read_bytes())
     except OSError as error:
         raise config_error(f"The configured catalog {path!r} cannot be read: {error.strerror or first_line(error)}.") from None
     except orjson.JSONDecodeError as error:
         raise config_error(f"The configured catalog {path!r} is not valid JSON ({first_line(error)}).") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("streams"), list):
-        raise config_error(f"The configured catalog {path!r} has no `streams` list: pass a configured catalog.")
-    for index, entry in enumerate(raw["streams"]):
-        stream = entry.get("stream") if isinstance(entry, dict) else None
-        if not isinstance(stream, dict) or not isinstance(stream.get("name"), str) or not stream["name"]:
-            raise config_error(f"Stream {index + 1} of the configured catalog has no `stream` object with a name.")
-        if not isinstance(stream.get("json_schema"), dict):
-            raise config_error(f"Stream {stream['name']!r} of the configured catalog has no `json_schema` object.")
-    try:
-        return ConfiguredAirbyteCatalogSerializer.load(raw)
-    except Exception as error:
-        raise config_error(f"The configured catalog {path!r} is not valid: {first_line(error)}.") from None
+    return catalog_from_json(raw, repr(path))

@@ -29,10 +29,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
-from airbyte_cdk.models import AirbyteMessage, AirbyteStateStats, Type
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from mistral_connection.errors import config_error, transient_error
+from mistral_connection.errors import config_error, system_error, transient_error
 
+from destination_mistral.messages import Record, State
 from destination_mistral.progress import Counters
 from destination_mistral.results import Result, failed
 from destination_mistral.schema import StreamPlan
@@ -125,13 +124,13 @@ class StreamRuntime:
 @dataclass
 class Barrier:
     position: int  # every record with gseq < position must be committed first
-    message: AirbyteMessage
+    message: State
     records: int  # records received since the previous STATE
 
 
 class Pipeline:
     def __init__(self, plans: Iterable[StreamPlan], enrichers: Mapping[tuple, Any], sink: Sink, client: Any,
-                 emit: Callable[[AirbyteMessage], None], *, on_error: str = "record", max_buffer_bytes: int = 64 << 20,
+                 emit: Callable[[dict], None], *, on_error: str = "record", max_buffer_bytes: int = 64 << 20,
                  cache_enabled: bool = True, request_stats: Any = None) -> None:
         self.streams = {plan.key: StreamRuntime(plan, enrichers.get(plan.key)) for plan in plans}
         self.sink = sink
@@ -170,7 +169,7 @@ class Pipeline:
             size += 2048
         return size
 
-    def feed(self, messages: Iterable[AirbyteMessage]) -> None:
+    def feed(self, messages: Iterable[Record | State]) -> None:
         """Runs in the reader thread: hands messages to the loop, pausing while the window is full."""
         put = self.inbox.put_nowait
         call = self.loop.call_soon_threadsafe
@@ -198,8 +197,8 @@ class Pipeline:
 
         try:
             for message in messages:
-                if message.type == Type.RECORD:
-                    record = message.record
+                if type(message) is Record:
+                    record = message
                     key = (record.namespace or None, record.stream)
                     cost = self.cost_of(key, record.data)
                     if not window.try_acquire(cost):
@@ -211,7 +210,7 @@ class Pipeline:
                     chunk.append(("record", record, cost))
                     if len(chunk) >= FEED_CHUNK or (handed[0] == queued[0] and self.inbox.empty()):
                         send()
-                elif message.type == Type.STATE:
+                else:
                     chunk.append(("state", message, 0))
                     send()
                 if self._failure is not None:
@@ -281,10 +280,8 @@ class Pipeline:
         key = (record.namespace or None, record.stream)
         runtime = self.streams.get(key)
         if runtime is None:
-            raise AirbyteTracedException(
-                message=f"A record arrived for stream {record.stream!r}, which is not in the configured catalog.",
-                internal_message="record for a stream missing from the catalog",
-            )
+            raise system_error(f"A record arrived for stream {record.stream!r}, which is not in the configured catalog.",
+                               "record for a stream missing from the catalog")
         item = PendingItem(seq=runtime.next_seq, record=record.data, emitted_at=record.emitted_at or int(time.time() * 1000),
                            raw_id=str(uuid.uuid4()), result=None, gseq=self._next_gseq, cost=cost)
         runtime.next_seq += 1
@@ -401,7 +398,7 @@ class Pipeline:
                 lowest = min(lowest, runtime.pending[0].gseq)
         return lowest
 
-    def _add_barrier(self, message: AirbyteMessage) -> None:
+    def _add_barrier(self, message: State) -> None:
         self.counters.states_in += 1
         self._barriers.append(Barrier(self._next_gseq, message, self._records_since_state))
         self._records_since_state = 0
@@ -479,11 +476,8 @@ class Pipeline:
         lowest = self._lowest_uncommitted()
         while self._barriers and self._barriers[0].position <= lowest:
             barrier = self._barriers.popleft()
-            message = barrier.message
-            if message.state is not None:
-                message.state.destinationStats = AirbyteStateStats(recordCount=float(barrier.records))
             self.counters.states_out += 1
-            self.emit(message)
+            self.emit(barrier.message.with_record_count(barrier.records))
 
     def _limit(self) -> int:
         return self._failure[0] if self._failure is not None else self._next_gseq
@@ -510,7 +504,7 @@ class Pipeline:
             raise self._failure[1]
         await self._commit()
         if any(runtime.pending for runtime in self.streams.values()):
-            raise AirbyteTracedException(message="Internal error: records left uncommitted at the end of the sync.")
+            raise system_error("Internal error: records left uncommitted at the end of the sync.")
         await self.loop.run_in_executor(self.db, self.sink.finish)
         self._release_states()
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from destination_mistral.destination import DestinationMistral
-
 
 def run(args: list[str] | None = None) -> None:
-    DestinationMistral().run(sys.argv[1:] if args is None else args)
+    args = sys.argv[1:] if args is None else args
+    if args and args[0] == "write":
+        # The hot path: without the CDK's import (about a second) before the first record.
+        from destination_mistral.writer import run_write_command
+
+        run_write_command(args[1:])
+        return
+    from destination_mistral.destination import DestinationMistral
+
+    DestinationMistral().run(args)
 
 
 if __name__ == "__main__":

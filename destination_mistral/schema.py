@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
-from airbyte_cdk.models import ConfiguredAirbyteStream
+from typing import TYPE_CHECKING, Any, Mapping
 
 from mistral_connection.errors import config_error
 
 from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings
+
+if TYPE_CHECKING:  # or destination_mistral.messages.CatalogStream, which has the same fields
+    from airbyte_cdk.models import ConfiguredAirbyteStream
 
 logger = logging.getLogger("airbyte")
 

@@ -1,12 +1,17 @@
-"""How failures reach the user: one sentence, the field to fix, and the right failure type."""
+"""How failures reach the user: one sentence, the field to fix, and the right failure type.
+
+The Airbyte CDK is imported only when an error is actually made: importing it costs about a second
+(its package builds every protocol serializer), which `destination-mistral write` would otherwise pay
+on every run before reading its first record."""
 
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import sys
+from typing import TYPE_CHECKING, Iterable
 
-from airbyte_cdk.models import FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+if TYPE_CHECKING:
+    from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 INVALID_KEY_MESSAGE = (
     "The Mistral API rejected the API key (HTTP {status}): check `api_key` "
@@ -14,13 +19,33 @@ INVALID_KEY_MESSAGE = (
 )
 
 
-def config_error(message: str) -> AirbyteTracedException:
+def _traced(message: str, failure_type: str, internal_message: str | None = None) -> "AirbyteTracedException":
+    from airbyte_cdk.models import FailureType
+    from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+    return AirbyteTracedException(message=message, internal_message=internal_message or message,
+                                  failure_type=FailureType(failure_type))
+
+
+def config_error(message: str) -> "AirbyteTracedException":
     """A user mistake: the platform shows `message` and does not retry."""
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+    return _traced(message, "config_error")
 
 
-def transient_error(message: str) -> AirbyteTracedException:
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
+def transient_error(message: str) -> "AirbyteTracedException":
+    return _traced(message, "transient_error")
+
+
+def system_error(message: str, internal_message: str | None = None) -> "AirbyteTracedException":
+    """A bug of ours: the platform retries it and shows `message`."""
+    return _traced(message, "system_error", internal_message)
+
+
+def is_traced(error: BaseException) -> bool:
+    """Whether `error` is an AirbyteTracedException, without importing the CDK to ask: if its module
+    was never loaded, no such exception can exist."""
+    module = sys.modules.get("airbyte_cdk.utils.traced_exception")
+    return module is not None and isinstance(error, module.AirbyteTracedException)
 
 
 def nearest_model_names(wanted: str, available: Iterable[str], limit: int = 3) -> list[str]:

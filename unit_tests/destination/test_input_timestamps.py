@@ -8,7 +8,7 @@ from destination_mistral.input import InputParser
 
 def _emitted_at(value):
     line = orjson.dumps({"type": "RECORD", "record": {"stream": "s", "data": {"a": 1}, "emitted_at": value}})
-    return next(InputParser().parse([line])).record.emitted_at
+    return next(InputParser().parse([line])).emitted_at
 
 
 @pytest.mark.parametrize("sent, stored", [(1_700_000_000_000, 1_700_000_000_000), (1_700_000_000, 1_700_000_000_000), (1_700_000_000.5, 1_700_000_000_500)])

@@ -11,6 +11,8 @@ import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.config import parse_config
+from destination_mistral.destination import from_airbyte
+from destination_mistral.messages import Record
 from destination_mistral.pipeline import ByteWindow, Pipeline
 from destination_mistral.results import Result, failed
 from destination_mistral.schema import plan_stream
@@ -78,10 +80,15 @@ def start(pipeline):
 
 
 def put(pipeline, message):
-    if message.type.name == "RECORD":
-        pipeline.inbox.put_nowait(("record", message.record, 10))
-    else:
-        pipeline.inbox.put_nowait(("state", message, 0))
+    for converted in from_airbyte([message]):
+        if isinstance(converted, Record):
+            pipeline.inbox.put_nowait(("record", converted, 10))
+        else:
+            pipeline.inbox.put_nowait(("state", converted, 0))
+
+
+def position(state_message):
+    return state_message["state"]["stream"]["stream_state"]["position"]
 
 
 def test_state_emitted_only_after_commit(tmp_path):
@@ -89,7 +96,7 @@ def test_state_emitted_only_after_commit(tmp_path):
         log = []
         enricher = GatedEnricher()
         p = plan(tmp_path)
-        pipeline = Pipeline([p], {p.key: enricher}, RecordingSink(log), None, lambda m: log.append(("state", m.state.stream.stream_state.position)),
+        pipeline = Pipeline([p], {p.key: enricher}, RecordingSink(log), None, lambda m: log.append(("state", position(m))),
                             cache_enabled=False)
         task = start(pipeline)
         for message in [record(review(1)), record(review(2)), state({"position": 2}), record(review(3)), state({"position": 3})]:
@@ -119,7 +126,7 @@ def test_on_error_fail_commits_what_came_before_and_stops(tmp_path):
         enricher = GatedEnricher()
         enricher.fail.add(3)
         p = plan(tmp_path)
-        pipeline = Pipeline([p], {p.key: enricher}, RecordingSink(log), None, lambda m: log.append(("state", m.state.stream.stream_state.position)),
+        pipeline = Pipeline([p], {p.key: enricher}, RecordingSink(log), None, lambda m: log.append(("state", position(m))),
                             on_error="fail", cache_enabled=False)
         task = start(pipeline)
         for message in [record(review(1)), record(review(2)), state({"position": 2}), record(review(3)), record(review(4)), state({"position": 4})]:

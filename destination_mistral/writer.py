@@ -1,0 +1,188 @@
+"""`destination-mistral write`: config and catalog in, stdin messages through the pipeline, STATE out.
+
+This module and everything it imports run without the Airbyte CDK (see messages.py for why): the
+CDK is loaded only to format a failure as a TRACE message, when a second of start-up no longer
+matters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import orjson
+
+from mistral_connection.errors import config_error
+
+from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings, parse_config
+from destination_mistral.input import InputParser, check_records, first_line, read_configured_catalog
+from destination_mistral.messages import Record, State
+
+logger = logging.getLogger("airbyte")
+
+_DONE = object()
+
+
+def read_config(config_path: str) -> dict[str, Any]:
+    try:
+        config = orjson.loads(Path(config_path).read_bytes())
+    except (OSError, ValueError) as error:
+        raise config_error(f"The config file could not be read as JSON ({first_line(error)}): pass a JSON object.") from None
+    if not isinstance(config, dict):
+        raise config_error(f"The config file holds a JSON {type(config).__name__}, not an object: pass a JSON object.")
+    return config
+
+
+def with_delivery(enricher, delivery, client):
+    """Online enrichers answer per request; batch and auto delivery wrap them, so the inputs,
+    cache keys and parsed answers stay the same whichever way the requests travel."""
+    if enricher is None or delivery.mode == "online":
+        return enricher
+    from destination_mistral.batch_api import AutoDeliveryEnricher, BatchApiEnricher
+
+    batch = BatchApiEnricher(enricher, client, requests_per_job=delivery.requests_per_job,
+                             poll_max_seconds=delivery.poll_max_seconds)
+    return batch if delivery.mode == "batch" else AutoDeliveryEnricher(enricher, batch, delivery.auto_threshold)
+
+
+def build_enrichers(config: DestinationConfig, plans, client) -> dict:
+    from destination_mistral.chat import ChatEnricher
+    from destination_mistral.embeddings import EmbeddingEnricher
+
+    shared: dict[int, Any] = {}
+    enrichers = {}
+    for plan in plans:
+        settings = config.enrichment_for(plan.name)
+        # Streams with the same settings share one enricher, so their embedding inputs share batches.
+        enricher = shared.get(id(settings))
+        if enricher is None:
+            if isinstance(settings, ChatSettings):
+                enricher = ChatEnricher(settings, client)
+            elif isinstance(settings, EmbeddingSettings):
+                enricher = EmbeddingEnricher(settings, client)
+            enricher = with_delivery(enricher, config.delivery, client)
+            shared[id(settings)] = enricher
+        enrichers[plan.key] = enricher
+    return enrichers
+
+
+def write_messages(config: Mapping[str, Any], catalog, messages: Iterable[Record | State]) -> Iterator[dict]:
+    """Runs one sync; yields each STATE message (as JSON objects) once everything before it is committed."""
+    settings = parse_config(config)
+    from destination_mistral.schema import plan_stream
+
+    plans = [plan_stream(stream, settings) for stream in catalog.streams]
+    keys = [plan.key for plan in plans]
+    if len(set(keys)) != len(keys):
+        twice = next(plan.label for plan in plans if keys.count(plan.key) > 1)
+        raise config_error(f"The configured catalog lists stream {twice!r} twice: keep one entry per stream.")
+    messages = check_records(messages, set(keys))
+    known = {plan.name for plan in plans}
+    for name in settings.overrides:
+        if name not in known:
+            logger.warning(f"`stream_overrides` names stream {name!r}, which is not in this sync's catalog.")
+    outbox: queue.Queue = queue.Queue()
+    worker = threading.Thread(target=_run_sync, args=(settings, plans, messages, outbox), name="destination-mistral", daemon=True)
+    worker.start()
+    while True:
+        item = outbox.get()
+        if item is _DONE:
+            break
+        if isinstance(item, BaseException):
+            worker.join(timeout=5)
+            raise item
+        yield item
+    worker.join()
+
+
+def _run_sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue) -> None:
+    try:
+        asyncio.run(_sync(settings, plans, messages, outbox))
+    except BaseException as error:
+        outbox.put(error)
+    else:
+        outbox.put(_DONE)
+
+
+async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue) -> None:
+    from destination_mistral.client import MistralClient
+    from destination_mistral.pipeline import Pipeline
+    from destination_mistral.sinks import open_sink
+
+    loop = asyncio.get_running_loop()
+    sink = await loop.run_in_executor(None, open_sink, settings.output, settings.cache_enabled)
+    client = MistralClient(settings.connection, settings.limits)
+    pipeline = None
+    try:
+        enrichers = build_enrichers(settings, plans, client)
+        pipeline = Pipeline(
+            plans, enrichers, sink, client, outbox.put,
+            on_error=settings.on_error,
+            max_buffer_bytes=settings.limits.max_buffer_bytes,
+            cache_enabled=settings.cache_enabled,
+            request_stats=client.stats,
+        )
+        await loop.run_in_executor(pipeline.db, sink.start, plans)
+        pipeline.inbox = asyncio.Queue()
+        pipeline.loop = loop
+        reader = threading.Thread(target=pipeline.feed, args=(messages,), name="destination-mistral-reader", daemon=True)
+        reader.start()
+        await pipeline.run()
+    finally:
+        await client.close()
+        executor = pipeline.db if pipeline is not None else None
+        if executor is not None:
+            await loop.run_in_executor(executor, sink.close)
+            executor.shutdown(wait=True)
+        else:
+            sink.close()
+
+
+def install_exception_hook() -> None:
+    """Any exception that ends `write` becomes a TRACE message with its failure type, as under the
+    CDK's entry point; the CDK that formats it is loaded only then."""
+
+    def hook(exc_type, exc, tb) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        from airbyte_cdk.exception_handler import init_uncaught_exception_handler
+        from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
+
+        from destination_mistral.output import _SECRETS
+
+        update_secrets(list(_SECRETS))
+        init_uncaught_exception_handler(logger)
+        sys.excepthook(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+def parse_write_args(args: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="destination-mistral write", description="Write records from stdin.")
+    parser.add_argument("--config", type=str, required=True, help="path to the JSON configuration file")
+    parser.add_argument("--catalog", type=str, required=True, help="path to the configured catalog JSON file")
+    return parser.parse_args(args)
+
+
+def run_write_command(args: list[str], stdin=None) -> None:
+    """`write --config C --catalog K`, reading Airbyte messages from stdin (bytes: a byte that is not
+    UTF-8 is one record's problem, replaced and reported, not an exception mid-input)."""
+    from destination_mistral.output import config_secrets, configure_logging, register_secrets, write_message
+
+    install_exception_hook()
+    configure_logging()
+    parsed = parse_write_args(args)
+    config = read_config(parsed.config)
+    register_secrets(config_secrets(config))
+    catalog = read_configured_catalog(parsed.catalog)
+    stream = stdin if stdin is not None else sys.stdin
+    logger.info("Begin writing to the destination...")
+    for message in write_messages(config, catalog, InputParser().parse(getattr(stream, "buffer", stream))):
+        write_message(message)
+    logger.info("Writing complete.")
