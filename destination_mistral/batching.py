@@ -14,10 +14,12 @@ from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 MAX_INPUTS_PER_REQUEST = 512
 MAX_TOKENS_PER_REQUEST = 16_384
 # Our count and the server's can differ by a few percent (another tokenizer version, special tokens).
-TOKEN_MARGIN = 0.9
+TOKEN_MARGIN = 0.95
 # Once responses have told how the server counts relative to us (usage.prompt_tokens), a small
 # margin is enough: the 10% above would cost 10% of throughput under a requests-per-second limit.
 CALIBRATED_MARGIN = 0.97
+# How long a partial embeddings batch may wait for more input while other batches are in flight.
+MAX_LINGER_SECONDS = 1.0
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,16 +53,22 @@ def is_batch_too_large(status: int | None, message: str) -> bool:
 class Batcher(Generic[T, R]):
     """Collects items submitted one by one into batches, sent with `send_batch` as soon as a batch
     is full or `flush()` is called (the pipeline flushes when its input runs dry, so a slow source
-    never waits for a batch to fill). `linger` bounds how long a partial batch may wait anyway."""
+    never waits for a batch to fill). `linger` bounds how long a partial batch may wait anyway when
+    nothing else is in flight, `max_linger` when something is."""
 
     def __init__(self, send_batch: Callable[[list[T]], Awaitable[list[R]]], tokens_of: Callable[[T], int],
                  max_inputs: int = MAX_INPUTS_PER_REQUEST, max_tokens: int = int(MAX_TOKENS_PER_REQUEST * TOKEN_MARGIN),
-                 linger: float = 0.05) -> None:
+                 linger: float = 0.05, max_linger: float | None = None) -> None:
         self._send_batch = send_batch
         self._tokens_of = tokens_of
         self.max_inputs = max_inputs
         self.max_tokens = max_tokens
         self.linger = linger
+        # While batches of this batcher are in flight, a partial one may wait up to this long: their
+        # answers free the window that lets more input in, and a half-full request would spend a
+        # slot of the account's rate limit on half the records.
+        self.max_linger = linger if max_linger is None else max(linger, max_linger)
+        self._opened = 0.0
         self._items: list[T] = []
         self._futures: list[asyncio.Future] = []
         self._tokens = 0
@@ -73,14 +81,25 @@ class Batcher(Generic[T, R]):
         if self._items and (len(self._items) >= self.max_inputs or self._tokens + count > self.max_tokens):
             self.flush()
         future = loop.create_future()
+        if not self._items:
+            self._opened = loop.time()
         self._items.append(item)
         self._futures.append(future)
         self._tokens += count
         if len(self._items) >= self.max_inputs:
             self.flush()
         elif self._timer is None:
-            self._timer = loop.call_later(self.linger, self.flush)
+            self._timer = loop.call_later(self.linger, self._linger_over)
         return future
+
+    def _linger_over(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - self._opened
+        if self._tasks and waited < self.max_linger:
+            self._timer = loop.call_later(min(self.linger, self.max_linger - waited), self._linger_over)
+            return
+        self.flush()
 
     def flush(self) -> None:
         if self._timer is not None:

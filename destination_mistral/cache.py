@@ -5,10 +5,13 @@ directory), so a nightly re-sync of unchanged records costs nothing and the cach
 restarts. With DuckDB output the cache rows are written in the same transaction as the records
 they enriched. Only successes are cached: a failed record is tried again next time.
 
-Rows go in and out as Arrow tables: DuckDB converts Python lists of 4 KB BLOB parameters one
-object at a time, which cost more than the rest of a sync.
+Rows go in and out as Arrow tables: DuckDB converts Python lists of 4 KB parameters one object at
+a time, which cost more than the rest of a sync. Vectors are stored as FLOAT[] (earlier versions
+used BLOB, migrated on open): DuckDB hands a BLOB column to Arrow about ten times slower than a list
+of floats, which made the lookups of a fully cached re-sync its largest cost.
 
-All methods run on the destination's single database thread."""
+`lookup` may run on a thread of its own, beside the destination's single database thread, which
+runs everything else."""
 
 from __future__ import annotations
 
@@ -23,68 +26,113 @@ from destination_mistral.results import Result
 TABLE = "_mistral_cache"
 _KEYS_VIEW = "_mistral_cache_keys"
 _ROWS_VIEW = "_mistral_cache_rows"
+_MIGRATION_CHUNK = 5000
 
-_DDL = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
+_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
     key VARCHAR PRIMARY KEY,
     endpoint VARCHAR,
     model VARCHAR,
     answer VARCHAR,
-    vector BLOB,
+    vector FLOAT[],
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
     created_at TIMESTAMPTZ DEFAULT current_timestamp
 )
 """
+_COLUMNS = "key, endpoint, model, answer, vector, prompt_tokens, completion_tokens"
 
 
-def blob_vectors(vectors: pa.Array) -> list[np.ndarray | None]:
-    """float32 vectors from a BLOB column, as views of its buffer (no per-row copy)."""
+def list_vectors(vectors: pa.Array) -> list[np.ndarray | None]:
+    """float32 vectors from a FLOAT[] column, as views of its buffer (no per-row copy)."""
     if isinstance(vectors, pa.ChunkedArray):
         vectors = vectors.combine_chunks()
     if len(vectors) == 0:
         return []
-    if pa.types.is_large_binary(vectors.type):
-        offset_type = np.int64
-    else:
-        vectors = vectors.cast(pa.binary())
-        offset_type = np.int32
-    _, offsets_buffer, data_buffer = vectors.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[vectors.offset:vectors.offset + len(vectors) + 1]
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    offsets = vectors.offsets.to_numpy()
+    values = vectors.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     valid = vectors.is_valid().to_numpy(zero_copy_only=False)
-    out: list[np.ndarray | None] = []
-    for i, (start, end) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist())):
-        if not valid[i]:
-            out.append(None)
-        elif (end - start) % 4 == 0 and start % 4 == 0:
-            out.append(data[start:end].view("<f4"))
-        else:  # not float-aligned: copy rather than fail
-            out.append(np.frombuffer(data[start:end].tobytes()[: (end - start) // 4 * 4], dtype="<f4"))
-    return out
+    starts, ends = offsets[:-1].tolist(), offsets[1:].tolist()
+    return [values[start:end] if valid[i] else None for i, (start, end) in enumerate(zip(starts, ends))]
+
+
+def vectors_to_list_array(vectors: Sequence[np.ndarray | None]) -> pa.Array:
+    """Vectors (or None) as one FLOAT[] column: a single copy into one block."""
+    present = [np.asarray(v, dtype=np.float32).ravel() for v in vectors if v is not None]
+    mask = np.fromiter((v is None for v in vectors), dtype=bool, count=len(vectors))
+    lengths = np.zeros(len(vectors), dtype=np.int32)
+    lengths[~mask] = [v.shape[0] for v in present]
+    offsets = np.concatenate([np.zeros(1, np.int32), np.cumsum(lengths, dtype=np.int32)])
+    values = np.concatenate(present) if present else np.zeros(0, np.float32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=pa.array(mask) if mask.any() else None)
+
+
+def _blob_vectors(blobs: pa.Array) -> list[np.ndarray | None]:
+    return [np.frombuffer(b, dtype="<f4") if b is not None else None for b in blobs.to_pylist()]
 
 
 class ResultCache:
     def __init__(self, connection) -> None:
         self._con = connection
-        self._con.execute(_DDL)
+        self._con.execute(_DDL.format(table=TABLE))
+        self._migrate_blob_vectors()
+        # Lookups read through a cursor of their own (DuckDB: one more connection to the same
+        # database), so that the pipeline can run them on another thread while a commit writes:
+        # a lookup sits on the path to the next request, and must not queue behind a commit.
+        self._reader = self._con.cursor()
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def _migrate_blob_vectors(self) -> None:
+        """A cache written with BLOB vectors becomes FLOAT[], in one transaction, so that no answer
+        already paid for is lost by the upgrade."""
+        kind = self._con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = ? AND column_name = 'vector' "
+            "AND table_schema = current_schema()", [TABLE]).fetchall()
+        if not kind or kind[0][0] != "BLOB":
+            return
+        staging = TABLE + "_migrating"
+        self._con.begin()
+        try:
+            self._con.execute(f"DROP TABLE IF EXISTS {staging}")
+            self._con.execute(_DDL.format(table=staging))
+            # Read through a second cursor: one connection cannot insert while a result is open.
+            source = self._con.cursor()
+            for batch in source.sql(f"SELECT {_COLUMNS}, created_at FROM {TABLE}").to_arrow_reader(_MIGRATION_CHUNK):
+                rows = pa.Table.from_batches([batch])
+                vectors = vectors_to_list_array(_blob_vectors(rows.column("vector").combine_chunks()))
+                rows = rows.set_column(rows.schema.get_field_index("vector"), "vector", vectors)
+                self._con.register(_ROWS_VIEW, rows)
+                try:
+                    self._con.execute(f"INSERT INTO {staging} SELECT {_COLUMNS}, created_at FROM {_ROWS_VIEW}")
+                finally:
+                    self._con.unregister(_ROWS_VIEW)
+            source.close()
+            self._con.execute(f"DROP TABLE {TABLE}")
+            self._con.execute(f"ALTER TABLE {staging} RENAME TO {TABLE}")
+            self._con.commit()
+        except BaseException:
+            self._con.rollback()
+            raise
 
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
         if not keys:
             return {}
         wanted = pa.table({"key": pa.array(list(dict.fromkeys(keys)), pa.string())})
         view = _KEYS_VIEW
-        self._con.register(view, wanted)
+        reader = self._reader
+        reader.register(view, wanted)
         try:
-            rows = self._con.sql(
+            rows = reader.sql(
                 f"SELECT c.key, c.endpoint, c.model, c.answer, c.vector, c.prompt_tokens, c.completion_tokens "
-                f"FROM {TABLE} c SEMI JOIN {view} w ON c.key = w.key"
+                f"FROM {view} w JOIN {TABLE} c ON c.key = w.key"
             ).to_arrow_table()
         finally:
-            self._con.unregister(view)
+            reader.unregister(view)
         if rows.num_rows == 0:
             return {}
-        vectors = blob_vectors(rows.column("vector"))
+        vectors = list_vectors(rows.column("vector"))
         found = {}
         for key, endpoint, model, answer, vector, prompt_tokens, completion_tokens in zip(
             rows.column("key").to_pylist(), rows.column("endpoint").to_pylist(), rows.column("model").to_pylist(),
@@ -109,7 +157,7 @@ class ResultCache:
             models.append(result.model)
             if endpoint == "embeddings":
                 answers.append(None)
-                vectors.append(np.asarray(result.value, dtype="<f4").tobytes() if result.value is not None else None)
+                vectors.append(result.value)
             else:
                 answers.append(orjson.dumps(result.value).decode())
                 vectors.append(None)
@@ -122,16 +170,13 @@ class ResultCache:
             "endpoint": pa.array(endpoints, pa.string()),
             "model": pa.array(models, pa.string()),
             "answer": pa.array(answers, pa.string()),
-            "vector": pa.array(vectors, pa.binary()),
+            "vector": vectors_to_list_array(vectors),
             "prompt_tokens": pa.array(prompts, pa.int32()),
             "completion_tokens": pa.array(completions, pa.int32()),
         })
         view = _ROWS_VIEW
         self._con.register(view, rows)
         try:
-            self._con.execute(
-                f"INSERT OR IGNORE INTO {TABLE} (key, endpoint, model, answer, vector, prompt_tokens, completion_tokens) "
-                f"SELECT key, endpoint, model, answer, vector, prompt_tokens, completion_tokens FROM {view}"
-            )
+            self._con.execute(f"INSERT OR IGNORE INTO {TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {view}")
         finally:
             self._con.unregister(view)

@@ -89,7 +89,7 @@ class EmbeddingEnricher:
         if self._batcher is None:
             self._batcher = Batcher(
                 self._send, lambda i: i.tokens, max_inputs=batching.MAX_INPUTS_PER_REQUEST,
-                max_tokens=int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN),
+                max_tokens=int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN), max_linger=batching.MAX_LINGER_SECONDS,
             )
         return await self._batcher.submit(item)
 

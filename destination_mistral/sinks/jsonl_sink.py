@@ -136,4 +136,5 @@ class JsonlSink:
             handle.close()
         self._handles.clear()
         if self._cache_con is not None:
+            self.cache.close()
             self._cache_con.close()

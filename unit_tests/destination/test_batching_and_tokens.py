@@ -82,3 +82,36 @@ def test_input_over_context_is_truncated_or_flagged():
 
 def test_max_inputs_constant_matches_the_api():
     assert MAX_INPUTS_PER_REQUEST == 512
+
+
+def test_partial_batch_waits_for_more_input_only_while_another_batch_is_in_flight():
+    import asyncio
+
+    from destination_mistral.batching import Batcher
+
+    async def scenario():
+        sent: list[int] = []
+        release = asyncio.Event()
+
+        async def send(items):
+            sent.append(len(items))
+            await release.wait()
+            return items
+
+        batcher = Batcher(send, lambda _: 1, max_inputs=3, linger=0.02, max_linger=5.0)
+        first = [batcher.submit(i) for i in range(3)]  # full: sent at once, and held in flight
+        await asyncio.sleep(0)
+        partial = batcher.submit(3)
+        await asyncio.sleep(0.15)
+        assert sent == [3], "while a batch is in flight, a partial one keeps waiting past `linger`"
+        later = [batcher.submit(i) for i in (4, 5)]
+        await asyncio.sleep(0)
+        assert sent == [3, 3], "input that arrives meanwhile fills it"
+        release.set()
+        await asyncio.gather(*first, partial, *later)
+        lone = batcher.submit(6)
+        await asyncio.sleep(0.1)
+        assert sent == [3, 3, 1], "with nothing in flight, a partial batch goes after `linger`"
+        await lone
+
+    asyncio.run(scenario())

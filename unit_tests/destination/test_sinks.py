@@ -116,3 +116,25 @@ def test_jsonl_overwrite_and_dedup(tmp_path):
     lines = [json.loads(l) for l in path.read_text().splitlines()]
     assert [(l["id"], l["review"]) for l in lines] == [(1, lines[0]["review"]), (2, "new"), (5, lines[2]["review"])]
     assert lines[1]["_mistral_answer"] == "ok" and lines[1]["_airbyte_raw_id"]
+
+
+def test_cache_written_with_blob_vectors_is_migrated_without_losing_answers(tmp_path):
+    from destination_mistral.cache import TABLE, ResultCache
+
+    path = tmp_path / "old.duckdb"
+    vector = np.arange(8, dtype="<f4")
+    con = duckdb.connect(str(path))
+    con.execute(f"CREATE TABLE {TABLE} (key VARCHAR PRIMARY KEY, endpoint VARCHAR, model VARCHAR, answer VARCHAR, vector BLOB, "
+                "prompt_tokens INTEGER, completion_tokens INTEGER, created_at TIMESTAMPTZ DEFAULT current_timestamp)")
+    con.execute(f"INSERT INTO {TABLE} VALUES ('e', 'embeddings', 'mistral-embed', NULL, ?, 3, 0, DEFAULT), "
+                "('c', 'chat/completions', 'm', '\"yes\"', NULL, 5, 1, DEFAULT)", [vector.tobytes()])
+    cache = ResultCache(con)
+    found = cache.lookup(["e", "c", "missing"])
+    assert set(found) == {"e", "c"}, "every cached answer survives the upgrade"
+    assert np.array_equal(found["e"].value, vector) and found["e"].prompt_tokens == 3
+    assert found["c"].value == "yes"
+    kind = con.execute(f"SELECT data_type FROM information_schema.columns WHERE table_name = '{TABLE}' AND column_name = 'vector'").fetchall()
+    assert kind == [("FLOAT[]",)]
+    cache.store([("e2", "embeddings", Result(value=vector * 2, model="mistral-embed", prompt_tokens=1))])
+    assert np.array_equal(cache.lookup(["e2"])["e2"].value, vector * 2), "the migrated table takes new rows"
+    con.close()
