@@ -85,13 +85,25 @@ class EmbeddingEnricher:
         # base64 float32 is ~4x smaller than a JSON float list and far cheaper to parse.
         return {"model": self.model, "input": [i.text for i in items], "encoding_format": "base64", **self._params}
 
+    def count_tokens(self, items: list[EmbeddingInput]) -> None:
+        """Takes the token counts that batching will need, for many inputs at once (off the event
+        loop: see the tokenizer's count_many)."""
+        todo = [item for item in items if item._tokens is None]
+        if todo:
+            for item, count in zip(todo, self._tokenizer.count_many([item.text for item in todo])):
+                item._tokens = count
+
     async def run(self, item: EmbeddingInput) -> Result:
+        return await self.submit(item)
+
+    def submit(self, item: EmbeddingInput) -> "asyncio.Future[Result]":
+        """The future of the item's result: one batch slot, no task of its own per record."""
         if self._batcher is None:
             self._batcher = Batcher(
                 self._send, lambda i: i.tokens, max_inputs=batching.MAX_INPUTS_PER_REQUEST,
                 max_tokens=int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN), max_linger=batching.MAX_LINGER_SECONDS,
             )
-        return await self._batcher.submit(item)
+        return self._batcher.submit(item)
 
     def flush(self) -> None:
         if self._batcher is not None:

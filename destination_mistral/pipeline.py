@@ -333,6 +333,7 @@ class Pipeline:
         found: dict[str, Result] = {}
         if unknown and self.cache_enabled:
             found = await self.loop.run_in_executor(self.lookups, self.sink.lookup, unknown)
+        await self._count_tokens(todo, fresh, found)
         for runtime, item in todo:
             key = item.key
             if key in fresh:
@@ -345,10 +346,27 @@ class Pipeline:
                 self._waiters[key].append((runtime, item))
             else:
                 self._waiters[key] = [(runtime, item)]
-                task = self.loop.create_task(runtime.enricher.run(item.prepared))
+                submit = getattr(runtime.enricher, "submit", None)
+                # A batching enricher hands out a future per input; a task per record would cost
+                # more than the rest of the record's handling on the loop.
+                task = submit(item.prepared) if submit is not None else self.loop.create_task(runtime.enricher.run(item.prepared))
                 self._inflight[key] = task
                 task.add_done_callback(lambda t, k=key, e=runtime.enricher: self._on_answer(k, e, t))
         self._after_completion()
+
+    async def _count_tokens(self, todo, fresh: Mapping[str, Any], found: Mapping[str, Any]) -> None:
+        """Token counts for the inputs about to be sent, taken on the lookup thread in one call per
+        enricher (the tokenizer does not hold the GIL for a list of texts)."""
+        by_enricher: dict[int, tuple[Any, list]] = {}
+        for runtime, item in todo:
+            key = item.key
+            if key in fresh or key in found or key in self._inflight or key in self._fresh:
+                continue
+            count = getattr(runtime.enricher, "count_tokens", None)
+            if count is not None:
+                by_enricher.setdefault(id(runtime.enricher), (count, []))[1].append(item.prepared)
+        for count, prepared in by_enricher.values():
+            await self.loop.run_in_executor(self.lookups, count, prepared)
 
     def _flush_batchers(self) -> None:
         for runtime in self.streams.values():

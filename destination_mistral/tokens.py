@@ -14,6 +14,8 @@ from typing import Protocol
 class Tokenizer(Protocol):
     def count(self, text: str) -> int: ...
 
+    def count_many(self, texts: list[str]) -> list[int]: ...
+
     def truncate(self, text: str, max_tokens: int) -> str: ...
 
     def upper_bound(self, text: str) -> int | None: ...
@@ -49,6 +51,16 @@ class _MistralCommonTokenizer:
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
+    def count_many(self, texts: list[str]) -> list[int]:
+        """Counts of many texts in one call. SentencePiece encodes a list in C++ without holding
+        the GIL (a text at a time, it holds it), so counting on a worker thread this way runs beside
+        the event loop instead of taking ~25 us of its time per record."""
+        model = getattr(self._raw, "_model", None)
+        if type(self._raw).__name__ == "SentencePieceTokenizer" and model is not None:
+            with self._lock:
+                return [len(ids) for ids in model.encode(list(texts), num_threads=1)]
+        return [self.count(text) for text in texts]
+
     def truncate(self, text: str, max_tokens: int) -> str:
         ids = self.encode(text)
         if len(ids) <= max_tokens:
@@ -68,6 +80,9 @@ class ApproximateTokenizer:
 
     def count(self, text: str) -> int:
         return max(1, (len(text.encode("utf-8")) + 2) // 3)
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        return [self.count(text) for text in texts]
 
     def truncate(self, text: str, max_tokens: int) -> str:
         data = text.encode("utf-8")[: max_tokens * 3]
