@@ -28,9 +28,12 @@ _KEYS_VIEW = "_mistral_cache_keys"
 _ROWS_VIEW = "_mistral_cache_rows"
 _MIGRATION_CHUNK = 5000
 
+# No primary key: the pipeline looks every key up before it sends, and stores each new result once
+# (one writer per file, by DuckDB's lock), so a key cannot arrive twice; should one ever, a lookup
+# takes either row. Maintaining the index cost a third of each commit of a fresh embeddings sync.
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
-    key VARCHAR PRIMARY KEY,
+    key VARCHAR,
     endpoint VARCHAR,
     model VARCHAR,
     answer VARCHAR,
@@ -80,6 +83,11 @@ class ResultCache:
         # database), so that the pipeline can run them on another thread while a commit writes:
         # a lookup sits on the path to the next request, and must not queue behind a commit.
         self._reader = self._con.cursor()
+        # A table made with a primary key (earlier versions) refuses a second row for a key.
+        keyed = self._con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND constraint_type = 'PRIMARY KEY' "
+            "AND schema_name = current_schema()", [TABLE]).fetchall()[0][0]
+        self._insert = f"INSERT OR IGNORE INTO {TABLE}" if keyed else f"INSERT INTO {TABLE}"
 
     def close(self) -> None:
         self._reader.close()
@@ -177,6 +185,6 @@ class ResultCache:
         view = _ROWS_VIEW
         self._con.register(view, rows)
         try:
-            self._con.execute(f"INSERT OR IGNORE INTO {TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {view}")
+            self._con.execute(f"{self._insert} ({_COLUMNS}) SELECT {_COLUMNS} FROM {view}")
         finally:
             self._con.unregister(view)
