@@ -70,7 +70,7 @@ def connect(path: Path):
     con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) // 2)}")
     # DuckDB's buffer pool defaults to 80% of RAM; the destination shares its machine with the
     # source, and pages it evicts are re-read from the file when needed.
-    con.execute("SET memory_limit = '256MB'")
+    con.execute("SET memory_limit = '192MB'")
     # At the default 16 MB the write-ahead log fills every commit or two (a vector is 4 KB, written
     # to the table and to the cache), and each checkpoint rewrites the cache's key index and the
     # partly filled row groups again. Committed transactions are durable in the log either way.
