@@ -61,3 +61,28 @@ def test_source_read_piped_into_destination_write(emulator, tmp_path):
         con.close()
     assert files[0] == files[1] == files[2] > 100, f"every file once, each embedded: {files}"
     assert models[0] == models[1] > 0
+
+
+def test_write_does_its_whole_sync_without_importing_the_cdk(emulator, tmp_path):
+    """`write` starts in a fraction of a second because it never loads the Airbyte CDK (about a
+    second of imports); a stray import anywhere on the write path would bring that back."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"api_key": emulator.api_key, "base_url": emulator.base_url,
+                                  "enrichment": {"mode": "embeddings", "fields": ["review"]},
+                                  "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}}))
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"streams": [{"stream": {"name": "reviews", "json_schema": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "review": {"type": "string"}}}}, "sync_mode": "full_refresh", "destination_sync_mode": "append"}]}))
+    lines = "".join(json.dumps(m) + "\n" for m in (
+        *({"type": "RECORD", "record": {"stream": "reviews", "data": {"id": i, "review": f"text {i}"}, "emitted_at": 1}} for i in range(50)),
+        {"type": "STATE", "state": {"type": "STREAM", "stream": {"stream_descriptor": {"name": "reviews"}, "stream_state": {"n": 50}}}},
+    ))
+    probe = ("import sys; from destination_mistral.run import run; run(sys.argv[1:]); "
+             "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'airbyte_cdk'); "
+             "print('CDK MODULES', len(loaded), loaded[:5], file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe, "write", "--config", str(config), "--catalog", str(catalog)], input=lines,
+                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    states = [m for m in _messages(done.stdout) if m["type"] == "STATE"]
+    assert states and states[-1]["state"]["destinationStats"]["recordCount"] == 50.0, "the STATE leaves with its record count"
+    assert "CDK MODULES 0 []" in done.stderr, done.stderr[-500:]
