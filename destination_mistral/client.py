@@ -122,6 +122,11 @@ class RatePacer:
     # not 64 (which would take the pace from 100/s to 0.2/s at once).
     CUT_INTERVAL = 1.0
     MIN_STARTS_TO_PACE = 8
+    # When the limit is first announced, the server also says how many requests it would accept at
+    # once (x-ratelimit-remaining-req-minute): up to this many seconds' worth of them start together
+    # instead of being spaced, since a rate limiter that has them to give is not pushed into a 429.
+    # Only this first figure is used: later ones are stale while requests are in flight.
+    BURST_SECONDS = 1.0
 
     def __init__(self, cap_rps: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.cap = cap_rps
@@ -131,6 +136,7 @@ class RatePacer:
         self._next_slot = 0.0
         self._last_cut = float("-inf")
         self._starts: collections.deque[float] = collections.deque(maxlen=4096)
+        self._burst = 0
 
     def _ceiling(self) -> float | None:
         limits = [r for r in (self.cap, self.learned) if r]
@@ -140,7 +146,10 @@ class RatePacer:
         """Reserve the next start slot and return how long to wait for it."""
         now = self._clock()
         start = now
-        if self.rate:
+        if self._burst > 0:
+            self._burst -= 1
+            self._next_slot = max(self._next_slot, now)
+        elif self.rate:
             start = max(now, self._next_slot)
             self._next_slot = start + 1.0 / self.rate
         self._starts.append(start)
@@ -157,6 +166,7 @@ class RatePacer:
         return recent / window
 
     def on_throttled(self, retry_after: float | None) -> None:
+        self._burst = 0
         now = self._clock()
         if now - self._last_cut < self.CUT_INTERVAL:
             return
@@ -182,9 +192,14 @@ class RatePacer:
         if limit and limit > 0:
             learned = limit / 60.0
             if learned != self.learned:
+                first = self.learned is None
                 self.learned = learned
                 ceiling = self._ceiling()
                 self.rate = min(self.rate, ceiling) if self.rate else ceiling
+                remaining = _float_header(headers, "x-ratelimit-remaining-req-minute")
+                if first and remaining and self.rate:
+                    # One of them is left in reserve: the server counts what is already on the way.
+                    self._burst = max(0, int(min(remaining, self.rate * self.BURST_SECONDS)) - 1)
 
     def on_success(self, headers: Mapping[str, str]) -> None:
         self.on_headers(headers)

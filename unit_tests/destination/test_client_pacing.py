@@ -19,11 +19,31 @@ def test_pacer_learns_the_limit_from_the_ratelimit_headers():
     assert pacer.delay() == 0.0, "nothing is known yet: no pacing"
     pacer.on_success({"x-ratelimit-limit-req-minute": "600", "x-ratelimit-remaining-req-minute": "590"})
     assert pacer.rate == pytest.approx(10.0), "600 requests a minute is 10 requests/s"
-    delays = [pacer.delay() for _ in range(4)]
-    assert delays[1:] == pytest.approx([0.1, 0.2, 0.3]), "starts must be spaced at the learned pace"
+    burst = [pacer.delay() for _ in range(9)]
+    assert burst == [0.0] * 9, "one second's worth that the server says it has room for starts at once, less one"
+    delays = [pacer.delay() for _ in range(3)]
+    assert delays == pytest.approx([0.0, 0.1, 0.2]), "then starts must be spaced at the learned pace"
+    pacer.on_success({"x-ratelimit-limit-req-minute": "600", "x-ratelimit-remaining-req-minute": "590"})
+    assert pacer.delay() == pytest.approx(0.3), "a later remaining count is stale and gives no new burst"
     for _ in range(100):
         pacer.on_success({"x-ratelimit-limit-req-minute": "600"})
     assert pacer.rate == pytest.approx(10.0), "success must not grow the pace past the announced limit"
+
+
+def test_the_first_burst_is_no_larger_than_what_the_server_says_remains():
+    now = [0.0]
+    pacer = RatePacer(None, clock=lambda: now[0])
+    pacer.delay()
+    pacer.on_success({"x-ratelimit-limit-req-minute": "600", "x-ratelimit-remaining-req-minute": "3"})
+    assert [pacer.delay() for _ in range(4)] == pytest.approx([0.0, 0.0, 0.0, 0.1])
+
+
+def test_a_429_ends_the_burst():
+    now = [0.0]
+    pacer = RatePacer(None, clock=lambda: now[0])
+    pacer.on_success({"x-ratelimit-limit-req-minute": "600", "x-ratelimit-remaining-req-minute": "590"})
+    pacer.on_throttled(1.0)
+    assert pacer.delay() == 0.0 and pacer.delay() > 0, "after a refusal, starts are spaced again"
 
 
 def test_configured_cap_wins_over_a_higher_announced_limit():
