@@ -82,7 +82,9 @@ def embed_batches(items: list[str]) -> list[list[str]]:
 
 # ---- workers: each runs in its own process ---------------------------------------------------------
 
-async def _plain(base: str, kind: str, start: int, count: int, concurrency: int) -> None:
+async def _plain(base: str, kind: str, start: int, count: int, concurrency: int) -> float:
+    """Fires the requests with nothing else to do; returns the seconds from the first request to the
+    last answer (the server's own rate, start-up excluded)."""
     import aiohttp
     import orjson
 
@@ -108,7 +110,9 @@ async def _plain(base: str, kind: str, start: int, count: int, concurrency: int)
                         orjson.loads(payload)
                         break
 
+        started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
 
 
 def _sdk_client(base: str):
@@ -120,7 +124,8 @@ def _sdk_client(base: str):
 def worker_main(args: argparse.Namespace) -> None:
     base, kind, start, count = args.base_url, args.kind, args.start, args.count
     if kind in ("plain-embeddings", "plain-chat"):
-        asyncio.run(_plain(base, kind.split("-", 1)[1], start, count, args.concurrency))
+        seconds = asyncio.run(_plain(base, kind.split("-", 1)[1], start, count, args.concurrency))
+        print(json.dumps({"note": f"requests alone: {count / seconds:.0f} records/s"}))
     elif kind.startswith("sdk-embed-"):
         size = int(kind.rsplit("-", 1)[1])
         client = _sdk_client(base)
@@ -344,9 +349,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         bench.configure(args.latency_ms, per_token, None)
         latency = (args.latency_ms + per_token * batch * tokens_per_record) / 1000
         formula = batch * c_embed / latency
-        seconds, rss, _ = bench.worker("plain-embeddings", n_embed, c_embed)
+        seconds, rss, note = bench.worker("plain-embeddings", n_embed, c_embed)
         plain = bench.add(scenario, "emulator max (plain aiohttp client)", n_embed, seconds, rss, formula,
-                          note=f"formula B·C/L = {formula:.0f}/s")
+                          note=f"formula B·C/L = {formula:.0f}/s; {note}")
         ceiling = plain["records_per_s"]
         start = bench.fresh(n_embed)
         database = bench.work / "dest_embeddings_main.duckdb"
@@ -381,9 +386,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         scenario = f"chat L={args.chat_latency_ms:.0f}ms C={c_chat}"
         bench.configure(args.chat_latency_ms, per_token, None)
         ceiling = c_chat / chat_latency
-        seconds, rss, _ = bench.worker("plain-chat", n_chat // 2, c_chat)
+        seconds, rss, note = bench.worker("plain-chat", n_chat // 2, c_chat)
         bench.add(scenario, "emulator max (plain aiohttp client)", n_chat // 2, seconds, rss, ceiling,
-                  note=f"formula C/L = {ceiling:.1f}/s")
+                  note=f"formula C/L = {ceiling:.1f}/s; {note}")
         seconds, rss, sync, _ = bench.destination("chat", n_chat, c_chat)
         bench.add(scenario, "destination-mistral (stdin→DuckDB)", n_chat, seconds, rss, ceiling, sync_rate=sync)
         seconds, rss, note = bench.worker("lc-chat-batch", n_chat // 2, c_chat)
