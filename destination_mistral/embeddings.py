@@ -15,6 +15,7 @@ from destination_mistral.client import ApiError, MistralClient
 from destination_mistral.config import EmbeddingSettings
 from destination_mistral.results import Result, cache_key, failed
 from destination_mistral.templates import RecordError, compile_template, render, text_from_fields
+from destination_mistral.tokens import upper_bound_for
 
 # Native sizes, so that a table's FLOAT[n] column can be created before the first vector arrives.
 KNOWN_DIMENSIONS = {"mistral-embed": 1024, "mistral-embed-2312": 1024, "codestral-embed": 1536, "codestral-embed-2505": 1536}
@@ -71,7 +72,7 @@ class EmbeddingEnricher:
         if not text.strip():
             raise RecordError("the text to embed is empty")
         limit = self.settings.max_input_tokens
-        bound = self._tokenizer.upper_bound(text)
+        bound = upper_bound_for(self.model, text)
         tokens = None if bound is not None and bound <= limit else self._tokenizer.count(text)
         if tokens is not None and tokens > limit:
             if self.settings.input_too_long == "error":

@@ -116,7 +116,6 @@ async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queu
     from destination_mistral.sinks import open_sink
 
     loop = asyncio.get_running_loop()
-    _preload_tokenizers(settings)
     sink = await loop.run_in_executor(None, open_sink, settings.output, settings.cache_enabled)
     client = MistralClient(settings.connection, settings.limits)
     pipeline = None
@@ -143,15 +142,6 @@ async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queu
             executor.shutdown(wait=True)
         else:
             sink.close()
-
-
-def _preload_tokenizers(settings: DestinationConfig) -> None:
-    """Embedding batches are sized by token counts, so the first request waits for the tokenizer
-    (about 0.3 s of imports and loading): it is loaded while the output opens."""
-    from destination_mistral.tokens import tokenizer_for
-
-    for model in {e.model for e in settings.all_enrichments() if isinstance(e, EmbeddingSettings)}:
-        threading.Thread(target=tokenizer_for, args=(model,), name="destination-mistral-tokenizer", daemon=True).start()
 
 
 def install_exception_hook() -> None:
