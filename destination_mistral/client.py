@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import orjson
 
 from mistral_connection import MistralConnection
-from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, is_traced, transient_error
+from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transient_error
 
 from destination_mistral.config import Limits
 
@@ -403,6 +403,3 @@ class MistralClient:
                 f"The API answered 404 for {route}: check `base_url` (it should be the API root, e.g. https://api.mistral.ai)."
             )
 
-
-def is_fatal(error: BaseException) -> bool:
-    return is_traced(error)

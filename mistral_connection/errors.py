@@ -7,7 +7,6 @@ on every run before reading its first record."""
 from __future__ import annotations
 
 import difflib
-import sys
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
@@ -39,13 +38,6 @@ def transient_error(message: str) -> "AirbyteTracedException":
 def system_error(message: str, internal_message: str | None = None) -> "AirbyteTracedException":
     """A bug of ours: the platform retries it and shows `message`."""
     return _traced(message, "system_error", internal_message)
-
-
-def is_traced(error: BaseException) -> bool:
-    """Whether `error` is an AirbyteTracedException, without importing the CDK to ask: if its module
-    was never loaded, no such exception can exist."""
-    module = sys.modules.get("airbyte_cdk.utils.traced_exception")
-    return module is not None and isinstance(error, module.AirbyteTracedException)
 
 
 def nearest_model_names(wanted: str, available: Iterable[str], limit: int = 3) -> list[str]:
