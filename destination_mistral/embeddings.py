@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -25,22 +25,22 @@ class EmbeddingInput:
     """One text to embed. Its token count is taken when first needed (to fill a batch), so an
     input the cache answers is never tokenized, unless it might be over the model's limit."""
 
-    __slots__ = ("key", "text", "_tokens", "_tokenizer")
+    __slots__ = ("key", "text", "_tokens", "_count")
 
-    def __init__(self, key: str, text: str, tokens: int | None = None, tokenizer: Any = None) -> None:
+    def __init__(self, key: str, text: str, tokens: int | None = None, count: Callable[[str], int] | None = None) -> None:
         self.key = key
         self.text = text
         self._tokens = tokens
-        self._tokenizer = tokenizer
+        self._count = count  # loads the tokenizer on first use
 
     @property
     def tokens(self) -> int:
         if self._tokens is None:
-            self._tokens = self._tokenizer.count(self.text)
+            self._tokens = self._count(self.text)
         return self._tokens
 
-    def __repr__(self) -> str:
-        return f"EmbeddingInput(key={self.key!r}, text={self.text!r}, tokens={self._tokens!r})"
+    def __repr__(self) -> str:  # never the text: it is record content
+        return f"EmbeddingInput(key={self.key!r}, chars={len(self.text)}, tokens={self._tokens!r})"
 
 
 class EmbeddingEnricher:
@@ -80,7 +80,10 @@ class EmbeddingEnricher:
             text = self._tokenizer.truncate(text, limit)
             tokens = min(limit, self._tokenizer.count(text))
         return EmbeddingInput(key=cache_key("embeddings", self.model, self._params, text), text=text, tokens=tokens,
-                              tokenizer=self._tokenizer)
+                              count=self.count_text)
+
+    def count_text(self, text: str) -> int:
+        return self._tokenizer.count(text)
 
     def request_body(self, items: list[EmbeddingInput]) -> dict[str, Any]:
         # base64 float32 is ~4x smaller than a JSON float list and far cheaper to parse.

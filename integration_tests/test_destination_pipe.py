@@ -65,7 +65,8 @@ def test_source_read_piped_into_destination_write(emulator, tmp_path):
 
 def test_write_does_its_whole_sync_without_importing_the_cdk(emulator, tmp_path):
     """`write` starts in a fraction of a second because it never loads the Airbyte CDK (about a
-    second of imports); a stray import anywhere on the write path would bring that back."""
+    second of imports), nor, when the cache answers everything, the tokenizer (half a second more);
+    a stray import anywhere on the write path would bring that back."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"api_key": emulator.api_key, "base_url": emulator.base_url,
                                   "enrichment": {"mode": "embeddings", "fields": ["review"]},
@@ -79,10 +80,17 @@ def test_write_does_its_whole_sync_without_importing_the_cdk(emulator, tmp_path)
     ))
     probe = ("import sys; from destination_mistral.run import run; run(sys.argv[1:]); "
              "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'airbyte_cdk'); "
-             "print('CDK MODULES', len(loaded), loaded[:5], file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", probe, "write", "--config", str(config), "--catalog", str(catalog)], input=lines,
-                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    states = [m for m in _messages(done.stdout) if m["type"] == "STATE"]
-    assert states and states[-1]["state"]["destinationStats"]["recordCount"] == 50.0, "the STATE leaves with its record count"
-    assert "CDK MODULES 0 []" in done.stderr, done.stderr[-500:]
+             "print('CDK MODULES', len(loaded), loaded[:5], file=sys.stderr); "
+             "print('TOKENIZER LOADED', 'mistral_common' in sys.modules, file=sys.stderr)")
+
+    def write():
+        done = subprocess.run([sys.executable, "-c", probe, "write", "--config", str(config), "--catalog", str(catalog)],
+                              input=lines, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        states = [m for m in _messages(done.stdout) if m["type"] == "STATE"]
+        assert states and states[-1]["state"]["destinationStats"]["recordCount"] == 50.0, "the STATE leaves with its record count"
+        assert "CDK MODULES 0 []" in done.stderr, done.stderr[-500:]
+        return done.stderr
+
+    assert "TOKENIZER LOADED True" in write(), "new inputs are counted with Mistral's tokenizer"
+    assert "TOKENIZER LOADED False" in write(), "a sync answered wholly by the cache never loads the tokenizer"
