@@ -32,14 +32,16 @@ demo: $(STAMP)
 test: $(STAMP) $(PYAIRBYTE_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not image_tests" -q
 
-## Benchmarks (minutes): source read against a plain HTTP loop; destination against peers and the
-## ceiling. Tables, JSON and a chart land in bench-results/.
+## Benchmarks (minutes): source read against a plain HTTP loop; CPU per request of HTTP clients;
+## destination against peers and the ceiling. Tables, JSON and a chart land in bench-results/.
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_source.py
+	$(BIN)/python scripts/bench_http_clients.py
 	$(BIN)/python scripts/bench_destination.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python scripts/bench_source.py --files 5000 --batch-jobs 1000
+	$(BIN)/python scripts/bench_http_clients.py --requests 1000
 	$(BIN)/python scripts/bench_destination.py --quick
 
 ## Emulator load check: requests/s it serves to 64 concurrent clients.
