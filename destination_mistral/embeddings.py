@@ -53,6 +53,7 @@ class EmbeddingEnricher:
         self._template = compile_template(settings.template, "template") if settings.template else None
         self._params = {"output_dimension": settings.output_dimension} if settings.output_dimension else {}
         self._batcher: Batcher | None = None
+        self._base64 = True
         # Server tokens per token of ours, the highest seen in `usage`: once known, batches fill to
         # just under the server's limit instead of keeping the blind margin.
         self._token_ratio: float | None = None
@@ -86,8 +87,13 @@ class EmbeddingEnricher:
         return self._tokenizer.count(text)
 
     def request_body(self, items: list[EmbeddingInput]) -> dict[str, Any]:
-        # base64 float32 is ~4x smaller than a JSON float list and far cheaper to parse.
-        return {"model": self.model, "input": [i.text for i in items], "encoding_format": "base64", **self._params}
+        # base64 float32 is ~4x smaller than a JSON float list and far cheaper to parse. A server
+        # that refuses the field (its spec lists it, but a proxy or an older deployment may not)
+        # gets the default, float, from then on: see _send.
+        body = {"model": self.model, "input": [i.text for i in items], **self._params}
+        if self._base64:
+            body["encoding_format"] = "base64"
+        return body
 
     def count_tokens(self, items: list[EmbeddingInput]) -> None:
         """Takes the token counts that batching will need, for many inputs at once (off the event
@@ -117,6 +123,9 @@ class EmbeddingEnricher:
         try:
             response = await self.client.post("embeddings", self.request_body(items))
         except ApiError as error:
+            if self._base64 and error.status in (400, 422) and "encoding_format" in error.message:
+                self._base64 = False
+                return await self._send(items)
             if is_batch_too_large(error.status, error.message):
                 if self._batcher is not None and len(items) > 1:
                     # The server counts more than we thought: later batches start smaller.

@@ -127,3 +127,24 @@ def test_byte_bounded_families_match_the_loaded_tokenizers():
     for model in ("mistral-embed", "mistral-small-latest", "open-mixtral-8x22b"):
         for text in ("plain words", "émoji 🎉 and 漢字", "x" * 3000):
             assert upper_bound_for(model, text) >= _load(_family(model)).count(text)
+
+
+def test_a_server_that_refuses_base64_gets_floats_and_nothing_is_lost():
+    class NoBase64Client:
+        def __init__(self):
+            self.bodies = []
+
+        async def post(self, path, body):
+            self.bodies.append(dict(body))
+            if "encoding_format" in body:
+                raise ApiError("HTTP 422: Extra inputs are not permitted (body.encoding_format)", 422)
+            return {"model": body["model"], "usage": {"prompt_tokens": 2 * len(body["input"])},
+                    "data": [{"index": i, "embedding": [float(i), 0.5]} for i in range(len(body["input"]))]}
+
+    client = NoBase64Client()
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), client)
+    items = [enricher.prepare({"t": f"text {i}"}) for i in range(3)]
+    first = asyncio.run(enricher._send(items))
+    assert all(r.ok for r in first) and [r.value[0] for r in first] == [0.0, 1.0, 2.0], "the refused batch is sent again as floats"
+    asyncio.run(enricher._send(items[:1]))
+    assert [("encoding_format" in b) for b in client.bodies] == [True, False, False], "base64 is asked for once, then never again"
