@@ -7,8 +7,8 @@ they enriched. Only successes are cached: a failed record is tried again next ti
 
 Rows go in and out as Arrow tables: DuckDB converts Python lists of 4 KB parameters one object at
 a time, which cost more than the rest of a sync. Vectors are stored as FLOAT[] (earlier versions
-used BLOB, migrated on open): DuckDB hands a BLOB column to Arrow about ten times slower than a list
-of floats, which made the lookups of a fully cached re-sync its largest cost.
+used BLOB, migrated on open): DuckDB joined and read a BLOB column about ten times slower than a
+list of floats, which made the lookups of a fully cached re-sync its largest cost.
 
 `lookup` may run on a thread of its own, beside the destination's single database thread, which
 runs everything else."""

@@ -28,9 +28,8 @@ from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
 
 from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings, parse_config
-from destination_mistral.input import InputParser, read_configured_catalog
 from destination_mistral.messages import Record, State, catalog_from_json
-from destination_mistral.writer import read_config, write_messages
+from destination_mistral.writer import read_config, write_messages, write_stream
 
 logger = logging.getLogger("airbyte")
 
@@ -111,14 +110,8 @@ class DestinationMistral(Destination):
         return read_config(config_path)
 
     def _run_write(self, config: Mapping[str, Any], configured_catalog_path: str, input_stream) -> Iterable[AirbyteMessage]:
-        catalog = read_configured_catalog(configured_catalog_path)
-        logger.info("Begin writing to the destination...")
-        # Lines are read as bytes: a byte that is not UTF-8 is then one record's problem (replaced and
-        # reported), not an exception in the middle of the input.
-        lines = InputParser().parse(getattr(input_stream, "buffer", input_stream))
-        for message in write_messages(config, catalog, lines):
+        for message in write_stream(config, configured_catalog_path, input_stream):
             yield to_airbyte(message)
-        logger.info("Writing complete.")
 
     def write(self, config: Mapping[str, Any], configured_catalog: ConfiguredAirbyteCatalog,
               input_messages: Iterable[AirbyteMessage]) -> Iterable[AirbyteMessage]:

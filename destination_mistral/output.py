@@ -32,6 +32,10 @@ def register_secrets(values: Iterable[Any]) -> None:
         cdk.update_secrets(fresh)
 
 
+def registered_secrets() -> list[str]:
+    return list(_SECRETS)
+
+
 def config_secrets(config: Mapping[str, Any]) -> list[str]:
     """The config's secret values: the fields spec.yaml marks `airbyte_secret`."""
     key = config.get("api_key") if isinstance(config, Mapping) else None

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def run(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
     if args and args[0] == "write":
-        # numpy's OpenBLAS starts a spinning thread per core that `write` never uses (it does no
-        # linear algebra) and that takes CPU from the sync; set before numpy is first imported.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         # The hot path: without the CDK's import (about a second) before the first record.
         from destination_mistral.writer import run_write_command
 

@@ -18,8 +18,6 @@ class Tokenizer(Protocol):
 
     def truncate(self, text: str, max_tokens: int) -> str: ...
 
-    def upper_bound(self, text: str) -> int | None: ...
-
 
 def _bounded_by_bytes(raw) -> bool:
     """Whether no text encodes to more tokens than its UTF-8 bytes plus one: true of byte-level BPE
@@ -42,7 +40,6 @@ class _MistralCommonTokenizer:
     def __init__(self, raw) -> None:
         self._raw = raw
         self._lock = threading.Lock()  # sentencepiece and tiktoken objects are not documented thread-safe
-        self._bytes_bound = _bounded_by_bytes(raw)
 
     def encode(self, text: str) -> list[int]:
         with self._lock:
@@ -68,11 +65,6 @@ class _MistralCommonTokenizer:
         with self._lock:
             return self._raw.decode(ids[:max_tokens])
 
-    def upper_bound(self, text: str) -> int | None:
-        """A cheap ceiling on `count`, or None: counting costs ~30 µs a text, wasted on an input the
-        cache answers when the ceiling already shows it is under the limit."""
-        return len(text.encode("utf-8")) + 1 if self._bytes_bound else None
-
 
 class ApproximateTokenizer:
     """Used only when mistral-common cannot load a tokenizer (e.g. sentencepiece missing): about
@@ -87,9 +79,6 @@ class ApproximateTokenizer:
     def truncate(self, text: str, max_tokens: int) -> str:
         data = text.encode("utf-8")[: max_tokens * 3]
         return data.decode("utf-8", errors="ignore")
-
-    def upper_bound(self, text: str) -> int | None:
-        return self.count(text)
 
 
 def _family(model: str) -> str:
@@ -106,8 +95,8 @@ def _family(model: str) -> str:
 
 # The families whose tokenizers spend at most one token per UTF-8 byte, plus one (what
 # _bounded_by_bytes finds in a loaded tokenizer). Knowing it without loading lets a record whose
-# input is answered by the cache skip the tokenizer, and its ~0.5 s of loading, altogether; a unit
-# test holds this table to what the loaded tokenizers say.
+# input is answered by the cache skip the tokenizer, and its ~0.5 s of loading, altogether (counting
+# costs ~30 us a text besides); a unit test holds this table to what the loaded tokenizers say.
 BYTE_BOUNDED_FAMILIES = frozenset({"v1", "v3", "tekken"})
 
 

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import queue
 import sys
 import threading
@@ -155,9 +156,9 @@ def install_exception_hook() -> None:
         from airbyte_cdk.exception_handler import init_uncaught_exception_handler
         from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 
-        from destination_mistral.output import _SECRETS
+        from destination_mistral.output import registered_secrets
 
-        update_secrets(list(_SECRETS))
+        update_secrets(registered_secrets())
         init_uncaught_exception_handler(logger)
         sys.excepthook(exc_type, exc, tb)
 
@@ -182,9 +183,20 @@ def parse_write_args(args: list[str]) -> argparse.Namespace:
     return parser.parse_args(args)
 
 
+def write_stream(config: Mapping[str, Any], catalog_path: str, stream) -> Iterator[dict]:
+    """A sync over the Airbyte messages in `stream`, read as bytes: a byte that is not UTF-8 is then
+    one record's problem (replaced and reported), not an exception in the middle of the input."""
+    catalog = read_configured_catalog(catalog_path)
+    logger.info("Begin writing to the destination...")
+    yield from write_messages(config, catalog, InputParser().parse(getattr(stream, "buffer", stream)))
+    logger.info("Writing complete.")
+
+
 def run_write_command(args: list[str], stdin=None) -> None:
-    """`write --config C --catalog K`, reading Airbyte messages from stdin (bytes: a byte that is not
-    UTF-8 is one record's problem, replaced and reported, not an exception mid-input)."""
+    """`write --config C --catalog K`, reading Airbyte messages from stdin."""
+    # numpy's OpenBLAS starts a spinning thread per core that `write` never uses (it does no linear
+    # algebra) and that takes CPU from the sync; numpy is not imported yet on this path.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from destination_mistral.output import config_secrets, configure_logging, register_secrets, write_message
 
     install_exception_hook()
@@ -193,9 +205,5 @@ def run_write_command(args: list[str], stdin=None) -> None:
     parsed = parse_write_args(args)
     config = read_config(parsed.config)
     register_secrets(config_secrets(config))
-    catalog = read_configured_catalog(parsed.catalog)
-    stream = stdin if stdin is not None else sys.stdin
-    logger.info("Begin writing to the destination...")
-    for message in write_messages(config, catalog, InputParser().parse(getattr(stream, "buffer", stream))):
+    for message in write_stream(config, parsed.catalog, stdin if stdin is not None else sys.stdin):
         write_message(message)
-    logger.info("Writing complete.")
