@@ -44,6 +44,12 @@ def _readable(out: Path) -> dict[str, int]:
     return {f"{s}.{t}": query(out, f'SELECT count(*) FROM "{s}"."{t}"')[0][0] for s, t in tables}
 
 
+def _stored_answers(tables: dict[str, int]) -> int:
+    """Cache rows in the file after the kill: one per record whose answer was committed (every
+    record here has a distinct input)."""
+    return tables.get("main._mistral_cache", 0)
+
+
 def _ids(out: Path, table: str = "reviews") -> list[int]:
     return [r[0] for r in query(out, f"SELECT id FROM {table} ORDER BY id")]
 
@@ -111,8 +117,15 @@ def _dedup(name: str, workdir: Path, kill_when, expect_states: int | None) -> li
     sent = sum(v for k, v in calls.get(CHAT_ROUTE, {}).items() if k == "200")
     # The committed rows among the replayed ones come from the cache: only the others are sent.
     assert sent == len(replayed) - len(replayed & cached), f"{name}: {sent} requests for {len(replayed)} replayed, {len(replayed & cached)} cached"
-    assert len(replayed & cached) == max(0, committed - (60 - len(replayed))), (
+    committed_replayed = set(range(60 - len(replayed), committed))
+    assert committed_replayed <= cached, (
         f"{name}: every replayed record committed before the crash ({committed} rows) should be answered from the cache"
+    )
+    # A commit also stores every answer already paid for, including those of records after the
+    # committed prefix: exactly the replayed records whose answers were stored before the crash
+    # come from the cache.
+    assert len(replayed & cached) == _stored_answers(tables) - (60 - len(replayed)), (
+        f"{name}: the replayed records answered from the cache should be exactly those stored before the crash"
     )
     assert all(r[0] is None for r in query(out, "SELECT _mistral_error FROM reviews")), f"{name}: no record should carry an error"
     return [killed, resumed]
@@ -160,7 +173,11 @@ def append_killed_writes_every_record_at_least_once(workdir: Path) -> list[Captu
     twice = {i for i, c in counts.items() if c > 1}
     assert twice <= replayed and max(counts.values()) <= 2, f"{name}: only rows committed after the last STATE may repeat: {twice}"
     sent = sum(v for k, v in calls.get(CHAT_ROUTE, {}).items() if k == "200")
-    assert sent == len(replayed) - len(twice), f"{name}: a repeated row's answer comes from the cache ({sent} requests)"
+    cached = {r[0] for r in query(out, "SELECT id FROM reviews WHERE _mistral_cached")}
+    assert twice <= cached, f"{name}: a repeated row's answer comes from the cache"
+    # Answers stored before the crash, of committed rows and of records after them alike, are not paid again.
+    assert sent == len(replayed) - (_stored_answers(tables) - (50 - len(replayed))), (
+        f"{name}: only replayed records without a stored answer are sent ({sent} requests)")
     return [killed, resumed]
 
 
