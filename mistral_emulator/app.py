@@ -16,12 +16,12 @@ from aiohttp import web
 from . import auth, validation
 from .account import Account
 from .batch_runner import API_ENDPOINTS, BatchRunner
-from .errors import ApiError, bad_request, detail_item, not_found, rate_limited, server_error, validation_error
+from .errors import ApiError, bad_request, detail_item, not_found, server_error, validation_error
 from .faults import FaultInjector
 from .inference import chat_completion, embeddings, moderation, stream_chunks
 from .pagination import cursor_page, decode_cursor, page_slice
-from .ratelimit import RateLimiter, retry_after_header
-from .settings import EmulatorSettings
+from .ratelimit import RateLimiter, RequestLimits, rate_limited_body
+from .settings import LIMIT_KNOBS, EmulatorSettings
 from .stats import Stats
 
 JSON = {"Content-Type": "application/json"}
@@ -37,7 +37,8 @@ STATE: web.AppKey["EmulatorState"] = web.AppKey("emulator_state")
 # Per-request marks set by the fault middleware for the handler (and back).
 FAULT = web.RequestKey("emulator_fault", str)
 TRUNCATED = web.RequestKey("emulator_truncated", bool)
-RATE_HEADERS = web.RequestKey("emulator_rate_headers", dict)
+# The request's view of its key's account limits, for the handlers that spend tokens.
+LIMITS = web.RequestKey("emulator_limits", RequestLimits)
 
 
 class EmulatorState:
@@ -54,6 +55,8 @@ class EmulatorState:
 
     def configure(self, **knobs: Any) -> dict:
         self.settings.update(**knobs)
+        if LIMIT_KNOBS.intersection(knobs):
+            self.limiter.reset()
         return self.settings.knobs()
 
 
@@ -93,22 +96,18 @@ async def emulator_middleware(request: web.Request, handler):
     key = route_key(request)
     stats = state.stats
     settings = state.settings
-    extra_headers: dict[str, str] = {}
+    limits: Optional[RequestLimits] = None
     try:
         if path.startswith("/v1/") or path == "/v1":
             api_key = auth.check(request, state.api_key, settings.auth_query_params)
-            verdict = state.limiter.check(api_key, settings.rate_limit_rps)
-            if verdict is not None:
-                accepted, wait, extra_headers = verdict
-                request[RATE_HEADERS] = extra_headers
-                if not accepted:
-                    stats.rate_limited += 1
-                    raise ApiError(429, rate_limited(), {**extra_headers, "Retry-After": retry_after_header(wait)})
+            limits = state.limiter.begin(api_key, settings)
+            if limits is not None:
+                request[LIMITS] = limits
             fault = state.faults.draw(settings, request.method, path) if key != f"{request.method} <unmatched>" else None
             if fault is not None:
                 stats.faults[fault] += 1
                 if fault == "429":
-                    raise ApiError(429, rate_limited(), {**extra_headers, "Retry-After": "1"})
+                    raise ApiError(429, rate_limited_body(settings.rate_limit_body), {"Retry-After": "1"})
                 if fault == "drop":
                     transport = request.transport
                     if transport is not None:
@@ -116,14 +115,19 @@ async def emulator_middleware(request: web.Request, handler):
                     stats.record(key, "dropped")
                     return web.Response(status=499)
                 if fault != "truncate":
-                    raise ApiError(int(fault), server_error(int(fault)), extra_headers)
+                    raise ApiError(int(fault), server_error(int(fault)))
                 request[FAULT] = "truncate"
             if settings.latency_ms > 0:
                 await asyncio.sleep(settings.latency_ms / 1000.0)
         response = await handler(request)
     except ApiError as exc:
         stats.record(key, str(exc.status))
-        return json_response(exc.body, exc.status, {**extra_headers, **exc.headers})
+        if exc.cause is not None:
+            stats.refused(exc.cause)
+            # A refusal computed its own headers, with the meters as they were when it refused.
+            return json_response(exc.body, exc.status, exc.headers)
+        headers = limits.headers() if limits is not None else {}
+        return json_response(exc.body, exc.status, {**headers, **exc.headers})
     except web.HTTPException as exc:
         stats.record(key, str(exc.status))
         detail = "Not Found" if exc.status == 404 else "Method Not Allowed" if exc.status == 405 else exc.reason
@@ -137,8 +141,8 @@ async def emulator_middleware(request: web.Request, handler):
         # request (its body may hold prompts or records).
         stats.record(key, "500")
         return json_response(server_error(500), 500)
-    if extra_headers and not response.prepared:
-        response.headers.update(extra_headers)
+    if limits is not None and not response.prepared:
+        response.headers.update(limits.headers())
     if request.get(FAULT) == "truncate" and isinstance(response, web.Response) and not response.prepared:
         stats.record(key, "truncated")
         return await _truncate(request, response)
@@ -473,7 +477,10 @@ async def get_agent(request: web.Request) -> web.Response:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await _body(request)
-    result = chat_completion(body, state.account.model)
+    limits = request.get(LIMITS)
+    result = chat_completion(body, state.account.model, admit=limits.admit if limits is not None else None)
+    if limits is not None:
+        limits.charge_month(result.completion_tokens)
     streamed = bool(body.get("stream"))
     state.stats.add_chat(result.prompt_tokens, result.completion_tokens, streamed)
     if not streamed:
@@ -482,7 +489,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     await _token_latency(state, result.prompt_tokens)
     # Headers must be complete before the stream starts, so the rate-limit headers are added here.
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           **request.get(RATE_HEADERS, {})})
+                                           **(limits.headers() if limits is not None else {})})
     await response.prepare(request)
     events = stream_chunks(result)
     cut = len(events) // 2 if request.get(FAULT) == "truncate" else None
@@ -503,7 +510,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def create_embeddings(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    result = embeddings(await _body(request), state.account.model)
+    limits = request.get(LIMITS)
+    result = embeddings(await _body(request), state.account.model, admit=limits.admit if limits is not None else None)
     state.stats.add_embeddings(result.inputs, result.tokens)
     await _token_latency(state, result.tokens)
     return json_response(result.response)
@@ -511,7 +519,9 @@ async def create_embeddings(request: web.Request) -> web.Response:
 
 async def moderations(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    response, tokens = moderation(await _body(request), state.account.model, chat=request.path.endswith("/chat/moderations"))
+    limits = request.get(LIMITS)
+    response, tokens = moderation(await _body(request), state.account.model, chat=request.path.endswith("/chat/moderations"),
+                                  admit=limits.admit if limits is not None else None)
     await _token_latency(state, tokens)
     return json_response(response)
 

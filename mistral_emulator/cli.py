@@ -27,7 +27,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--fine-tuning-jobs", type=int, default=30)
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--latency-per-token-ms", type=float, default=0.0)
-    p.add_argument("--rate-limit-rps", type=float, default=None)
+    p.add_argument("--rate-limit-rps", type=float, default=None,
+                   help="requests per second per key (announced per minute in x-ratelimit-*-req-minute)")
+    p.add_argument("--tokens-per-minute", type=float, default=None,
+                   help="prompt tokens per minute per key; a request costing more than is available gets 429")
+    p.add_argument("--tpm-shape", choices=("smooth", "fixed"), default="smooth",
+                   help="smooth: a bucket refilling continuously; fixed: a window refusing until it ends")
+    p.add_argument("--tpm-window-seconds", type=float, default=60.0,
+                   help="seconds of the per-minute rate available at once (bucket size / window length)")
+    p.add_argument("--tokens-per-month", type=int, default=None,
+                   help="tokens (prompt + completion) per calendar month per key; once spent, 429")
+    p.add_argument("--rate-limit-body", choices=("2026", "legacy"), default="2026",
+                   help="429 body: the 2026 error envelope or the older {\"message\": ...}")
     p.add_argument("--fault-429", type=float, default=0.0)
     p.add_argument("--fault-500", type=float, default=0.0)
     p.add_argument("--fault-drop", type=float, default=0.0)
@@ -48,7 +59,9 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         fault_routes=frozenset(r for r in args.fault_routes.split(",") if r) if args.fault_routes else None,
     )
     settings.update(latency_ms=args.latency_ms, latency_per_token_ms=args.latency_per_token_ms,
-                    rate_limit_rps=args.rate_limit_rps, fault_429=args.fault_429, fault_500=args.fault_500,
+                    rate_limit_rps=args.rate_limit_rps, tokens_per_minute=args.tokens_per_minute,
+                    tpm_shape=args.tpm_shape, tpm_window_seconds=args.tpm_window_seconds,
+                    tokens_per_month=args.tokens_per_month, rate_limit_body=args.rate_limit_body, fault_429=args.fault_429, fault_500=args.fault_500,
                     fault_drop=args.fault_drop, fault_truncate=args.fault_truncate,
                     batch_queue_seconds=args.batch_queue_seconds,
                     batch_seconds_per_request=args.batch_seconds_per_request)

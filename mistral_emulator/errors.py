@@ -15,6 +15,8 @@ class ApiError(Exception):
         self.status = status
         self.body = body
         self.headers = headers or {}
+        # For a 429 of the account limits: which one refused ("rps", "tokens_minute", "tokens_month").
+        self.cause: Optional[str] = None
 
 
 def mistral_error(message: str, type_: str, code: Optional[str], param: Optional[str] = None) -> dict:
@@ -37,10 +39,6 @@ def unauthorized(no_key: bool) -> ApiError:
     # The gateway answers before the application: its body carries a request id, not the error envelope.
     message = "No API key found in request" if no_key else "Unauthorized"
     return ApiError(401, {"message": message, "request_id": secrets.token_hex(16)})
-
-
-def rate_limited() -> dict:
-    return mistral_error("Rate limit exceeded", "rate_limited", "1300")
 
 
 def server_error(status: int) -> dict:

@@ -39,6 +39,9 @@ MODERATION_CATEGORIES = {
 }
 
 ModelLookup = Callable[[str], Optional[Model]]
+# Called with a validated request's prompt tokens before any answer is made; raises ApiError to refuse
+# it (the account's token limits). The batch runner passes none: batch jobs do not spend the rate limit.
+Admit = Optional[Callable[[int], None]]
 
 
 def _seed_of(*parts: Any) -> int:
@@ -137,7 +140,7 @@ def _tool_call(body: dict, prompt: str, seed: int) -> Optional[dict]:
             "function": {"name": fn.get("name"), "arguments": orjson.dumps(args).decode()}, "index": 0}
 
 
-def chat_completion(body: Any, lookup: ModelLookup) -> ChatResult:
+def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> ChatResult:
     body = validation.require_object(body)
     validation.check_chat(body)
     model = _resolve(lookup, body["model"])
@@ -159,6 +162,8 @@ def chat_completion(body: Any, lookup: ModelLookup) -> ChatResult:
     mode = rf.get("type", "text")
     if mode == "json_schema" and not isinstance(rf.get("json_schema"), dict):
         raise bad_request("response_format.json_schema is required when type is json_schema", code="3001")
+    if admit is not None:
+        admit(prompt_tokens)
     last_user = next((texts[i] for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), prompt)
     base_seed = _seed_of(model.id, [(m.get("role"), t) for m, t in zip(messages, texts)], body.get("random_seed"),
                          rf, body.get("tools"))
@@ -243,7 +248,7 @@ class EmbeddingResult:
     inputs: int
 
 
-def embeddings(body: Any, lookup: ModelLookup) -> EmbeddingResult:
+def embeddings(body: Any, lookup: ModelLookup, admit: Admit = None) -> EmbeddingResult:
     body = validation.require_object(body)
     validation.check_embeddings(body)
     model = _resolve(lookup, body["model"])
@@ -280,6 +285,8 @@ def embeddings(body: Any, lookup: ModelLookup) -> EmbeddingResult:
     dtype = body.get("output_dtype", "float")
     if dtype in ("binary", "ubinary") and dim % 8:
         raise bad_request("output_dimension must be a multiple of 8 for binary output types.")
+    if admit is not None:
+        admit(total)
     vectors = embedding_fragments(texts, dim, dtype, body.get("encoding_format", "float"))
     data = [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)]
     response = {"id": uuid.uuid4().hex, "object": "list", "data": data, "model": body["model"],
@@ -297,7 +304,7 @@ def _moderation_result(text: str) -> dict:
     return {"categories": {k: v > 0.5 for k, v in scores.items()}, "category_scores": scores}
 
 
-def moderation(body: Any, lookup: ModelLookup, chat: bool) -> tuple[dict, int]:
+def moderation(body: Any, lookup: ModelLookup, chat: bool, admit: Admit = None) -> tuple[dict, int]:
     body = validation.require_object(body)
     validation.check_moderation(body, chat)
     model = _resolve(lookup, body["model"])
@@ -309,8 +316,10 @@ def moderation(body: Any, lookup: ModelLookup, chat: bool) -> tuple[dict, int]:
         texts = [" ".join(message_text(m.get("content")) for m in conv) for conv in conversations]
     else:
         texts = [raw] if isinstance(raw, str) else raw
-    results = [_moderation_result(t) for t in texts]
     tokens = sum(count_tokens(t) for t in texts)
+    if admit is not None:
+        admit(tokens)
+    results = [_moderation_result(t) for t in texts]
     return {"id": uuid.uuid4().hex, "model": body["model"], "results": results}, tokens
 
 

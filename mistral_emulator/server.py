@@ -137,6 +137,12 @@ def settings_to_args(settings: EmulatorSettings) -> list[str]:
             "--auth-query-params", ",".join(settings.auth_query_params)]
     if settings.rate_limit_rps:
         args += ["--rate-limit-rps", str(settings.rate_limit_rps)]
+    if settings.tokens_per_minute:
+        args += ["--tokens-per-minute", str(settings.tokens_per_minute)]
+    if settings.tokens_per_month:
+        args += ["--tokens-per-month", str(settings.tokens_per_month)]
+    args += ["--tpm-shape", settings.tpm_shape, "--tpm-window-seconds", str(settings.tpm_window_seconds),
+             "--rate-limit-body", settings.rate_limit_body]
     if settings.fault_routes:
         args += ["--fault-routes", ",".join(sorted(settings.fault_routes))]
     if not settings.fine_tuning:

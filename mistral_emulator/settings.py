@@ -9,11 +9,19 @@ from typing import Any, Optional
 
 # Knobs that may change while the server runs; the seeded account sizes and the seed may not, because
 # the account is generated once at start-up.
+# Knobs of the account limits: setting any of them at run time starts fresh meters (see RateLimiter.reset).
+LIMIT_KNOBS = frozenset({"rate_limit_rps", "tokens_per_minute", "tpm_shape", "tpm_window_seconds", "tokens_per_month"})
+
 RUNTIME_KNOBS = frozenset(
     {
         "latency_ms",
         "latency_per_token_ms",
         "rate_limit_rps",
+        "tokens_per_minute",
+        "tpm_shape",
+        "tpm_window_seconds",
+        "tokens_per_month",
+        "rate_limit_body",
         "fault_429",
         "fault_500",
         "fault_drop",
@@ -40,6 +48,20 @@ class EmulatorSettings:
     latency_per_token_ms: float = 0.0
     # Requests per second per API key; None or 0 disables rate limiting.
     rate_limit_rps: Optional[float] = None
+    # Tokens per minute per API key (a request costs its prompt tokens); None or 0 disables it.
+    tokens_per_minute: Optional[float] = None
+    # "smooth": a bucket refilling at tokens_per_minute/60 per second; "fixed": a window that admits
+    # tokens_per_minute and refuses what does not fit until it ends. Which one the real API uses is
+    # unconfirmed (NOTES §1), so a client must be tested under both.
+    tpm_shape: str = "smooth"
+    # How much of the per-minute rate is available at once: the smooth bucket's capacity and the fixed
+    # window's length, in seconds. 60 is the real shape; benchmarks shorten it to see many windows in a
+    # short run while the announced per-minute limit, and so the long-run rate, stays the same.
+    tpm_window_seconds: float = 60.0
+    # Tokens per calendar month per API key (prompt + completion); None or 0 disables it.
+    tokens_per_month: Optional[int] = None
+    # Body of a 429: "2026" (the error envelope, code "1300") or "legacy" ({"message": ...}).
+    rate_limit_body: str = "2026"
     # Fault rates in [0, 1], drawn deterministically from the seed in request order.
     fault_429: float = 0.0
     fault_500: float = 0.0
@@ -70,8 +92,22 @@ class EmulatorSettings:
         for name, value in knobs.items():
             if name == "fault_routes" and value is not None:
                 value = frozenset(value)
-            if name == "rate_limit_rps" and value is not None:
+            if name in ("rate_limit_rps", "tokens_per_minute") and value is not None:
                 value = float(value)
+                if value < 0:
+                    raise ValueError(f"{name} must not be negative, got {value}")
+            if name == "tokens_per_month" and value is not None:
+                value = int(value)
+                if value < 0:
+                    raise ValueError(f"tokens_per_month must not be negative, got {value}")
+            if name == "tpm_window_seconds":
+                value = float(value)
+                if value <= 0:
+                    raise ValueError(f"tpm_window_seconds must be positive, got {value}")
+            if name == "tpm_shape" and value not in ("smooth", "fixed"):
+                raise ValueError(f"tpm_shape must be 'smooth' or 'fixed', got {value!r}")
+            if name == "rate_limit_body" and value not in ("2026", "legacy"):
+                raise ValueError(f"rate_limit_body must be '2026' or 'legacy', got {value!r}")
             if name.startswith("fault_") and name != "fault_routes":
                 value = float(value)
                 if not 0.0 <= value <= 1.0:

@@ -16,12 +16,19 @@ class Stats:
         self.embeddings = {"requests": 0, "inputs": 0, "max_inputs": 0, "tokens": 0}
         self.chat = {"requests": 0, "streamed": 0}
         self.faults: dict[str, int] = defaultdict(int)
+        # 429s of the account limits (injected 429s count under `faults`), in total and by the limit that
+        # refused: a client that paces well should see few "rps" or "tokens_minute" refusals.
         self.rate_limited = 0
+        self.rate_limited_by = {"rps": 0, "tokens_minute": 0, "tokens_month": 0}
 
     def record(self, route: str, outcome: str) -> None:
         """`outcome` is the status code as a string, or "dropped" / "truncated" for transport faults."""
         self.total += 1
         self.routes[route][outcome] += 1
+
+    def refused(self, cause: str) -> None:
+        self.rate_limited += 1
+        self.rate_limited_by[cause] += 1
 
     def add_chat(self, prompt: int, completion: int, streamed: bool) -> None:
         self.chat["requests"] += 1
@@ -50,6 +57,7 @@ class Stats:
             "chat": dict(self.chat),
             "faults": dict(self.faults),
             "rate_limited": self.rate_limited,
+            "rate_limited_by": dict(self.rate_limited_by),
         }
 
 
