@@ -9,7 +9,12 @@ tests stay fast."""
 from __future__ import annotations
 
 import contextlib
+import http.client
+import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 from pathlib import Path
 from unittest import mock
 
@@ -25,6 +30,63 @@ from source_mistral.source import SourceMistral
 
 STREAMS = ("models", "files", "batch_jobs", "fine_tuning_jobs", "agents")
 _real_sleep = time.sleep
+
+
+class ReframingProxy:
+    """A loopback HTTP proxy in front of the emulator that turns the emulator's cut bodies into what
+    outside testers met behind their gateway: HTTP 200 with a Content-Length that matches the cut
+    body, so no HTTP client can tell the body was cut; only its JSON is broken. (The emulator itself
+    announces the full length and closes early, which the HTTP client already detects.) Dropped
+    connections stay dropped; every other answer, headers included, passes through unchanged."""
+
+    def __init__(self, upstream_base_url: str):
+        self.upstream = urlsplit(upstream_base_url)
+        self.reframed = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # the request line carries the key when it is a query parameter
+                pass
+
+            def do_GET(self):
+                upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    upstream.request("GET", self.path, headers=headers)
+                    answer = upstream.getresponse()
+                    try:
+                        body = answer.read()
+                    except http.client.IncompleteRead as cut:
+                        body = cut.partial
+                        proxy.reframed += 1
+                except (ConnectionError, http.client.HTTPException, OSError):
+                    # The emulator dropped the connection: drop this one too.
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                finally:
+                    upstream.close()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "ReframingProxy":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @contextlib.contextmanager

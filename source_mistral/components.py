@@ -1,0 +1,127 @@
+"""Two rules the manifest cannot express: a page list that ends short of its announced `total`, and
+a JSON Lines file cut short.
+
+
+/v1/files, /v1/batch/jobs and /v1/fine_tuning/jobs announce `total` on every page. The CDK's
+PageIncrement stops at the first page shorter than page_size and reports the stream COMPLETE, whatever
+the API announced; a stop condition in the manifest can only stop paging, not fail the stream. So this
+strategy pages exactly as PageIncrement does and, when it stops, compares the records the pages
+carried with the `total` of the last page: fewer means records were lost on the way (a proxy that cut
+a page short, a server that answered a partial list), and the stream fails with a transient error
+instead of being reported complete.
+
+What the comparison counts: the records the API sent, before the client-side incremental filter
+drops old ones (the CDK records that count on the response), and `total` as the API computes it for
+the same query (batch jobs' server-side `created_after` filter narrows both alike). So a date filter
+or an incremental state never looks like a loss. `total` is read from the last page, not the first,
+so that an upload or a deletion during the read, which moves both the pages and the total, does not
+look like one either."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import orjson
+import requests
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.sources.declarative.extractors.record_selector import extracted_record_count
+from airbyte_cdk.sources.declarative.requesters.error_handlers.default_error_handler import DefaultErrorHandler
+from airbyte_cdk.sources.declarative.requesters.paginators.strategies.page_increment import PageIncrement
+from airbyte_cdk.sources.streams.http.error_handlers.response_models import ErrorResolution, ResponseAction
+from airbyte_cdk.sources.types import Record, StreamSlice
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+
+def announced_total(response: requests.Response) -> Optional[int]:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    total = body.get("total") if isinstance(body, dict) else None
+    # bool is an int in Python; a boolean `total` is no count.
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+@dataclass
+class TotalCheckedPageIncrement(PageIncrement):
+    def next_page_token(
+        self,
+        response: requests.Response,
+        last_page_size: int,
+        last_record: Optional[Record],
+        last_page_token_value: Optional[Any],
+        page_size_override: Optional[int] = None,
+        stream_slice: Optional[StreamSlice] = None,
+    ) -> Optional[Any]:
+        token = super().next_page_token(
+            response, last_page_size, last_record, last_page_token_value, page_size_override, stream_slice
+        )
+        if token is not None:
+            return token
+        total = announced_total(response)
+        page_size = self.get_page_size()
+        if total is None or not page_size:
+            return None
+        # Every page before this one was full (a short one would have ended the paging), so the
+        # records sent so far are the full pages plus this one.
+        page = last_page_token_value if isinstance(last_page_token_value, int) else self.start_from_page
+        sent = (page - self.start_from_page) * page_size + extracted_record_count(response, default=last_page_size)
+        if sent < total:
+            name = self._parameters_name or "this stream"
+            raise AirbyteTracedException(
+                message=(
+                    f"The Mistral API announced {total} records for stream {name} but its pages ended after "
+                    f"{sent}: the read stopped short and is retried by the next sync."
+                ),
+                internal_message=(
+                    f"page {page} (page_size {page_size}) held {extracted_record_count(response, default=last_page_size)} "
+                    f"records; total {total}"
+                ),
+                failure_type=FailureType.transient_error,
+            )
+        return None
+
+    def __post_init__(self, parameters: Any) -> None:
+        super().__post_init__(parameters)
+        # The stream's name reaches components through $parameters; it names the stream in the message.
+        self._parameters_name = (parameters or {}).get("name")
+
+
+@dataclass
+class JsonLinesErrorHandler(DefaultErrorHandler):
+    """The manifest's error rules, plus one for JSON Lines bodies: a 2xx answer with a line that is
+    not JSON is a body cut short on the way, retried like a 5xx. The manifest's response filters see
+    the body parsed as one JSON document (or {} when it is not one, as every multi-line file is), so
+    they cannot tell a whole file from a cut one; and the CDK's JSON Lines parser only logs a warning
+    for a broken line and drops it, so without this rule the last results of a cut file vanish."""
+
+    def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+        if isinstance(response_or_exception, requests.Response) and response_or_exception.ok and _has_broken_line(response_or_exception):
+            return ErrorResolution(
+                response_action=ResponseAction.RETRY,
+                failure_type=FailureType.transient_error,
+                error_message="Mistral sent a file whose content is cut short (a line is not JSON); retrying.",
+            )
+        return super().interpret_response(response_or_exception)
+
+
+def _has_broken_line(response: requests.Response) -> bool:
+    """Reads the whole body here, inside the request's retry loop, so that a connection that breaks
+    mid-body is retried like any dropped connection. The CDK streams JSON Lines bodies from
+    `response.raw`, so the body read here is handed back to it as a fresh stream. One file is held in
+    memory at a time per stream worker."""
+    content = response.content
+    replay = io.BytesIO(content)
+    replay.auto_close = False  # type: ignore[attr-defined]  # the CDK's decoder sets it on urllib3 streams
+    response.raw = replay
+    for line in content.splitlines():
+        if not line.strip():
+            continue
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return True
+    return False
