@@ -210,3 +210,18 @@ def test_fine_tuning_jobs_validate_against_the_legacy_spec(emulator):
     assert set(kinds) == {"completion", "classifier"}, "both job types should be seeded"
     for job_id in kinds.values():
         validate_response(_get(emulator, f"/v1/fine_tuning/jobs/{job_id}"), "/v1/fine_tuning/jobs/{job_id}", "GET", spec=LEGACY)
+
+
+def test_responses_under_account_limits_still_validate(fresh_emulator):
+    # The limits add headers and cost tokens; the bodies of answered requests must not change shape.
+    emu = fresh_emulator
+    emu.configure(rate_limit_rps=1000, tokens_per_minute=1_000_000, tpm_shape="fixed", tokens_per_month=10_000_000)
+    chat = _post(emu, "/v1/chat/completions", {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 200 and "x-ratelimit-tokens-query-cost" in chat.headers
+    validate_response(chat, "/v1/chat/completions", "POST")
+    embedded = _post(emu, "/v1/embeddings", {"model": "mistral-embed", "input": ["a", "b"]})
+    assert embedded.status_code == 200 and "x-ratelimit-remaining-tokens-month" in embedded.headers
+    validate_response(embedded, "/v1/embeddings", "POST")
+    validate_response(_post(emu, "/v1/moderations", {"model": "mistral-moderation-latest", "input": ["hi"]}),
+                      "/v1/moderations", "POST")
+    validate_response(_get(emu, "/v1/models"), "/v1/models", "GET")

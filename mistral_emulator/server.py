@@ -121,6 +121,19 @@ class EmulatorServer:
     def configure(self, **knobs: Any) -> dict:
         return self._call(lambda: self._state.configure(**knobs))
 
+    def use_clock(self, clock=None, wall=None) -> None:
+        """Puts the account limits on other clocks (a monotonic one for the per-second and per-minute
+        meters, a wall clock for the calendar month) and starts fresh meters, so that a test can step time
+        instead of sleeping. None keeps the current clock."""
+
+        def swap() -> None:
+            limiter = self._state.limiter
+            limiter.clock = clock or limiter.clock
+            limiter.wall = wall or limiter.wall
+            limiter.reset()
+
+        self._call(swap)
+
     def advance(self, job_ids: Optional[list[str]] = None) -> list[str]:
         """Completes seeded RUNNING/QUEUED batch jobs (see `POST /admin/advance`)."""
         return self._call(lambda: self._state.runner.advance(job_ids))
