@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import orjson
 
 from destination_mistral.batching import Batcher
+from destination_mistral.client import InvalidAnswer, classify_refusal
 from destination_mistral.results import Result, failed
 
 logger = logging.getLogger("airbyte")
@@ -92,13 +93,22 @@ class BatchApiEnricher:
             raise
         logger.info("Batch job %s ended %s: %s succeeded, %s failed", job["id"], job["status"],
                     job.get("succeeded_requests"), job.get("failed_requests"))
-        answers: dict[str, Result] = {}
+        answers: dict[str, Result | None] = {}
         if job.get("output_file"):
             await self._read_results(job["output_file"], items, answers)
         if job.get("error_file"):
             await self._read_results(job["error_file"], items, answers)
-        gap = f"batch job {job['id']} ended {job['status']} without a result for this record"
-        return [answers.get(str(i)) or failed(gap) for i in range(len(items))]
+        # A request the job did not answer usably (the job failed or expired, a line says 5xx or 429,
+        # an answer of the wrong shape) is the service's failure, not the record's: it is sent again
+        # online, where it is retried and, if the service keeps failing, stops the sync.
+        again = [i for i in range(len(items)) if answers.get(str(i)) is None]
+        if again:
+            logger.warning("Batch job %s ended %s; %d of %d requests without a usable result are sent online",
+                           job["id"], job["status"], len(again), len(items))
+            online = await asyncio.gather(*(self.inner.run(items[i]) for i in again))
+            for index, result in zip(again, online):
+                answers[str(index)] = result
+        return [answers[str(i)] for i in range(len(items))]
 
     async def _wait(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
         """Polls with a backoff that starts quick (small jobs finish in seconds) and settles at
@@ -129,17 +139,27 @@ class BatchApiEnricher:
                 continue  # a line we did not send; records without an answer are reported below
             answers[str(index)] = self._result_of(entry, item)
 
-    def _result_of(self, entry: Mapping[str, Any], item: Any) -> Result:
-        response = entry.get("response") or {}
+    def _result_of(self, entry: Mapping[str, Any], item: Any) -> Result | None:
+        """The record's result from its line, or None when the service did not answer it usably."""
+        response = entry.get("response") if isinstance(entry.get("response"), Mapping) else {}
         status = response.get("status_code")
         body = response.get("body")
         if status == 200 and entry.get("error") is None:
-            return self._parse(body, item)
+            try:
+                return self._parse(body, item)
+            except InvalidAnswer:
+                return None
         error = entry.get("error")
         message = error.get("message") if isinstance(error, Mapping) else error
         if not message and isinstance(body, Mapping):
             message = body.get("message") or body.get("detail")
-        return failed(f"HTTP {status}: {message or 'the batch request failed'}")
+        text = str(message or "the batch request failed")
+        if status in (400, 413, 422):
+            kind, _ = classify_refusal(status, body, text)
+            if kind != "config":
+                # The request of this record was refused for its content.
+                return failed(f"HTTP {status}: {text}", kind="input")
+        return None
 
 
 class AutoDeliveryEnricher:

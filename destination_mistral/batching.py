@@ -8,6 +8,7 @@ split in half and retried, down to single inputs."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 
 # Observed server limits per embeddings request (NOTES §6).
@@ -41,6 +42,31 @@ def plan_batches(token_counts: Sequence[int], max_inputs: int = MAX_INPUTS_PER_R
     if current:
         batches.append(current)
     return batches
+
+
+# Input limits reported for the API over time (NOTES section 6): a refusal for too many inputs steps
+# down to the next of these below what was refused, then halves, so that one refusal usually finds it.
+KNOWN_INPUT_LIMITS = (512, 128)
+_TOKENS_MAX = re.compile(r"max(?:imum)? is (\d+)\D+?(\d+)", re.IGNORECASE)
+
+
+def too_many_inputs(message: str) -> bool:
+    return "too many inputs" in message.lower()
+
+
+def tokens_max_and_count(message: str) -> tuple[int, int] | None:
+    """(the server's token limit, its count of the refused batch) from "Too many tokens in batch.
+    Max is 16384 got 17001", or None when the message says neither."""
+    match = _TOKENS_MAX.search(message)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def lower_input_cap(refused: int) -> int:
+    """The inputs per request to use after `refused` inputs were refused as too many."""
+    for limit in KNOWN_INPUT_LIMITS:
+        if limit < refused:
+            return limit
+    return max(1, refused // 2)
 
 
 def is_batch_too_large(status: int | None, message: str) -> bool:

@@ -1,18 +1,30 @@
 """One async HTTP client for the whole sync.
 
 Why it looks like this: at hundreds of requests per second on 2 cores the client's CPU cost per
-request matters, so one aiohttp session reuses its connections and orjson does the JSON. Retries
-are per request, bounded in count and in total time, and follow what the server says (Retry-After,
-retry-after-ms, x-ratelimit-*) rather than sleeping a fixed long time. A shared pacer slows every
-request when the account's limit is reached, instead of letting each one burst into 429s."""
+request matters, so one aiohttp session reuses its connections and orjson does the JSON. A shared
+pacer (pacer.py) starts each request when the account's request and token limits allow its cost.
+
+Failures are sorted by cause, because the cause decides who can fix them:
+- the service (connection refused or reset, DNS, TLS, timeouts, 5xx, an answer truncated, not JSON,
+  too large or of the wrong shape): sent again with backoff, at most `max_retries` times and
+  `max_retry_seconds` long, then the sync stops with a transient_error naming the route and the
+  cause. A record row never carries a service failure: the next sync would have enriched it.
+- the rate limit (429): backpressure. The refused request waits (Retry-After, or what the pacer
+  knows) and goes again without spending its retries, for as long as the sync makes progress; when
+  nothing has succeeded for `max_retry_seconds`, or the monthly quota is spent, the sync stops.
+- the request (400/422): ApiError with its kind; the enricher turns a record's fault into its error
+  row, and a parameter's into a config_error.
+- the account or the address (401/403, unknown model, 404 route, redirect): config_error at once."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import email.utils
 import logging
 import random
+import re
+import socket
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,14 +36,15 @@ from mistral_connection import MistralConnection
 from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transient_error
 
 from destination_mistral.config import Limits
+from destination_mistral.pacer import Pacer, RatePacer, Ticket, float_header, header  # noqa: F401 (RatePacer: former home)
 
 logger = logging.getLogger("airbyte")
 
-RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-# After this many requests in a row have exhausted their retries on transient failures, the API is
-# down or throttling hard: failing the sync (retried by the platform) beats writing every remaining
-# record with an error.
-MAX_CONSECUTIVE_FAILED_REQUESTS = 50
+# Statuses that say the service failed this time and may not the next.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
+# Refusals (400/422) that name neither the input nor a parameter, in a row with nothing accepted in
+# between: the request itself is wrong for this API, and one clear error beats a million error rows.
+MAX_UNEXPLAINED_REFUSALS_IN_A_ROW = 50
 MAX_BACKOFF_SECONDS = 30.0
 
 # (status, headers, body); status None for a connection failure or a timeout.
@@ -39,13 +52,32 @@ Sender = Callable[[str, str, bytes | None], Awaitable[tuple[int, Mapping[str, st
 
 
 class ApiError(Exception):
-    """A request failed for good. `message` is safe to store: status and the API's short message."""
+    """The API refused a request for a reason of the request itself (HTTP 400/422, not a service
+    failure). `message` is safe to store: status and the API's short message. `kind` says whose fault
+    it is: "input" (the record's content: too long, invalid), "too_large" (the batch, not any one
+    record), "config" (a parameter the user set; `field` names it) or "unknown"."""
 
-    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+    def __init__(self, message: str, status: int | None = None, body: Any = None, kind: str = "unknown",
+                 field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.body = body
+        self.kind = kind
+        self.field = field
+
+    def as_config_error(self, route: str = "the request") -> Exception:
+        where = f"`{self.field}`" if self.field else "the enrichment's settings"
+        return config_error(f"The Mistral API refused {route} because of a parameter ({self.message}): check {where}.")
+
+
+class InvalidAnswer(Exception):
+    """A 2xx answer whose content cannot be right (truncated, not JSON, the wrong shape): the service
+    failed, so the request is sent again, as after a 5xx. The message names the cause, never content."""
+
+
+class ResponseTooLarge(Exception):
+    pass
 
 
 def api_message(body: Any, raw: bytes = b"") -> str:
@@ -70,24 +102,15 @@ def api_message(body: Any, raw: bytes = b"") -> str:
     return text[:200]
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        for key, val in headers.items():
-            if key.lower() == lowered:
-                return val
-    return value
-
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    millis = _header(headers, "retry-after-ms")
+    millis = header(headers, "retry-after-ms")
     if millis:
         try:
             return max(0.0, float(millis) / 1000.0)
         except ValueError:
             pass
-    value = _header(headers, "retry-after")
+    value = header(headers, "retry-after")
     if not value:
         return None
     try:
@@ -100,114 +123,77 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
             return None
 
 
-def _float_header(headers: Mapping[str, str], name: str) -> float | None:
-    value = _header(headers, name)
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+_INPUT_WORDS = ("input", "prompt", "token", "context", "content", "message", "too long", "too large", "length", "text")
+_INPUT_FIELDS = frozenset({"input", "inputs", "messages", "prompt", "content", "text"})
+_PARAMETER_WORDS = ("extra inputs are not permitted", "extra_forbidden", "unknown parameter", "unrecognized",
+                    "not supported", "unsupported parameter")
 
 
-class RatePacer:
-    """Spaces request starts at the account's pace.
+def classify_refusal(status: int, body: Any, message: str) -> tuple[str, str | None]:
+    """(kind, field) of a 400/422: whose fault it is, and the parameter it names if any."""
+    from destination_mistral.batching import is_batch_too_large
 
-    The pace comes from, in order: the configured cap; the limit the server announces in
-    `x-ratelimit-limit-req-minute` (learned from the first response, so a sync paces itself without
-    being told its tier); and, when the server says nothing but 429s, a fraction of the rate actually
-    achieved, which creeps back up while requests succeed (additive increase, multiplicative
-    decrease). A 429 never pauses the other requests: the refused one waits its own Retry-After
-    (see MistralClient.request), and only the pace changes."""
+    text = message.lower()
+    if is_batch_too_large(status, message):
+        return "too_large", None
+    field: str | None = None
+    kind_hint = ""
+    if isinstance(body, Mapping):
+        detail = body.get("detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], Mapping):
+            loc = [str(p) for p in detail[0].get("loc", []) if p != "body" and not str(p).isdigit()]
+            field = loc[0] if loc else None
+            kind_hint = str(detail[0].get("type", ""))
+        param = body.get("param")
+        if isinstance(param, str) and param:
+            field = param
+    if field in _INPUT_FIELDS:
+        return "input", None
+    if kind_hint == "extra_forbidden" or any(word in text for word in _PARAMETER_WORDS):
+        return "config", field
+    if field:
+        return "config", field
+    if any(word in text for word in _INPUT_WORDS):
+        return "input", None
+    return "unknown", None
 
-    # One multiplicative cut per this many seconds: 64 requests refused together are one signal,
-    # not 64 (which would take the pace from 100/s to 0.2/s at once).
-    CUT_INTERVAL = 1.0
-    MIN_STARTS_TO_PACE = 8
-    # When the limit is first announced, the server also says how many requests it would accept at
-    # once (x-ratelimit-remaining-req-minute): up to this many seconds' worth of them start together
-    # instead of being spaced, since a rate limiter that has them to give is not pushed into a 429.
-    # Only this first figure is used: later ones are stale while requests are in flight.
-    BURST_SECONDS = 1.0
 
-    def __init__(self, cap_rps: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.cap = cap_rps
-        self.rate: float | None = cap_rps
-        self.learned: float | None = None  # requests/s announced by the server
-        self._clock = clock
-        self._next_slot = 0.0
-        self._last_cut = float("-inf")
-        self._starts: collections.deque[float] = collections.deque(maxlen=4096)
-        self._burst = 0
+_MONTH = re.compile(r"month", re.IGNORECASE)
 
-    def _ceiling(self) -> float | None:
-        limits = [r for r in (self.cap, self.learned) if r]
-        return min(limits) if limits else None
 
-    def delay(self) -> float:
-        """Reserve the next start slot and return how long to wait for it."""
-        now = self._clock()
-        start = now
-        if self._burst > 0:
-            self._burst -= 1
-            self._next_slot = max(self._next_slot, now)
-        elif self.rate:
-            start = max(now, self._next_slot)
-            self._next_slot = start + 1.0 / self.rate
-        self._starts.append(start)
-        return start - now
+def monthly_quota_spent(headers: Mapping[str, str], message: str) -> str | None:
+    """Why a 429 means the monthly quota is spent, or None."""
+    remaining = float_header(headers, "x-ratelimit-remaining-tokens-month")
+    if remaining is not None and remaining <= 0:
+        return "x-ratelimit-remaining-tokens-month is 0"
+    if _MONTH.search(message):
+        return f"the API says: {message}"
+    return None
 
-    async def acquire(self) -> None:
-        wait = self.delay()
-        if wait > 0:
-            await asyncio.sleep(wait)
 
-    def observed_rate(self, window: float = 2.0) -> float:
-        now = self._clock()
-        recent = sum(1 for t in self._starts if now - window <= t <= now)
-        return recent / window
+def transport_cause(error: BaseException, timeout: float) -> str:
+    """A short, content-free name for a failure to get an answer (never the URL: with a query
+    parameter key placement it holds the key)."""
+    import aiohttp
 
-    def on_throttled(self, retry_after: float | None) -> None:
-        self._burst = 0
-        now = self._clock()
-        if now - self._last_cut < self.CUT_INTERVAL:
-            return
-        self._last_cut = now
-        ceiling = self._ceiling()
-        if self.learned and self.rate and self.rate >= self.learned:
-            # Refused at the announced pace: the server's window is tighter than its header says
-            # (or another client shares the key); step just below it.
-            self.rate = max(0.2, self.learned * 0.9)
-            return
-        if not self.rate and not ceiling and sum(1 for t in self._starts if now - 2.0 <= t) < self.MIN_STARTS_TO_PACE:
-            # A handful of starts says nothing about the pace (one refused probe would read as 0.5/s
-            # and book every later request seconds apart): the refused request waits its own
-            # Retry-After, and the pace is cut once there is a rate to cut.
-            return
-        current = self.rate or self.observed_rate() or 1.0
-        self.rate = max(0.2, current * 0.7)
-        if ceiling:
-            self.rate = min(self.rate, ceiling)
-
-    def on_headers(self, headers: Mapping[str, str]) -> None:
-        limit = _float_header(headers, "x-ratelimit-limit-req-minute")
-        if limit and limit > 0:
-            learned = limit / 60.0
-            if learned != self.learned:
-                first = self.learned is None
-                self.learned = learned
-                ceiling = self._ceiling()
-                self.rate = min(self.rate, ceiling) if self.rate else ceiling
-                remaining = _float_header(headers, "x-ratelimit-remaining-req-minute")
-                if first and remaining and self.rate:
-                    # One of them is left in reserve: the server counts what is already on the way.
-                    self._burst = max(0, int(min(remaining, self.rate * self.BURST_SECONDS)) - 1)
-
-    def on_success(self, headers: Mapping[str, str]) -> None:
-        self.on_headers(headers)
-        if self.rate:
-            ceiling = self._ceiling()
-            if ceiling is None or self.rate < ceiling:
-                grown = self.rate * 1.02 + 0.05
-                self.rate = min(grown, ceiling) if ceiling else grown
+    if isinstance(error, ResponseTooLarge):
+        return str(error)
+    if isinstance(error, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return f"no answer within timeout_seconds ({timeout:g} s)"
+    if isinstance(error, aiohttp.ClientConnectorDNSError) or isinstance(getattr(error, "os_error", None), socket.gaierror) \
+            or isinstance(error, socket.gaierror):
+        return "the host name could not be resolved (DNS)"
+    if isinstance(error, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
+        return "the TLS handshake failed"
+    if isinstance(error, ConnectionRefusedError) or isinstance(getattr(error, "os_error", None), ConnectionRefusedError):
+        return "the connection was refused"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return "the connection could not be made"
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return "the answer was cut off before its end"
+    if isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError, ConnectionResetError)):
+        return "the connection was closed before the answer"
+    return f"the request failed ({type(error).__name__})"
 
 
 @dataclass
@@ -219,18 +205,23 @@ class RequestStats:
 
 class MistralClient:
     def __init__(self, connection: MistralConnection, limits: Limits, *, sender: Sender | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.connection = connection
         self.limits = limits
-        self.pacer = RatePacer(limits.requests_per_second)
+        self.pacer = Pacer(limits.requests_per_second, clock, cap_tpm=limits.tokens_per_minute)
         self.stats = RequestStats()
         self._sender = sender
         self._sleep = sleep
+        self._clock = clock
         self._session = None
         self._semaphore = asyncio.Semaphore(limits.max_concurrent_requests)
-        self._consecutive_failures = 0
+        self._refusals_in_a_row = 0
+        # When a request last succeeded (or the first one started): a 429 is waited on for as long
+        # as something succeeds within max_retry_seconds.
+        self._last_progress: float | None = None
         # Until the first answer arrives, one request goes alone: its headers may announce the
-        # account's limit, and a first burst of max_concurrent_requests would otherwise meet a
+        # account's limits, and a first burst of max_concurrent_requests would otherwise meet a
         # wall of 429s. Costs one round trip per sync.
         self._probed: asyncio.Event | None = None
         self._probing = False
@@ -263,21 +254,35 @@ class MistralClient:
 
     async def _send(self, method: str, url: str, body: bytes | None,
                     content_type: str | None = None) -> tuple[int, Mapping[str, str], bytes]:
+        cap = self.limits.max_response_bytes
         if self._sender is not None:
-            return await self._sender(method, url, body)
+            status, headers, raw = await self._sender(method, url, body)
+            if len(raw) > cap:
+                raise ResponseTooLarge(_too_large(cap))
+            return status, headers, raw
         session = self._ensure_session()
         headers = {"Content-Type": content_type} if content_type else None
         # Redirects are not followed: the key goes to the configured host only (a redirect would carry
         # a query-parameter key, and the request itself, to whatever host the answer names).
         async with session.request(method, url, data=body, params=self.connection.auth_params() or None,
                                    headers=headers, allow_redirects=False) as response:
-            return response.status, response.headers, await response.read()
+            # The answer is read up to a cap: a runaway answer (a 30 MB chat completion) must not
+            # take the memory of the whole sync.
+            if response.content_length is not None and response.content_length > cap:
+                raise ResponseTooLarge(_too_large(cap))
+            data = bytearray()
+            async for chunk in response.content.iter_chunked(1 << 16):
+                data += chunk
+                if len(data) > cap:
+                    raise ResponseTooLarge(_too_large(cap))
+            return response.status, response.headers, bytes(data)
 
-    async def get(self, path: str) -> Any:
-        return await self.request("GET", path, None)
+    async def get(self, path: str, *, validate: Callable[[Any], Any] | None = None) -> Any:
+        return await self.request("GET", path, None, validate=validate)
 
-    async def post(self, path: str, payload: Mapping[str, Any]) -> Any:
-        return await self.request("POST", path, orjson.dumps(payload))
+    async def post(self, path: str, payload: Mapping[str, Any], *, cost: float = 0.0,
+                   validate: Callable[[Any], Any] | None = None, precheck: Callable[[], None] | None = None) -> Any:
+        return await self.request("POST", path, orjson.dumps(payload), cost=cost, validate=validate, precheck=precheck)
 
     async def get_bytes(self, path: str) -> bytes:
         """A file's raw content (GET /v1/files/{id}/content answers octet-stream, not JSON)."""
@@ -294,78 +299,160 @@ class MistralClient:
             content,
             f"\r\n--{boundary}--\r\n".encode(),
         ]
-        return await self.request("POST", "files", b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}")
+        return await self.request("POST", "files", b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}",
+                                  validate=_has_id)
 
     async def request(self, method: str, path: str, body: bytes | None, *, content_type: str | None = None,
-                      decode: bool = True) -> Any:
+                      decode: bool = True, cost: float = 0.0, validate: Callable[[Any], Any] | None = None,
+                      precheck: Callable[[], None] | None = None) -> Any:
+        """Sends one request until it gets a usable answer, and returns it (decoded JSON, passed
+        through `validate`, which raises InvalidAnswer for an answer of the wrong shape and may
+        return what it read). `cost` is the request's token count as we count it, for the pacer.
+        `precheck` is called just before sending and may raise to abandon the request (a batch
+        that no longer fits what the server has since said it accepts)."""
         import aiohttp
 
         url = self.connection.url(path)
         route = f"{method} /v1/{path.lstrip('/')}"
-        started = time.monotonic()
-        attempt = 0
-        waited = 0.0
+        failures = 0
+        first_failure: float | None = None
         while True:
-            status: int | None
+            if self.pacer.month_spent:
+                raise self._month_error(route, self.pacer.month_spent)
+            status: int | None = None
             headers: Mapping[str, str] = {}
             raw = b""
+            cause = ""
             await self._wait_for_probe()
             try:
                 async with self._semaphore:
                     # Paced inside the semaphore: waiting requests do not book far-future slots that a
                     # later change of pace could not take back.
-                    wait = self.pacer.delay()
+                    wait, ticket = self.pacer.reserve(cost, route)
                     if wait > 0:
                         await self._sleep(wait)
+                    held = self.pacer.held_for()
+                    while held > 0:  # a refusal since the booking said the budget is spent until then
+                        await self._sleep(held)
+                        held = self.pacer.held_for()
+                    if precheck is not None:
+                        try:
+                            precheck()
+                        except BaseException:
+                            self.pacer.cancel(ticket)
+                            raise
+                    if self._last_progress is None:
+                        self._last_progress = self._clock()
                     self.stats.requests += 1
                     try:
                         status, headers, raw = await self._send(method, url, body, content_type)
-                    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError) as error:
-                        status, failure = None, ("timeout" if isinstance(error, asyncio.TimeoutError) else type(error).__name__)
+                    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError, ResponseTooLarge) as error:
+                        cause = transport_cause(error, self.limits.timeout_seconds)
             finally:
                 self._end_probe()
             if status is not None and 200 <= status < 300:
-                self.pacer.on_success(headers)
-                self._consecutive_failures = 0
-                if not decode:
-                    return raw
                 try:
-                    return orjson.loads(raw) if raw else None
-                except orjson.JSONDecodeError:
-                    raise ApiError(f"HTTP {status}: the response is not JSON", status) from None
+                    value = self._read_answer(raw, decode, validate)
+                except InvalidAnswer as invalid:
+                    cause = f"HTTP {status} with {invalid}"
+                    self.pacer.on_headers(headers)
+                    self.pacer.on_failure(ticket)
+                else:
+                    self.pacer.on_success(headers, ticket, value.get("usage") if decode and isinstance(value, Mapping) else None)
+                    self._last_progress = self._clock()
+                    self._refusals_in_a_row = 0
+                    return value
             parsed: Any = None
-            if raw:
+            if status is not None and not cause and raw:
                 try:
                     parsed = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     parsed = None
-            message = f"HTTP {status}: {api_message(parsed, raw)}" if status is not None else f"request failed: {failure}"
-            self._raise_if_fatal(status, parsed, raw, route)
-            retry_after = retry_after_seconds(headers) if status is not None else None
+            text = api_message(parsed, raw) if status is not None and not cause else ""
+            if status is not None and not cause:
+                self._raise_if_fatal(status, parsed, raw, route)
             if status == 429:
-                self.stats.throttled += 1
+                await self._wait_throttled(route, headers, text, ticket)
+                continue
+            if status is not None and not cause and status not in RETRYABLE_STATUSES:
+                self.pacer.on_failure(ticket)
+                self._refused(status, parsed, text, route)
+            if not cause:
+                cause = f"HTTP {status}" + (f": {text}" if text else "")
                 self.pacer.on_headers(headers)
-                self.pacer.on_throttled(retry_after)
-            retryable = status is None or status in RETRYABLE_STATUSES
-            if not retryable:
-                raise ApiError(message, status, parsed)
-            delay = retry_after if retry_after is not None else self._backoff(attempt)
-            # Time spent is the larger of the clock and the waits asked for, so that the bound
-            # also holds under a test's fake sleep.
-            spent = max(time.monotonic() - started, waited)
-            if attempt >= self.limits.max_retries or spent + delay > self.limits.max_retry_seconds:
-                self._consecutive_failures += 1
-                if self._consecutive_failures >= MAX_CONSECUTIVE_FAILED_REQUESTS:
-                    raise transient_error(
-                        f"The Mistral API failed {self._consecutive_failures} requests in a row after retries "
-                        f"(last: {route} {message}); the sync stops so that it can be retried later."
-                    )
-                raise ApiError(f"{message} (after {attempt + 1} attempts)", status, parsed)
-            attempt += 1
-            waited += delay
+            self.pacer.on_failure(ticket)
+            # The service failed: retry with backoff, bounded in count and in time.
+            now = self._clock()
+            if first_failure is None:
+                first_failure = now
+            retry_after = retry_after_seconds(headers) if status is not None else None
+            delay = retry_after if retry_after is not None else self._backoff(failures)
+            failures += 1
+            if failures > self.limits.max_retries or (now - first_failure) + delay > self.limits.max_retry_seconds:
+                raise transient_error(
+                    f"The Mistral API failed {route}: {cause} (after {failures} attempts over {now - first_failure:.0f} s). "
+                    "The sync stops so that it can be retried later; the records before this one are committed."
+                )
             self.stats.retries += 1
-            # Only this request waits; the others keep their paced slots.
             await self._sleep(delay)
+
+    def _read_answer(self, raw: bytes, decode: bool, validate: Callable[[Any], Any] | None) -> Any:
+        if not decode:
+            return raw
+        if not raw.strip():
+            raise InvalidAnswer("an empty body")
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidAnswer("a body that is not complete JSON (truncated or not JSON)") from None
+        return validate(value) if validate is not None else value
+
+    async def _wait_throttled(self, route: str, headers: Mapping[str, str], text: str, ticket: Ticket) -> None:
+        """A 429 is backpressure, not a failure: the refused request waits and is sent again without
+        spending its retries, for as long as the sync makes progress."""
+        self.stats.throttled += 1
+        month = monthly_quota_spent(headers, text)
+        if month:
+            self.pacer.month_spent = month
+            raise self._month_error(route, month)
+        retry_after = retry_after_seconds(headers)
+        self.pacer.on_throttled(retry_after, headers, ticket)
+        wait = retry_after if retry_after is not None else max(self.pacer.held_for(), self._backoff(2))
+        now = self._clock()
+        since = now - (self._last_progress if self._last_progress is not None else now)
+        if since + wait > self.limits.max_retry_seconds:
+            raise transient_error(
+                f"The Mistral API rate limit refused {route} and nothing has succeeded for {since:.0f} s "
+                f"(the server asks to wait {wait:.0f} s more; limits.max_retry_seconds is {self.limits.max_retry_seconds:g}). "
+                "The sync stops so that it can be retried later; the records before this one are committed."
+            )
+        await self._sleep(wait)
+
+    def _month_error(self, route: str, why: str) -> Exception:
+        return transient_error(
+            f"The Mistral account's monthly token quota is spent ({why}); {route} is refused until it resets. "
+            "The sync stops; the records before this one are committed. Raise the workspace's monthly limit or run again after the reset."
+        )
+
+    def _refused(self, status: int, body: Any, text: str, route: str) -> None:
+        """A 400/422 (or another 4xx): the request was understood and refused."""
+        message = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+        kind, field = classify_refusal(status, body, text) if status in (400, 413, 422) else ("unknown", None)
+        error = ApiError(message, status, body, kind=kind, field=field)
+        if kind == "config" and field not in ("encoding_format",):
+            raise error.as_config_error(route)
+        if kind == "unknown":
+            self._refusals_in_a_row += 1
+            if self._refusals_in_a_row >= MAX_UNEXPLAINED_REFUSALS_IN_A_ROW:
+                raise config_error(
+                    f"The Mistral API refused {self._refusals_in_a_row} requests in a row to {route} (last: {message}): "
+                    "check the enrichment's settings and `base_url`."
+                )
+        else:
+            self._refusals_in_a_row = 0
+            # The service answered; the sync is making progress even if this record is not.
+            self._last_progress = self._clock()
+        raise error
 
     async def _wait_for_probe(self) -> None:
         if self._probed is None:
@@ -385,12 +472,12 @@ class MistralClient:
         # Full jitter: concurrent requests that failed together do not retry together.
         return random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.5 * (2**attempt)))
 
-    def _raise_if_fatal(self, status: int | None, body: Any, raw: bytes, route: str) -> None:
+    def _raise_if_fatal(self, status: int, body: Any, raw: bytes, route: str) -> None:
         """Failures that every following request would hit too: one clear error beats a
         million identical error rows."""
         if status in (401, 403):
             raise config_error(INVALID_KEY_MESSAGE.format(status=status))
-        if status is not None and 300 <= status < 400:
+        if 300 <= status < 400:
             raise config_error(
                 f"The API answered {route} with a redirect (HTTP {status}), which destination-mistral does not follow so "
                 "that the key only goes to the configured host: set `base_url` to the address the API is served from."
@@ -403,3 +490,12 @@ class MistralClient:
                 f"The API answered 404 for {route}: check `base_url` (it should be the API root, e.g. https://api.mistral.ai)."
             )
 
+
+def _too_large(cap: int) -> str:
+    return f"an answer larger than limits.max_response_mb ({cap / (1 << 20):g} MB)"
+
+
+def _has_id(value: Any) -> Any:
+    if not isinstance(value, Mapping) or not isinstance(value.get("id"), str):
+        raise InvalidAnswer("an answer without an id")
+    return value

@@ -15,6 +15,28 @@ from mistral_connection.errors import config_error
 DEFAULT_EMBED_MODEL = "mistral-embed"
 # The context per input of Mistral's embedding models (docs model cards).
 EMBED_CONTEXT_TOKENS = 8192
+# Chat answers are capped when the user sets no max_tokens: an answer that runs on (a model looping
+# until its context is full) costs tokens, time and memory for nothing. Capped again by the model's
+# context, see chat_context_tokens.
+CHAT_DEFAULT_MAX_TOKENS = 4096
+# Context sizes of Mistral's chat models (docs model catalogue, NOTES section 8), by name prefix.
+# A model not listed gets UNKNOWN_CHAT_CONTEXT: a prompt over the real context is refused by the
+# server with a 400 naming the prompt, which becomes that record's error row anyway.
+CHAT_CONTEXT_TOKENS = (
+    ("mistral-large", 262_144), ("mistral-medium", 262_144), ("mistral-small", 262_144), ("ministral", 262_144),
+    ("magistral", 131_072), ("devstral", 131_072), ("codestral", 131_072), ("pixtral", 131_072),
+    ("open-mistral-nemo", 131_072), ("mistral-moderation", 131_072), ("open-mistral-7b", 32_768),
+    ("open-mixtral-8x7b", 32_768), ("open-mixtral-8x22b", 65_536),
+)
+UNKNOWN_CHAT_CONTEXT = 131_072
+
+
+def chat_context_tokens(model: str) -> int:
+    name = model.lower()
+    for prefix, tokens in CHAT_CONTEXT_TOKENS:
+        if name.startswith(prefix):
+            return tokens
+    return UNKNOWN_CHAT_CONTEXT
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,24 @@ class ChatSettings:
     def endpoint(self) -> str:
         return "chat/completions"
 
+    @property
+    def context_tokens(self) -> int:
+        return chat_context_tokens(self.model)
+
+    @property
+    def effective_max_tokens(self) -> int:
+        """The answer's cap sent with every request: the user's, else the default within the context."""
+        if self.max_tokens:
+            return self.max_tokens
+        return min(CHAT_DEFAULT_MAX_TOKENS, self.context_tokens // 4)
+
+    @property
+    def prompt_token_limit(self) -> int:
+        """The most tokens a prompt may have: the user's max_input_tokens, and what the context
+        leaves once the answer's room is set aside."""
+        room = max(1, self.context_tokens - self.effective_max_tokens)
+        return min(self.max_input_tokens, room) if self.max_input_tokens else room
+
 
 @dataclass(frozen=True)
 class EmbeddingSettings:
@@ -94,10 +134,15 @@ class OutputSettings:
 class Limits:
     max_concurrent_requests: int = 16
     requests_per_second: float | None = None
+    # A cap on the tokens sent per minute (the server's own limit is learned from its headers).
+    tokens_per_minute: int | None = None
     max_retries: int = 5
+    # How long a failing request is retried, and how long 429s are waited on with nothing succeeding.
     max_retry_seconds: float = 300.0
     timeout_seconds: float = 120.0
     max_buffer_bytes: int = 64 * 1024 * 1024
+    # The largest answer read: beyond it the answer is a service failure, not a memory spike.
+    max_response_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -255,10 +300,12 @@ def _parse_limits(raw: Any) -> Limits:
         raise config_error("`limits` must be an object.")
     defaults = Limits()
     mb = _number(raw.get("max_buffer_mb"), "limits.max_buffer_mb", minimum=0, exclusive_min=True)
+    response_mb = _number(raw.get("max_response_mb"), "limits.max_response_mb", minimum=0, exclusive_min=True)
     return Limits(
         max_concurrent_requests=_number(raw.get("max_concurrent_requests"), "limits.max_concurrent_requests", minimum=1, maximum=256, integer=True)
         or defaults.max_concurrent_requests,
         requests_per_second=_number(raw.get("requests_per_second"), "limits.requests_per_second", minimum=0, exclusive_min=True),
+        tokens_per_minute=_number(raw.get("tokens_per_minute"), "limits.tokens_per_minute", minimum=1, integer=True),
         max_retries=_number(raw.get("max_retries"), "limits.max_retries", minimum=0, maximum=20, integer=True)
         if raw.get("max_retries") is not None
         else defaults.max_retries,
@@ -268,6 +315,7 @@ def _parse_limits(raw: Any) -> Limits:
         timeout_seconds=_number(raw.get("timeout_seconds"), "limits.timeout_seconds", minimum=0, exclusive_min=True)
         or defaults.timeout_seconds,
         max_buffer_bytes=int(mb * 1024 * 1024) if mb else defaults.max_buffer_bytes,
+        max_response_bytes=int(response_mb * 1024 * 1024) if response_mb else defaults.max_response_bytes,
     )
 
 

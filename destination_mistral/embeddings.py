@@ -10,8 +10,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from destination_mistral import batching
-from destination_mistral.batching import Batcher, is_batch_too_large
-from destination_mistral.client import ApiError, MistralClient
+from destination_mistral.batching import Batcher, lower_input_cap, plan_batches, tokens_max_and_count, too_many_inputs
+from destination_mistral.client import ApiError, InvalidAnswer, MistralClient
 from destination_mistral.config import EmbeddingSettings
 from destination_mistral.results import Result, cache_key, failed
 from destination_mistral.templates import RecordError, compile_template, render, text_from_fields
@@ -57,6 +57,12 @@ class EmbeddingEnricher:
         # Server tokens per token of ours, the highest seen in `usage`: once known, batches fill to
         # just under the server's limit instead of keeping the blind margin.
         self._token_ratio: float | None = None
+        # Caps a refusal taught ("too many inputs", "too many tokens"): they hold for the rest of the
+        # sync, so that each kind of refusal happens once, not on every full batch.
+        self._input_cap = batching.MAX_INPUTS_PER_REQUEST
+        self._token_ceiling = batching.MAX_TOKENS_PER_REQUEST
+        # The vector size every answer must have: known for the model, else the first one seen.
+        self._dimension = self.dimension
 
     @property
     def dimension(self) -> int | None:
@@ -110,8 +116,9 @@ class EmbeddingEnricher:
         """The future of the item's result: one batch slot, no task of its own per record."""
         if self._batcher is None:
             self._batcher = Batcher(
-                self._send, lambda i: i.tokens, max_inputs=batching.MAX_INPUTS_PER_REQUEST,
-                max_tokens=int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN), max_linger=batching.MAX_LINGER_SECONDS,
+                self._send, lambda i: i.tokens, max_inputs=self._input_cap,
+                max_tokens=min(self._token_ceiling, int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN)),
+                max_linger=batching.MAX_LINGER_SECONDS,
             )
         return self._batcher.submit(item)
 
@@ -119,24 +126,90 @@ class EmbeddingEnricher:
         if self._batcher is not None:
             self._batcher.flush()
 
+    @property
+    def max_tokens(self) -> int:
+        if self._batcher is not None:
+            return self._batcher.max_tokens
+        return min(self._token_ceiling, int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN))
+
+    def _fits(self, items: list[EmbeddingInput]) -> bool:
+        return len(items) <= 1 or (len(items) <= self._input_cap and sum(i.tokens for i in items) <= self.max_tokens)
+
+    def _precheck(self, items: list[EmbeddingInput]) -> Callable[[], None]:
+        def check() -> None:
+            # A batch formed before a refusal lowered the caps is split before it is sent, not after
+            # the server refuses it too.
+            if not self._fits(items):
+                raise _Resplit()
+
+        return check
+
     async def _send(self, items: list[EmbeddingInput]) -> list[Result]:
+        if not self._fits(items):
+            return await self._send_split(items)
         try:
-            response = await self.client.post("embeddings", self.request_body(items))
+            return await self.client.post(
+                "embeddings", self.request_body(items), cost=sum(i.tokens for i in items),
+                # Checked inside the client's retry loop: an answer of the wrong shape is sent again.
+                validate=lambda response: self.parse(response, items), precheck=self._precheck(items),
+            )
+        except _Resplit:
+            return await self._send_split(items)
         except ApiError as error:
-            if self._base64 and error.status in (400, 422) and "encoding_format" in error.message:
+            if self._base64 and error.status in (400, 422) and "encoding_format" in (error.message + str(error.field)):
                 self._base64 = False
                 return await self._send(items)
-            if is_batch_too_large(error.status, error.message):
-                if self._batcher is not None and len(items) > 1:
-                    # The server counts more than we thought: later batches start smaller.
-                    self._batcher.max_tokens = max(1, min(self._batcher.max_tokens, int(sum(i.tokens for i in items) * 0.9)))
+            if error.kind == "config":
+                raise error.as_config_error("POST /v1/embeddings") from None
+            if error.kind == "too_large":
+                self._learn_refusal(error.message, items)
                 if len(items) > 1:
-                    half = len(items) // 2
-                    first, second = await asyncio.gather(self._send(items[:half]), self._send(items[half:]))
-                    return first + second
-                return [failed(f"{error.message} (the input alone is too long for the model)")]
-            return [failed(error.message)] * len(items)
-        return self.parse(response, items)
+                    return await self._send_halves(items)
+                return [failed(f"{error.message} (the input alone is too long for the model)", kind="input")]
+            if len(items) > 1:
+                # A refusal for one input's content refuses its whole batch: halves find that input,
+                # and the others get their vectors.
+                return await self._send_halves(items)
+            return [failed(error.message, kind="input")]
+
+    async def _send_split(self, items: list[EmbeddingInput]) -> list[Result]:
+        """The batch again, as batches under the current caps (halves if it already fits them)."""
+        groups = plan_batches([i.tokens for i in items], max_inputs=self._input_cap, max_tokens=self.max_tokens)
+        if len(groups) < 2:
+            return await self._send_halves(items)
+        parts = await asyncio.gather(*(self._send([items[i] for i in group]) for group in groups))
+        return [result for part in parts for result in part]
+
+    async def _send_halves(self, items: list[EmbeddingInput]) -> list[Result]:
+        half = len(items) // 2
+        first, second = await asyncio.gather(self._send(items[:half]), self._send(items[half:]))
+        return first + second
+
+    def _learn_refusal(self, message: str, items: list[EmbeddingInput]) -> None:
+        """Lowers the cap the refusal is about, for every later batch of the sync."""
+        ours = sum(i.tokens for i in items) or 1
+        if too_many_inputs(message):
+            self._input_cap = min(self._input_cap, lower_input_cap(len(items)))
+            if self._batcher is not None:
+                self._batcher.max_inputs = min(self._batcher.max_inputs, self._input_cap)
+            return
+        if len(items) <= 1:
+            return
+        stated = tokens_max_and_count(message)
+        if stated is not None:
+            limit, counted = stated
+            # The server says both its limit and its count: the ratio of its count to ours tells how
+            # many of our tokens fit.
+            ratio = max(counted / ours, 0.5)
+            self._token_ratio = max(self._token_ratio or 0.0, ratio)
+            ceiling = int(limit * batching.CALIBRATED_MARGIN / ratio)
+        else:
+            # "Too many tokens overall": the server counts more than we thought, by how much unknown;
+            # a quarter less covers a count a third above ours.
+            ceiling = int(ours * 0.75)
+        self._token_ceiling = max(1, min(self._token_ceiling, ceiling))
+        if self._batcher is not None:
+            self._batcher.max_tokens = min(self._batcher.max_tokens, self._token_ceiling)
 
     def _calibrate(self, ratio: float) -> None:
         if self._token_ratio is not None and ratio <= self._token_ratio:
@@ -144,38 +217,79 @@ class EmbeddingEnricher:
         self._token_ratio = ratio
         if self._batcher is not None:
             budget = int(batching.MAX_TOKENS_PER_REQUEST * batching.CALIBRATED_MARGIN / max(ratio, 0.5))
-            # Never above the blind budget's upper bound by more than the limit itself allows.
-            self._batcher.max_tokens = min(budget, batching.MAX_TOKENS_PER_REQUEST)
+            # Never above the server's limit, nor above what a refusal taught.
+            self._batcher.max_tokens = min(budget, batching.MAX_TOKENS_PER_REQUEST, self._token_ceiling)
 
     def parse(self, response: Any, items: list[EmbeddingInput]) -> list[Result]:
-        data = response.get("data") if isinstance(response, Mapping) else None
-        if not isinstance(data, list) or len(data) != len(items):
-            return [failed("the embeddings response does not have one vector per input")] * len(items)
-        usage = response.get("usage") or {}
-        model = response.get("model") or self.model
-        total = usage.get("prompt_tokens")
-        ours = sum(i.tokens for i in items) or 1
-        if isinstance(total, int) and total > 0:
-            self._calibrate(total / ours)
-        ordered = sorted(data, key=lambda d: d.get("index", 0))
-        results = []
-        for item, entry in zip(items, ordered):
+        """One result per input, in input order. Raises InvalidAnswer when the answer cannot be right:
+        the service failed, and storing it would store a wrong vector (or lose one) silently."""
+        if not isinstance(response, Mapping):
+            raise InvalidAnswer("an embeddings answer that is not a JSON object")
+        data = response.get("data")
+        if not isinstance(data, list):
+            raise InvalidAnswer("an embeddings answer without a data list")
+        if len(data) != len(items):
+            raise InvalidAnswer(f"an embeddings answer with {len(data)} vectors for {len(items)} inputs")
+        indexes = [entry.get("index") if isinstance(entry, Mapping) else None for entry in data]
+        if any(not isinstance(i, int) or isinstance(i, bool) for i in indexes):
+            if all(i is None for i in indexes):  # no indexes at all: the answer's order is the input's
+                indexes = list(range(len(data)))
+            else:
+                raise InvalidAnswer("an embeddings answer with a missing or non-integer index")
+        if sorted(indexes) != list(range(len(items))):
+            raise InvalidAnswer("an embeddings answer whose indexes are not each input's once (duplicate or missing)")
+        by_index: list[Any] = [None] * len(items)
+        for index, entry in zip(indexes, data):
+            by_index[index] = entry
+        vectors = []
+        for entry in by_index:
             vector = decode_vector(entry.get("embedding"))
             if vector is None:
-                results.append(failed("the embeddings response has an unreadable vector"))
-                continue
+                raise InvalidAnswer("an embeddings answer with an unreadable vector (not numbers, or bad base64)")
+            if not np.isfinite(vector).all():
+                raise InvalidAnswer("an embeddings answer with NaN or infinite values in a vector")
+            expected = self._dimension or vector.shape[0]
+            if vector.shape[0] != expected:
+                raise InvalidAnswer(f"an embeddings answer with a vector of size {vector.shape[0]}, not {expected}")
+            vectors.append(vector)
+        if self._dimension is None and vectors:
+            self._dimension = int(vectors[0].shape[0])
+        usage = response.get("usage") if isinstance(response.get("usage"), Mapping) else {}
+        model = response.get("model") if isinstance(response.get("model"), str) else self.model
+        total = usage.get("prompt_tokens")
+        total = total if isinstance(total, int) and not isinstance(total, bool) else None
+        ours = sum(i.tokens for i in items) or 1
+        if total is not None and total > 0:
+            self._calibrate(total / ours)
+        results = []
+        for item, vector in zip(items, vectors):
             # The API reports tokens per request; each record gets its share, by our token counts.
-            share = round(total * item.tokens / ours) if isinstance(total, int) else item.tokens
+            share = round(total * item.tokens / ours) if total is not None else item.tokens
             results.append(Result(value=vector, model=model, prompt_tokens=share, completion_tokens=0))
         return results
 
 
+class _Resplit(Exception):
+    """A batch that no longer fits the caps, caught before it was sent."""
+
+
 def decode_vector(raw: Any) -> np.ndarray | None:
+    """The vector of an answer (base64 float32 or a list of numbers), or None when it is not one."""
     if isinstance(raw, str):
         try:
-            return np.frombuffer(base64.b64decode(raw), dtype="<f4").astype(np.float32, copy=False)
+            data = base64.b64decode(raw, validate=True)
         except (ValueError, TypeError):
             return None
+        if not data or len(data) % 4:
+            return None
+        return np.frombuffer(data, dtype="<f4").astype(np.float32, copy=False)
     if isinstance(raw, list) and raw:
-        return np.asarray(raw, dtype=np.float32)
+        try:
+            array = np.asarray(raw)
+        except (ValueError, TypeError):
+            return None
+        # Numbers only: numpy would happily turn "1.5" or True into a float.
+        if array.ndim != 1 or array.dtype.kind not in "fiu":
+            return None
+        return array.astype(np.float32, copy=False)
     return None

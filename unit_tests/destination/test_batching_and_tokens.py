@@ -42,17 +42,18 @@ class SplittingClient:
         self.limit = limit
         self.sizes = []
 
-    async def post(self, path, body):
+    async def post(self, path, body, cost=0, validate=None, precheck=None):
         self.sizes.append(len(body["input"]))
         if len(body["input"]) > self.limit:
-            raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400)
-        return {"model": body["model"], "usage": {"prompt_tokens": 3 * len(body["input"])},
-                "data": [{"index": i, "embedding": [float(i), 1.0]} for i in range(len(body["input"]))]}
+            raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400, kind="too_large")
+        answer = {"model": body["model"], "usage": {"prompt_tokens": 3 * len(body["input"])},
+                  "data": [{"index": i, "embedding": [float(i), 1.0]} for i in range(len(body["input"]))]}
+        return validate(answer) if validate else answer
 
 
 def test_rejected_batch_is_split_in_half_until_accepted():
     client = SplittingClient(limit=3)
-    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), client)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), client)
     items = [enricher.prepare({"t": f"text {i}"}) for i in range(10)]
     results = asyncio.run(enricher._send(items))
     assert len(results) == 10 and all(r.ok for r in results), "every input should end up embedded"
@@ -62,7 +63,7 @@ def test_rejected_batch_is_split_in_half_until_accepted():
 
 def test_single_input_rejected_as_too_large_becomes_a_record_error():
     client = SplittingClient(limit=0)
-    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), client)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), client)
     results = asyncio.run(enricher._send([enricher.prepare({"t": "x"})]))
     assert results[0].error and "too long" in results[0].error
 
@@ -133,15 +134,17 @@ def test_a_server_that_refuses_base64_gets_floats_and_nothing_is_lost():
         def __init__(self):
             self.bodies = []
 
-        async def post(self, path, body):
+        async def post(self, path, body, cost=0, validate=None, precheck=None):
             self.bodies.append(dict(body))
             if "encoding_format" in body:
-                raise ApiError("HTTP 422: Extra inputs are not permitted (body.encoding_format)", 422)
-            return {"model": body["model"], "usage": {"prompt_tokens": 2 * len(body["input"])},
-                    "data": [{"index": i, "embedding": [float(i), 0.5]} for i in range(len(body["input"]))]}
+                raise ApiError("HTTP 422: Extra inputs are not permitted (body.encoding_format)", 422, kind="config",
+                               field="encoding_format")
+            answer = {"model": body["model"], "usage": {"prompt_tokens": 2 * len(body["input"])},
+                      "data": [{"index": i, "embedding": [float(i), 0.5]} for i in range(len(body["input"]))]}
+            return validate(answer) if validate else answer
 
     client = NoBase64Client()
-    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), client)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), client)
     items = [enricher.prepare({"t": f"text {i}"}) for i in range(3)]
     first = asyncio.run(enricher._send(items))
     assert all(r.ok for r in first) and [r.value[0] for r in first] == [0.0, 1.0, 2.0], "the refused batch is sent again as floats"

@@ -21,14 +21,15 @@ class CountingServer:
         self.limit = limit
         self.batches = []
 
-    async def post(self, path, body):
+    async def post(self, path, body, cost=0, validate=None, precheck=None):
         enricher = self.enricher
         tokens = sum(int(enricher._tokenizer.count(t) * self.factor) for t in body["input"])
         self.batches.append((len(body["input"]), tokens))
         if tokens > self.limit:
-            raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400)
-        return {"model": body["model"], "usage": {"prompt_tokens": tokens},
-                "data": [{"index": i, "embedding": [1.0, 2.0]} for i in range(len(body["input"]))]}
+            raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400, kind="too_large")
+        answer = {"model": body["model"], "usage": {"prompt_tokens": tokens},
+                  "data": [{"index": i, "embedding": [1.0, 2.0]} for i in range(len(body["input"]))]}
+        return validate(answer) if validate else answer
 
 
 def run_all(enricher, count):
@@ -48,7 +49,7 @@ def run_all(enricher, count):
 
 def test_batches_grow_to_the_calibrated_budget():
     server = CountingServer(factor=1.0)
-    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), server)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), server)
     server.enricher = enricher
     results = run_all(enricher, 3000)
     assert all(r.ok for r in results)
@@ -61,7 +62,7 @@ def test_batches_grow_to_the_calibrated_budget():
 
 def test_a_server_that_counts_more_gets_smaller_batches_without_failures():
     server = CountingServer(factor=1.3)
-    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), server)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), server)
     server.enricher = enricher
     results = run_all(enricher, 3000)
     assert all(r.ok for r in results), "a refused batch must be split and retried, never fail its records"

@@ -1,4 +1,5 @@
-"""The HTTP client: bounded retries that follow the server's hints, fatal errors stop everything."""
+"""The HTTP client: bounded retries that follow the server's hints; a service that keeps failing
+stops the sync with a transient_error, a refused parameter with a config_error."""
 
 import asyncio
 
@@ -28,10 +29,13 @@ def scripted(*responses):
 
 
 def make_client(sender, sleeps, **limits):
+    now = [0.0]
+
     async def fake_sleep(seconds):
         sleeps.append(seconds)
+        now[0] += seconds
 
-    return MistralClient(CONNECTION, Limits(**limits), sender=sender, sleep=fake_sleep)
+    return MistralClient(CONNECTION, Limits(**limits), sender=sender, sleep=fake_sleep, clock=lambda: now[0])
 
 
 def test_retry_after_is_honoured_on_429():
@@ -43,32 +47,45 @@ def test_retry_after_is_honoured_on_429():
     assert len(calls) == 2 and client.stats.throttled == 1
 
 
-def test_retries_are_bounded_in_count_and_report_status_and_message():
+def test_a_5xx_is_retried_max_retries_times_then_stops_the_sync_naming_route_and_status():
     sender, calls = scripted(*[(503, {}, {"message": "overloaded"})] * 3)
     sleeps = []
     client = make_client(sender, sleeps, max_retries=2)
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(AirbyteTracedException) as caught:
         asyncio.run(client.post("embeddings", {}))
     assert len(calls) == 3, "max_retries=2 means three attempts"
-    assert "HTTP 503" in caught.value.message and "overloaded" in caught.value.message
+    assert caught.value.failure_type == FailureType.transient_error
+    message = caught.value.message
+    assert "POST /v1/embeddings" in message and "HTTP 503" in message and "overloaded" in message, message
+    assert "sk-secret-value" not in message
     assert all(s <= 30 for s in sleeps), "backoff must stay short"
 
 
-def test_retries_are_bounded_in_total_time():
+def test_429s_stop_the_sync_once_nothing_has_succeeded_for_max_retry_seconds():
     sender, calls = scripted(*[(429, {"Retry-After": "40"}, {})] * 5)
     client = make_client(sender, [], max_retries=10, max_retry_seconds=60)
-    with pytest.raises(ApiError):
+    with pytest.raises(AirbyteTracedException) as caught:
         asyncio.run(client.post("embeddings", {}))
-    assert len(calls) == 2, "a retry that would exceed max_retry_seconds must not be attempted"
+    assert caught.value.failure_type == FailureType.transient_error and "rate limit" in caught.value.message
+    assert len(calls) == 2, "a wait that would pass max_retry_seconds without progress must not be started"
 
 
-def test_client_errors_are_not_retried():
+def test_a_refused_parameter_is_a_config_error_naming_it():
     sender, calls = scripted((422, {}, {"detail": [{"loc": ["body", "foo"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]}))
+    client = make_client(sender, [])
+    with pytest.raises(AirbyteTracedException) as caught:
+        asyncio.run(client.post("chat/completions", {}))
+    assert len(calls) == 1, "a refusal is not retried"
+    assert caught.value.failure_type == FailureType.config_error and "`foo`" in caught.value.message
+
+
+def test_a_refusal_naming_the_input_is_an_api_error_of_kind_input():
+    sender, calls = scripted((400, {}, {"object": "error", "message": "Prompt contains 40000 tokens, too large for model with 32768 maximum context length",
+                                        "type": "invalid_request_message_order"}))
     client = make_client(sender, [])
     with pytest.raises(ApiError) as caught:
         asyncio.run(client.post("chat/completions", {}))
-    assert len(calls) == 1
-    assert "Extra inputs are not permitted" in caught.value.message
+    assert len(calls) == 1 and caught.value.kind == "input", caught.value.kind
 
 
 def test_bad_key_is_a_config_error_without_the_key():

@@ -1,0 +1,317 @@
+"""One pacer for every request of a sync: chat, embeddings and batch-API uploads.
+
+Mistral accounts are limited in requests per second, tokens per minute and tokens per month, and for
+bulk embeddings tokens bind first (720 requests/min x 16k-token batches is more than 5M tokens/min).
+So a request starts only when both the request pace and the token budget allow its cost:
+
+- requests: starts are spaced at the pace that comes from, in order, the configured cap, the limit
+  the server announces (`x-ratelimit-limit-req-minute`) and, when the server says nothing but 429s,
+  a fraction of the rate achieved that creeps back up while requests succeed;
+- tokens: a bucket refilled at the minute's limit (the configured cap or
+  `x-ratelimit-limit-tokens-minute`). Its capacity plus sixty seconds of refill equals the limit, so
+  no window of sixty seconds, sliding or fixed, ever carries more than the limit. The server's
+  `x-ratelimit-remaining-tokens-minute` lowers the level when it says less is left (another client on
+  the same key, or a fixed window that started before this sync), and a refusal that says the budget
+  is spent holds every start until the Retry-After or the reset;
+- cost: our own token count, scaled by how the server counted earlier requests of the same route
+  (`x-ratelimit-tokens-query-cost`, else `usage`), and settled with the server's figure when the answer
+  arrives, so that an estimate that was off does not accumulate."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+
+
+@dataclass
+class Ticket:
+    """What a started request was charged, to settle when its answer arrives."""
+
+    seq: int
+    route: str
+    estimate: float  # our own count
+    charged: float  # what the bucket took (estimate x the route's ratio)
+    started: float
+
+
+class Pacer:
+    # One multiplicative cut per this many seconds: 64 requests refused together are one signal,
+    # not 64 (which would take the pace from 100/s to 0.2/s at once).
+    CUT_INTERVAL = 1.0
+    MIN_STARTS_TO_PACE = 8
+    # When the limit is first announced, the server also says how many requests it would accept at
+    # once (x-ratelimit-remaining-req-minute): up to this many seconds' worth of them start together
+    # instead of being spaced. Only this first figure is used: later ones are stale while requests
+    # are in flight.
+    BURST_SECONDS = 1.0
+    # The token bucket holds at least this share of the minute's limit (and at least the largest
+    # request seen, or that request could never start); the refill is what the minute leaves.
+    TOKEN_BURST_SHARE = 0.05
+
+    def __init__(self, cap_rps: float | None = None, clock: Callable[[], float] = time.monotonic, *,
+                 cap_tpm: float | None = None) -> None:
+        self._clock = clock
+        # ---- requests
+        self.cap = cap_rps
+        self.rate: float | None = cap_rps
+        self.learned: float | None = None  # requests/s announced by the server
+        self._next_slot = 0.0
+        self._last_cut = float("-inf")
+        self._starts: collections.deque[float] = collections.deque(maxlen=4096)
+        self._burst = 0
+        # ---- tokens
+        self.cap_tpm = cap_tpm
+        self.learned_tpm: float | None = None
+        self._largest_cost = 0.0
+        self._level: float | None = None  # None until a token limit is known
+        self._stamp = clock()
+        self.hold_until = float("-inf")  # no start before this (a spent budget, until its reset)
+        self.ratios: dict[str, float] = {}
+        self._inflight: dict[int, Ticket] = {}
+        self._seq = itertools.count()
+        # ---- month
+        self.month_spent: str | None = None  # why the monthly quota is known to be spent
+
+    # ---- the token bucket ---------------------------------------------------------------------------
+
+    @property
+    def tokens_per_minute(self) -> float | None:
+        limits = [v for v in (self.cap_tpm, self.learned_tpm) if v]
+        return min(limits) if limits else None
+
+    @property
+    def token_capacity(self) -> float:
+        limit = self.tokens_per_minute or 0.0
+        return min(limit, max(limit * self.TOKEN_BURST_SHARE, self._largest_cost))
+
+    @property
+    def token_rate(self) -> float:
+        """Tokens per second: what the minute leaves once the bucket's capacity is set aside."""
+        limit = self.tokens_per_minute or 0.0
+        return max(limit - self.token_capacity, limit * self.TOKEN_BURST_SHARE) / 60.0
+
+    def _level_at(self, when: float) -> float:
+        assert self._level is not None
+        return min(self.token_capacity, self._level + self.token_rate * max(0.0, when - self._stamp))
+
+    def _set_level(self, level: float, when: float) -> None:
+        # The stamp never moves back: a level booked for a future start must not earn refill twice.
+        self._level = level
+        self._stamp = max(self._stamp, when)
+
+    def cost_of(self, route: str, estimate: float) -> float:
+        return estimate * self.ratios.get(route, 1.0)
+
+    # ---- reserving a start --------------------------------------------------------------------------
+
+    def reserve(self, estimate: float = 0.0, route: str = "") -> tuple[float, Ticket]:
+        """Books the earliest start that both limits allow for a request of `estimate` tokens (our
+        count) and returns (seconds to wait, ticket). Both reservations are made for the same
+        instant, so a request held back by one limit does not bunch up with later ones on the other."""
+        now = self._clock()
+        cost = self.cost_of(route, estimate)
+        start = max(now, self.hold_until)
+        bursting = self._burst > 0
+        if bursting:
+            self._burst -= 1
+        elif self.rate:
+            start = max(start, self._next_slot)
+        if self.tokens_per_minute and cost > 0:
+            if self._level is None:
+                self._set_level(self.token_capacity, now)
+            self._largest_cost = max(self._largest_cost, min(cost, self.tokens_per_minute))
+            need = min(cost, self.token_capacity)
+            level = self._level_at(start)
+            if level < need:
+                start = max(self._stamp, start) + (need - self._level_at(max(self._stamp, start))) / self.token_rate
+            self._set_level(self._level_at(start) - cost, start)
+        if bursting:
+            self._next_slot = max(self._next_slot, start)
+        elif self.rate:
+            self._next_slot = max(self._next_slot, start) + 1.0 / self.rate
+        self._starts.append(start)
+        ticket = Ticket(next(self._seq), route, estimate, cost if self.tokens_per_minute else 0.0, start)
+        self._inflight[ticket.seq] = ticket
+        return start - now, ticket
+
+    def delay(self, estimate: float = 0.0, route: str = "") -> float:
+        """Reserve a start and return how long to wait for it (the ticket is settled on its own)."""
+        wait, ticket = self.reserve(estimate, route)
+        self._inflight.pop(ticket.seq, None)
+        return wait
+
+    def held_for(self) -> float:
+        """How long starts are still held (a refusal said the budget is spent until then)."""
+        return max(0.0, self.hold_until - self._clock())
+
+    def cancel(self, ticket: Ticket) -> None:
+        """A reserved start that was not sent: its tokens go back."""
+        if self._inflight.pop(ticket.seq, None) is not None and self._level is not None and ticket.charged:
+            self._level = min(self.token_capacity, self._level + ticket.charged)
+
+    # ---- what answers say ---------------------------------------------------------------------------
+
+    def observed_rate(self, window: float = 2.0) -> float:
+        now = self._clock()
+        recent = sum(1 for t in self._starts if now - window <= t <= now)
+        return recent / window
+
+    def on_headers(self, headers: Mapping[str, str], ticket: Ticket | None = None) -> None:
+        self._learn_requests(headers)
+        self._learn_tokens(headers, ticket)
+        month = float_header(headers, "x-ratelimit-remaining-tokens-month")
+        if month is not None and month <= 0:
+            self.month_spent = "x-ratelimit-remaining-tokens-month is 0" + _reset_note(headers)
+
+    def _learn_requests(self, headers: Mapping[str, str]) -> None:
+        limit = float_header(headers, "x-ratelimit-limit-req-minute")
+        if limit and limit > 0:
+            learned = limit / 60.0
+            if learned != self.learned:
+                first = self.learned is None
+                self.learned = learned
+                ceiling = self._ceiling()
+                self.rate = min(self.rate, ceiling) if self.rate else ceiling
+                remaining = float_header(headers, "x-ratelimit-remaining-req-minute")
+                if first and remaining and self.rate:
+                    # One of them is left in reserve: the server counts what is already on the way.
+                    self._burst = max(0, int(min(remaining, self.rate * self.BURST_SECONDS)) - 1)
+
+    def _learn_tokens(self, headers: Mapping[str, str], ticket: Ticket | None) -> None:
+        limit = float_header(headers, "x-ratelimit-limit-tokens-minute")
+        if limit and limit > 0 and limit != self.learned_tpm:
+            self.learned_tpm = limit
+            if self._level is not None:
+                self._level = min(self._level, self.token_capacity)
+        remaining = float_header(headers, "x-ratelimit-remaining-tokens-minute")
+        if remaining is None or not self.tokens_per_minute:
+            return
+        now = self._clock()
+        # The server counted every request that reached it before this answer was made; those
+        # started after this one may not have been counted yet, so they come off its figure.
+        after = sum(t.charged for t in self._inflight.values() if ticket is None or t.seq > ticket.seq)
+        ceiling = remaining - after
+        if self._level is None:
+            self._set_level(min(self.token_capacity, ceiling), now)
+        elif ceiling < self._level_at(now):
+            self._set_level(ceiling, now)
+
+    def settle(self, ticket: Ticket | None, headers: Mapping[str, str], usage: Mapping[str, object] | None = None) -> None:
+        """The answer to `ticket` arrived: the server's own count of its cost replaces our estimate
+        in the bucket and teaches the route's ratio."""
+        if ticket is None:
+            return
+        self._inflight.pop(ticket.seq, None)
+        actual = float_header(headers, "x-ratelimit-tokens-query-cost")
+        if actual is None and isinstance(usage, Mapping):
+            for name in ("total_tokens", "prompt_tokens"):
+                value = usage.get(name)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    actual = float(value)
+                    break
+        if actual is None or ticket.estimate <= 0:
+            return
+        ratio = actual / ticket.estimate
+        old = self.ratios.get(ticket.route)
+        # Quick to learn that the server counts more (or the bucket over-spends), slow to forget it.
+        weight = 0.5 if old is None or ratio > old else 0.1
+        self.ratios[ticket.route] = ratio if old is None else old + weight * (ratio - old)
+        if self._level is not None and ticket.charged:
+            self._level -= actual - ticket.charged
+
+    def on_success(self, headers: Mapping[str, str], ticket: Ticket | None = None,
+                   usage: Mapping[str, object] | None = None) -> None:
+        self.settle(ticket, headers, usage)
+        self.on_headers(headers, ticket)
+        if self.rate:
+            ceiling = self._ceiling()
+            if ceiling is None or self.rate < ceiling:
+                grown = self.rate * 1.02 + 0.05
+                self.rate = min(grown, ceiling) if ceiling else grown
+
+    def on_throttled(self, retry_after: float | None, headers: Mapping[str, str] | None = None,
+                     ticket: Ticket | None = None) -> bool:
+        """A 429. Returns True when the headers say a budget is spent: then every start is held
+        until the Retry-After (a fixed window refuses everything until it ends, so starting others
+        would only collect more refusals); otherwise only the refused request waits and the pace is
+        cut, once per CUT_INTERVAL."""
+        headers = headers or {}
+        if ticket is not None:
+            self._inflight.pop(ticket.seq, None)
+        self.on_headers(headers, None)
+        self._burst = 0
+        now = self._clock()
+        tokens_left = float_header(headers, "x-ratelimit-remaining-tokens-minute")
+        requests_left = float_header(headers, "x-ratelimit-remaining-req-minute")
+        spent = (tokens_left is not None and tokens_left <= (ticket.charged if ticket else 0.0)) or \
+                (requests_left is not None and requests_left <= 0)
+        if spent:
+            wait = retry_after if retry_after is not None else 1.0
+            self.hold_until = max(self.hold_until, now + wait)
+            if tokens_left is not None and self._level is not None:
+                self._set_level(min(self._level_at(now), 0.0), now)
+            if tokens_left is not None and tokens_left <= 0 and self.tokens_per_minute:
+                return True  # tokens bind: the request pace is not to blame
+        if now - self._last_cut < self.CUT_INTERVAL:
+            return spent
+        self._last_cut = now
+        ceiling = self._ceiling()
+        if self.learned and self.rate and self.rate >= self.learned:
+            # Refused at the announced pace: the server's window is tighter than its header says
+            # (or another client shares the key); step just below it.
+            self.rate = max(0.2, self.learned * 0.9)
+            return spent
+        if not self.rate and not ceiling and sum(1 for t in self._starts if now - 2.0 <= t) < self.MIN_STARTS_TO_PACE:
+            # A handful of starts says nothing about the pace (one refused probe would read as 0.5/s
+            # and book every later request seconds apart): the refused request waits its own
+            # Retry-After, and the pace is cut once there is a rate to cut.
+            return spent
+        current = self.rate or self.observed_rate() or 1.0
+        self.rate = max(0.2, current * 0.7)
+        if ceiling:
+            self.rate = min(self.rate, ceiling)
+        return spent
+
+    def on_failure(self, ticket: Ticket | None) -> None:
+        """A request that got no usable answer: the server may or may not have counted it, so its
+        charge stays spent (the safe side of the limit)."""
+        if ticket is not None:
+            self._inflight.pop(ticket.seq, None)
+
+    def _ceiling(self) -> float | None:
+        limits = [r for r in (self.cap, self.learned) if r]
+        return min(limits) if limits else None
+
+
+# The former name, for callers that only pace requests.
+RatePacer = Pacer
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, val in headers.items():
+            if key.lower() == lowered:
+                return val
+    return value
+
+
+def float_header(headers: Mapping[str, str], name: str) -> float | None:
+    value = header(headers, name)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _reset_note(headers: Mapping[str, str]) -> str:
+    for name in ("x-ratelimit-reset-tokens-month", "x-ratelimit-reset-month", "ratelimitbysize-reset"):
+        value = header(headers, name)
+        if value:
+            return f"; the server says it resets at {value} ({name})"
+    return ""
