@@ -28,7 +28,8 @@ from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
 
 from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings, parse_config
-from destination_mistral.messages import Record, State, catalog_from_json
+from destination_mistral.input import InputParser
+from destination_mistral.messages import Record, State, StreamStatus, catalog_from_json
 from destination_mistral.writer import read_config, write_messages, write_stream
 
 logger = logging.getLogger("airbyte")
@@ -40,14 +41,10 @@ def _own_fields() -> Mapping[str, Any]:
     return yaml.safe_load((Path(__file__).parent / "spec_fields.yaml").read_text(encoding="utf-8"))
 
 
-def from_airbyte(messages: Iterable[AirbyteMessage]) -> Iterable[Record | State]:
-    """The CDK's message objects as the write path holds them; other message types are ignored."""
-    for message in messages:
-        if message.type == Type.RECORD:
-            record = message.record
-            yield Record(record.stream, record.data, record.emitted_at, record.namespace)
-        elif message.type == Type.STATE:
-            yield State(AirbyteMessageSerializer.dump(message))
+def from_airbyte(messages: Iterable[AirbyteMessage]) -> Iterable[Record | State | StreamStatus]:
+    """The CDK's message objects as the write path holds them, read by the same parser as stdin so
+    that both entry points accept, repair and refuse exactly the same messages."""
+    return InputParser().parse(orjson.dumps(AirbyteMessageSerializer.dump(message)) for message in messages)
 
 
 def to_airbyte(message: Mapping[str, Any]) -> AirbyteMessage:

@@ -17,14 +17,17 @@ import orjson
 
 from mistral_connection.errors import config_error
 
-from destination_mistral.messages import Catalog, Record, State, catalog_from_json, state_problem
+from destination_mistral.messages import Catalog, Record, State, StreamStatus, catalog_from_json, state_problem
 
 logger = logging.getLogger("airbyte")
 
 # Message types the protocol defines that a destination may receive and has nothing to do with.
-IGNORED_TYPES = frozenset({"LOG", "TRACE", "CONTROL", "SPEC", "CATALOG", "CONNECTION_STATUS", "DESTINATION_CATALOG"})
+IGNORED_TYPES = frozenset({"LOG", "CONTROL", "SPEC", "CATALOG", "CONNECTION_STATUS", "DESTINATION_CATALOG"})
 # orjson writes at most this many nested levels; the sinks serialise every record with it.
 SECONDS_NOT_MILLISECONDS = 100_000_000_000  # 1973 in ms, 5138 in s
+# The range of timestamps every output can hold (years 1 to 9999, in ms): an `emitted_at` outside
+# it would fail the whole commit, so the record is stored with the time it arrived instead.
+EMITTED_AT_RANGE = (-62_135_596_800_000, 253_402_300_799_000)
 MAX_DEPTH = 254
 
 
@@ -77,7 +80,7 @@ class InputParser:
         self.line_number = 0
         self.repaired = 0
 
-    def parse(self, lines: Iterable[bytes | str]) -> Iterator[Record | State]:
+    def parse(self, lines: Iterable[bytes | str]) -> Iterator[Record | State | StreamStatus]:
         for raw in lines:
             self.line_number += 1
             if not raw.strip():
@@ -91,6 +94,10 @@ class InputParser:
                 if problem:
                     raise config_error(f"Input line {self.line_number} is a STATE message that is not valid ({problem}).")
                 yield State(message)
+            elif kind == "TRACE":
+                status = self._stream_status(message)
+                if status is not None:
+                    yield status
             elif kind in IGNORED_TYPES:
                 continue
             else:
@@ -121,6 +128,21 @@ class InputParser:
         self.repaired += 1
         return value
 
+    def _stream_status(self, message: dict) -> StreamStatus | None:
+        """A STREAM_STATUS trace, or None for the other traces (errors, estimates, analytics)."""
+        trace = message.get("trace")
+        if not isinstance(trace, dict) or trace.get("type") != "STREAM_STATUS":
+            return None
+        body = trace.get("stream_status")
+        descriptor = body.get("stream_descriptor") if isinstance(body, dict) else None
+        name = descriptor.get("name") if isinstance(descriptor, dict) else None
+        namespace = descriptor.get("namespace") if isinstance(descriptor, dict) else None
+        if not isinstance(name, str) or not name or (namespace is not None and not isinstance(namespace, str)):
+            raise config_error(f"Input line {self.line_number} is a STREAM_STATUS trace without a valid "
+                               "`stream_status.stream_descriptor.name`.")
+        status = body.get("status")
+        return StreamStatus(name, namespace, status if isinstance(status, str) else "")
+
     def _record(self, message: dict, raw: bytes | str) -> Record:
         where = f"Input line {self.line_number}"
         record = message.get("record")
@@ -144,13 +166,36 @@ class InputParser:
                 "stored: flatten it in the source or with a mapping."
             )
         emitted_at = record.get("emitted_at")
-        if isinstance(emitted_at, bool) or not isinstance(emitted_at, (int, float)):
+        changes = source_changes(record.get("meta"))
+        if isinstance(emitted_at, bool) or not isinstance(emitted_at, (int, float)) or emitted_at != emitted_at:
             emitted_at = 0
         elif 0 < emitted_at < SECONDS_NOT_MILLISECONDS:
             # The protocol says milliseconds, but some senders (PyAirbyte writing from its cache)
             # send seconds: a value this small would be January 1970 in milliseconds.
             emitted_at *= 1000
-        return Record(stream, data, int(emitted_at), namespace)
+        if not EMITTED_AT_RANGE[0] <= emitted_at <= EMITTED_AT_RANGE[1]:
+            emitted_at = 0  # the pipeline stamps the time of arrival
+            changes = (changes or []) + [
+                {"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}]
+        return Record(stream, data, int(emitted_at), namespace, changes)
+
+
+CHANGE_KINDS = frozenset({"NULLED", "TRUNCATED"})
+
+
+def source_changes(meta: Any) -> list | None:
+    """The source's `meta.changes` (a field it nulled or truncated), kept so that the row says so.
+    Entries that are not of the protocol's shape are dropped: they cannot be told apart from noise."""
+    changes = meta.get("changes") if isinstance(meta, dict) else None
+    if not isinstance(changes, list) or not changes:
+        return None
+    kept = [
+        {"field": c["field"], "change": c["change"], "reason": c["reason"]}
+        for c in changes
+        if isinstance(c, dict) and isinstance(c.get("field"), str) and c.get("change") in CHANGE_KINDS
+        and isinstance(c.get("reason"), str)
+    ]
+    return kept or None
 
 
 def check_records(messages: Iterable[Record | State], known: set[tuple[str | None, str]]) -> Iterator[Record | State]:
@@ -170,6 +215,10 @@ def check_records(messages: Iterable[Record | State], known: set[tuple[str | Non
                 )
             if not isinstance(record.data, dict):
                 raise config_error(f"Record {count} of stream {record.stream!r} has {_kind(record.data)} as its data, not a JSON object.")
+        elif type(message) is StreamStatus and (message.status != "COMPLETE" or message.key not in known):
+            # STARTED, RUNNING and INCOMPLETE change nothing here; a status for a stream this sync
+            # does not write has nothing to complete.
+            continue
         yield message
 
 

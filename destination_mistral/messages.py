@@ -20,15 +20,19 @@ DESTINATION_SYNC_MODES = frozenset({"append", "overwrite", "append_dedup", "upda
 
 
 class Record:
-    """A RECORD's payload: the fields the destination reads, named as the protocol names them."""
+    """A RECORD's payload: the fields the destination reads, named as the protocol names them.
+    `changes` are the record's `_airbyte_meta.changes` so far: the source's own (a field it
+    truncated, say) and any the destination made while reading the message."""
 
-    __slots__ = ("stream", "namespace", "data", "emitted_at")
+    __slots__ = ("stream", "namespace", "data", "emitted_at", "changes")
 
-    def __init__(self, stream: str, data: dict, emitted_at: int, namespace: str | None = None) -> None:
+    def __init__(self, stream: str, data: dict, emitted_at: int, namespace: str | None = None,
+                 changes: list | None = None) -> None:
         self.stream = stream
         self.data = data
         self.emitted_at = emitted_at
         self.namespace = namespace
+        self.changes = changes
 
     def __repr__(self) -> str:  # never the data: it may be personal
         return f"Record(stream={self.stream!r}, namespace={self.namespace!r}, fields={len(self.data)})"
@@ -47,6 +51,26 @@ class State:
         state = dict(self.message.get("state") or {})
         state["destinationStats"] = {"recordCount": float(records)}
         return {**self.message, "type": "STATE", "state": state}
+
+
+class StreamStatus:
+    """A TRACE STREAM_STATUS message. The platform sends COMPLETE for a stream once the source has
+    read all of it, before closing stdin; a source that fails closes stdin without it. Only then may
+    an overwrite or a truncate refresh replace what the stream held before."""
+
+    __slots__ = ("stream", "namespace", "status")
+
+    def __init__(self, stream: str, namespace: str | None, status: str) -> None:
+        self.stream = stream
+        self.namespace = namespace or None
+        self.status = status
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        return (self.namespace, self.stream)
+
+    def __repr__(self) -> str:
+        return f"StreamStatus(stream={self.stream!r}, namespace={self.namespace!r}, status={self.status!r})"
 
 
 def state_problem(state: Any) -> str | None:
@@ -72,7 +96,7 @@ class CatalogStream:
     """The part of a configured stream the destination reads, with the protocol's defaults."""
 
     __slots__ = ("name", "namespace", "json_schema", "source_defined_primary_key", "destination_sync_mode",
-                 "primary_key", "sync_id")
+                 "primary_key", "sync_id", "generation_id", "minimum_generation_id")
 
     def __init__(self, entry: Mapping[str, Any]) -> None:
         stream = entry["stream"]
@@ -83,6 +107,8 @@ class CatalogStream:
         self.destination_sync_mode = entry.get("destination_sync_mode", "append")
         self.primary_key = entry.get("primary_key")
         self.sync_id = entry.get("sync_id")
+        self.generation_id = entry.get("generation_id")
+        self.minimum_generation_id = entry.get("minimum_generation_id")
 
     # plan_stream reads `configured.stream.<field>` as on the CDK's ConfiguredAirbyteStream.
     @property
@@ -126,8 +152,9 @@ def catalog_from_json(raw: Any, where: str) -> Catalog:
                     isinstance(path, list) and all(isinstance(p, str) for p in path) for path in key)):
                 raise config_error(f"Stream {name!r} of the configured catalog has a `{field}` that is not a list of "
                                    "field paths (e.g. [[\"id\"]]).")
-        sync_id = entry.get("sync_id")
-        if sync_id is not None and (isinstance(sync_id, bool) or not isinstance(sync_id, int)):
-            raise config_error(f"Stream {name!r} of the configured catalog has a `sync_id` that is not an integer.")
+        for field in ("sync_id", "generation_id", "minimum_generation_id"):
+            value = entry.get(field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise config_error(f"Stream {name!r} of the configured catalog has a `{field}` that is not a non-negative integer.")
         streams.append(CatalogStream(entry))
     return Catalog(streams)

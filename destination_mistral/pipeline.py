@@ -32,11 +32,12 @@ import orjson
 
 from mistral_connection.errors import config_error, system_error, transient_error
 
-from destination_mistral.messages import Record, State
+from destination_mistral.messages import Record, State, StreamStatus
 from destination_mistral.progress import Counters
 from destination_mistral.results import Result, failed
 from destination_mistral.schema import StreamPlan
 from destination_mistral.sinks.base import Sink, WriteItem
+from destination_mistral.storing import Committer
 from destination_mistral.templates import RecordError
 
 logger = logging.getLogger("airbyte")
@@ -46,6 +47,13 @@ logger = logging.getLogger("airbyte")
 COMMIT_ROWS = 2000
 # A partial prefix is committed at least this often, so that a slow sync still shows data.
 COMMIT_INTERVAL_SECONDS = 5.0
+# Answers paid for but not yet in the cache table are committed once this many have arrived (or at
+# the interval above), whether or not the records they belong to can be committed yet: a crash
+# then re-pays at most this many.
+FRESH_ANSWERS_TO_COMMIT = 256
+# After a failure, requests already sent get this long to bring their (paid) answers home to the
+# cache before the sync ends.
+SETTLE_SECONDS = 15.0
 PROGRESS_INTERVAL_SECONDS = 10.0
 # What one record costs in memory beyond its JSON size: a Python dict is ~3x its JSON text, and the
 # result (an answer, or a 4-byte-per-dimension vector) comes on top.
@@ -128,6 +136,7 @@ class StreamRuntime:
     ready: int = 0  # length of the completed prefix of `pending`
     ready_cost: int = 0
     next_seq: int = 0
+    completed: bool = False  # its COMPLETE status has arrived
 
     def advance(self) -> None:
         pending = self.pending
@@ -138,9 +147,14 @@ class StreamRuntime:
 
 @dataclass
 class Barrier:
+    """A point in the input that waits for every record before it to be committed: a STATE to
+    release, or a stream's COMPLETE status to apply (its staging table swapped in)."""
+
     position: int  # every record with gseq < position must be committed first
-    message: State
+    message: State | None
     records: int  # records received since the previous STATE
+    complete: StreamRuntime | None = None
+    applied: bool = False
 
 
 class Pipeline:
@@ -149,6 +163,7 @@ class Pipeline:
                  cache_enabled: bool = True, request_stats: Any = None) -> None:
         self.streams = {plan.key: StreamRuntime(plan, enrichers.get(plan.key)) for plan in plans}
         self.sink = sink
+        self.committer = Committer(sink)
         self.client = client
         self.emit = emit
         self.on_error = on_error
@@ -230,7 +245,7 @@ class Pipeline:
                     if len(chunk) >= FEED_CHUNK or (handed[0] == queued[0] and self.inbox.empty()):
                         send()
                 else:
-                    chunk.append(("state", message, 0))
+                    chunk.append(("state" if type(message) is State else "complete", message, 0))
                     send()
                 if self._failure is not None:
                     break
@@ -283,6 +298,10 @@ class Pipeline:
                     await self._start(items)
                     items = []
                     self._add_barrier(payload)
+                elif kind == "complete":
+                    await self._start(items)
+                    items = []
+                    self._add_completion(payload)
                 elif kind == "error":
                     # Broken input stops the sync where it was read: what came before is committed
                     # and its STATE released, so the platform resumes right there.
@@ -302,8 +321,11 @@ class Pipeline:
         if runtime is None:
             raise system_error(f"A record arrived for stream {record.stream!r}, which is not in the configured catalog.",
                                "record for a stream missing from the catalog")
+        if runtime.completed:
+            raise config_error(f"A record of stream {runtime.plan.label!r} arrived after the stream's COMPLETE status: a "
+                               "source must send a stream's status last.")
         item = PendingItem(seq=runtime.next_seq, record=record.data, emitted_at=record.emitted_at or int(time.time() * 1000),
-                           raw_id=self._raw_ids.next(), result=None, gseq=self._next_gseq, cost=cost)
+                           raw_id=self._raw_ids.next(), result=None, changes=record.changes, gseq=self._next_gseq, cost=cost)
         runtime.next_seq += 1
         self._next_gseq += 1
         self._records_since_state += 1
@@ -424,6 +446,7 @@ class Pipeline:
             (self._barriers and self._lowest_uncommitted_if_ready() >= self._barriers[0].position)
             or total_rows >= COMMIT_ROWS
             or (total_rows and self.window.pressure >= 0.75)
+            or len(self._fresh) >= FRESH_ANSWERS_TO_COMMIT
         ):
             self._wake.set()
 
@@ -448,6 +471,12 @@ class Pipeline:
         self._records_since_state = 0
         self._after_completion()
         self._release_states()
+
+    def _add_completion(self, status: StreamStatus) -> None:
+        runtime = self.streams[status.key]
+        runtime.completed = True
+        self._barriers.append(Barrier(self._next_gseq, None, 0, complete=runtime))
+        self._after_completion()
 
     def _fail(self, gseq: int, error: BaseException) -> None:
         if self._failure is None or gseq < self._failure[0]:
@@ -499,7 +528,10 @@ class Pipeline:
                 cost += moved
                 batches.append((runtime.plan, items))
             entries = [(key, endpoint, result) for key, (endpoint, result) in self._fresh.items()]
-            if not batches and not entries:
+            # Streams whose COMPLETE has come and whose records are all in this commit or before.
+            after = self._lowest_uncommitted()
+            completes = [b for b in self._barriers if b.complete is not None and not b.applied and b.position <= after]
+            if not batches and not entries and not completes:
                 self._release_states()
                 return
             # The items have left `pending` but are not durable until the sink returns: while it
@@ -507,8 +539,11 @@ class Pipeline:
             # floor stays, so nothing after the lost batch is ever released.
             if batches:
                 self._committing_floor = min(items[0].gseq for _, items in batches)
-            await self.loop.run_in_executor(self.db, self.sink.commit, batches, entries)
+            await self.loop.run_in_executor(self.db, self.committer.commit, batches, entries,
+                                            [b.complete.plan for b in completes])
             self._committing_floor = None
+            for barrier in completes:
+                barrier.applied = True
             for key, _, _ in entries:
                 self._fresh.pop(key, None)
             self.window.release(cost)
@@ -519,9 +554,15 @@ class Pipeline:
     def _release_states(self) -> None:
         lowest = self._lowest_uncommitted()
         while self._barriers and self._barriers[0].position <= lowest:
-            barrier = self._barriers.popleft()
-            self.counters.states_out += 1
-            self.emit(barrier.message.with_record_count(barrier.records))
+            barrier = self._barriers[0]
+            if barrier.complete is not None and not barrier.applied:
+                # A STATE after a COMPLETE waits for the swap, which the next commit makes.
+                self._wake.set()
+                return
+            self._barriers.popleft()
+            if barrier.message is not None:
+                self.counters.states_out += 1
+                self.emit(barrier.message.with_record_count(barrier.records))
 
     def _limit(self) -> int:
         return self._failure[0] if self._failure is not None else self._next_gseq
@@ -545,12 +586,22 @@ class Pipeline:
         if self._failure is not None:
             if self._failure[0] >= 0:
                 await self._commit(self._failure[0])
+                await self._settle()
             raise self._failure[1]
         await self._commit()
         if any(runtime.pending for runtime in self.streams.values()):
             raise system_error("Internal error: records left uncommitted at the end of the sync.")
         await self.loop.run_in_executor(self.db, self.sink.finish)
         self._release_states()
+
+    async def _settle(self) -> None:
+        """Lets the requests already sent bring their answers home to the cache before a failed sync
+        ends (bounded in time): they are paid for, and the next attempt then finds them."""
+        inflight = list(self._inflight.values())
+        if inflight:
+            await asyncio.wait(inflight, timeout=SETTLE_SECONDS)
+        if self._fresh and self._failure is not None and self._failure[0] >= 0:
+            await self._commit(self._failure[0])
 
     async def _reporter(self) -> None:
         while True:

@@ -47,7 +47,19 @@ class StreamPlan:
     answer_json: bool = False
     embedding_dim: int | None = None
     sync_id: int | None = None
+    generation_id: int | None = None
+    minimum_generation_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def staged(self) -> bool:
+        """Whether this sync replaces what the stream held: an overwrite, or a truncate refresh in any
+        mode (the platform asks for it with minimum_generation_id = generation_id > 0). Such a
+        stream writes to a staging table, and replaces the old one only when the stream's COMPLETE
+        status arrives, so a failed source never leaves a stream emptied or half-written."""
+        if self.sync_mode == "overwrite":
+            return True
+        return bool(self.generation_id) and self.minimum_generation_id == self.generation_id
 
     @property
     def key(self) -> tuple[str | None, str]:
@@ -181,6 +193,8 @@ def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) 
         columns=columns,
         enrichment=enrichment.mode,
         sync_id=configured.sync_id,
+        generation_id=getattr(configured, "generation_id", None),
+        minimum_generation_id=getattr(configured, "minimum_generation_id", None),
     )
     if isinstance(enrichment, ChatSettings):
         plan.answer_json = enrichment.response_format.is_json

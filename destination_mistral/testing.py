@@ -11,11 +11,15 @@ from airbyte_cdk.models import (
     AirbyteStateType,
     AirbyteStream,
     AirbyteStreamState,
+    AirbyteStreamStatus,
+    AirbyteStreamStatusTraceMessage,
+    AirbyteTraceMessage,
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteStream,
     DestinationSyncMode,
     StreamDescriptor,
     SyncMode,
+    TraceType,
     Type,
 )
 from airbyte_cdk.models.airbyte_protocol import AirbyteStateBlob
@@ -35,7 +39,8 @@ REVIEW_SCHEMA = {
 
 def configured_stream(name: str = "reviews", mode: str = "append", primary_key: Sequence[str] | None = ("id",),
                       schema: Mapping[str, Any] | None = None, namespace: str | None = None,
-                      sync_id: int | None = None) -> ConfiguredAirbyteStream:
+                      sync_id: int | None = None, generation_id: int | None = None,
+                      minimum_generation_id: int | None = None) -> ConfiguredAirbyteStream:
     return ConfiguredAirbyteStream(
         stream=AirbyteStream(name=name, json_schema=dict(schema or REVIEW_SCHEMA), supported_sync_modes=[SyncMode.full_refresh],
                              namespace=namespace),
@@ -43,8 +48,8 @@ def configured_stream(name: str = "reviews", mode: str = "append", primary_key: 
         destination_sync_mode=DestinationSyncMode(mode),
         primary_key=[[k] for k in primary_key] if primary_key else None,
         sync_id=sync_id,
-        generation_id=0 if sync_id is not None else None,
-        minimum_generation_id=0 if sync_id is not None else None,
+        generation_id=generation_id if generation_id is not None else (0 if sync_id is not None else None),
+        minimum_generation_id=minimum_generation_id if minimum_generation_id is not None else (0 if sync_id is not None else None),
     )
 
 
@@ -67,6 +72,18 @@ def state(value: Mapping[str, Any], stream: str = "reviews", namespace: str | No
     )
 
 
+def complete(stream: str = "reviews", namespace: str | None = None) -> AirbyteMessage:
+    """The status the platform sends once a stream has been read whole, before closing stdin."""
+    return AirbyteMessage(
+        type=Type.TRACE,
+        trace=AirbyteTraceMessage(
+            type=TraceType.STREAM_STATUS, emitted_at=1_700_000_000_000,
+            stream_status=AirbyteStreamStatusTraceMessage(
+                stream_descriptor=StreamDescriptor(name=stream, namespace=namespace), status=AirbyteStreamStatus.COMPLETE),
+        ),
+    )
+
+
 def review(i: int, text: str | None = None, **extra: Any) -> dict[str, Any]:
     topics = ["battery drains quickly", "shipping was slow", "screen is bright", "sound is rich", "case feels cheap"]
     return {
@@ -81,7 +98,9 @@ def review(i: int, text: str | None = None, **extra: Any) -> dict[str, Any]:
 
 
 def messages_with_states(records: Iterable[Mapping[str, Any]], every: int = 10, stream: str = "reviews",
-                         namespace: str | None = None) -> list[AirbyteMessage]:
+                         namespace: str | None = None, completed: bool = True) -> list[AirbyteMessage]:
+    """The records with a STATE every `every` of them and, as the platform sends it when the source
+    succeeds, the stream's COMPLETE status at the end (`completed=False`: the source failed)."""
     out: list[AirbyteMessage] = []
     count = 0
     for data in records:
@@ -91,6 +110,8 @@ def messages_with_states(records: Iterable[Mapping[str, Any]], every: int = 10, 
             out.append(state({"position": count}, stream=stream, namespace=namespace))
     if count % every:
         out.append(state({"position": count}, stream=stream, namespace=namespace))
+    if completed:
+        out.append(complete(stream, namespace))
     return out
 
 

@@ -30,9 +30,9 @@ def test_no_state_leaves_before_the_commit_that_covers_it(tmp_path, monkeypatch)
     lock = threading.Lock()
     real_commit = DuckDBSink.commit
 
-    def slow_commit(self, batches, entries):
+    def slow_commit(self, batches, entries, completes=()):
         time.sleep(0.05)
-        real_commit(self, batches, entries)
+        real_commit(self, batches, entries, completes)
         with lock:
             committed[0] += sum(len(items) for _, items in batches)
 

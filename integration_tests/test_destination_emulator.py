@@ -148,19 +148,20 @@ def test_jsonl_output_writes_one_file_per_stream(emulator, tmp_path):
     assert (tmp_path / "jsonl" / "_mistral_cache.duckdb").exists(), "the cache lives beside the output"
 
 
-def test_on_error_record_writes_errors_and_retries_them_next_sync(fresh_emulator, tmp_path):
+def test_a_failing_service_stops_the_sync_instead_of_writing_error_rows(fresh_emulator, tmp_path):
+    """5xx answers are the service's fault, not the records': after the retries the sync stops with a
+    transient error, no record is stored as failed, and the next sync enriches every one."""
     config = make_config(fresh_emulator, tmp_path, EMBED, limits={"max_retries": 0})
     fresh_emulator.configure(fault_500=1.0, fault_routes=["/v1/embeddings"])
     configured = catalog(configured_stream(mode="append_dedup"))
-    out = write(config, configured, messages_with_states(review(i) for i in range(5)))
-    assert any(m.type == Type.STATE for m in out), "a failed record is data: the sync goes on"
-    result = rows(tmp_path, "SELECT _mistral_embedding IS NULL, _mistral_error FROM reviews")
-    assert len(result) == 5 and all(r[0] and r[1].startswith("HTTP 5") for r in result), result
+    with pytest.raises(AirbyteTracedException) as caught:
+        write(config, configured, messages_with_states(review(i) for i in range(5)))
+    assert caught.value.failure_type.value == "transient_error", caught.value.message
+    assert rows(tmp_path, "SELECT count(*) FROM reviews WHERE _mistral_error IS NOT NULL")[0][0] == 0, (
+        "a service failure is never written as a record's error")
     fresh_emulator.configure(fault_500=0.0)
     write(config, configured, messages_with_states(review(i) for i in range(5)))
-    assert rows(tmp_path, "SELECT count(*) FROM reviews WHERE _mistral_error IS NULL AND _mistral_embedding IS NOT NULL")[0][0] == 5, (
-        "errors are not cached: the next sync enriches the records"
-    )
+    assert rows(tmp_path, "SELECT count(*) FROM reviews WHERE _mistral_error IS NULL AND _mistral_embedding IS NOT NULL")[0][0] == 5
 
 
 def test_missing_template_field_is_a_record_error(emulator, tmp_path):

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
+
+from mistral_connection.errors import config_error
 
 from destination_mistral.results import Result
 from destination_mistral.schema import (
@@ -30,6 +32,9 @@ class WriteItem:
     emitted_at: int  # ms since the epoch
     raw_id: str
     result: Result | None
+    # `_airbyte_meta.changes` made before the sink: the source's own, and the destination's (an
+    # emitted_at no output can hold, a record stored as an error row).
+    changes: list | None = None
 
 
 def enrichment_fields(plan: StreamPlan, item: WriteItem, *, vector_as_list: bool) -> dict[str, Any]:
@@ -52,6 +57,21 @@ def enrichment_fields(plan: StreamPlan, item: WriteItem, *, vector_as_list: bool
     return out
 
 
+def check_distinct_locations(plans: Sequence[StreamPlan], location: Callable[[StreamPlan], str], what: str) -> None:
+    """Two streams written to one table or file would be merged, or crash the sync half way: a
+    config error names both before anything is written."""
+    seen: dict[str, StreamPlan] = {}
+    for plan in plans:
+        where = location(plan)
+        other = seen.get(where)
+        if other is not None:
+            raise config_error(
+                f"Streams {other.label!r} and {plan.label!r} would both be written to {what} {where!r} (names are compared "
+                "after normalisation and without case): rename one of them in the connection, or give it another namespace."
+            )
+        seen[where] = plan
+
+
 def extracted_at_iso(emitted_at: int) -> str:
     return dt.datetime.fromtimestamp(emitted_at / 1000.0, tz=dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -61,7 +81,11 @@ class Sink(Protocol):
 
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]: ...
 
-    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]]) -> None: ...
+    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]],
+               completes: Sequence[StreamPlan] = ()) -> None:
+        """Stores the batches and the cache entries, then, for each stream in `completes` (whose
+        COMPLETE status arrived and whose records are all in this commit or earlier ones), replaces
+        what the stream held if this sync stages it. Atomic where the store allows."""
 
     def finish(self) -> None: ...
 
@@ -71,4 +95,4 @@ class Sink(Protocol):
     def location(self) -> str: ...
 
 
-__all__ = ["WriteItem", "Sink", "enrichment_fields", "extracted_at_iso", "RAW_ID", "EXTRACTED_AT"]
+__all__ = ["WriteItem", "Sink", "enrichment_fields", "extracted_at_iso", "check_distinct_locations", "RAW_ID", "EXTRACTED_AT"]

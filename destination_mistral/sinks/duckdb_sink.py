@@ -8,10 +8,12 @@ column types in SQL, so DuckDB never guesses a type and a value that does not fi
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -35,13 +37,22 @@ from destination_mistral.schema import (
     Column,
     StreamPlan,
 )
-from destination_mistral.sinks.base import WriteItem
+from destination_mistral.sinks.base import WriteItem, check_distinct_locations
 
 STAGING_PREFIX = "_airbyte_tmp_"
-SYNC_TABLE = "_mistral_staging"  # which sync a staging table belongs to, so a resumed sync keeps it
+# Which generation each staging table holds, so that the next attempt of the same generation resumes
+# it (the platform keeps generation_id across the attempts of a sync; sync_id may be absent).
+GENERATIONS_TABLE = "_mistral_staging_generations"
 SEQ = "_mistral_seq"
 BATCH_VIEW = "_mistral_batch_rows"
+logger = logging.getLogger("airbyte")
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+EARLIER_CHANGES = "_mistral_changes"
+CHANGES_TYPE = '[{"field": "VARCHAR", "change": "VARCHAR", "reason": "VARCHAR"}]'
+
+
+MEMORY_LIMIT = "192MB"
+ROOMY_MEMORY_LIMIT = "4GB"
 
 
 def q(name: str) -> str:
@@ -70,7 +81,7 @@ def connect(path: Path):
     con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) // 2)}")
     # DuckDB's buffer pool defaults to 80% of RAM; the destination shares its machine with the
     # source, and pages it evicts are re-read from the file when needed.
-    con.execute("SET memory_limit = '192MB'")
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     # At the default 16 MB the write-ahead log fills every commit or two (a vector is 4 KB, written
     # to the table and to the cache), and each checkpoint rewrites the cache's key index and the
     # partly filled row groups again. Committed transactions are durable in the log either way.
@@ -112,9 +123,11 @@ def _meta_expr(plan: StreamPlan, target_types: dict[str, str]) -> str:
         checks.append(f"CASE WHEN json_type({source}) <> 'NULL' AND {_select_expr(column, target)} IS NULL THEN {_sql_str(column.name)} END")
     fields = "[" + ", ".join(checks + ["NULL::VARCHAR"]) + "]"
     sync = f"'sync_id': {int(plan.sync_id)}, " if plan.sync_id is not None else ""
+    # Changes made before the sink (the source's own, a stand-in row's) come first, as JSON text.
+    earlier = f"coalesce(from_json({q(EARLIER_CHANGES)}, '{CHANGES_TYPE}'), [])"
     return (
-        f"to_json({{{sync}'changes': list_transform(list_filter({fields}, lambda x: x IS NOT NULL), "
-        "lambda f: {'field': f, 'change': 'NULLED', 'reason': 'DESTINATION_TYPECAST_ERROR'})})"
+        f"to_json({{{sync}'changes': list_concat({earlier}, list_transform(list_filter({fields}, lambda x: x IS NOT NULL), "
+        "lambda f: {'field': f, 'change': 'NULLED', 'reason': 'DESTINATION_TYPECAST_ERROR'}))})"
     )
 
 
@@ -134,6 +147,7 @@ class DuckDBSink:
         self.cache = ResultCache(self.con) if cache_enabled else None
         self._plans: dict[tuple[str | None, str], StreamPlan] = {}
         self._types: dict[tuple[str | None, str], dict[str, str]] = {}
+        self._swapped: set[tuple[str | None, str]] = set()  # staged streams already in place
 
     @property
     def location(self) -> str:
@@ -146,7 +160,7 @@ class DuckDBSink:
         return self.schema_of(plan), (STAGING_PREFIX + plan.name if staging else plan.name)
 
     def _write_table(self, plan: StreamPlan) -> tuple[str, str]:
-        return self._table(plan, staging=plan.sync_mode == "overwrite")
+        return self._table(plan, staging=plan.staged and plan.key not in self._swapped)
 
     def _existing_columns(self, schema: str, table: str) -> dict[str, str]:
         rows = self.con.execute(
@@ -161,22 +175,26 @@ class DuckDBSink:
         self.con.execute(f"CREATE TABLE {q(schema)}.{q(table)} ({body})")
 
     def start(self, plans: Sequence[StreamPlan]) -> None:
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS {SYNC_TABLE} (schema_name VARCHAR, table_name VARCHAR, sync_id BIGINT)")
+        # DuckDB compares identifiers without case: "Users" and "users" are one table.
+        check_distinct_locations(plans, lambda p: f"{self.schema_of(p)}.{p.name}".lower(), "the DuckDB table")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {GENERATIONS_TABLE} (schema_name VARCHAR, table_name VARCHAR, generation_id BIGINT)")
         for plan in plans:
             self._plans[plan.key] = plan
             schema, table = self._write_table(plan)
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
             existing = self._existing_columns(schema, table)
-            if plan.sync_mode == "overwrite":
-                resumed = existing and plan.sync_id is not None and self.con.execute(
-                    f"SELECT count(*) FROM {SYNC_TABLE} WHERE schema_name = ? AND table_name = ? AND sync_id = ?",
-                    [schema, table, plan.sync_id],
+            if plan.staged:
+                resumed = existing and self.con.execute(
+                    f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? "
+                    "AND generation_id IS NOT DISTINCT FROM ?",
+                    [schema, table, plan.generation_id],
                 ).fetchone()[0]
                 if not resumed:
-                    # A staging table left by another, failed sync holds data this sync will send again.
+                    # A staging table of another generation holds data of a sync the platform has
+                    # given up on; this one sends everything again.
                     self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
-                    self.con.execute(f"DELETE FROM {SYNC_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, table])
-                    self.con.execute(f"INSERT INTO {SYNC_TABLE} VALUES (?, ?, ?)", [schema, table, plan.sync_id])
+                    self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, table])
+                    self.con.execute(f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?)", [schema, table, plan.generation_id])
                     existing = {}
             if not existing:
                 self._create(schema, table, plan.all_columns())
@@ -211,7 +229,8 @@ class DuckDBSink:
         columns["raw_id"] = pa.array([item.raw_id for item in items], pa.string())
         columns["extracted_at"] = pa.array([item.emitted_at for item in items], pa.int64())
         columns["seq"] = pa.array([item.seq for item in items], pa.int64())
-        select += [f"raw_id AS {q(RAW_ID)}", f"extracted_at AS {q(EXTRACTED_AT)}", f"seq AS {q(SEQ)}"]
+        columns["changes"] = pa.array([_json_text(item.changes) if item.changes else None for item in items], pa.string())
+        select += [f"raw_id AS {q(RAW_ID)}", f"extracted_at AS {q(EXTRACTED_AT)}", f"seq AS {q(SEQ)}", f"changes AS {q(EARLIER_CHANGES)}"]
         if plan.enrichment != "none":
             results = [item.result for item in items]
             ok = [r is not None and r.ok for r in results]
@@ -256,7 +275,10 @@ class DuckDBSink:
         try:
             self._insert_rows(plan, names, exprs, source)
         finally:
-            self.con.unregister(BATCH_VIEW)
+            try:
+                self.con.unregister(BATCH_VIEW)
+            except duckdb.Error:
+                pass  # an aborted transaction refuses this too; the insert's own error is the one to see
 
     def _insert_rows(self, plan: StreamPlan, names: list[str], exprs: list[str], source: str) -> None:
         schema, table = self._write_table(plan)
@@ -268,16 +290,38 @@ class DuckDBSink:
             return
         keys = plan.primary_key
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE _mistral_batch AS SELECT {select}, {q(SEQ)} FROM {source}")
-        match = " AND ".join(f"{target}.{q(k)} IS NOT DISTINCT FROM _mistral_batch.{q(k)}" for k in keys)
+        # A record without a value for its key is kept as a row of its own and never merged: NULL
+        # equals nothing, so it neither replaces nor is replaced (see the README).
+        match = " AND ".join(f"{target}.{q(k)} = _mistral_batch.{q(k)}" for k in keys)
+        keyless = " OR ".join(f"{q(k)} IS NULL" for k in keys)
         self.con.execute(f"DELETE FROM {target} USING _mistral_batch WHERE {match}")
         partition = ", ".join(q(k) for k in keys)
         self.con.execute(
             f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM _mistral_batch "
-            f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {q(SEQ)} DESC) = 1"
+            f"QUALIFY ({keyless}) OR row_number() OVER (PARTITION BY {partition} ORDER BY {q(SEQ)} DESC) = 1"
         )
+        without_key = self.con.execute(f"SELECT count(*) FROM _mistral_batch WHERE {keyless}").fetchone()[0]
+        if without_key:
+            logger.warning(f"{without_key} record(s) of stream {plan.label!r} have no value for primary key "
+                           f"{', '.join(keys)}: each is kept as a row of its own, never merged.")
         self.con.execute("DROP TABLE _mistral_batch")
 
-    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]]) -> None:
+    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]],
+               completes: Sequence[StreamPlan] = ()) -> None:
+        cache_entries = list(cache_entries)
+        try:
+            self._commit(batches, cache_entries, completes)
+        except duckdb.OutOfMemoryException:
+            # A record of tens of MB needs several times its size while its JSON is cast; the buffer
+            # pool is kept small for the common case, and made roomy only for this commit.
+            self.con.execute(f"SET memory_limit = '{ROOMY_MEMORY_LIMIT}'")
+            try:
+                self._commit(batches, cache_entries, completes)
+            finally:
+                self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+
+    def _commit(self, batches, cache_entries, completes) -> None:
+        swaps = [plan for plan in completes if plan.staged and plan.key not in self._swapped]
         self.con.begin()
         try:
             for plan, items in batches:
@@ -285,28 +329,25 @@ class DuckDBSink:
                     self._insert_batch(plan, items)
             if self.cache is not None:
                 self.cache.store(cache_entries)
+            for plan in swaps:
+                self._swap(plan)
             self.con.commit()
         except BaseException:
             self.con.rollback()
             raise
+        self._swapped.update(plan.key for plan in swaps)
+
+    def _swap(self, plan: StreamPlan) -> None:
+        """The stream's staging table replaces its table, in the commit that holds its last rows."""
+        schema, table = self._table(plan)
+        _, staging = self._table(plan, staging=True)
+        self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
+        self.con.execute(f"ALTER TABLE {q(schema)}.{q(staging)} RENAME TO {q(table)}")
+        self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, staging])
 
     def finish(self) -> None:
-        """The overwrite swap: every staged stream replaces its table in one transaction."""
-        staged = [p for p in self._plans.values() if p.sync_mode == "overwrite"]
-        if not staged:
-            return
-        self.con.begin()
-        try:
-            for plan in staged:
-                schema, table = self._table(plan)
-                _, staging = self._table(plan, staging=True)
-                self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
-                self.con.execute(f"ALTER TABLE {q(schema)}.{q(staging)} RENAME TO {q(table)}")
-                self.con.execute(f"DELETE FROM {SYNC_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, staging])
-            self.con.commit()
-        except BaseException:
-            self.con.rollback()
-            raise
+        """Nothing is swapped at the end of the input: a staged stream whose COMPLETE never came keeps
+        the previous table, and its staging table waits for the next attempt of its generation."""
 
     def close(self) -> None:
         if self.cache is not None:

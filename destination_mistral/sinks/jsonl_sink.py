@@ -1,12 +1,15 @@
 """The JSON Lines sink: `<directory>/[<namespace>/]<stream>.jsonl`, one enriched record per line.
 
-A commit is durable (fsync) before the STATE that covers it leaves. Overwrite writes a staging
-file renamed over the old one at the end; append_dedup rewrites the file through a temporary copy
-and an atomic rename, so a crash leaves either the old or the new file, never a half-merged one.
+A commit is durable (fsync) before the STATE that covers it leaves. An overwrite or a truncate
+refresh writes a staging file, renamed over the old one when the stream's COMPLETE status arrives;
+a sidecar file names the generation it holds, so that the next attempt of that generation resumes
+it. append_dedup rewrites the file through a temporary copy and an atomic rename, so a crash leaves
+either the old or the new file, never a half-merged one.
 The cache is a small DuckDB file in the same directory."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
@@ -18,8 +21,10 @@ from mistral_connection.errors import config_error
 from destination_mistral.cache import ResultCache
 from destination_mistral.config import OutputSettings
 from destination_mistral.results import Result
-from destination_mistral.schema import EXTRACTED_AT, RAW_ID, RESERVED_PREFIXES, StreamPlan
-from destination_mistral.sinks.base import WriteItem, enrichment_fields, extracted_at_iso
+from destination_mistral.schema import EXTRACTED_AT, META, RAW_ID, RESERVED_PREFIXES, StreamPlan
+from destination_mistral.sinks.base import WriteItem, check_distinct_locations, enrichment_fields, extracted_at_iso
+
+logger = logging.getLogger("airbyte")
 
 CACHE_FILE = "_mistral_cache.duckdb"
 
@@ -52,6 +57,7 @@ class JsonlSink:
             self.cache = ResultCache(self._cache_con)
         self._plans: dict[tuple[str | None, str], StreamPlan] = {}
         self._handles: dict[tuple[str | None, str], IO[bytes]] = {}
+        self._swapped: set[tuple[str | None, str]] = set()
 
     @property
     def location(self) -> str:
@@ -64,15 +70,34 @@ class JsonlSink:
     def _staging_path(self, plan: StreamPlan) -> Path:
         return self.path_of(plan).with_suffix(".jsonl.staging")
 
+    def _generation_path(self, plan: StreamPlan) -> Path:
+        return self.path_of(plan).with_suffix(".jsonl.generation")
+
+    def _write_path(self, plan: StreamPlan) -> Path:
+        return self._staging_path(plan) if plan.staged and plan.key not in self._swapped else self.path_of(plan)
+
     def start(self, plans: Sequence[StreamPlan]) -> None:
+        # Compared without case: on macOS and Windows volumes "Users.jsonl" and "users.jsonl" are one file.
+        check_distinct_locations(plans, lambda p: str(self.path_of(p)).lower(), "the JSONL file")
         for plan in plans:
             self._plans[plan.key] = plan
             target = self.path_of(plan)
             target.parent.mkdir(parents=True, exist_ok=True)
-            if plan.sync_mode == "overwrite":
-                self._handles[plan.key] = open(self._staging_path(plan), "wb")
-            elif plan.sync_mode == "append":
-                self._handles[plan.key] = open(target, "ab")
+            if plan.staged:
+                resumed = self._staging_path(plan).exists() and self._staged_generation(plan) == plan.generation_id
+                if not resumed:
+                    # A staging file of another generation belongs to a sync the platform gave up on.
+                    with open(self._staging_path(plan), "wb") as handle:
+                        os.fsync(handle.fileno())
+                    self._generation_path(plan).write_bytes(orjson.dumps({"generation_id": plan.generation_id}))
+            if plan.sync_mode != "append_dedup":
+                self._handles[plan.key] = open(self._write_path(plan), "ab")
+
+    def _staged_generation(self, plan: StreamPlan) -> Any:
+        try:
+            return orjson.loads(self._generation_path(plan).read_bytes()).get("generation_id", "unknown")
+        except (OSError, ValueError, AttributeError):
+            return "unknown"  # no sidecar, or a broken one: not a generation this sync can resume
 
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
         return self.cache.lookup(keys) if self.cache is not None else {}
@@ -82,22 +107,37 @@ class JsonlSink:
         row: dict[str, Any] = {k: v for k, v in item.record.items() if not str(k).lower().startswith(RESERVED_PREFIXES)}
         row[RAW_ID] = item.raw_id
         row[EXTRACTED_AT] = extracted_at_iso(item.emitted_at)
+        row[META] = {"changes": item.changes or []}
         row.update(enrichment_fields(plan, item, vector_as_list=False))
         return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS) + b"\n"
 
+    @staticmethod
+    def _key(plan: StreamPlan, record: Any, unique: Any) -> tuple:
+        """The row's primary key; a record without a value for it gets a key of its own, so that it
+        is kept and never merged (as in DuckDB, where NULL equals nothing)."""
+        values = [record.get(k) if isinstance(record, dict) else None for k in plan.primary_key]
+        if any(v is None for v in values):
+            return ("\0keyless", unique)
+        return tuple(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in values)
+
     def _merge(self, plan: StreamPlan, items: list[WriteItem]) -> None:
-        target = self.path_of(plan)
+        target = self._write_path(plan)
         rows: dict[tuple, bytes] = {}
         if target.exists():
             with open(target, "rb") as handle:
-                for line in handle:
+                for number, line in enumerate(handle):
                     if line.strip():
                         record = orjson.loads(line)
-                        rows[tuple(orjson.dumps(record.get(k)) for k in plan.primary_key)] = line if line.endswith(b"\n") else line + b"\n"
+                        rows[self._key(plan, record, number)] = line if line.endswith(b"\n") else line + b"\n"
+        keyless = 0
         for item in items:
-            key = tuple(orjson.dumps(item.record.get(k)) for k in plan.primary_key)
+            key = self._key(plan, item.record, item.raw_id)
+            keyless += key[0] == "\0keyless"
             rows.pop(key, None)  # an update moves to the end, like a fresh insert
             rows[key] = self._line(plan, item)
+        if keyless:
+            logger.warning(f"{keyless} record(s) of stream {plan.label!r} have no value for primary key "
+                           f"{', '.join(plan.primary_key)}: each is kept as a row of its own, never merged.")
         temporary = target.with_suffix(".jsonl.tmp")
         with open(temporary, "wb") as handle:
             handle.writelines(rows.values())
@@ -105,7 +145,8 @@ class JsonlSink:
             os.fsync(handle.fileno())
         os.replace(temporary, target)
 
-    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]]) -> None:
+    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]],
+               completes: Sequence[StreamPlan] = ()) -> None:
         touched = []
         for plan, items in batches:
             if not items:
@@ -121,15 +162,26 @@ class JsonlSink:
             os.fsync(handle.fileno())
         if self.cache is not None:
             self.cache.store(cache_entries)
+        for plan in completes:
+            if plan.staged and plan.key not in self._swapped:
+                self._swap(plan)
+
+    def _swap(self, plan: StreamPlan) -> None:
+        """The staging file replaces the stream's file (an atomic rename), once its COMPLETE arrived."""
+        handle = self._handles.pop(plan.key, None)
+        if handle is not None:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        os.replace(self._staging_path(plan), self.path_of(plan))
+        self._generation_path(plan).unlink(missing_ok=True)
+        self._swapped.add(plan.key)
+        if plan.sync_mode != "append_dedup":
+            self._handles[plan.key] = open(self.path_of(plan), "ab")
 
     def finish(self) -> None:
-        for key, plan in self._plans.items():
-            if plan.sync_mode == "overwrite":
-                handle = self._handles.pop(key)
-                handle.flush()
-                os.fsync(handle.fileno())
-                handle.close()
-                os.replace(self._staging_path(plan), self.path_of(plan))
+        """Nothing is swapped at the end of the input: a staged stream whose COMPLETE never came keeps
+        its previous file, and its staging file waits for the next attempt of its generation."""
 
     def close(self) -> None:
         for handle in self._handles.values():

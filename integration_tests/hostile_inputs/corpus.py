@@ -242,7 +242,7 @@ def run_case(case: Case, workdir: Path, base_url: str, earlier: tuple[Path, Capt
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(earlier[0], out)
     config = (case.config or chat_config)(base_url, out)
-    lines = input_lines([review(i) for i in range(3)], every=3) + list(case.lines) + input_lines(
+    lines = input_lines([review(i) for i in range(3)], every=3, completed=False) + list(case.lines) + input_lines(
         [review(i) for i in range(3, 6)], every=3, start=3)
     capture = write_in_process(case.name, workdir / "hostile", config, _catalog_for(case), lines)
     capture.files = output_files(workdir)

@@ -90,8 +90,17 @@ def review(i: int, text: str | None = None, **extra: Any) -> dict[str, Any]:
             "tags": ["t", str(i % 3)], "reviewed_at": "2025-03-01T10:00:00Z", **extra}
 
 
-def input_lines(records: Iterable[dict[str, Any]], every: int = 10, stream: str = "reviews", start: int = 0) -> list[bytes]:
-    """Records with a STATE after every `every` of them; positions count from `start`."""
+def complete_line(stream: str = "reviews", namespace: str | None = None) -> bytes:
+    """The stream status the platform sends when the source has read a stream whole."""
+    descriptor: dict[str, Any] = {"name": stream, **({"namespace": namespace} if namespace else {})}
+    return orjson.dumps({"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1_700_000_000_000,
+                                                    "stream_status": {"stream_descriptor": descriptor, "status": "COMPLETE"}}}) + b"\n"
+
+
+def input_lines(records: Iterable[dict[str, Any]], every: int = 10, stream: str = "reviews", start: int = 0,
+                completed: bool = True) -> list[bytes]:
+    """Records with a STATE after every `every` of them (positions count from `start`) and, unless
+    the source is to fail, the stream's COMPLETE status last."""
     lines, count = [], start
     for data in records:
         lines.append(record_line(data, stream))
@@ -100,6 +109,8 @@ def input_lines(records: Iterable[dict[str, Any]], every: int = 10, stream: str 
             lines.append(state_line(count, stream))
     if count % every:
         lines.append(state_line(count, stream))
+    if completed:
+        lines.append(complete_line(stream))
     return lines
 
 

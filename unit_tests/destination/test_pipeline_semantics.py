@@ -20,6 +20,8 @@ from destination_mistral.testing import configured_stream, record, review, state
 
 
 class RecordingSink:
+    location = "memory"
+
     def __init__(self, log):
         self.log = log
 
@@ -29,7 +31,7 @@ class RecordingSink:
     def lookup(self, keys):
         return {}
 
-    def commit(self, batches, entries):
+    def commit(self, batches, entries, completes=()):
         self.log.append(("commit", [i.record["id"] for _, rows in batches for i in rows]))
 
     def finish(self):
@@ -56,7 +58,7 @@ class GatedEnricher:
 
     async def run(self, item):
         await self.gate(item.id).wait()
-        return failed("HTTP 500: boom") if item.id in self.fail else Result(value="ok", model="m")
+        return failed("HTTP 422: the input is refused", kind="input") if item.id in self.fail else Result(value="ok", model="m")
 
 
 def plan(tmp_path):
@@ -135,7 +137,7 @@ def test_on_error_fail_commits_what_came_before_and_stops(tmp_path):
             enricher.gate(i).set()
         with pytest.raises(AirbyteTracedException, match="could not be enriched") as caught:
             await task
-        assert "boom" in caught.value.message
+        assert "the input is refused" in caught.value.message
         committed = [i for e in log if e[0] == "commit" for i in e[1]]
         assert committed == [1, 2], "records before the failed one are committed, the failed one and later are not"
         assert ("state", 2) in log and ("state", 4) not in log
@@ -151,14 +153,14 @@ def test_on_error_record_writes_the_record_with_its_error(tmp_path):
         p = plan(tmp_path)
         sink = RecordingSink(log)
         seen = []
-        sink.commit = lambda batches, entries: seen.extend(i.result for _, rows in batches for i in rows)
+        sink.commit = lambda batches, entries, completes=(): seen.extend(i.result for _, rows in batches for i in rows)
         pipeline = Pipeline([p], {p.key: enricher}, sink, None, lambda m: None, cache_enabled=False)
         task = start(pipeline)
         put(pipeline, record(review(1)))
         enricher.gate(1).set()
         pipeline.inbox.put_nowait(("eof", None, 0))
         await task
-        assert len(seen) == 1 and seen[0].error == "HTTP 500: boom" and seen[0].value is None
+        assert len(seen) == 1 and seen[0].error == "HTTP 422: the input is refused" and seen[0].value is None
         assert pipeline.counters.failed == 1
 
     asyncio.run(scenario())

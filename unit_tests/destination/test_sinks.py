@@ -25,15 +25,17 @@ def items(rows, answer="ok"):
             for i, r in enumerate(rows)]
 
 
-def sync(config, mode, batches, finish=True, sync_id=None):
-    plan = plan_stream(configured_stream(mode=mode, sync_id=sync_id), config)
+def sync(config, mode, batches, finish=True, generation=None, minimum_generation=None):
+    """One sync into the sink; `finish=False` is a source that failed: its COMPLETE never comes."""
+    plan = plan_stream(configured_stream(mode=mode, generation_id=generation, minimum_generation_id=minimum_generation), config)
     sink = open_sink(config.output, cache_enabled=True)
     try:
         sink.start([plan])
         for rows in batches:
             sink.commit([(plan, items(rows))], [])
         if finish:
-            sink.finish()
+            sink.commit([], [], [plan])
+        sink.finish()
     finally:
         sink.close()
 
@@ -60,19 +62,46 @@ def test_columns_are_typed_from_the_stream_schema(tmp_path):
 
 def test_overwrite_keeps_previous_data_on_failure(tmp_path):
     config = config_for(tmp_path)
-    sync(config, "overwrite", [[review(1), review(2)]])
+    sync(config, "overwrite", [[review(1), review(2)]], generation=1, minimum_generation=1)
     assert [r[0] for r in table(tmp_path)] == [1, 2]
-    sync(config, "overwrite", [[review(3)]], finish=False)  # the sync dies before its end
+    sync(config, "overwrite", [[review(3)]], finish=False, generation=2, minimum_generation=2)  # the source dies
     assert [r[0] for r in table(tmp_path)] == [1, 2], "a failed overwrite must leave the previous data in place"
-    sync(config, "overwrite", [[review(4)]])
+    sync(config, "overwrite", [[review(4)]], generation=3, minimum_generation=3)
     assert [r[0] for r in table(tmp_path)] == [4], "a successful overwrite replaces the table"
 
 
-def test_overwrite_resumed_with_same_sync_id_keeps_staged_rows(tmp_path):
-    config = config_for(tmp_path)
-    sync(config, "overwrite", [[review(1)]], finish=False, sync_id=42)
-    sync(config, "overwrite", [[review(2)]], sync_id=42)
-    assert [r[0] for r in table(tmp_path)] == [1, 2], "an attempt of the same sync resumes its staging table"
+@pytest.mark.parametrize("kind", ["duckdb", "jsonl"])
+def test_overwrite_resumed_with_same_generation_keeps_staged_rows(tmp_path, kind):
+    config = config_for(tmp_path, kind=kind)
+    sync(config, "overwrite", [[review(1)]], finish=False, generation=42, minimum_generation=42)
+    sync(config, "overwrite", [[review(2)]], generation=42, minimum_generation=42)
+    assert ids(tmp_path, kind) == [1, 2], "an attempt of the same generation resumes its staging table"
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "jsonl"])
+def test_overwrite_without_generation_resumes_its_staging_too(tmp_path, kind):
+    """An older platform sends neither sync_id nor generation_id: an interrupted overwrite's
+    acknowledged rows must still reach the table on the next attempt."""
+    config = config_for(tmp_path, kind=kind)
+    sync(config, "overwrite", [[review(1), review(2)]])
+    sync(config, "overwrite", [[review(3)]], finish=False)
+    assert ids(tmp_path, kind) == [1, 2]
+    sync(config, "overwrite", [[review(4)]])
+    assert ids(tmp_path, kind) == [3, 4], "the rows committed by the interrupted attempt are kept"
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "jsonl"])
+def test_a_new_generation_discards_the_staging_of_an_abandoned_one(tmp_path, kind):
+    config = config_for(tmp_path, kind=kind)
+    sync(config, "overwrite", [[review(1)]], finish=False, generation=1, minimum_generation=1)
+    sync(config, "overwrite", [[review(2)]], generation=2, minimum_generation=2)
+    assert ids(tmp_path, kind) == [2]
+
+
+def ids(tmp_path, kind):
+    if kind == "duckdb":
+        return [r[0] for r in table(tmp_path, "SELECT id FROM reviews ORDER BY id")]
+    return sorted(json.loads(line)["id"] for line in (tmp_path / "jsonl" / "reviews.jsonl").read_text().splitlines())
 
 
 def test_append_dedup_upserts_by_primary_key(tmp_path):
@@ -109,8 +138,8 @@ def test_embeddings_are_fixed_size_arrays_usable_by_cosine_similarity(tmp_path):
 def test_jsonl_overwrite_and_dedup(tmp_path):
     config = config_for(tmp_path, kind="jsonl")
     path = tmp_path / "jsonl" / "reviews.jsonl"
-    sync(config, "overwrite", [[review(1), review(2)]])
-    sync(config, "overwrite", [[review(3)]], finish=False)
+    sync(config, "overwrite", [[review(1), review(2)]], generation=1, minimum_generation=1)
+    sync(config, "overwrite", [[review(3)]], finish=False, generation=2, minimum_generation=2)
     assert [json.loads(l)["id"] for l in path.read_text().splitlines()] == [1, 2], "failed overwrite keeps the old file"
     sync(config, "append_dedup", [[review(2, "new"), review(5)]])
     lines = [json.loads(l) for l in path.read_text().splitlines()]
