@@ -55,6 +55,7 @@ setup(
             "requests-mock>=1.11",
             "mistralai>=2",
             "openapi-core>=0.19",
+            "hypothesis>=6.100",
         ],
         # The destination benchmark's peers and its chart.
         "bench": [
