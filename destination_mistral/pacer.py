@@ -197,8 +197,12 @@ class Pacer:
         ceiling = remaining - after
         if self._level is None:
             self._set_level(min(self.token_capacity, ceiling), now)
-        elif ceiling < self._level_at(now):
-            self._set_level(ceiling, now)
+            return
+        # The level is kept at its stamp, which is in the future while starts are booked ahead: the
+        # server's figure, valid now, earns the refill up to the stamp before the two compare.
+        ahead = max(0.0, self._stamp - now) * self.token_rate
+        if ceiling + ahead < self._level_at(now):
+            self._level = ceiling + ahead
 
     def settle(self, ticket: Ticket | None, headers: Mapping[str, str], usage: Mapping[str, object] | None = None) -> None:
         """The answer to `ticket` arrived: the server's own count of its cost replaces our estimate
@@ -253,7 +257,11 @@ class Pacer:
             wait = retry_after if retry_after is not None else 1.0
             self.hold_until = max(self.hold_until, now + wait)
             if tokens_left is not None and self._level is not None:
-                self._set_level(min(self._level_at(now), 0.0), now)
+                # Nothing is left until the reset, and the starts booked before this refusal, which
+                # the hold now sends together at the reset, are paid from the next window's budget.
+                booked = sum(t.charged for t in self._inflight.values() if t.started > now)
+                self._level = min(self._level_at(now), 0.0) - booked
+                self._stamp = max(self.hold_until, now)
             if tokens_left is not None and tokens_left <= 0 and self.tokens_per_minute:
                 return True  # tokens bind: the request pace is not to blame
         if now - self._last_cut < self.CUT_INTERVAL:

@@ -1,0 +1,123 @@
+"""The pacer alone, on a fake clock: both limits hold in every window, are learned from headers,
+costs are calibrated by the server's count, and a refusal that says the budget is spent holds every
+start until the reset."""
+
+import random
+
+import pytest
+
+from destination_mistral.pacer import Pacer
+
+TPM = 60_000
+
+
+def tokens_headers(limit=TPM, remaining=None, **extra):
+    headers = {"x-ratelimit-limit-tokens-minute": str(limit)}
+    if remaining is not None:
+        headers["x-ratelimit-remaining-tokens-minute"] = str(remaining)
+    headers.update(extra)
+    return headers
+
+
+def run_requests(pacer, now, costs, route="POST /v1/embeddings"):
+    """Starts each request at its reserved time (one at a time, answered at once): (start, cost)."""
+    starts = []
+    for cost in costs:
+        wait, ticket = pacer.reserve(cost, route)
+        now[0] += wait
+        starts.append((now[0], ticket.charged or cost))
+        pacer.settle(ticket, {})
+    return starts
+
+
+def most_in_any_window(starts, seconds=60.0):
+    best = 0.0
+    for i, (start, _) in enumerate(starts):
+        best = max(best, sum(cost for when, cost in starts[i:] if when < start + seconds))
+    return best
+
+
+def test_tokens_started_in_any_sixty_seconds_never_exceed_the_minute_limit():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0], cap_tpm=TPM)
+    rng = random.Random(3)
+    starts = run_requests(pacer, now, [rng.randint(200, 16_000) for _ in range(400)])
+    assert most_in_any_window(starts) <= TPM, "a sixty-second window (sliding, so any fixed one too) carried more than the limit"
+    total = sum(cost for _, cost in starts)
+    minutes = now[0] / 60.0
+    assert total / minutes >= 0.7 * TPM, f"the budget should be used, not wasted: {total / minutes:.0f} tokens/min of {TPM}"
+
+
+def test_the_token_limit_is_learned_from_the_headers_and_the_tighter_cap_wins():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    assert pacer.delay(50_000) == 0.0, "nothing known yet: no token pacing"
+    pacer.on_success(tokens_headers(limit=120_000))
+    assert pacer.tokens_per_minute == 120_000
+    capped = Pacer(clock=lambda: now[0], cap_tpm=30_000)
+    capped.on_success(tokens_headers(limit=120_000))
+    assert capped.tokens_per_minute == 30_000, "the user's cap is kept below the account's limit"
+
+
+def test_a_lower_remaining_count_from_the_server_lowers_the_budget():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_success(tokens_headers(limit=TPM, remaining=0))
+    wait = pacer.delay(3_000)
+    assert wait > 0, "the server says nothing is left this minute: the next request must wait"
+    assert wait == pytest.approx(3_000 / pacer.token_rate), "it waits for the refill of its own cost"
+
+
+def test_requests_and_tokens_both_bind():
+    now = [0.0]
+    pacer = Pacer(2.0, clock=lambda: now[0], cap_tpm=TPM)
+    cheap = run_requests(pacer, now, [10] * 20)
+    gaps = [b[0] - a[0] for a, b in zip(cheap, cheap[1:])]
+    assert min(gaps) == pytest.approx(0.5), "cheap requests are spaced by the request limit"
+    costly = run_requests(pacer, now, [6_000] * 30)
+    assert most_in_any_window(costly) <= TPM, "costly requests are held by the token limit"
+    assert min(b[0] - a[0] for a, b in zip(costly[5:], costly[6:])) > 0.5, "once the bucket is empty, tokens, not requests, set the pace"
+
+
+def test_costs_are_calibrated_by_the_servers_count():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0], cap_tpm=TPM)
+    wait, ticket = pacer.reserve(1_000, "POST /v1/chat/completions")
+    pacer.settle(ticket, {"x-ratelimit-tokens-query-cost": "2000"})
+    assert pacer.ratios["POST /v1/chat/completions"] == pytest.approx(2.0)
+    _, next_ticket = pacer.reserve(1_000, "POST /v1/chat/completions")
+    assert next_ticket.charged == pytest.approx(2_000), "later requests of the route are charged as the server counts"
+    _, other = pacer.reserve(1_000, "POST /v1/embeddings")
+    assert other.charged == pytest.approx(1_000), "each route has its own ratio"
+
+
+def test_usage_calibrates_when_the_server_sends_no_cost_header():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0], cap_tpm=TPM)
+    _, ticket = pacer.reserve(100, "POST /v1/chat/completions")
+    pacer.settle(ticket, {}, {"prompt_tokens": 110, "completion_tokens": 40, "total_tokens": 150})
+    assert pacer.ratios["POST /v1/chat/completions"] == pytest.approx(1.5), "the answer's tokens count too"
+
+
+def test_a_refusal_that_says_the_minute_is_spent_holds_every_start_until_the_reset():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_success(tokens_headers(limit=TPM, remaining=TPM))
+    _, ticket = pacer.reserve(1_000)
+    spent = pacer.on_throttled(42.0, tokens_headers(limit=TPM, remaining=0), ticket)
+    assert spent, "remaining 0 says the token budget is spent"
+    assert pacer.delay(10) >= 42.0, "no request starts before the window's reset"
+
+
+def test_a_refusal_without_headers_holds_nobody_else():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    _, ticket = pacer.reserve(0)
+    assert not pacer.on_throttled(5.0, {}, ticket)
+    assert pacer.delay() == 0.0, "without word that a budget is spent, only the refused request waits"
+
+
+def test_a_month_header_at_zero_marks_the_quota_spent_with_its_reset():
+    pacer = Pacer()
+    pacer.on_success({"x-ratelimit-remaining-tokens-month": "0", "x-ratelimit-reset-tokens-month": "2026-01-01T00:00:00Z"})
+    assert pacer.month_spent and "2026-01-01" in pacer.month_spent
