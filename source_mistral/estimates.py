@@ -20,19 +20,38 @@ TOTAL_ENDPOINTS = {"files": "files", "batch_jobs": "batch/jobs", "fine_tuning_jo
 logger = logging.getLogger("airbyte")
 
 
-def _total(session: requests.Session, connection: MistralConnection, path: str) -> int | None:
+# Mistral announces the workspace's request limit on every answer, per minute.
+LIMIT_HEADER = "x-ratelimit-limit-req-minute"
+
+
+def announced_requests_per_second(headers: Mapping[str, str]) -> int | None:
+    """The pace the API grants, from its limit header: whole requests per second, at least 1 (the
+    manifest's call budget counts whole requests in a one-second window)."""
+    try:
+        per_minute = int(headers.get(LIMIT_HEADER, ""))
+    except ValueError:
+        return None
+    return max(1, per_minute // 60) if per_minute > 0 else None
+
+
+def _total(session: requests.Session, connection: MistralConnection, path: str, seen_headers: list) -> int | None:
     response = session.get(
         connection.url(path), params={"page": 0, "page_size": 1, **connection.auth_params()},
         headers=connection.auth_headers(), timeout=30, allow_redirects=False,
     )
+    seen_headers.append(response.headers)
     if response.status_code != 200:
         return None
     total = response.json().get("total")
     return total if isinstance(total, int) else None
 
 
-def estimate_messages(config: Mapping[str, Any], stream_names: Iterable[str]) -> Iterator[AirbyteMessage]:
-    """An estimate is a courtesy: any failure here is left to the sync itself to report."""
+def estimate_messages(
+    config: Mapping[str, Any], stream_names: Iterable[str], seen_headers: list | None = None
+) -> Iterator[AirbyteMessage]:
+    """An estimate is a courtesy: any failure here is left to the sync itself to report. The headers
+    of the answers are appended to `seen_headers`, so the sync can learn the API's rate limit."""
+    seen_headers = [] if seen_headers is None else seen_headers
     connection = MistralConnection.from_config(config)
     with requests.Session() as session:
         for name in stream_names:
@@ -40,7 +59,7 @@ def estimate_messages(config: Mapping[str, Any], stream_names: Iterable[str]) ->
             if path is None:
                 continue
             try:
-                total = _total(session, connection, path)
+                total = _total(session, connection, path, seen_headers)
             except (requests.RequestException, ValueError):
                 total = None
             if total is None:

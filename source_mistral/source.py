@@ -27,7 +27,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import normalize_config
 from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
-from source_mistral.estimates import estimate_messages
+from source_mistral.estimates import announced_requests_per_second, estimate_messages
 
 DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/sources/mistral"
 
@@ -77,7 +77,9 @@ class SourceMistral(YamlDeclarativeSource):
         catalog: ConfiguredAirbyteCatalog,
         state: Optional[List[AirbyteStateMessage]] = None,
     ) -> Iterator[AirbyteMessage]:
-        yield from estimate_messages(self._config, [s.stream.name for s in catalog.streams])
+        seen_headers: list = []
+        yield from estimate_messages(self._config, [s.stream.name for s in catalog.streams], seen_headers)
+        self._pace_at_announced_limit(seen_headers)
         stream_failures: set[FailureType] = set()
         try:
             for message in super().read(logger, config, catalog, state):
@@ -91,6 +93,19 @@ class SourceMistral(YamlDeclarativeSource):
             if error.failure_type == FailureType.config_error and stream_failures == {FailureType.transient_error}:
                 error.failure_type = FailureType.transient_error
             raise
+
+    def _pace_at_announced_limit(self, seen_headers: list) -> None:
+        """Without `requests_per_second`, the manifest's call budget paces the read at the limit the
+        API announced on the estimate answers (x-ratelimit-limit-req-minute), so a default sync reads
+        at the account's pace instead of running into 429s. The budget is built from the config when
+        the streams are (at the start of the read), which is why the value is set here and not in the
+        manifest. Without such a header the budget follows x-ratelimit-remaining-req-minute alone."""
+        if self._config.get("requests_per_second"):
+            return
+        paces = [pace for pace in map(announced_requests_per_second, seen_headers) if pace]
+        if paces:
+            self._config = {**self._config, "requests_per_second": min(paces)}
+            logging.getLogger("airbyte").info("Pacing requests at %s per second, the limit the Mistral API announced.", min(paces))
 
     def _read_stream(self, name: str) -> Iterable[Mapping[str, Any]]:
         stream = next(s for s in self.streams(self._config) if s.name == name)
