@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -38,25 +39,69 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def normalize_base_url(raw: str | None) -> str:
+# `name:` followed by something other than a port number is a scheme (`javascript:alert(1)`,
+# `file:/etc/passwd`, `mailto:x`); `localhost:8080` and `api.mistral.ai:443` are a host and a port.
+_OTHER_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):(?!\d)", re.IGNORECASE)
+# A DNS name (labels of letters, digits, hyphens; underscores appear in container and internal names).
+_HOST_NAME = re.compile(r"^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$")
+_USE = f"use a form such as {DEFAULT_BASE_URL}"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {dict: "an object", list: "a list"}.get(type(value), "another type")
+
+
+def _character_kind(char: str) -> str:
+    if char in "\r\n":
+        return "a line break"
+    if char == "\t":
+        return "a tab"
+    if char.isspace():
+        return "a space"
+    if ord(char) < 32 or 127 <= ord(char) < 160:
+        return f"a control character (U+{ord(char):04X})"
+    return "a non-ASCII character"
+
+
+def normalize_base_url(raw: Any) -> str:
     """Reduce any pasted form to the root under which `/v1/...` lives, e.g.
     `https://api.mistral.ai/v1/chat/completions/` -> `https://api.mistral.ai`, keeping a proxy's
-    path prefix (`https://proxy.example.com/mistral/v1` -> `https://proxy.example.com/mistral`)."""
+    path prefix (`https://proxy.example.com/mistral/v1` -> `https://proxy.example.com/mistral`).
+    Anything else is a config error naming the part to fix. The URL itself is not echoed whole: a
+    key pasted into it by mistake would otherwise reach the logs."""
+    if raw is not None and not isinstance(raw, str):
+        raise config_error(f"`base_url` must be text, not {_json_type(raw)}: {_USE}.")
     text = (raw or DEFAULT_BASE_URL).strip()
+    for char in text:
+        if char.isspace() or ord(char) < 32 or ord(char) == 127:
+            # urlsplit silently drops line breaks and tabs and keeps spaces in the host: both would
+            # send the key somewhere other than what the form shows.
+            raise config_error(f"`base_url` contains {_character_kind(char)}: remove it ({_USE}).")
+    other = _OTHER_SCHEME.match(text)
+    if other and "://" not in text[: other.end() + 2]:
+        raise config_error(f"`base_url` uses the {other.group(1).lower()}: scheme; the API is reached over https: {_USE}.")
     if "://" not in text:
         text = "https://" + text
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unbalanced IPv6 bracket
+        raise config_error(f"`base_url` has a malformed host (check the [ ] around an IPv6 address): {_USE}.") from None
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if scheme not in ("https", "http") or not host:
-        raise config_error(f"`base_url` {text!r} is not an http(s) URL: use a form such as {DEFAULT_BASE_URL}.")
+    if scheme not in ("https", "http"):
+        raise config_error(f"`base_url` uses the {scheme or 'empty'}:// scheme, so it is not an http(s) URL: {_USE}.")
+    if "@" in parts.netloc:
+        raise config_error("`base_url` must not carry credentials: put the key in `api_key`.")
     if parts.query or parts.fragment:
         raise config_error(
             "`base_url` must not carry a query string or fragment: put the key in `api_key` and, for a proxy "
             "that reads it from the query, choose `key_placement` = query parameter."
         )
-    if parts.username or parts.password:
-        raise config_error("`base_url` must not carry credentials: put the key in `api_key`.")
+    host = _checked_host(parts.hostname or "")
+    port = _checked_port(parts)
     if scheme == "http" and not _is_loopback(host):
         raise config_error(
             f"`base_url` uses plain http:// to {host}, so the API key would travel in clear: use https:// "
@@ -69,21 +114,70 @@ def normalize_base_url(raw: str | None) -> str:
             break
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    netloc = host if port is None else f"{host}:{port}"
     if ":" in host:  # an IPv6 literal keeps its brackets
-        netloc = f"[{host}]" if parts.port is None else f"[{host}]:{parts.port}"
+        netloc = f"[{host}]" if port is None else f"[{host}]:{port}"
     return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def _checked_host(raw_host: str) -> str:
+    host = raw_host.lower()
+    if not host:
+        raise config_error(f"`base_url` has no host name: {_USE}.")
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if not host.isascii():
+        # An internationalised name goes on the wire in its ASCII (punycode) form.
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise config_error(f"`base_url` has a host name that is not a valid internationalised domain name: {_USE}.") from None
+    if not _HOST_NAME.match(host):
+        raise config_error(
+            f"`base_url` has a host name with characters a host name cannot hold (letters, digits, "
+            f"hyphens and dots only): {_USE}."
+        )
+    return host
+
+
+def _checked_port(parts) -> int | None:
+    try:
+        port = parts.port
+    except ValueError:
+        # urlsplit's own message; the text after the last ':' of the host part is what was typed.
+        typed = parts.netloc.rsplit(":", 1)[-1]
+        if typed.isdigit():
+            raise config_error(f"`base_url` has port {int(typed)}, which is not a valid port (1–65535): "
+                               f"fix the number or leave it out for the scheme's default.") from None
+        raise config_error("`base_url` has a port that is not a number: write it as host:port, e.g. "
+                           "proxy.example.com:8443, or leave it out for the scheme's default.") from None
+    if port == 0:
+        raise config_error("`base_url` has port 0, which is not a valid port (1–65535): fix the number or leave it out for the scheme's default.")
+    return port
+
+
+# What spec.yaml's pattern allows for the parameter name: URL-safe without escaping.
+_PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
 
 
 def _key_placement(config: Mapping[str, Any]) -> dict[str, str]:
     placement = config.get("key_placement") or BEARER
+    if not isinstance(placement, Mapping):
+        raise config_error('`key_placement` must be an object such as {"method": "bearer_header"}.')
     method = placement.get("method", "bearer_header")
     if method == "bearer_header":
         return dict(BEARER)
     if method == "query_parameter":
-        name = str(placement.get("parameter_name") or "api_token").strip()
+        name = placement.get("parameter_name") or "api_token"
+        name = name.strip() if isinstance(name, str) else ""
         if not name:
             raise config_error("`key_placement.parameter_name` is empty: name the query parameter, e.g. api_token.")
+        if not _PARAMETER_NAME.match(name):
+            raise config_error("`key_placement.parameter_name` may hold only letters, digits and _ . ~ -: "
+                               "use the proxy's parameter name, e.g. api_token.")
         return {"method": "query_parameter", "parameter_name": name}
     raise config_error(f"`key_placement.method` {method!r} is unknown: use bearer_header or query_parameter.")
 
@@ -92,10 +186,7 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config as the connectors use it: defaults filled in, base URL reduced to its root.
     Raises a config error naming the field for anything a user must fix."""
     result = dict(config)
-    key = result.get("api_key")
-    if not isinstance(key, str) or not key.strip():
-        raise config_error("`api_key` is missing: paste your Mistral API key from https://console.mistral.ai/api-keys.")
-    result["api_key"] = key.strip()
+    result["api_key"] = _checked_key(result.get("api_key"))
     model = result.get("model") or DEFAULT_MODEL
     if not isinstance(model, str) or not model.strip():
         raise config_error("`model` must be a model id such as mistral-small-latest.")
@@ -103,6 +194,29 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     result["base_url"] = normalize_base_url(result.get("base_url"))
     result["key_placement"] = _key_placement(result)
     return result
+
+
+_KEY_SOURCE = "paste the key again from https://console.mistral.ai/api-keys"
+
+
+def _checked_key(key: Any) -> str:
+    """The key as it can travel in an HTTP header (or query string): ASCII without control
+    characters. A CR/LF would split the header, other characters make the HTTP library raise in the
+    middle of the sync. The message says what kind of character, never which or where: the key is
+    secret even when broken."""
+    if key is None or (isinstance(key, str) and not key.strip()):
+        raise config_error(f"`api_key` is missing or blank: {_KEY_SOURCE}.")
+    if not isinstance(key, str):
+        raise config_error(f"`api_key` must be text, not {_json_type(key)}: {_KEY_SOURCE}.")
+    key = key.strip()
+    for char in key:
+        if ord(char) < 32 or 127 <= ord(char) < 160:
+            raise config_error(f"`api_key` contains {_character_kind(char)}, which an HTTP header cannot carry: "
+                               f"{_KEY_SOURCE}, without line breaks or other invisible characters.")
+        if not char.isascii():
+            raise config_error(f"`api_key` contains {_character_kind(char)} (such as an accented letter or a typographic "
+                               f"quote), which an HTTP header cannot carry: {_KEY_SOURCE}.")
+    return key
 
 
 @dataclass(frozen=True)
