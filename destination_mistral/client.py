@@ -162,13 +162,23 @@ _MONTH = re.compile(r"month", re.IGNORECASE)
 
 
 def monthly_quota_spent(headers: Mapping[str, str], message: str) -> str | None:
-    """Why a 429 means the monthly quota is spent, or None."""
+    """Why a 429 means the monthly quota is spent (naming the limit and its reset when the headers
+    say them), or None."""
     remaining = float_header(headers, "x-ratelimit-remaining-tokens-month")
     if remaining is not None and remaining <= 0:
-        return "x-ratelimit-remaining-tokens-month is 0"
-    if _MONTH.search(message):
-        return f"the API says: {message}"
-    return None
+        why = "x-ratelimit-remaining-tokens-month is 0"
+    elif _MONTH.search(message):
+        why = f"the API says: {message}"
+    else:
+        return None
+    limit = float_header(headers, "x-ratelimit-limit-tokens-month")
+    if limit:
+        why += f"; the limit is {limit:,.0f} tokens per month"
+    wait = retry_after_seconds(headers)
+    if wait is not None:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() + wait))
+        why += f"; it resets in {wait / 3600:.1f} h, at {when} (Retry-After)"
+    return why
 
 
 def transport_cause(error: BaseException, timeout: float) -> str:
