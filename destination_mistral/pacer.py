@@ -68,6 +68,7 @@ class Pacer:
         self.learned_tpm: float | None = None
         self._largest_cost = 0.0
         self._level: float | None = None  # None until a token limit is known
+        self._tokens_heard = False  # whether the server has told its remaining tokens yet
         self._stamp = clock()
         self.hold_until = float("-inf")  # no start before this (a spent budget, until its reset)
         self.ratios: dict[str, float] = {}
@@ -96,6 +97,8 @@ class Pacer:
 
     def _level_at(self, when: float) -> float:
         assert self._level is not None
+        if self._level >= self.token_capacity:  # the first burst (see _learn_tokens) until it is spent
+            return self._level
         return min(self.token_capacity, self._level + self.token_rate * max(0.0, when - self._stamp))
 
     def _set_level(self, level: float, when: float) -> None:
@@ -195,6 +198,14 @@ class Pacer:
         # started after this one may not have been counted yet, so they come off its figure.
         after = sum(t.charged for t in self._inflight.values() if ticket is None or t.seq > ticket.seq)
         ceiling = remaining - after
+        if not self._tokens_heard and not self.cap_tpm:
+            # The first figure the server gives is what it would accept now (a smooth bucket starts
+            # full, a fixed window has its remainder): a sync may spend it at once rather than pace
+            # from an empty bucket. Only the first: later ones are read as ceilings, below.
+            self._tokens_heard = True
+            self._set_level(min(max(ceiling, self._level_at(now) if self._level is not None else 0.0), self.tokens_per_minute), now)
+            return
+        self._tokens_heard = True
         if self._level is None:
             self._set_level(min(self.token_capacity, ceiling), now)
             return
