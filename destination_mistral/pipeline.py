@@ -510,6 +510,8 @@ class Pipeline:
         async with self._commit_lock:
             if limit is None and self._failure is not None:
                 limit = self._failure[0]
+            if limit is not None and limit < 0:
+                return  # the store has failed: nothing more is written, and no STATE leaves
             batches: list[tuple[StreamPlan, list[PendingItem]]] = []
             cost = 0
             for runtime in self.streams.values():
@@ -589,6 +591,8 @@ class Pipeline:
                 await self._settle()
             raise self._failure[1]
         await self._commit()
+        if self._failure is not None:  # the committer's last commit failed while this one waited
+            raise self._failure[1]
         if any(runtime.pending for runtime in self.streams.values()):
             raise system_error("Internal error: records left uncommitted at the end of the sync.")
         await self.loop.run_in_executor(self.db, self.sink.finish)

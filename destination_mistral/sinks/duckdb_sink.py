@@ -333,7 +333,10 @@ class DuckDBSink:
                 self._swap(plan)
             self.con.commit()
         except BaseException:
-            self.con.rollback()
+            try:
+                self.con.rollback()
+            except duckdb.Error:
+                pass  # a failed COMMIT has already ended the transaction; its own error is the one to raise
             raise
         self._swapped.update(plan.key for plan in swaps)
 

@@ -91,7 +91,9 @@ class JsonlSink:
                         os.fsync(handle.fileno())
                     self._generation_path(plan).write_bytes(orjson.dumps({"generation_id": plan.generation_id}))
             if plan.sync_mode != "append_dedup":
-                self._handles[plan.key] = open(self._write_path(plan), "ab")
+                path = self._write_path(plan)
+                _drop_partial_last_line(path)
+                self._handles[plan.key] = open(path, "ab")
 
     def _staged_generation(self, plan: StreamPlan) -> Any:
         try:
@@ -155,7 +157,16 @@ class JsonlSink:
                 self._merge(plan, items)
                 continue
             handle = self._handles[plan.key]
-            handle.write(b"".join(self._line(plan, item) for item in items))
+            lines = b"".join(self._line(plan, item) for item in items)
+            size = handle.tell()
+            try:
+                handle.write(lines)
+                handle.flush()
+            except OSError:
+                # A write cut short (a full disk) would leave half a line for the next sync to
+                # append after: take the file back to where this batch began.
+                _truncate_quietly(handle, size)
+                raise
             touched.append(handle)
         for handle in touched:
             handle.flush()
@@ -190,3 +201,38 @@ class JsonlSink:
         if self._cache_con is not None:
             self.cache.close()
             self._cache_con.close()
+
+
+def _truncate_quietly(handle: IO[bytes], size: int) -> None:
+    try:
+        handle.seek(size)
+        handle.truncate(size)
+    except (OSError, ValueError):
+        pass  # the next start drops the partial line (see _drop_partial_last_line)
+
+
+def _drop_partial_last_line(path: Path) -> None:
+    """A file left by a write that failed half way (a full disk, a killed process) may end in a
+    partial line, which no STATE covers: it is cut before this sync appends its first line."""
+    try:
+        with open(path, "rb+") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            if end == 0:
+                return
+            handle.seek(end - 1)
+            if handle.read(1) == b"\n":
+                return
+            position = end
+            while position > 0:
+                step = min(65536, position)
+                handle.seek(position - step)
+                chunk = handle.read(step)
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    position = position - step + newline + 1
+                    break
+                position -= step
+            handle.truncate(position)
+            logger.warning(f"{path.name} ended in a partial line left by an earlier failed write; it was removed.")
+    except FileNotFoundError:
+        return
