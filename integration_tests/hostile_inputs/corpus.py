@@ -99,7 +99,7 @@ _BARE_TEMPLATE = _with(chat_config, enrichment__prompt_template="{{ review }}")
 INTERNALS = [
     "{{ review.__class__.__mro__[1].__subclasses__() }}",
     "{{ cycler.__init__.__globals__.os.environ }}",
-    "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "{{ joiner.__init__.__globals__['os'].popen('id').read() }}",
     "{% for c in ().__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
     "{{ self._TemplateReference__context }}",
     "{{ 'x' * 10000000000 }}",
