@@ -19,6 +19,8 @@ TOKEN_MARGIN = 0.95
 # Once responses have told how the server counts relative to us (usage.prompt_tokens), a small
 # margin is enough: the 10% above would cost 10% of throughput under a requests-per-second limit.
 CALIBRATED_MARGIN = 0.97
+# At most this share of the account's tokens per minute in one batch: see EmbeddingEnricher._budget.
+TPM_SHARE_PER_BATCH = 0.1
 # How long a partial embeddings batch may wait for more input while other batches are in flight.
 MAX_LINGER_SECONDS = 1.0
 
@@ -48,6 +50,9 @@ def plan_batches(token_counts: Sequence[int], max_inputs: int = MAX_INPUTS_PER_R
 # down to the next of these below what was refused, then halves, so that one refusal usually finds it.
 KNOWN_INPUT_LIMITS = (512, 128)
 _TOKENS_MAX = re.compile(r"max(?:imum)? is (\d+)\D+?(\d+)", re.IGNORECASE)
+# "the request costs 20500 tokens and the limit ... allows at most 20000 at once" (a rate-limit meter
+# smaller than the request).
+_COSTS_AT_MOST = re.compile(r"costs (\d+) tokens.*?at most (\d+)", re.IGNORECASE)
 
 
 def too_many_inputs(message: str) -> bool:
@@ -58,7 +63,10 @@ def tokens_max_and_count(message: str) -> tuple[int, int] | None:
     """(the server's token limit, its count of the refused batch) from "Too many tokens in batch.
     Max is 16384 got 17001", or None when the message says neither."""
     match = _TOKENS_MAX.search(message)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    match = _COSTS_AT_MOST.search(message)
+    return (int(match.group(2)), int(match.group(1))) if match else None
 
 
 def lower_input_cap(refused: int) -> int:

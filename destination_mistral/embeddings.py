@@ -116,11 +116,30 @@ class EmbeddingEnricher:
         """The future of the item's result: one batch slot, no task of its own per record."""
         if self._batcher is None:
             self._batcher = Batcher(
-                self._send, lambda i: i.tokens, max_inputs=self._input_cap,
-                max_tokens=min(self._token_ceiling, int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN)),
+                self._send, lambda i: i.tokens, max_inputs=self._input_cap, max_tokens=self._budget(),
                 max_linger=batching.MAX_LINGER_SECONDS,
             )
+        else:
+            self._batcher.max_tokens = self._budget()
         return self._batcher.submit(item)
+
+    def _budget(self) -> int:
+        """Tokens per batch (our count): the server's per-request limit with its margin (blind, or
+        calibrated by `usage`), what a refusal taught, and a share of the account's tokens per minute,
+        so that on a small account one batch is not most of a minute's budget (the pacer's bucket must
+        hold the largest request, and what it holds is taken from the rate)."""
+        if self._token_ratio is None:
+            budget = int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN)
+        else:
+            budget = min(int(batching.MAX_TOKENS_PER_REQUEST * batching.CALIBRATED_MARGIN / max(self._token_ratio, 0.5)),
+                         batching.MAX_TOKENS_PER_REQUEST)
+        budget = min(budget, self._token_ceiling)
+        pacer = getattr(self.client, "pacer", None)
+        per_minute = pacer.tokens_per_minute if pacer is not None else None
+        if per_minute:
+            ratio = pacer.ratios.get("POST /v1/embeddings", 1.0)
+            budget = min(budget, int(per_minute * batching.TPM_SHARE_PER_BATCH / max(ratio, 0.1)))
+        return max(1, budget)
 
     def flush(self) -> None:
         if self._batcher is not None:
@@ -128,9 +147,7 @@ class EmbeddingEnricher:
 
     @property
     def max_tokens(self) -> int:
-        if self._batcher is not None:
-            return self._batcher.max_tokens
-        return min(self._token_ceiling, int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN))
+        return self._budget()
 
     def _fits(self, items: list[EmbeddingInput]) -> bool:
         return len(items) <= 1 or (len(items) <= self._input_cap and sum(i.tokens for i in items) <= self.max_tokens)
@@ -209,16 +226,14 @@ class EmbeddingEnricher:
             ceiling = int(ours * 0.75)
         self._token_ceiling = max(1, min(self._token_ceiling, ceiling))
         if self._batcher is not None:
-            self._batcher.max_tokens = min(self._batcher.max_tokens, self._token_ceiling)
+            self._batcher.max_tokens = self._budget()
 
     def _calibrate(self, ratio: float) -> None:
         if self._token_ratio is not None and ratio <= self._token_ratio:
             return
         self._token_ratio = ratio
         if self._batcher is not None:
-            budget = int(batching.MAX_TOKENS_PER_REQUEST * batching.CALIBRATED_MARGIN / max(ratio, 0.5))
-            # Never above the server's limit, nor above what a refusal taught.
-            self._batcher.max_tokens = min(budget, batching.MAX_TOKENS_PER_REQUEST, self._token_ceiling)
+            self._batcher.max_tokens = self._budget()
 
     def parse(self, response: Any, items: list[EmbeddingInput]) -> list[Result]:
         """One result per input, in input order. Raises InvalidAnswer when the answer cannot be right:
