@@ -1,0 +1,69 @@
+"""Never pay twice: an answer the API was paid for reaches the cache even when the sync fails before
+the record it belongs to can be committed, so the next attempt does not send it again."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_mistral.destination import DestinationMistral
+from destination_mistral.testing import catalog, configured_stream, messages_with_states, review
+
+CHAT = "POST /v1/chat/completions"
+
+
+def config_for(emulator, tmp_path, **extra):
+    return {"api_key": emulator.api_key, "base_url": emulator.base_url, "model": "mistral-small-latest",
+            "enrichment": {"mode": "chat", "prompt_template": "{{ review }}", "temperature": 0},
+            "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}, **extra}
+
+
+def answered(emulator) -> int:
+    return int(emulator.stats()["routes"].get(CHAT, {}).get("200", 0))
+
+
+def cached_answers(tmp_path) -> int:
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM _mistral_cache").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_on_error_fail_keeps_the_answers_already_paid_for(fresh_emulator, tmp_path):
+    """Record 20 cannot be enriched (blank text) and `on_error` is `fail`: the sync stops there, every
+    answer paid for is in the cache, and the next sync (with the record fixed) pays only for the
+    inputs never answered."""
+    fresh_emulator.configure(latency_ms=100)
+    records = [review(i, f"distinct text {i}") for i in range(40)]
+    records[20] = review(20, "   ")
+    config = config_for(fresh_emulator, tmp_path, on_error="fail", limits={"max_concurrent_requests": 8})
+    with pytest.raises(AirbyteTracedException):
+        list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=40)))
+    paid = answered(fresh_emulator)
+    assert paid >= 20, "the records before the failed one are enriched and committed"
+    assert cached_answers(tmp_path) == paid, "every answer paid for is in the cache after the failed sync"
+    fresh_emulator.reset_stats()
+    records[20] = review(20, "now with text")
+    list(DestinationMistral().write(config_for(fresh_emulator, tmp_path), catalog(configured_stream(mode="append_dedup")),
+                                    messages_with_states(records, every=40)))
+    assert answered(fresh_emulator) == 40 - paid, "the second sync sends only the inputs never answered"
+
+
+def test_a_failing_service_keeps_the_answers_already_paid_for(fresh_emulator, tmp_path):
+    """The API starts failing part way: the sync stops with a transient error, and the answers that
+    arrived before are cached, committed with or without their records."""
+    fresh_emulator.configure(latency_ms=20)
+    records = [review(i, f"other text {i}") for i in range(30)]
+    config = config_for(fresh_emulator, tmp_path, limits={"max_retries": 1, "max_retry_seconds": 3})
+    list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records[:10], every=10)))
+    fresh_emulator.configure(fault_500=1.0)
+    with pytest.raises(AirbyteTracedException) as caught:
+        list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=10)))
+    assert caught.value.failure_type.value == "transient_error"
+    fresh_emulator.configure(fault_500=0.0)
+    fresh_emulator.reset_stats()
+    list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=10)))
+    assert answered(fresh_emulator) == 20, "the ten answers of the first sync are not paid again"
