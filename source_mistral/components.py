@@ -91,7 +91,21 @@ class TotalCheckedPageIncrement(PageIncrement):
 
 
 @dataclass
-class JsonLinesErrorHandler(DefaultErrorHandler):
+class MistralErrorHandler(DefaultErrorHandler):
+    """DefaultErrorHandler as the manifest configures it, with one correction: an answer a rule
+    retries is transient by definition, so when retries run out the stream fails as a transient
+    error. The CDK takes the failure type of a RETRY from its status-code table, which has no entry
+    for a 200 with a broken body, and would report it as a system error."""
+
+    def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+        resolution = super().interpret_response(response_or_exception)
+        if resolution.response_action == ResponseAction.RETRY and resolution.failure_type == FailureType.system_error:
+            return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, resolution.error_message)
+        return resolution
+
+
+@dataclass
+class JsonLinesErrorHandler(MistralErrorHandler):
     """The manifest's error rules, plus one for JSON Lines bodies: a 2xx answer with a line that is
     not JSON is a body cut short on the way, retried like a 5xx. The manifest's response filters see
     the body parsed as one JSON document (or {} when it is not one, as every multi-line file is), so
