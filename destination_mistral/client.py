@@ -336,6 +336,8 @@ class MistralClient:
             await self._wait_for_probe()
             try:
                 async with self._semaphore:
+                    if precheck is not None:  # before booking: what the server said meanwhile may split it
+                        precheck()
                     # Paced inside the semaphore: waiting requests do not book far-future slots that a
                     # later change of pace could not take back.
                     wait, ticket = self.pacer.reserve(cost, route)

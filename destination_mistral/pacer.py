@@ -66,7 +66,10 @@ class Pacer:
         # ---- tokens
         self.cap_tpm = cap_tpm
         self.learned_tpm: float | None = None
-        self._largest_cost = 0.0
+        # The costs of the last requests: the bucket holds the largest of them. Only the last few, so
+        # that one large early request (a first batch formed before the limit was known) does not
+        # keep the bucket large, and the rate low, for the whole sync.
+        self._recent_costs: collections.deque[float] = collections.deque(maxlen=16)
         self._level: float | None = None  # None until a token limit is known
         self._tokens_heard = False  # whether the server has told its remaining tokens yet
         self._stamp = clock()
@@ -87,7 +90,8 @@ class Pacer:
     @property
     def token_capacity(self) -> float:
         limit = self.tokens_per_minute or 0.0
-        return min(limit, max(limit * self.TOKEN_BURST_SHARE, self._largest_cost))
+        largest = max(self._recent_costs) if self._recent_costs else 0.0
+        return min(limit, max(limit * self.TOKEN_BURST_SHARE, largest))
 
     @property
     def token_rate(self) -> float:
@@ -126,7 +130,7 @@ class Pacer:
         if self.tokens_per_minute and cost > 0:
             if self._level is None:
                 self._set_level(self.token_capacity, now)
-            self._largest_cost = max(self._largest_cost, min(cost, self.tokens_per_minute))
+            self._recent_costs.append(min(cost, self.tokens_per_minute))
             need = min(cost, self.token_capacity)
             level = self._level_at(start)
             if level < need:
