@@ -13,6 +13,10 @@ So a request starts only when both the request pace and the token budget allow i
   `x-ratelimit-remaining-tokens-minute` lowers the level when it says less is left (another client on
   the same key, or a fixed window that started before this sync), and a refusal that says the budget
   is spent holds every start until the Retry-After or the reset;
+- a fixed window: when a refusal's Retry-After is far longer than a smooth bucket would need to
+  refill the shortfall, the server counts per fixed minute, and its Retry-After says when the minute
+  ends. From then on each minute's budget is booked whole (requests start in the first minute that
+  has room for their cost), so a sync spends every minute's limit and meets no more refusals;
 - cost: our own token count, scaled by how the server counted earlier requests of the same route
   (`x-ratelimit-tokens-query-cost`, else `usage`), and settled with the server's figure when the answer
   arrives, so that an estimate that was off does not accumulate."""
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -36,6 +41,7 @@ class Ticket:
     estimate: float  # our own count
     charged: float  # what the bucket took (estimate x the route's ratio)
     started: float
+    window: int | None = None  # the fixed window it was booked in (fixed-window mode)
 
 
 class Pacer:
@@ -51,6 +57,8 @@ class Pacer:
     # The token bucket holds at least this share of the minute's limit (and at least the largest
     # request seen, or that request could never start); the refill is what the minute leaves.
     TOKEN_BURST_SHARE = 0.05
+    # The length of a fixed window: the limit is per minute.
+    WINDOW_SECONDS = 60.0
 
     def __init__(self, cap_rps: float | None = None, clock: Callable[[], float] = time.monotonic, *,
                  cap_tpm: float | None = None) -> None:
@@ -75,6 +83,10 @@ class Pacer:
         self._stamp = clock()
         self.hold_until = float("-inf")  # no start before this (a spent budget, until its reset)
         self.ratios: dict[str, float] = {}
+        # Fixed-window mode: the end of the server's current window once a refusal told it, and the
+        # tokens booked per window (0: the window ending at _window_end, 1: the next, ...).
+        self._window_end: float | None = None
+        self._window_used: dict[int, float] = {}
         self._inflight: dict[int, Ticket] = {}
         self._seq = itertools.count()
         # ---- month
@@ -127,7 +139,10 @@ class Pacer:
             self._burst -= 1
         elif self.rate:
             start = max(start, self._next_slot)
-        if self.tokens_per_minute and cost > 0:
+        window = None
+        if self.tokens_per_minute and cost > 0 and self._window_end is not None:
+            start, window = self._book_window(start, cost)
+        elif self.tokens_per_minute and cost > 0:
             if self._level is None:
                 self._set_level(self.token_capacity, now)
             self._recent_costs.append(min(cost, self.tokens_per_minute))
@@ -141,9 +156,31 @@ class Pacer:
         elif self.rate:
             self._next_slot = max(self._next_slot, start) + 1.0 / self.rate
         self._starts.append(start)
-        ticket = Ticket(next(self._seq), route, estimate, cost if self.tokens_per_minute else 0.0, start)
+        ticket = Ticket(next(self._seq), route, estimate, cost if self.tokens_per_minute else 0.0, start, window)
         self._inflight[ticket.seq] = ticket
         return start - now, ticket
+
+    # ---- fixed-window mode ---------------------------------------------------------------------------
+
+    def _window_of(self, when: float) -> int:
+        assert self._window_end is not None
+        return max(0, math.floor((when - self._window_end) / self.WINDOW_SECONDS) + 1)
+
+    def _window_start(self, index: int) -> float:
+        assert self._window_end is not None
+        return self._window_end + (index - 1) * self.WINDOW_SECONDS
+
+    def _book_window(self, start: float, cost: float) -> tuple[float, int]:
+        """The first window from `start` on with room for `cost` (an empty one takes any cost)."""
+        limit = self.tokens_per_minute or 0.0
+        index = self._window_of(start)
+        while self._window_used.get(index, 0.0) > 0 and self._window_used.get(index, 0.0) + cost > limit:
+            index += 1
+        self._window_used[index] = self._window_used.get(index, 0.0) + cost
+        current = self._window_of(self._clock())
+        for old in [k for k in self._window_used if k < current]:
+            del self._window_used[old]
+        return max(start, self._window_start(index)), index
 
     def delay(self, estimate: float = 0.0, route: str = "") -> float:
         """Reserve a start and return how long to wait for it (the ticket is settled on its own)."""
@@ -157,7 +194,12 @@ class Pacer:
 
     def cancel(self, ticket: Ticket) -> None:
         """A reserved start that was not sent: its tokens go back."""
-        if self._inflight.pop(ticket.seq, None) is not None and self._level is not None and ticket.charged:
+        if self._inflight.pop(ticket.seq, None) is None or not ticket.charged:
+            return
+        if ticket.window is not None:
+            if ticket.window in self._window_used:
+                self._window_used[ticket.window] = max(0.0, self._window_used[ticket.window] - ticket.charged)
+        elif self._level is not None:
             self._level = min(self.token_capacity, self._level + ticket.charged)
 
     # ---- what answers say ---------------------------------------------------------------------------
@@ -200,6 +242,14 @@ class Pacer:
         now = self._clock()
         # The server counted every request that reached it before this answer was made; those
         # started after this one may not have been counted yet, so they come off its figure.
+        if self._window_end is not None:
+            current = self._window_of(now)
+            after = sum(t.charged for t in self._inflight.values()
+                        if t.window == current and (ticket is None or t.seq > ticket.seq))
+            used = self.tokens_per_minute - remaining + after
+            if used > self._window_used.get(current, 0.0):
+                self._window_used[current] = used
+            return
         after = sum(t.charged for t in self._inflight.values() if ticket is None or t.seq > ticket.seq)
         ceiling = remaining - after
         if not self._tokens_heard and not self.cap_tpm:
@@ -239,7 +289,10 @@ class Pacer:
         # Quick to learn that the server counts more (or the bucket over-spends), slow to forget it.
         weight = 0.5 if old is None or ratio > old else 0.1
         self.ratios[ticket.route] = ratio if old is None else old + weight * (ratio - old)
-        if self._level is not None and ticket.charged:
+        if ticket.window is not None and ticket.charged:
+            if ticket.window in self._window_used:
+                self._window_used[ticket.window] += actual - ticket.charged
+        elif self._level is not None and ticket.charged:
             self._level -= actual - ticket.charged
 
     def on_success(self, headers: Mapping[str, str], ticket: Ticket | None = None,
@@ -271,6 +324,21 @@ class Pacer:
         if spent:
             wait = retry_after if retry_after is not None else 1.0
             self.hold_until = max(self.hold_until, now + wait)
+            limit = self.tokens_per_minute
+            if tokens_left is not None and limit and retry_after is not None and ticket is not None:
+                # A smooth bucket refills the shortfall in shortfall / (limit/60) seconds; a wait far
+                # longer says the server counts per fixed window, which ends when the wait does.
+                cost = ticket.charged or self.cost_of(ticket.route, ticket.estimate)
+                refill = max(0.0, cost - tokens_left) * 60.0 / limit
+                if retry_after > 2 * refill + 2 and retry_after <= self.WINDOW_SECONDS + 1:
+                    self._window_end = now + retry_after
+                    booked = sum(t.charged for t in self._inflight.values() if t.started > now)
+                    # Starts booked before the refusal are held to the reset: the next window pays them.
+                    self._window_used = {1: booked} if booked else {}
+                    for t in self._inflight.values():
+                        if t.started > now:
+                            t.window = 1
+                    return True
             if tokens_left is not None and self._level is not None:
                 # Nothing is left until the reset, and the starts booked before this refusal, which
                 # the hold now sends together at the reset, are paid from the next window's budget.

@@ -132,6 +132,16 @@ def test_a_sync_under_a_token_limit_succeeds_with_few_refusals(shape):
     assert spent / (time.now / 60) >= 0.6 * server.tpm, "the token budget should be used, not left idle"
 
 
+def test_under_a_fixed_window_every_minutes_budget_is_used_once_the_window_is_known():
+    server, results, _, time = sync("fixed")
+    assert all(r == {"ok": True} for r in results) and server.refused <= 1
+    minutes = {}
+    for when, cost in server.accepted:
+        minutes[int(when // 60)] = minutes.get(int(when // 60), 0) + cost
+    full = [spent for minute, spent in sorted(minutes.items())][1:-1]  # the first and the last are partial
+    assert full and min(full) >= 0.9 * server.tpm, f"each whole minute should carry nearly its limit: {full}"
+
+
 @pytest.mark.parametrize("shape", ["smooth", "fixed"])
 def test_a_budget_partly_spent_by_another_client_is_read_from_the_remaining_header(shape):
     server, results, _, _ = sync(shape, server_knobs={"used_before": 90_000})

@@ -121,3 +121,24 @@ def test_a_month_header_at_zero_marks_the_quota_spent_with_its_reset():
     pacer = Pacer()
     pacer.on_success({"x-ratelimit-remaining-tokens-month": "0", "x-ratelimit-reset-tokens-month": "2026-01-01T00:00:00Z"})
     assert pacer.month_spent and "2026-01-01" in pacer.month_spent
+
+
+def test_a_long_retry_after_reveals_a_fixed_window_whose_budget_is_then_booked_whole():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_success(tokens_headers(limit=TPM, remaining=TPM))
+    _, ticket = pacer.reserve(1_000)
+    # A smooth bucket would refill 1,000 tokens in a second; 40 s means the window ends in 40 s.
+    assert pacer.on_throttled(40.0, tokens_headers(limit=TPM, remaining=0), ticket)
+    waits = [pacer.delay(6_000) for _ in range(11)]
+    assert waits[:10] == [40.0] * 10, "the next window's whole budget starts at its reset"
+    assert waits[10] == pytest.approx(100.0), "a cost that no longer fits waits for the window after"
+
+
+def test_a_retry_after_that_matches_the_refill_keeps_the_smooth_bucket():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_success(tokens_headers(limit=TPM, remaining=TPM))
+    _, ticket = pacer.reserve(3_000)
+    pacer.on_throttled(3.0, tokens_headers(limit=TPM, remaining=0), ticket)
+    assert pacer.delay(6_000) < 40.0 and pacer._window_end is None
