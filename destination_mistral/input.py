@@ -44,8 +44,15 @@ def _kind(value: Any) -> str:
     )
 
 
+INT64 = (-(2**63), 2**64 - 1)  # orjson's integer range: beyond it, it reads (and writes) numbers as floats
+
+
 def _scrub(value: Any) -> Any:
-    """Lone surrogates cannot be encoded as UTF-8 (nor stored, nor sent): each becomes U+FFFD."""
+    """Lone surrogates cannot be encoded as UTF-8 (nor stored, nor sent): each becomes U+FFFD. An
+    integer past 64 bits becomes a float, as orjson reads it from a clean line: the same record
+    must not be a float on one line and an integer no serializer takes on another."""
+    if type(value) is int and not INT64[0] <= value <= INT64[1]:
+        return float(value)
     if isinstance(value, str):
         try:
             value.encode("utf-8")

@@ -541,8 +541,15 @@ class Pipeline:
             # floor stays, so nothing after the lost batch is ever released.
             if batches:
                 self._committing_floor = min(items[0].gseq for _, items in batches)
-            await self.loop.run_in_executor(self.db, self.committer.commit, batches, entries,
-                                            [b.complete.plan for b in completes])
+            try:
+                await self.loop.run_in_executor(self.db, self.committer.commit, batches, entries,
+                                                [b.complete.plan for b in completes])
+            except BaseException as error:
+                # Whoever called this commit, the store has failed: no later commit may run and no
+                # STATE may leave (the floor stays where the lost batch began).
+                if not isinstance(error, asyncio.CancelledError):
+                    self._fail(-1, error)
+                raise
             self._committing_floor = None
             for barrier in completes:
                 barrier.applied = True
@@ -554,6 +561,8 @@ class Pipeline:
             self._release_states()
 
     def _release_states(self) -> None:
+        if self._failure is not None and self._failure[0] < 0:
+            return  # the store failed: what it holds is uncertain, so no STATE leaves
         lowest = self._lowest_uncommitted()
         while self._barriers and self._barriers[0].position <= lowest:
             barrier = self._barriers[0]

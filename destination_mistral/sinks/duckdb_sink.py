@@ -180,10 +180,15 @@ class DuckDBSink:
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {GENERATIONS_TABLE} (schema_name VARCHAR, table_name VARCHAR, generation_id BIGINT)")
         for plan in plans:
             self._plans[plan.key] = plan
+            if plan.staged and plan.generation_id is not None and self._generation_applied(plan):
+                # An earlier attempt of this generation already swapped its table in, and the
+                # platform replays from a STATE before that COMPLETE: the table in place is this
+                # generation's, and the replayed records go into it.
+                self._swapped.add(plan.key)
             schema, table = self._write_table(plan)
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
             existing = self._existing_columns(schema, table)
-            if plan.staged:
+            if plan.staged and plan.key not in self._swapped:
                 resumed = existing and self.con.execute(
                     f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? "
                     "AND generation_id IS NOT DISTINCT FROM ?",
@@ -346,7 +351,16 @@ class DuckDBSink:
         _, staging = self._table(plan, staging=True)
         self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
         self.con.execute(f"ALTER TABLE {q(schema)}.{q(staging)} RENAME TO {q(table)}")
-        self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, staging])
+        self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name IN (?, ?)", [schema, staging, table])
+        if plan.generation_id is not None:
+            # The table now holds this generation: a replay of it (same generation_id) writes there.
+            self.con.execute(f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?)", [schema, table, plan.generation_id])
+
+    def _generation_applied(self, plan: StreamPlan) -> bool:
+        schema, table = self._table(plan)
+        return bool(self.con.execute(
+            f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? AND generation_id = ?",
+            [schema, table, plan.generation_id]).fetchone()[0])
 
     def finish(self) -> None:
         """Nothing is swapped at the end of the input: a staged stream whose COMPLETE never came keeps

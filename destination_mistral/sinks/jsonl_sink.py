@@ -83,8 +83,12 @@ class JsonlSink:
             self._plans[plan.key] = plan
             target = self.path_of(plan)
             target.parent.mkdir(parents=True, exist_ok=True)
-            if plan.staged:
-                resumed = self._staging_path(plan).exists() and self._staged_generation(plan) == plan.generation_id
+            if plan.staged and plan.generation_id is not None and self._sidecar(plan) == {"generation_id": plan.generation_id, "applied": True}:
+                # An earlier attempt of this generation already swapped its file in, and the platform
+                # replays from a STATE before that COMPLETE: the replayed records go into that file.
+                self._swapped.add(plan.key)
+            if plan.staged and plan.key not in self._swapped:
+                resumed = self._staging_path(plan).exists() and self._sidecar(plan) == {"generation_id": plan.generation_id}
                 if not resumed:
                     # A staging file of another generation belongs to a sync the platform gave up on.
                     with open(self._staging_path(plan), "wb") as handle:
@@ -95,11 +99,12 @@ class JsonlSink:
                 _drop_partial_last_line(path)
                 self._handles[plan.key] = open(path, "ab")
 
-    def _staged_generation(self, plan: StreamPlan) -> Any:
+    def _sidecar(self, plan: StreamPlan) -> Any:
+        """Which generation the staging file holds, or (`applied`) the stream's file holds."""
         try:
-            return orjson.loads(self._generation_path(plan).read_bytes()).get("generation_id", "unknown")
-        except (OSError, ValueError, AttributeError):
-            return "unknown"  # no sidecar, or a broken one: not a generation this sync can resume
+            return orjson.loads(self._generation_path(plan).read_bytes())
+        except (OSError, ValueError):
+            return None  # no sidecar, or a broken one: not a generation this sync can resume
 
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
         return self.cache.lookup(keys) if self.cache is not None else {}
@@ -185,7 +190,10 @@ class JsonlSink:
             os.fsync(handle.fileno())
             handle.close()
         os.replace(self._staging_path(plan), self.path_of(plan))
-        self._generation_path(plan).unlink(missing_ok=True)
+        if plan.generation_id is not None:
+            self._generation_path(plan).write_bytes(orjson.dumps({"generation_id": plan.generation_id, "applied": True}))
+        else:
+            self._generation_path(plan).unlink(missing_ok=True)
         self._swapped.add(plan.key)
         if plan.sync_mode != "append_dedup":
             self._handles[plan.key] = open(self.path_of(plan), "ab")
