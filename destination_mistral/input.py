@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -66,6 +67,26 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+def _has_non_finite(value: Any) -> bool:
+    if type(value) is float:
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+def _without_non_finite(value: Any) -> Any:
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _without_non_finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_non_finite(v) for v in value]
+    return value
+
+
 def _too_deep(raw: bytes | str, data: Any) -> bool:
     if isinstance(raw, bytes):
         brackets = raw.count(b"{") + raw.count(b"[")
@@ -86,6 +107,7 @@ class InputParser:
     def __init__(self) -> None:
         self.line_number = 0
         self.repaired = 0
+        self.line_repaired = False
 
     def parse(self, lines: Iterable[bytes | str]) -> Iterator[Record | State | StreamStatus]:
         for raw in lines:
@@ -114,9 +136,12 @@ class InputParser:
                     "output of a source's `read`, one JSON message per line."
                 )
         if self.repaired:
-            logger.warning(f"{self.repaired} input line(s) held invalid UTF-8 or lone surrogates; those characters were replaced by U+FFFD.")
+            logger.warning(f"{self.repaired} input line(s) were not strict JSON (invalid UTF-8, lone surrogates, NaN or Infinity, "
+                           "integers past 64 bits): characters were replaced by U+FFFD, and numbers no output holds stored "
+                           "as NULL and named in _airbyte_meta.")
 
     def _load(self, raw: bytes | str) -> Any:
+        self.line_repaired = False
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -133,6 +158,7 @@ class InputParser:
                 f"Input line {self.line_number} is not valid JSON ({reason}): the input must be one Airbyte message per line."
             ) from None
         self.repaired += 1
+        self.line_repaired = True
         return value
 
     def _stream_status(self, message: dict) -> StreamStatus | None:
@@ -174,7 +200,18 @@ class InputParser:
             )
         emitted_at = record.get("emitted_at")
         changes = source_changes(record.get("meta"))
+        # Only a repaired line can hold them: orjson refuses NaN and Infinity.
+        nulled = [key for key, value in data.items() if _has_non_finite(value)] if self.line_repaired else []
+        if nulled:
+            # NaN and Infinity (which Python's json.dumps writes by default) are not JSON: no output
+            # can hold them, so they are stored as NULL and the record says which fields lost them.
+            for key in nulled:
+                data[key] = _without_non_finite(data[key])
+            changes = (changes or []) + [{"field": key, "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"} for key in nulled]
         if isinstance(emitted_at, bool) or not isinstance(emitted_at, (int, float)) or emitted_at != emitted_at:
+            if emitted_at is not None:  # a value that is not a time at all: say that it was replaced
+                changes = (changes or []) + [
+                    {"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}]
             emitted_at = 0
         elif 0 < emitted_at < SECONDS_NOT_MILLISECONDS:
             # The protocol says milliseconds, but some senders (PyAirbyte writing from its cache)

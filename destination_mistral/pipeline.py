@@ -47,10 +47,11 @@ logger = logging.getLogger("airbyte")
 COMMIT_ROWS = 2000
 # A partial prefix is committed at least this often, so that a slow sync still shows data.
 COMMIT_INTERVAL_SECONDS = 5.0
-# Answers paid for but not yet in the cache table are committed once this many have arrived (or at
-# the interval above), whether or not the records they belong to can be committed yet: a crash
+# Answers paid for but not yet in the cache table are committed once this many have arrived (or a
+# second after the first of them), whether or not the records they belong to can be committed yet: a crash
 # then re-pays at most this many.
 FRESH_ANSWERS_TO_COMMIT = 256
+FRESH_ANSWERS_INTERVAL_SECONDS = 1.0
 # After a failure, requests already sent get this long to bring their (paid) answers home to the
 # cache before the sync ends.
 SETTLE_SECONDS = 15.0
@@ -474,6 +475,8 @@ class Pipeline:
 
     def _add_completion(self, status: StreamStatus) -> None:
         runtime = self.streams[status.key]
+        if runtime.completed:
+            return  # a repeated COMPLETE changes nothing: the stream is already complete
         runtime.completed = True
         self._barriers.append(Barrier(self._next_gseq, None, 0, complete=runtime))
         self._after_completion()
@@ -492,9 +495,12 @@ class Pipeline:
     async def _committer(self) -> None:
         while not self._stopping:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=COMMIT_INTERVAL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), timeout=FRESH_ANSWERS_INTERVAL_SECONDS)
             except asyncio.TimeoutError:
-                pass
+                # Woken by the clock: paid answers not yet in the cache go in now (a kill would
+                # lose them); rows alone wait for the longer interval.
+                if not self._fresh and time.monotonic() - self._last_commit < COMMIT_INTERVAL_SECONDS:
+                    continue
             if self._stopping:
                 return
             self._wake.clear()

@@ -138,11 +138,17 @@ async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queu
     finally:
         await client.close()
         executor = pipeline.db if pipeline is not None else None
+        try:
+            if executor is not None:
+                await loop.run_in_executor(executor, sink.close)
+            else:
+                sink.close()
+        except Exception as error:  # noqa: BLE001
+            # Everything a STATE covers was committed before it left; a close that fails (a full
+            # disk refusing the final checkpoint) must not hide the error that ended the sync.
+            logger.warning(f"Closing the output failed ({first_line(error)}); committed data is not affected.")
         if executor is not None:
-            await loop.run_in_executor(executor, sink.close)
             executor.shutdown(wait=True)
-        else:
-            sink.close()
 
 
 def install_exception_hook() -> None:

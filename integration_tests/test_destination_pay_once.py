@@ -67,3 +67,42 @@ def test_a_failing_service_keeps_the_answers_already_paid_for(fresh_emulator, tm
     fresh_emulator.reset_stats()
     list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=10)))
     assert answered(fresh_emulator) == 20, "the ten answers of the first sync are not paid again"
+
+
+def test_a_killed_sync_does_not_pay_again_for_answers_received_a_second_before(fresh_emulator, tmp_path):
+    """SIGKILL while answers arrive: those received more than a second before the kill are in the
+    cache (committed within a second, whatever the records' own commits), so the rerun does not pay
+    for them again."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from airbyte_cdk.models import AirbyteMessageSerializer, ConfiguredAirbyteCatalogSerializer
+
+    fresh_emulator.configure(latency_ms=50)
+    records = [review(i, f"killed text {i}") for i in range(300)]
+    config = config_for(fresh_emulator, tmp_path, limits={"max_concurrent_requests": 2})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "catalog.json").write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append")))))
+    stdin = "".join(json.dumps(AirbyteMessageSerializer.dump(m)) + "\n" for m in messages_with_states(records, every=300))
+    process = subprocess.Popen([str(Path(sys.executable).parent / "destination-mistral"), "write", "--config", str(tmp_path / "config.json"),
+                                "--catalog", str(tmp_path / "catalog.json")], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    process.stdin.write(stdin.encode())
+    process.stdin.close()
+    deadline = time.monotonic() + 30
+    while answered(fresh_emulator) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    settled = answered(fresh_emulator)
+    time.sleep(1.6)  # past the cache's one-second commit
+    received = answered(fresh_emulator)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 20 <= settled and received < 300, "the kill must land while answers are still arriving"
+    fresh_emulator.configure(latency_ms=0)
+    fresh_emulator.reset_stats()
+    list(DestinationMistral().write(config, catalog(configured_stream(mode="append")), messages_with_states(records, every=300)))
+    assert answered(fresh_emulator) <= 300 - settled, "answers received a second before the kill are not paid again"

@@ -248,3 +248,61 @@ def test_a_record_after_its_streams_complete_status_is_a_config_error(tmp_path):
     with pytest.raises(AirbyteTracedException, match="after the stream's COMPLETE"):
         list(DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(configured_stream()),
                                         [record(review(1)), complete(), record(review(2))]))
+
+
+# ---- cases found by trying the connector from outside ------------------------------------------
+
+
+def test_a_fraction_in_an_integer_key_is_nulled_and_named_never_merged_with_another_key(tmp_path):
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}, "text": {"type": "string"}}}
+    stream = configured_stream("s", mode="append_dedup", schema=schema)
+    messages = [record({"id": 2, "text": "two"}, stream="s"), record({"id": 1.5, "text": "one and a half"}, stream="s"),
+                state({"position": 2}, stream="s"), complete("s")]
+    list(DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(stream), messages))
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    rows = con.execute("SELECT id, text, _airbyte_meta FROM s ORDER BY text").fetchall()
+    con.close()
+    assert [(r[0], r[1]) for r in rows] == [(None, "one and a half"), (2, "two")], "1.5 is not 2"
+    assert json.loads(rows[0][2])["changes"] == [{"field": "id", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}]
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_a_complete_status_sent_twice_swaps_once(tmp_path, output):
+    sync(tmp_path, output, "overwrite", [1], generation=1, truncate=True)
+    stream = configured_stream(mode="overwrite", generation_id=2, minimum_generation_id=2)
+    list(DestinationMistral().write(config_for(tmp_path, output), catalog(stream),
+                                    [record(review(2)), state({"position": 1}), complete(), complete()]))
+    assert stored(tmp_path, output) == [2]
+
+
+def test_a_stream_name_too_long_for_a_file_name_gets_a_shortened_file_of_its_own(tmp_path):
+    names = ["x" * 300, "x" * 299 + "y"]
+    streams = [configured_stream(n, mode="append") for n in names]
+    messages = [record(review(i), stream=n) for i, n in enumerate(names)] + [state({"position": 2}, stream=names[0])]
+    out = list(DestinationMistral().write(config_for(tmp_path, "jsonl"), catalog(*streams), messages))
+    assert len(states(out)) == 1
+    files = sorted((tmp_path / "jsonl").glob("*.jsonl"))
+    assert len(files) == 2 and all(len(f.name.encode()) <= 255 for f in files), [f.name for f in files]
+
+
+def test_nan_and_infinity_are_stored_as_null_and_named_in_the_meta(tmp_path):
+    lines = [
+        b'{"type":"RECORD","record":{"stream":"reviews","data":{"id":1,"rating":NaN,"tags":[1,Infinity]},"emitted_at":1700000000000}}',
+        b'{"type":"RECORD","record":{"stream":"reviews","data":{"id":2,"rating":3},"emitted_at":"yesterday"}}',
+        b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"reviews"},"stream_state":{"p":1}}}}',
+    ]
+    from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
+
+    from destination_mistral.writer import write_stream
+
+    catalog_path = tmp_path / "catalog.json"
+    catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append")))))
+    out = list(write_stream(config_for(tmp_path, "duckdb"), str(catalog_path), [line + b"\n" for line in lines]))
+    assert len(out) == 1
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    rows = con.execute("SELECT id, rating, tags, _airbyte_meta FROM reviews ORDER BY id").fetchall()
+    con.close()
+    assert rows[0][1] is None and json.loads(rows[0][2]) == [1, None]
+    assert {c["field"] for c in json.loads(rows[0][3])["changes"]} == {"rating", "tags"}
+    assert json.loads(rows[1][3])["changes"] == [{"field": "_airbyte_extracted_at", "change": "NULLED",
+                                                   "reason": "DESTINATION_TYPECAST_ERROR"}]

@@ -71,6 +71,9 @@ def test_a_full_disk_stops_the_sync_and_every_released_state_is_stored(tmp_path,
     assert released and released[-1] < 3000, "the sync must have stopped part way for this test to mean something"
     ids = set(stored_ids(tmp_path, output))
     assert set(range(released[-1])) <= ids, f"records covered by STATE {released[-1]} are missing"
+    if output == "jsonl":
+        text = (tmp_path / "jsonl" / "reviews.jsonl").read_bytes()
+        assert text.endswith(b"\n"), "a write cut short by the full disk leaves no partial line behind"
 
 
 class RefusingSink(DuckDBSink):

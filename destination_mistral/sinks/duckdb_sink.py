@@ -48,6 +48,7 @@ BATCH_VIEW = "_mistral_batch_rows"
 logger = logging.getLogger("airbyte")
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 EARLIER_CHANGES = "_mistral_changes"
+INTEGER_TYPES = frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT"})
 CHANGES_TYPE = '[{"field": "VARCHAR", "change": "VARCHAR", "reason": "VARCHAR"}]'
 
 
@@ -137,7 +138,13 @@ def _select_expr(column: Column, target_type: str) -> str:
         return source
     if target_type == "VARCHAR":
         return f"({source} ->> '$')"
-    return f"TRY_CAST(({source} ->> '$') AS {target_type})"
+    cast = f"TRY_CAST(({source} ->> '$') AS {target_type})"
+    if target_type in INTEGER_TYPES:
+        # DuckDB rounds 1.5 to 2 when casting to an integer: a fraction does not fit, so it is
+        # NULL (and named in _airbyte_meta), never merged with the record whose key really is 2.
+        as_double = f"TRY_CAST(({source} ->> '$') AS DOUBLE)"
+        return f"CASE WHEN {as_double} <> trunc({as_double}) THEN NULL ELSE {cast} END"
+    return cast
 
 
 class DuckDBSink:
@@ -326,7 +333,7 @@ class DuckDBSink:
                 self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
 
     def _commit(self, batches, cache_entries, completes) -> None:
-        swaps = [plan for plan in completes if plan.staged and plan.key not in self._swapped]
+        swaps = list({plan.key: plan for plan in completes if plan.staged and plan.key not in self._swapped}.values())
         self.con.begin()
         try:
             for plan, items in batches:

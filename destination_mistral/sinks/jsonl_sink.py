@@ -9,6 +9,7 @@ The cache is a small DuckDB file in the same directory."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -39,9 +40,19 @@ def check_writable(output: OutputSettings) -> None:
         raise config_error(f"`output.directory` {str(output.path)!r} is not writable: {error.strerror or error}.") from None
 
 
+# File systems cap a name at 255 bytes; the suffixes added here (".jsonl.generation") need room too.
+MAX_NAME_BYTES = 200
+
+
 def _safe_name(name: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).lstrip(".")
-    return cleaned or "_"
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).lstrip(".") or "_"
+    if len(cleaned.encode()) <= MAX_NAME_BYTES:
+        return cleaned
+    # A long name keeps a readable start and a digest of the whole, so that two long names that
+    # share their start still get files of their own.
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    start = cleaned.encode()[:MAX_NAME_BYTES - 17].decode(errors="ignore")
+    return f"{start}-{digest}"
 
 
 class JsonlSink:
@@ -97,7 +108,7 @@ class JsonlSink:
             if plan.sync_mode != "append_dedup":
                 path = self._write_path(plan)
                 _drop_partial_last_line(path)
-                self._handles[plan.key] = open(path, "ab")
+                self._handles[plan.key] = open(path, "ab", buffering=0)
 
     def _sidecar(self, plan: StreamPlan) -> Any:
         """Which generation the staging file holds, or (`applied`) the stream's file holds."""
@@ -165,8 +176,7 @@ class JsonlSink:
             lines = b"".join(self._line(plan, item) for item in items)
             size = handle.tell()
             try:
-                handle.write(lines)
-                handle.flush()
+                _write_all(handle, lines)
             except OSError:
                 # A write cut short (a full disk) would leave half a line for the next sync to
                 # append after: take the file back to where this batch began.
@@ -196,7 +206,7 @@ class JsonlSink:
             self._generation_path(plan).unlink(missing_ok=True)
         self._swapped.add(plan.key)
         if plan.sync_mode != "append_dedup":
-            self._handles[plan.key] = open(self.path_of(plan), "ab")
+            self._handles[plan.key] = open(self.path_of(plan), "ab", buffering=0)
 
     def finish(self) -> None:
         """Nothing is swapped at the end of the input: a staged stream whose COMPLETE never came keeps
@@ -204,11 +214,25 @@ class JsonlSink:
 
     def close(self) -> None:
         for handle in self._handles.values():
-            handle.close()
+            try:
+                handle.close()
+            except OSError:
+                pass  # unbuffered: nothing is left to write, and a failure was already reported
         self._handles.clear()
         if self._cache_con is not None:
             self.cache.close()
             self._cache_con.close()
+
+
+def _write_all(handle, data: bytes) -> None:
+    """Files are opened unbuffered, so that nothing is left in a buffer for close() to write after
+    a failed commit was cut back; a raw write may take only part of the bytes."""
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        if not written:
+            raise OSError(28, "No space left on device (nothing could be written)")
+        view = view[written:]
 
 
 def _truncate_quietly(handle: IO[bytes], size: int) -> None:
