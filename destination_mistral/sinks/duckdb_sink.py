@@ -42,7 +42,7 @@ from destination_mistral.sinks.base import WriteItem, check_distinct_locations
 STAGING_PREFIX = "_airbyte_tmp_"
 # Which generation each staging table holds, so that the next attempt of the same generation resumes
 # it (the platform keeps generation_id across the attempts of a sync; sync_id may be absent).
-GENERATIONS_TABLE = "_mistral_staging_generations"
+GENERATIONS_TABLE = "_mistral_generations"
 SEQ = "_mistral_seq"
 BATCH_VIEW = "_mistral_batch_rows"
 logger = logging.getLogger("airbyte")
@@ -184,13 +184,13 @@ class DuckDBSink:
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # DuckDB compares identifiers without case: "Users" and "users" are one table.
         check_distinct_locations(plans, lambda p: f"{self.schema_of(p)}.{p.name}".lower(), "the DuckDB table")
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS {GENERATIONS_TABLE} (schema_name VARCHAR, table_name VARCHAR, generation_id BIGINT)")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {GENERATIONS_TABLE} (schema_name VARCHAR, table_name VARCHAR, generation_id BIGINT, sync_id BIGINT)")
         for plan in plans:
             self._plans[plan.key] = plan
-            if plan.staged and plan.generation_id is not None and self._generation_applied(plan):
-                # An earlier attempt of this generation already swapped its table in, and the
-                # platform replays from a STATE before that COMPLETE: the table in place is this
-                # generation's, and the replayed records go into it.
+            if plan.staged and plan.generation_id is not None and plan.sync_id is not None and self._generation_applied(plan):
+                # An earlier attempt of this sync (same sync_id and generation) already swapped its
+                # table in, and the platform replays from a STATE before that COMPLETE: the table in
+                # place is this generation's, and the replayed records go into it.
                 self._swapped.add(plan.key)
             schema, table = self._write_table(plan)
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
@@ -206,7 +206,7 @@ class DuckDBSink:
                     # given up on; this one sends everything again.
                     self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
                     self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, table])
-                    self.con.execute(f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?)", [schema, table, plan.generation_id])
+                    self.con.execute(f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?, NULL)", [schema, table, plan.generation_id])
                     existing = {}
             if not existing:
                 self._create(schema, table, plan.all_columns())
@@ -359,15 +359,16 @@ class DuckDBSink:
         self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
         self.con.execute(f"ALTER TABLE {q(schema)}.{q(staging)} RENAME TO {q(table)}")
         self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name IN (?, ?)", [schema, staging, table])
-        if plan.generation_id is not None:
-            # The table now holds this generation: a replay of it (same generation_id) writes there.
-            self.con.execute(f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?)", [schema, table, plan.generation_id])
+        if plan.generation_id is not None and plan.sync_id is not None:
+            # The table now holds this sync's generation: a replay of it (another attempt of the same
+            # sync) writes there. Without a sync_id a replay cannot be told from a new sync.
+            self.con.execute(f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?, ?)", [schema, table, plan.generation_id, plan.sync_id])
 
     def _generation_applied(self, plan: StreamPlan) -> bool:
         schema, table = self._table(plan)
         return bool(self.con.execute(
-            f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? AND generation_id = ?",
-            [schema, table, plan.generation_id]).fetchone()[0])
+            f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? AND generation_id = ? AND sync_id = ?",
+            [schema, table, plan.generation_id, plan.sync_id]).fetchone()[0])
 
     def finish(self) -> None:
         """Nothing is swapped at the end of the input: a staged stream whose COMPLETE never came keeps

@@ -94,8 +94,9 @@ class JsonlSink:
             self._plans[plan.key] = plan
             target = self.path_of(plan)
             target.parent.mkdir(parents=True, exist_ok=True)
-            if plan.staged and plan.generation_id is not None and self._sidecar(plan) == {"generation_id": plan.generation_id, "applied": True}:
-                # An earlier attempt of this generation already swapped its file in, and the platform
+            applied = {"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True}
+            if plan.staged and plan.generation_id is not None and plan.sync_id is not None and self._sidecar(plan) == applied:
+                # An earlier attempt of this sync already swapped its file in, and the platform
                 # replays from a STATE before that COMPLETE: the replayed records go into that file.
                 self._swapped.add(plan.key)
             if plan.staged and plan.key not in self._swapped:
@@ -200,8 +201,9 @@ class JsonlSink:
             os.fsync(handle.fileno())
             handle.close()
         os.replace(self._staging_path(plan), self.path_of(plan))
-        if plan.generation_id is not None:
-            self._generation_path(plan).write_bytes(orjson.dumps({"generation_id": plan.generation_id, "applied": True}))
+        if plan.generation_id is not None and plan.sync_id is not None:
+            self._generation_path(plan).write_bytes(
+                orjson.dumps({"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True}))
         else:
             self._generation_path(plan).unlink(missing_ok=True)
         self._swapped.add(plan.key)
