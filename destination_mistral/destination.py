@@ -129,6 +129,13 @@ async def _check_api(settings: DestinationConfig) -> str | None:
             listing = await client.get("models")
         except ApiError as error:
             return f"The Mistral API could not list models ({error.message}): check `base_url`."
+        except AirbyteTracedException as error:
+            if getattr(error.failure_type, "value", None) != "transient_error":
+                raise
+            # The client words a service failure for a sync ("the sync stops..."): check only says
+            # what failed and where to look.
+            reason = (error.message or "").split(" The sync stops")[0].rstrip(".")
+            return f"{reason}. Check `base_url` and that the API is reachable from here."
         cards = listing.get("data", []) if isinstance(listing, Mapping) else listing if isinstance(listing, list) else []
         by_name: dict[str, Mapping[str, Any]] = {}
         for card in cards:

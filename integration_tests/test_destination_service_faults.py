@@ -56,3 +56,16 @@ def test_answers_always_truncated_stop_the_sync_and_store_nothing_wrong(tmp_path
         capture = write_in_process("truncated", tmp_path / "run", config, catalog_dict(), input_lines([review(i) for i in range(10)]))
     assert_stopped(capture, out, "POST /v1/embeddings", "POST /v1/embeddings")
     assert "after 3 attempts" in capture.errors[0]["message"]
+
+
+def test_check_against_a_closed_port_says_what_failed_without_speaking_of_a_sync(tmp_path):
+    from destination_mistral.destination import DestinationMistral
+
+    config = chat_config(f"http://127.0.0.1:{closed_port()}", tmp_path / "out.duckdb", limits={"max_retries": 0})
+    import logging
+
+    status = DestinationMistral().check(logging.getLogger("airbyte"), config)
+    assert status.status.value == "FAILED"
+    assert "connection was refused" in status.message and "`base_url`" in status.message, status.message
+    assert "sync stops" not in status.message and "records before" not in status.message, status.message
+    assert LEAK_KEY not in status.message
