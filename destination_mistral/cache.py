@@ -40,10 +40,13 @@ CREATE TABLE IF NOT EXISTS {table} (
     vector FLOAT[],
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
-    created_at TIMESTAMPTZ DEFAULT current_timestamp
+    created_at TIMESTAMPTZ DEFAULT current_timestamp,
+    error VARCHAR
 )
 """
-_COLUMNS = "key, endpoint, model, answer, vector, prompt_tokens, completion_tokens"
+# `error`: a paid answer that could not be used (not JSON, off the schema, empty). It is kept so
+# that the next sync does not pay for the same answer again; its row carries the same error.
+_COLUMNS = "key, endpoint, model, answer, vector, prompt_tokens, completion_tokens, error"
 
 
 def list_vectors(vectors: pa.Array) -> list[np.ndarray | None]:
@@ -78,6 +81,7 @@ class ResultCache:
     def __init__(self, connection) -> None:
         self._con = connection
         self._con.execute(_DDL.format(table=TABLE))
+        self._con.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS error VARCHAR")  # caches written before it
         self._migrate_blob_vectors()
         # Lookups read through a cursor of their own (DuckDB: one more connection to the same
         # database), so that the pipeline can run them on another thread while a commit writes:
@@ -113,7 +117,7 @@ class ResultCache:
                 rows = rows.set_column(rows.schema.get_field_index("vector"), "vector", vectors)
                 self._con.register(_ROWS_VIEW, rows)
                 try:
-                    self._con.execute(f"INSERT INTO {staging} SELECT {_COLUMNS}, created_at FROM {_ROWS_VIEW}")
+                    self._con.execute(f"INSERT INTO {staging} ({_COLUMNS}, created_at) SELECT {_COLUMNS}, created_at FROM {_ROWS_VIEW}")
                 finally:
                     self._con.unregister(_ROWS_VIEW)
             source.close()
@@ -137,7 +141,7 @@ class ResultCache:
         reader.register(_KEYS_VIEW, wanted)
         try:
             rows = reader.sql(
-                f"SELECT c.rowid AS row_id, c.key, c.endpoint, c.model, c.answer, c.prompt_tokens, c.completion_tokens "
+                f"SELECT c.rowid AS row_id, c.key, c.endpoint, c.model, c.answer, c.prompt_tokens, c.completion_tokens, c.error "
                 f"FROM {_KEYS_VIEW} w JOIN {TABLE} c ON c.key = w.key"
             ).to_arrow_table()
             vectors: dict[str, np.ndarray | None] = {}
@@ -155,10 +159,14 @@ class ResultCache:
             reader.unregister(_KEYS_VIEW)
             reader.commit()
         result = {}
-        for key, endpoint, model, answer, prompt_tokens, completion_tokens in zip(
+        for key, endpoint, model, answer, prompt_tokens, completion_tokens, error in zip(
             rows.column("key").to_pylist(), endpoints, rows.column("model").to_pylist(), rows.column("answer").to_pylist(),
-            rows.column("prompt_tokens").to_pylist(), rows.column("completion_tokens").to_pylist(),
+            rows.column("prompt_tokens").to_pylist(), rows.column("completion_tokens").to_pylist(), rows.column("error").to_pylist(),
         ):
+            if error is not None:
+                result[key] = Result(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                     error=error, error_kind="answer", cached=True)
+                continue
             if endpoint == "embeddings":
                 value: Any = vectors.get(key)
                 if value is None:
@@ -170,14 +178,19 @@ class ResultCache:
         return result
 
     def store(self, entries: Iterable[tuple[str, str, Result]]) -> None:
-        """(key, endpoint, result) for successes; keys already present are left alone."""
-        keys, endpoints, models, answers, vectors, prompts, completions = [], [], [], [], [], [], []
-        unique = {key: (endpoint, result) for key, endpoint, result in entries if result.ok}
+        """(key, endpoint, result) for successes and paid answers that could not be used; keys already
+        present are left alone."""
+        keys, endpoints, models, answers, vectors, prompts, completions, errors = [], [], [], [], [], [], [], []
+        unique = {key: (endpoint, result) for key, endpoint, result in entries if result.ok or result.paid}
         for key, (endpoint, result) in unique.items():
             keys.append(key)
             endpoints.append(endpoint)
             models.append(result.model)
-            if endpoint == "embeddings":
+            errors.append(result.error)
+            if not result.ok:
+                answers.append(None)
+                vectors.append(None)
+            elif endpoint == "embeddings":
                 answers.append(None)
                 vectors.append(result.value)
             else:
@@ -195,6 +208,7 @@ class ResultCache:
             "vector": vectors_to_list_array(vectors),
             "prompt_tokens": pa.array(prompts, pa.int32()),
             "completion_tokens": pa.array(completions, pa.int32()),
+            "error": pa.array(errors, pa.string()),
         })
         view = _ROWS_VIEW
         self._con.register(view, rows)

@@ -147,7 +147,7 @@ class ChatEnricher:
         if content is not None and not isinstance(content, str):
             raise InvalidAnswer("a chat answer whose content is neither text nor chunks")
         if content is None:
-            return Result(error=f"the answer is empty (finish_reason {choices[0].get('finish_reason')})", **meta)
+            return Result(error=f"the answer is empty (finish_reason {choices[0].get('finish_reason')})", error_kind="answer", **meta)
         if not self.settings.response_format.is_json:
             return Result(value=content, **meta)
         text = content
@@ -159,12 +159,12 @@ class ChatEnricher:
         except orjson.JSONDecodeError:
             reason = choices[0].get("finish_reason")
             hint = " (cut off by max_tokens)" if reason in ("length", "model_length") else ""
-            return Result(error=f"the answer is not valid JSON{hint}", **meta)
+            return Result(error=f"the answer is not valid JSON{hint}", error_kind="answer", **meta)
         if self._validator is not None:
             error = next(iter(self._validator.iter_errors(value)), None)
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-                return Result(error=f"the answer does not match the schema at {where}: {error.validator} constraint", **meta)
+                return Result(error=f"the answer does not match the schema at {where}: {error.validator} constraint", error_kind="answer", **meta)
         return Result(value=value, **meta)
 
 

@@ -409,7 +409,7 @@ class Pipeline:
             self._fail(min(it.gseq for _, it in waiters) if waiters else self._next_gseq, error)
             return
         result: Result = task.result()
-        if result.ok and self.cache_enabled:
+        if (result.ok or result.paid) and self.cache_enabled:  # a paid answer is kept even when unusable
             self._fresh[key] = (enricher.kind if enricher.kind == "embeddings" else "chat/completions", result)
         if result.ok:
             self.counters.enriched += 1

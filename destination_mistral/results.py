@@ -17,13 +17,19 @@ class Result:
     completion_tokens: int | None = None
     error: str | None = None
     cached: bool = False
-    # "api" (the request failed after retries) or "input" (the record could not be made into a
-    # request): decides the failure type when on_error is fail.
+    # "input" (the record could not be made into a request, or the API refused it for its content),
+    # "answer" (the API answered and was paid, but the answer cannot be used: not JSON, off the
+    # schema, empty) or "api": decides the failure type when on_error is fail, and whether the
+    # result is cached (a paid answer is, so that it is not paid for again).
     error_kind: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def paid(self) -> bool:
+        return self.error_kind == "answer"
 
     def as_cached(self) -> "Result":
         return replace(self, cached=True)

@@ -106,3 +106,24 @@ def test_a_killed_sync_does_not_pay_again_for_answers_received_a_second_before(f
     fresh_emulator.reset_stats()
     list(DestinationMistral().write(config, catalog(configured_stream(mode="append")), messages_with_states(records, every=300)))
     assert answered(fresh_emulator) <= 300 - settled, "answers received a second before the kill are not paid again"
+
+
+def test_a_paid_answer_that_cannot_be_used_is_not_paid_for_again(fresh_emulator, tmp_path):
+    """An answer cut by max_tokens is not valid JSON: the record's row carries that error, and the
+    answer, paid for, is cached, so that the next sync writes the same error without a request."""
+    enrichment = {"mode": "chat", "prompt_template": "{{ review }}", "temperature": 0, "max_tokens": 2,
+                  "response_format": {"type": "json_object"}}
+    config = {**config_for(fresh_emulator, tmp_path), "enrichment": enrichment}
+    records = [review(i, f"cut answer {i}") for i in range(5)]
+    list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records)))
+    first = answered(fresh_emulator)
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    errors = [r[0] for r in con.execute("SELECT _mistral_error FROM reviews").fetchall()]
+    con.close()
+    assert first == 5 and all(e and "not valid JSON" in e for e in errors), errors
+    list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records)))
+    assert answered(fresh_emulator) == first, "the unusable answers were paid once"
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    rows = con.execute("SELECT _mistral_error, _mistral_cached FROM reviews").fetchall()
+    con.close()
+    assert all(e and "not valid JSON" in e and cached for e, cached in rows), rows
