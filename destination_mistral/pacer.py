@@ -87,6 +87,13 @@ class Pacer:
         # tokens booked per window (0: the window ending at _window_end, 1: the next, ...).
         self._window_end: float | None = None
         self._window_used: dict[int, float] = {}
+        # What one window holds and how long it lasts. The limit is announced per minute, but a
+        # server may count in shorter windows (its headers then show a smaller "remaining" at each
+        # reset): both are learned from the server, and a window is never assumed to hold more
+        # than the server was seen to give, or the pacer would book whole minutes into one window
+        # and wait a minute per batch.
+        self._window_seconds = self.WINDOW_SECONDS
+        self._window_budget: float | None = None
         self._inflight: dict[int, Ticket] = {}
         self._seq = itertools.count()
         # ---- month
@@ -164,15 +171,21 @@ class Pacer:
 
     def _window_of(self, when: float) -> int:
         assert self._window_end is not None
-        return max(0, math.floor((when - self._window_end) / self.WINDOW_SECONDS) + 1)
+        return max(0, math.floor((when - self._window_end) / self._window_seconds) + 1)
 
     def _window_start(self, index: int) -> float:
         assert self._window_end is not None
-        return self._window_end + (index - 1) * self.WINDOW_SECONDS
+        return self._window_end + (index - 1) * self._window_seconds
+
+    def _window_limit(self) -> float:
+        limit = self.tokens_per_minute or 0.0
+        if self._window_budget is not None:
+            return min(limit, self._window_budget)
+        return limit * self._window_seconds / 60.0
 
     def _book_window(self, start: float, cost: float) -> tuple[float, int]:
         """The first window from `start` on with room for `cost` (an empty one takes any cost)."""
-        limit = self.tokens_per_minute or 0.0
+        limit = self._window_limit()
         index = self._window_of(start)
         while self._window_used.get(index, 0.0) > 0 and self._window_used.get(index, 0.0) + cost > limit:
             index += 1
@@ -246,7 +259,10 @@ class Pacer:
             current = self._window_of(now)
             after = sum(t.charged for t in self._inflight.values()
                         if t.window == current and (ticket is None or t.seq > ticket.seq))
-            used = self.tokens_per_minute - remaining + after
+            # What the window held before this answer's own request: the most seen is its budget.
+            seen = remaining + (ticket.charged if ticket is not None else 0.0)
+            self._window_budget = max(self._window_budget or 0.0, min(seen, self.tokens_per_minute))
+            used = self._window_limit() - remaining + after
             if used > self._window_used.get(current, 0.0):
                 self._window_used[current] = used
             return
@@ -331,7 +347,11 @@ class Pacer:
                 cost = ticket.charged or self.cost_of(ticket.route, ticket.estimate)
                 refill = max(0.0, cost - tokens_left) * 60.0 / limit
                 if retry_after > 2 * refill + 2 and retry_after <= self.WINDOW_SECONDS + 1:
-                    self._window_end = now + retry_after
+                    end = now + retry_after
+                    if self._window_end is not None and 0.5 < end - self._window_end < self._window_seconds - 0.5:
+                        # Two resets closer than a minute: the server's windows are that short.
+                        self._window_seconds = end - self._window_end
+                    self._window_end = end
                     booked = sum(t.charged for t in self._inflight.values() if t.started > now)
                     # Starts booked before the refusal are held to the reset: the next window pays them.
                     self._window_used = {1: booked} if booked else {}
