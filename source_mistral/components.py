@@ -20,11 +20,13 @@ look like one either."""
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import orjson
 import requests
+import urllib3
 
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.declarative.extractors.record_selector import extracted_record_count
@@ -43,6 +45,8 @@ def announced_total(response: requests.Response) -> Optional[int]:
     total = body.get("total") if isinstance(body, dict) else None
     # bool is an int in Python; a boolean `total` is no count.
     return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+_logger = logging.getLogger("airbyte")
 
 
 @dataclass
@@ -92,13 +96,18 @@ class TotalCheckedPageIncrement(PageIncrement):
 
 @dataclass
 class MistralErrorHandler(DefaultErrorHandler):
-    """DefaultErrorHandler as the manifest configures it, with one correction: an answer a rule
-    retries is transient by definition, so when retries run out the stream fails as a transient
-    error. The CDK takes the failure type of a RETRY from its status-code table, which has no entry
+    """DefaultErrorHandler as the manifest configures it, with two corrections: an ignored answer is
+    logged as a warning (see below), and an answer a rule retries is transient by definition, so
+    when retries run out the stream fails as a transient error. The CDK takes the failure type of a RETRY from its status-code table, which has no entry
     for a 200 with a broken body, and would report it as a system error."""
 
     def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
         resolution = super().interpret_response(response_or_exception)
+        if resolution.response_action == ResponseAction.IGNORE and isinstance(response_or_exception, requests.Response):
+            # An ignored answer skips data (fine_tuning_jobs where the API no longer serves them):
+            # the user is told at WARN, as the docs promise. The CDK logs the same message at INFO
+            # only, which a platform showing warnings and errors hides.
+            _logger.warning(resolution.error_message or f"Ignoring an HTTP {response_or_exception.status_code} answer.")
         if resolution.response_action == ResponseAction.RETRY and resolution.failure_type == FailureType.system_error:
             return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, resolution.error_message)
         return resolution
@@ -113,12 +122,25 @@ class JsonLinesErrorHandler(MistralErrorHandler):
     for a broken line and drops it, so without this rule the last results of a cut file vanish."""
 
     def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
-        if isinstance(response_or_exception, requests.Response) and response_or_exception.ok and _has_broken_line(response_or_exception):
-            return ErrorResolution(
-                response_action=ResponseAction.RETRY,
-                failure_type=FailureType.transient_error,
-                error_message="Mistral sent a file whose content is cut short (a line is not JSON); retrying.",
-            )
+        if isinstance(response_or_exception, requests.Response) and response_or_exception.ok:
+            try:
+                broken = _has_broken_line(response_or_exception)
+            except (requests.RequestException, urllib3.exceptions.HTTPError):
+                # The connection ended before the body announced by Content-Length (or its last
+                # chunk) arrived: a network failure, so a retry, and a transient error once retries
+                # run out. Raised from here, the CDK's backoff would retry it too but then let the
+                # bare ChunkedEncodingError end the stream, which the sync reports as a config error.
+                return ErrorResolution(
+                    response_action=ResponseAction.RETRY,
+                    failure_type=FailureType.transient_error,
+                    error_message="Mistral's answer with a file's content ended before the whole body arrived; retrying.",
+                )
+            if broken:
+                return ErrorResolution(
+                    response_action=ResponseAction.RETRY,
+                    failure_type=FailureType.transient_error,
+                    error_message="Mistral sent a file whose content is cut short (a line is not JSON); retrying.",
+                )
         return super().interpret_response(response_or_exception)
 
 

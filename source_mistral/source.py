@@ -13,6 +13,7 @@ import yaml
 
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
+    AirbyteErrorTraceMessage,
     AirbyteMessage,
     AirbyteStateMessage,
     ConfiguredAirbyteCatalog,
@@ -22,11 +23,13 @@ from airbyte_cdk.models import (
     Type,
 )
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from mistral_connection import normalize_config
+from mistral_connection import normalize_config, register_secret_forms
 from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
+from source_mistral.config_checks import check_own_fields
 from source_mistral.estimates import announced_requests_per_second, estimate_messages
 
 DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/sources/mistral"
@@ -48,12 +51,10 @@ class SourceMistral(YamlDeclarativeSource):
         config: Optional[Mapping[str, Any]] = None,
         state: Optional[List[AirbyteStateMessage]] = None,
     ) -> None:
-        super().__init__(
-            path_to_yaml="manifest.yaml",
-            catalog=catalog,
-            config=normalize_config(config) if config else None,
-            state=state,
-        )
+        if config:
+            config = checked_config(config)
+            _mask_key(config)
+        super().__init__(path_to_yaml="manifest.yaml", catalog=catalog, config=config, state=state)
 
     def spec(self, logger: logging.Logger) -> ConnectorSpecification:
         return source_specification()
@@ -61,6 +62,7 @@ class SourceMistral(YamlDeclarativeSource):
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Lists the account's models through the manifest's own requester (so auth, retries and
         the invalid-key message are the sync's), then verifies that the configured model is there."""
+        _mask_key(self._config)
         try:
             names = model_names(self._read_stream("models"))
         except AirbyteTracedException as error:
@@ -77,14 +79,17 @@ class SourceMistral(YamlDeclarativeSource):
         catalog: ConfiguredAirbyteCatalog,
         state: Optional[List[AirbyteStateMessage]] = None,
     ) -> Iterator[AirbyteMessage]:
+        _mask_key(self._config)
         seen_headers: list = []
         yield from estimate_messages(self._config, [s.stream.name for s in catalog.streams], seen_headers)
         self._pace_at_announced_limit(seen_headers)
         stream_failures: set[FailureType] = set()
         try:
             for message in super().read(logger, config, catalog, state):
-                if message.type == Type.TRACE and message.trace.error is not None and message.trace.error.failure_type:
-                    stream_failures.add(message.trace.error.failure_type)
+                if message.type == Type.TRACE and message.trace.error is not None:
+                    if message.trace.error.failure_type:
+                        stream_failures.add(message.trace.error.failure_type)
+                    _mask_trace(message.trace.error)
                 yield message
         except AirbyteTracedException as error:
             # The CDK closes a sync with failed streams with a summary marked config_error, even when
@@ -93,6 +98,10 @@ class SourceMistral(YamlDeclarativeSource):
             if error.failure_type == FailureType.config_error and stream_failures == {FailureType.transient_error}:
                 error.failure_type = FailureType.transient_error
             raise
+
+    def discover(self, logger: logging.Logger, config: Mapping[str, Any]):
+        _mask_key(self._config)
+        return super().discover(logger, config)
 
     def _pace_at_announced_limit(self, seen_headers: list) -> None:
         """Without `requests_per_second`, the manifest's call budget paces the read at the limit the
@@ -112,6 +121,31 @@ class SourceMistral(YamlDeclarativeSource):
         for partition in stream.generate_partitions():
             for record in partition.read():
                 yield record.data
+
+
+def checked_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config validated (the source's own fields against the spec, the credentials by
+    mistral_connection) and normalised, before the CDK builds anything from it."""
+    check_own_fields(config, source_specification().connectionSpecification)
+    return normalize_config(config)
+
+
+def _mask_key(config: Optional[Mapping[str, Any]]) -> None:
+    """Masks the key in every form it can take in a log line: in query placement the request URL
+    carries it %-encoded, which the CDK's filter of the plain key misses. Called again by each
+    command because the CDK's entrypoint resets its list of secrets to the config's plain ones."""
+    if config and isinstance(config.get("api_key"), str):
+        register_secret_forms(config["api_key"])
+
+
+def _mask_trace(error: AirbyteErrorTraceMessage) -> None:
+    """The CDK emits a failed stream's trace without its secret filter (logs and the final summary
+    go through it): the internal message holds the request URL, and in query placement the URL
+    holds the key."""
+    for field in ("message", "internal_message", "stack_trace"):
+        text = getattr(error, field)
+        if text:
+            setattr(error, field, filter_secrets(text))
 
 
 def model_names(cards: Iterable[Mapping[str, Any]]) -> set[str]:
