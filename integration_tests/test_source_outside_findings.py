@@ -207,3 +207,32 @@ def test_fine_tuning_jobs_404_skip_is_logged_at_warn(fresh_emulator):
     assert not output.errors, output.get_formatted_error_message()
     warnings = [m.log.message for m in output.logs if m.log.level.name == "WARN"]
     assert any("no longer serves /v1/fine_tuning/jobs" in text for text in warnings), warnings
+
+
+# ---- 6. the row-estimate requests count against requests_per_second -------------------------------
+
+
+def test_no_one_second_window_exceeds_requests_per_second_including_row_estimates(emulator, monkeypatch):
+    # Each request's send time is recorded where every request of the source passes (the HTTP
+    # adapter), and the windows are counted afterwards: the assertion counts requests, it does not
+    # depend on how fast the machine is.
+    import requests.adapters
+
+    sent: list[float] = []
+    original = requests.adapters.HTTPAdapter.send
+
+    def recording_send(self, request, *args, **kwargs):
+        if "/v1/" in request.url:
+            sent.append(time.monotonic())
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", recording_send)
+    cap = 4
+    config = {"api_key": emulator.api_key, "base_url": emulator.base_url, "requests_per_second": cap, "page_size": 100}
+    catalog = _catalog("files", "batch_jobs", "fine_tuning_jobs", "models")
+    output = read(SourceMistral(config=config, catalog=catalog), config, catalog)
+    assert not output.errors, output.get_formatted_error_message()
+    estimates = [m for m in output.trace_messages if m.trace.estimate]
+    assert len(estimates) == 3, "the estimate requests were sent, so they are among the counted ones"
+    busiest = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
+    assert busiest <= cap, f"{busiest} requests within one second, cap {cap} ({len(sent)} requests in all)"

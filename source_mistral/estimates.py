@@ -46,6 +46,28 @@ def _total(session: requests.Session, connection: MistralConnection, path: str, 
     return total if isinstance(total, int) else None
 
 
+class Pace:
+    """At most `per_second` requests in any one-second window, for the estimate requests that go out
+    before the manifest's call budget exists. `settle()` waits until the last of them is a second
+    old, so that the budget, which knows nothing of them, can spend its whole first second without
+    the two together going over the cap."""
+
+    def __init__(self, per_second: int | None) -> None:
+        self.per_second = per_second
+        self.sent: list[float] = []
+
+    def wait_for_slot(self) -> None:
+        if self.per_second:
+            window = [t for t in self.sent if time.monotonic() - t < 1.0]
+            if len(window) >= self.per_second:
+                time.sleep(max(0.0, window[-self.per_second] + 1.0 - time.monotonic()))
+        self.sent.append(time.monotonic())
+
+    def settle(self) -> None:
+        if self.per_second and self.sent:
+            time.sleep(max(0.0, self.sent[-1] + 1.0 - time.monotonic()))
+
+
 def estimate_messages(
     config: Mapping[str, Any], stream_names: Iterable[str], seen_headers: list | None = None
 ) -> Iterator[AirbyteMessage]:
@@ -53,11 +75,13 @@ def estimate_messages(
     of the answers are appended to `seen_headers`, so the sync can learn the API's rate limit."""
     seen_headers = [] if seen_headers is None else seen_headers
     connection = MistralConnection.from_config(config)
+    pace = Pace(config.get("requests_per_second"))
     with requests.Session() as session:
         for name in stream_names:
             path = TOTAL_ENDPOINTS.get(name)
             if path is None:
                 continue
+            pace.wait_for_slot()
             try:
                 total = _total(session, connection, path, seen_headers)
             except (requests.RequestException, ValueError):
@@ -73,3 +97,5 @@ def estimate_messages(
                     estimate=AirbyteEstimateTraceMessage(name=name, type=EstimateType.STREAM, row_estimate=total),
                 ),
             )
+    # With a fixed cap, the streams' budget starts counting only after this.
+    pace.settle()
