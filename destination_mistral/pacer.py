@@ -94,6 +94,7 @@ class Pacer:
         # and wait a minute per batch.
         self._window_seconds = self.WINDOW_SECONDS
         self._window_budget: float | None = None
+        self._most_remaining = 0.0  # the most tokens the server was seen to have left, in any mode
         self._inflight: dict[int, Ticket] = {}
         self._seq = itertools.count()
         # ---- month
@@ -255,6 +256,8 @@ class Pacer:
         now = self._clock()
         # The server counted every request that reached it before this answer was made; those
         # started after this one may not have been counted yet, so they come off its figure.
+        self._most_remaining = max(self._most_remaining, min(remaining + (ticket.charged if ticket is not None else 0.0),
+                                                             self.tokens_per_minute))
         if self._window_end is not None:
             current = self._window_of(now)
             after = sum(t.charged for t in self._inflight.values()
@@ -348,6 +351,13 @@ class Pacer:
                 refill = max(0.0, cost - tokens_left) * 60.0 / limit
                 if retry_after > 2 * refill + 2 and retry_after <= self.WINDOW_SECONDS + 1:
                     end = now + retry_after
+                    share = 60.0 * self._most_remaining / limit
+                    if self._window_end is None and 0 < self._most_remaining < 0.9 * limit and retry_after <= share + 1:
+                        # The server never had the minute's limit to give, and its window ends within
+                        # that share of a minute: its windows are that short and hold what it was seen
+                        # to have. (A minute another client half spent ends later than its share.)
+                        self._window_budget = self._most_remaining
+                        self._window_seconds = max(0.5, share)
                     if self._window_end is not None and 0.5 < end - self._window_end < self._window_seconds - 0.5:
                         # Two resets closer than a minute: the server's windows are that short.
                         self._window_seconds = end - self._window_end
