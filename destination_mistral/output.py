@@ -15,6 +15,8 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 
+from mistral_connection.redaction import secret_forms
+
 _LOCK = threading.Lock()
 _SECRETS: set[str] = set()
 MASK = "****"
@@ -39,11 +41,12 @@ def registered_secrets() -> list[str]:
 def config_secrets(config: Mapping[str, Any]) -> list[str]:
     """The config's secret values: the fields spec.yaml marks `airbyte_secret`."""
     key = config.get("api_key") if isinstance(config, Mapping) else None
-    return [key] if isinstance(key, str) else []
+    # Every form the key can take on the wire: URL-encoded when it travels as a query parameter.
+    return secret_forms(key) if isinstance(key, str) and key.strip() else []
 
 
 def mask(text: str) -> str:
-    for secret in _SECRETS:
+    for secret in sorted(_SECRETS, key=len, reverse=True):  # a longer form first, not half masked by a shorter
         if secret in text:
             text = text.replace(secret, MASK)
     return text
