@@ -29,6 +29,7 @@ SECONDS_NOT_MILLISECONDS = 100_000_000_000  # 1973 in ms, 5138 in s
 # The range of timestamps every output can hold (years 1 to 9999, in ms): an `emitted_at` outside
 # it would fail the whole commit, so the record is stored with the time it arrived instead.
 EMITTED_AT_RANGE = (-62_135_596_800_000, 253_402_300_799_000)
+EXTRACTED_AT_REPLACED = {"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
 MAX_DEPTH = 254
 
 
@@ -67,24 +68,17 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def _has_non_finite(value: Any) -> bool:
+def _without_non_finite(value: Any) -> tuple[Any, bool]:
+    """The value with NaN and Infinity replaced by None, and whether any was (one walk)."""
     if type(value) is float:
-        return not math.isfinite(value)
+        return (value, False) if math.isfinite(value) else (None, True)
     if isinstance(value, dict):
-        return any(_has_non_finite(v) for v in value.values())
+        pairs = {k: _without_non_finite(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(changed for _, changed in pairs.values())
     if isinstance(value, list):
-        return any(_has_non_finite(v) for v in value)
-    return False
-
-
-def _without_non_finite(value: Any) -> Any:
-    if type(value) is float:
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _without_non_finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_non_finite(v) for v in value]
-    return value
+        pairs = [_without_non_finite(v) for v in value]
+        return [v for v, _ in pairs], any(changed for _, changed in pairs)
+    return value, False
 
 
 def _too_deep(raw: bytes | str, data: Any) -> bool:
@@ -200,18 +194,16 @@ class InputParser:
             )
         emitted_at = record.get("emitted_at")
         changes = source_changes(record.get("meta"))
-        # Only a repaired line can hold them: orjson refuses NaN and Infinity.
-        nulled = [key for key, value in data.items() if _has_non_finite(value)] if self.line_repaired else []
-        if nulled:
+        if self.line_repaired:  # only a repaired line can hold them: orjson refuses NaN and Infinity
             # NaN and Infinity (which Python's json.dumps writes by default) are not JSON: no output
             # can hold them, so they are stored as NULL and the record says which fields lost them.
-            for key in nulled:
-                data[key] = _without_non_finite(data[key])
-            changes = (changes or []) + [{"field": key, "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"} for key in nulled]
+            for key in list(data):
+                data[key], nulled = _without_non_finite(data[key])
+                if nulled:
+                    changes = (changes or []) + [{"field": key, "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"}]
         if isinstance(emitted_at, bool) or not isinstance(emitted_at, (int, float)) or emitted_at != emitted_at:
             if emitted_at is not None:  # a value that is not a time at all: say that it was replaced
-                changes = (changes or []) + [
-                    {"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}]
+                changes = (changes or []) + [EXTRACTED_AT_REPLACED]
             emitted_at = 0
         elif 0 < emitted_at < SECONDS_NOT_MILLISECONDS:
             # The protocol says milliseconds, but some senders (PyAirbyte writing from its cache)
@@ -219,8 +211,7 @@ class InputParser:
             emitted_at *= 1000
         if not EMITTED_AT_RANGE[0] <= emitted_at <= EMITTED_AT_RANGE[1]:
             emitted_at = 0  # the pipeline stamps the time of arrival
-            changes = (changes or []) + [
-                {"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}]
+            changes = (changes or []) + [EXTRACTED_AT_REPLACED]
         return Record(stream, data, int(emitted_at), namespace, changes)
 
 

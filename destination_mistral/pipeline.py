@@ -154,7 +154,7 @@ class Barrier:
     position: int  # every record with gseq < position must be committed first
     message: State | None
     records: int  # records received since the previous STATE
-    complete: StreamRuntime | None = None
+    complete: StreamPlan | None = None  # the stream whose COMPLETE this is
     applied: bool = False
 
 
@@ -478,7 +478,7 @@ class Pipeline:
         if runtime.completed:
             return  # a repeated COMPLETE changes nothing: the stream is already complete
         runtime.completed = True
-        self._barriers.append(Barrier(self._next_gseq, None, 0, complete=runtime))
+        self._barriers.append(Barrier(self._next_gseq, None, 0, complete=runtime.plan))
         self._after_completion()
 
     def _fail(self, gseq: int, error: BaseException) -> None:
@@ -549,7 +549,7 @@ class Pipeline:
                 self._committing_floor = min(items[0].gseq for _, items in batches)
             try:
                 await self.loop.run_in_executor(self.db, self.committer.commit, batches, entries,
-                                                [b.complete.plan for b in completes])
+                                                [b.complete for b in completes])
             except BaseException as error:
                 # Whoever called this commit, the store has failed: no later commit may run and no
                 # STATE may leave (the floor stays where the lost batch began).
