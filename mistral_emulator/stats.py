@@ -14,6 +14,9 @@ class Stats:
         self.routes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.tokens = {"prompt": 0, "completion": 0, "total": 0}
         self.embeddings = {"requests": 0, "inputs": 0, "max_inputs": 0, "tokens": 0}
+        # Inputs of each embeddings request in arrival order (the last 10,000): how full a client's
+        # batches were, which decides its throughput under a requests-per-second limit.
+        self.embedding_batches: list[int] = []
         self.chat = {"requests": 0, "streamed": 0}
         self.faults: dict[str, int] = defaultdict(int)
         # 429s of the account limits (injected 429s count under `faults`), in total and by the limit that
@@ -41,6 +44,8 @@ class Stats:
         e["inputs"] += inputs
         e["max_inputs"] = max(e["max_inputs"], inputs)
         e["tokens"] += tokens
+        self.embedding_batches.append(inputs)
+        del self.embedding_batches[:-10_000]
         self._tokens(tokens, 0)
 
     def _tokens(self, prompt: int, completion: int) -> None:
@@ -54,6 +59,7 @@ class Stats:
             "routes": {route: dict(counts) for route, counts in self.routes.items()},
             "tokens": dict(self.tokens),
             "embeddings": dict(self.embeddings),
+            "embedding_batches": list(self.embedding_batches),
             "chat": dict(self.chat),
             "faults": dict(self.faults),
             "rate_limited": self.rate_limited,

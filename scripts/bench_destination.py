@@ -513,6 +513,8 @@ def rate_limit_section(bench: "Bench", args: argparse.Namespace, batch: float) -
           f"chat {tpr['chat']:.1f} (prompt, as the emulator counts); B = {batch:.0f}", flush=True)
     for shape in ("tpm-smooth", "tpm-fixed", "rps"):
         for mode in ("embeddings", "chat"):
+            if args.only and f"{shape}:{mode}" not in args.only:
+                continue
             n = counts[mode]
             knobs: dict[str, Any] = {"latency_ms": latency[mode], "latency_per_token_ms": args.latency_per_token_ms,
                                      "rate_limit_rps": None, "tokens_per_minute": None, "tokens_per_month": None,
@@ -574,6 +576,10 @@ def rate_limit_section(bench: "Bench", args: argparse.Namespace, batch: float) -
                        "requests": requests, "http_429": throttled, "rate_limited_by": by_cause,
                        "records_with_error": errors, "peak_rss_mb": round(rss, 1) if rss else None, "note": note,
                        "server_tokens": stats["tokens"]["total"]}
+                batches = stats.get("embedding_batches") or []
+                if batches:
+                    row["inputs_per_request"] = {"mean": round(sum(batches) / len(batches), 1), "max": max(batches),
+                                                 "under_half_of_max": sum(b < max(batches) / 2 for b in batches)}
                 rows.append(row)
                 print(f"  {scenario:<52} {contender:<44} {rate:>8.1f} rec/s of {ceiling:>7.1f} ({100 * rate / ceiling:5.1f}%) "
                       f"{requests} req, {throttled} 429s, {errors} errors{'; ' + note if note else ''}", flush=True)
@@ -665,6 +671,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the rate-limit section (results in destination-rate-limits.md/.json)")
     parser.add_argument("--learn-limits", action="store_true",
                         help="rate-limit section: do not put the limits in the destination's config (learned from headers)")
+    parser.add_argument("--only", action="append", metavar="SHAPE:MODE",
+                        help="rate-limit section: only this run (tpm-smooth, tpm-fixed or rps : embeddings or chat); repeatable")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
