@@ -9,7 +9,7 @@ import pytest
 from airbyte_cdk.models import Type
 
 from destination_mistral.destination import DestinationMistral
-from destination_mistral.testing import catalog, configured_stream, messages_with_states, review
+from tests.support.builders import catalog, configured_stream, messages_with_states, review
 
 SCHEMA = '{"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]}, "topics": {"type": "array", "items": {"type": "string"}}}, "required": ["sentiment", "topics"]}'
 CHAT = {"mode": "chat", "prompt_template": "Review of {{ product }}: {{ review }}", "temperature": 0, "random_seed": 3,

@@ -24,7 +24,7 @@ def test_no_state_leaves_before_the_commit_that_covers_it(tmp_path, monkeypatch)
 
     from destination_mistral.destination import DestinationMistral
     from destination_mistral.sinks.duckdb_sink import DuckDBSink
-    from destination_mistral.testing import catalog, configured_stream, messages_with_states, review
+    from tests.support.builders import catalog, configured_stream, messages_with_states, review
 
     committed = [0]
     lock = threading.Lock()

@@ -13,7 +13,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral import batching
 from destination_mistral.destination import DestinationMistral
-from destination_mistral.testing import catalog, configured_stream, messages_with_states, review
+from tests.support.builders import catalog, configured_stream, messages_with_states, review
 
 SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]},
                                            "topics": {"type": "array", "items": {"type": "string"}}},

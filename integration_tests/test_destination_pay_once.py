@@ -9,7 +9,7 @@ import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.destination import DestinationMistral
-from destination_mistral.testing import catalog, configured_stream, messages_with_states, review
+from tests.support.builders import catalog, configured_stream, messages_with_states, review
 
 CHAT = "POST /v1/chat/completions"
 

@@ -18,7 +18,7 @@ from airbyte_cdk.models import Type
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.destination import DestinationMistral
-from destination_mistral.testing import catalog, complete, configured_stream, record, review, state
+from tests.support.builders import catalog, complete, configured_stream, record, review, state
 
 OUTPUTS = ["duckdb", "jsonl"]
 

@@ -20,7 +20,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.destination import DestinationMistral
 from destination_mistral.sinks.duckdb_sink import DuckDBSink
-from destination_mistral.testing import catalog, complete, configured_stream, record, review, state
+from tests.support.builders import catalog, complete, configured_stream, record, review, state
 
 BIN = Path(sys.executable).parent
 

@@ -22,7 +22,7 @@ import orjson
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
-from destination_mistral.testing import catalog as build_catalog, configured_stream
+from tests.support.builders import catalog as build_catalog, configured_stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Distinctive, so that a hit can only be a leak: the key, a marker inside every record's text and a

@@ -16,7 +16,7 @@ from destination_mistral.messages import Record
 from destination_mistral.pipeline import ByteWindow, Pipeline
 from destination_mistral.results import Result, failed
 from destination_mistral.schema import plan_stream
-from destination_mistral.testing import configured_stream, record, review, state
+from tests.support.builders import configured_stream, record, review, state
 
 
 class RecordingSink:

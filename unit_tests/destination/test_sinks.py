@@ -10,7 +10,7 @@ from destination_mistral.config import DestinationConfig, parse_config
 from destination_mistral.results import Result
 from destination_mistral.schema import plan_stream
 from destination_mistral.sinks import WriteItem, open_sink
-from destination_mistral.testing import configured_stream, review
+from tests.support.builders import configured_stream, review
 
 
 def config_for(tmp_path, kind="duckdb", enrichment=None) -> DestinationConfig:

@@ -1,4 +1,4 @@
-"""Builders for catalogs and input messages, shared by the tests and the benchmark."""
+"""Builders for catalogs and input messages, shared by the tests and the benchmarks in tools/."""
 
 from __future__ import annotations
 
