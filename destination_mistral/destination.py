@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping, MutableMapping
 
-import orjson
 import yaml
 
 from airbyte_cdk.destinations import Destination
@@ -28,9 +27,11 @@ from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
 
 from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings, parse_config
-from destination_mistral.input import InputParser
-from destination_mistral.messages import Record, State, StreamStatus, catalog_from_json
-from destination_mistral.writer import read_config, write_messages, write_stream
+from destination_mistral.protocol.catalog import catalog_from_json
+from destination_mistral.protocol.files import read_config
+from destination_mistral.protocol.input_lines import parse_message_objects
+from destination_mistral.protocol.messages import Record, State, StreamStatus
+from destination_mistral.writer import write_messages, write_stream
 
 logger = logging.getLogger("airbyte")
 
@@ -44,7 +45,7 @@ def _own_fields() -> Mapping[str, Any]:
 def from_airbyte(messages: Iterable[AirbyteMessage]) -> Iterable[Record | State | StreamStatus]:
     """The CDK's message objects as the write path holds them, read by the same parser as stdin so
     that both entry points accept, repair and refuse exactly the same messages."""
-    return InputParser().parse(orjson.dumps(AirbyteMessageSerializer.dump(message)) for message in messages)
+    return parse_message_objects(AirbyteMessageSerializer.dump(message) for message in messages)
 
 
 def to_airbyte(message: Mapping[str, Any]) -> AirbyteMessage:
@@ -64,13 +65,14 @@ class DestinationMistral(Destination):
             return
         from airbyte_cdk.exception_handler import init_uncaught_exception_handler
 
-        from destination_mistral.output import configure_logging, write_line
+        from destination_mistral.protocol.logs import configure_logging
+        from destination_mistral.protocol.stdout import write_message
 
         init_uncaught_exception_handler(logger)
         configure_logging()
         parsed = self.parse_args(args)
         for message in self.run_cmd(parsed):
-            write_line(orjson.dumps(AirbyteMessageSerializer.dump(message)).decode())
+            write_message(AirbyteMessageSerializer.dump(message))
 
     def spec(self, logger: logging.Logger) -> ConnectorSpecification:
         return connector_specification(

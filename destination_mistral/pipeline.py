@@ -32,7 +32,7 @@ import orjson
 
 from mistral_connection.errors import config_error, system_error, transient_error
 
-from destination_mistral.messages import Record, State, StreamStatus
+from destination_mistral.protocol.messages import Record, State, StreamStatus
 from destination_mistral.progress import Counters
 from destination_mistral.results import Result, failed
 from destination_mistral.schema import StreamPlan

@@ -11,7 +11,7 @@ from mistral_connection.errors import config_error
 
 from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings
 
-if TYPE_CHECKING:  # or destination_mistral.messages.CatalogStream, which has the same fields
+if TYPE_CHECKING:  # the protocol's dataclass, which destination_mistral.protocol.catalog reads a catalog into
     from airbyte_cdk.models import ConfiguredAirbyteStream
 
 logger = logging.getLogger("airbyte")

@@ -1,8 +1,8 @@
 """`destination-mistral write`: config and catalog in, stdin messages through the pipeline, STATE out.
 
-This module and everything it imports run without the Airbyte CDK (see messages.py for why): the
-CDK is loaded only to format a failure as a TRACE message, when a second of start-up no longer
-matters."""
+This module and everything it imports run without the Airbyte CDK (see destination_mistral.protocol
+for why): the CDK is loaded only to format a failure as a TRACE message, when a second of start-up
+no longer matters."""
 
 from __future__ import annotations
 
@@ -14,30 +14,19 @@ import os
 import queue
 import sys
 import threading
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
-
-import orjson
 
 from mistral_connection.errors import config_error
 
 from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings, parse_config
-from destination_mistral.input import InputParser, check_records, first_line, read_configured_catalog
-from destination_mistral.messages import Record, State
+from destination_mistral.protocol.describe import first_line
+from destination_mistral.protocol.files import read_config, read_configured_catalog
+from destination_mistral.protocol.input_lines import InputParser, check_records
+from destination_mistral.protocol.messages import Record, State
 
 logger = logging.getLogger("airbyte")
 
 _DONE = object()
-
-
-def read_config(config_path: str) -> dict[str, Any]:
-    try:
-        config = orjson.loads(Path(config_path).read_bytes())
-    except (OSError, ValueError) as error:
-        raise config_error(f"The config file could not be read as JSON ({first_line(error)}): pass a JSON object.") from None
-    if not isinstance(config, dict):
-        raise config_error(f"The config file holds a JSON {type(config).__name__}, not an object: pass a JSON object.")
-    return config
 
 
 def with_delivery(enricher, delivery, client):
@@ -162,7 +151,7 @@ def install_exception_hook() -> None:
         from airbyte_cdk.exception_handler import init_uncaught_exception_handler
         from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 
-        from destination_mistral.output import registered_secrets
+        from destination_mistral.protocol.masking import registered_secrets
 
         update_secrets(registered_secrets())
         init_uncaught_exception_handler(logger)
@@ -203,7 +192,9 @@ def run_write_command(args: list[str], stdin=None) -> None:
     # numpy's OpenBLAS starts a spinning thread per core that `write` never uses (it does no linear
     # algebra) and that takes CPU from the sync; numpy is not imported yet on this path.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from destination_mistral.output import config_secrets, configure_logging, register_secrets, write_message
+    from destination_mistral.protocol.logs import configure_logging
+    from destination_mistral.protocol.masking import config_secrets, register_secrets
+    from destination_mistral.protocol.stdout import write_message
 
     install_exception_hook()
     configure_logging()

@@ -39,8 +39,8 @@ from hypothesis.control import currently_in_test_context
 
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.input import InputParser
-from destination_mistral.messages import catalog_from_json
+from destination_mistral.protocol.catalog import catalog_from_json
+from destination_mistral.protocol.input_lines import InputParser
 from destination_mistral.sinks.duckdb_sink import DuckDBSink, STAGING_PREFIX
 from destination_mistral.writer import write_messages
 

@@ -7,8 +7,8 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.input import InputParser
-from destination_mistral.messages import Record
+from destination_mistral.protocol.input_lines import InputParser
+from destination_mistral.protocol.messages import Record
 from destination_mistral.templates import RecordError, compile_template, render
 
 

@@ -3,7 +3,7 @@
 import orjson
 import pytest
 
-from destination_mistral.input import InputParser
+from destination_mistral.protocol.input_lines import InputParser
 
 
 def _emitted_at(value):

@@ -12,7 +12,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.config import parse_config
 from destination_mistral.destination import from_airbyte
-from destination_mistral.messages import Record
+from destination_mistral.protocol.messages import Record
 from destination_mistral.pipeline import ByteWindow, Pipeline
 from destination_mistral.results import Result, failed
 from destination_mistral.schema import plan_stream

@@ -10,89 +10,28 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
+from airbyte_protocol_dataclasses.models import Change
 
 from mistral_connection.errors import config_error
 
-from destination_mistral.messages import Catalog, Record, State, StreamStatus, catalog_from_json, state_problem
+from destination_mistral.protocol.describe import first_line, json_kind
+from destination_mistral.protocol.messages import Record, State, StreamStatus
+from destination_mistral.protocol.repair import MAX_DEPTH, scrub, too_deep, without_non_finite
+from destination_mistral.protocol.state import StateProblem, state_message
 
 logger = logging.getLogger("airbyte")
 
 # Message types the protocol defines that a destination may receive and has nothing to do with.
 IGNORED_TYPES = frozenset({"LOG", "CONTROL", "SPEC", "CATALOG", "CONNECTION_STATUS", "DESTINATION_CATALOG"})
-# orjson writes at most this many nested levels; the sinks serialise every record with it.
 SECONDS_NOT_MILLISECONDS = 100_000_000_000  # 1973 in ms, 5138 in s
 # The range of timestamps every output can hold (years 1 to 9999, in ms): an `emitted_at` outside
 # it would fail the whole commit, so the record is stored with the time it arrived instead.
 EMITTED_AT_RANGE = (-62_135_596_800_000, 253_402_300_799_000)
 EXTRACTED_AT_REPLACED = {"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
-MAX_DEPTH = 254
-
-
-def first_line(error: BaseException, limit: int = 200) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:limit]
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    )
-
-
-INT64 = (-(2**63), 2**64 - 1)  # orjson's integer range: beyond it, it reads (and writes) numbers as floats
-
-
-def _scrub(value: Any) -> Any:
-    """Lone surrogates cannot be encoded as UTF-8 (nor stored, nor sent): each becomes U+FFFD. An
-    integer past 64 bits becomes a float, as orjson reads it from a clean line: the same record
-    must not be a float on one line and an integer no serializer takes on another."""
-    if type(value) is int and not INT64[0] <= value <= INT64[1]:
-        return float(value)
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
-
-
-def _without_non_finite(value: Any) -> tuple[Any, bool]:
-    """The value with NaN and Infinity replaced by None, and whether any was (one walk)."""
-    if type(value) is float:
-        return (value, False) if math.isfinite(value) else (None, True)
-    if isinstance(value, dict):
-        pairs = {k: _without_non_finite(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in pairs.items()}, any(changed for _, changed in pairs.values())
-    if isinstance(value, list):
-        pairs = [_without_non_finite(v) for v in value]
-        return [v for v, _ in pairs], any(changed for _, changed in pairs)
-    return value, False
-
-
-def _too_deep(raw: bytes | str, data: Any) -> bool:
-    if isinstance(raw, bytes):
-        brackets = raw.count(b"{") + raw.count(b"[")
-    else:
-        brackets = raw.count("{") + raw.count("[")
-    if brackets <= MAX_DEPTH:  # cheap: only a line with many brackets can be too deep
-        return False
-    try:
-        orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
-    except orjson.JSONEncodeError:
-        return True
-    return False
+CHANGE_KINDS = frozenset(change.value for change in Change)
 
 
 class InputParser:
@@ -113,10 +52,11 @@ class InputParser:
             if kind == "RECORD":
                 yield self._record(message, raw)
             elif kind == "STATE":
-                problem = state_problem(message.get("state"))
-                if problem:
-                    raise config_error(f"Input line {self.line_number} is a STATE message that is not valid ({problem}).")
-                yield State(message)
+                try:
+                    parsed = state_message(message.get("state"))
+                except StateProblem as problem:
+                    raise config_error(f"Input line {self.line_number} is a STATE message that is not valid ({problem}).") from None
+                yield State(message, parsed)
             elif kind == "TRACE":
                 status = self._stream_status(message)
                 if status is not None:
@@ -124,7 +64,7 @@ class InputParser:
             elif kind in IGNORED_TYPES:
                 continue
             else:
-                shown = repr(kind)[:40] if isinstance(kind, str) else "missing" if kind is None else _kind(kind)
+                shown = repr(kind)[:40] if isinstance(kind, str) else "missing" if kind is None else json_kind(kind)
                 raise config_error(
                     f"Input line {self.line_number} is not an Airbyte message (message type {shown}): the input must be the "
                     "output of a source's `read`, one JSON message per line."
@@ -146,7 +86,7 @@ class InputParser:
         # the bytes are decoded with replacement, and what it returns is scrubbed.
         try:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-            value = _scrub(json.loads(text))
+            value = scrub(json.loads(text))
         except (ValueError, RecursionError):
             raise config_error(
                 f"Input line {self.line_number} is not valid JSON ({reason}): the input must be one Airbyte message per line."
@@ -174,20 +114,20 @@ class InputParser:
         where = f"Input line {self.line_number}"
         record = message.get("record")
         if not isinstance(record, dict):
-            raise config_error(f"{where} is a RECORD message whose `record` is {_kind(record)}, not an object.")
+            raise config_error(f"{where} is a RECORD message whose `record` is {json_kind(record)}, not an object.")
         stream = record.get("stream")
         if not isinstance(stream, str) or not stream:
             raise config_error(f"{where} is a record without a stream name.")
         namespace = record.get("namespace")
         if namespace is not None and not isinstance(namespace, str):
-            raise config_error(f"{where}: the record's namespace is {_kind(namespace)}, not a string.")
+            raise config_error(f"{where}: the record's namespace is {json_kind(namespace)}, not a string.")
         data = record.get("data")
         if not isinstance(data, dict):
             raise config_error(
-                f"{where}: the record of stream {stream!r} has {_kind(data)} as its data, not a JSON object; the source "
+                f"{where}: the record of stream {stream!r} has {json_kind(data)} as its data, not a JSON object; the source "
                 "sent a malformed record."
             )
-        if _too_deep(raw, data):
+        if too_deep(raw, data):
             raise config_error(
                 f"{where}: the record of stream {stream!r} is nested more than {MAX_DEPTH} levels deep, which cannot be "
                 "stored: flatten it in the source or with a mapping."
@@ -198,7 +138,7 @@ class InputParser:
             # NaN and Infinity (which Python's json.dumps writes by default) are not JSON: no output
             # can hold them, so they are stored as NULL and the record says which fields lost them.
             for key in list(data):
-                data[key], nulled = _without_non_finite(data[key])
+                data[key], nulled = without_non_finite(data[key])
                 if nulled:
                     changes = (changes or []) + [{"field": key, "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"}]
         if isinstance(emitted_at, bool) or not isinstance(emitted_at, (int, float)) or emitted_at != emitted_at:
@@ -215,7 +155,19 @@ class InputParser:
         return Record(stream, data, int(emitted_at), namespace, changes)
 
 
-CHANGE_KINDS = frozenset({"NULLED", "TRUNCATED"})
+def parse_message_objects(messages: Iterable[Mapping[str, Any]]) -> Iterator[Record | State | StreamStatus]:
+    """Messages handed over in process as JSON objects (the CDK's, dumped), written and read again by
+    the same parser as stdin, so that both entry points accept, repair and refuse exactly the same."""
+    return InputParser().parse(_message_line(message) for message in messages)
+
+
+def _message_line(message: Mapping[str, Any]) -> bytes | str:
+    try:
+        return orjson.dumps(message)
+    except TypeError:
+        # An integer past 64 bits, which orjson refuses to write: the standard writer writes it, and
+        # the parser repairs it as it would on stdin, instead of the sync failing on a TypeError.
+        return json.dumps(message)
 
 
 def source_changes(meta: Any) -> list | None:
@@ -227,8 +179,8 @@ def source_changes(meta: Any) -> list | None:
     kept = [
         {"field": c["field"], "change": c["change"], "reason": c["reason"]}
         for c in changes
-        if isinstance(c, dict) and isinstance(c.get("field"), str) and c.get("change") in CHANGE_KINDS
-        and isinstance(c.get("reason"), str)
+        if isinstance(c, dict) and isinstance(c.get("field"), str) and isinstance(c.get("change"), str)
+        and c["change"] in CHANGE_KINDS and isinstance(c.get("reason"), str)
     ]
     return kept or None
 
@@ -249,19 +201,9 @@ def check_records(messages: Iterable[Record | State], known: set[tuple[str | Non
                     "to the connection, or check the source's stream names and namespaces."
                 )
             if not isinstance(record.data, dict):
-                raise config_error(f"Record {count} of stream {record.stream!r} has {_kind(record.data)} as its data, not a JSON object.")
+                raise config_error(f"Record {count} of stream {record.stream!r} has {json_kind(record.data)} as its data, not a JSON object.")
         elif type(message) is StreamStatus and (message.status != "COMPLETE" or message.key not in known):
             # STARTED, RUNNING and INCOMPLETE change nothing here; a status for a stream this sync
             # does not write has nothing to complete.
             continue
         yield message
-
-
-def read_configured_catalog(path: str) -> Catalog:
-    try:
-        raw = orjson.loads(Path(path).read_bytes())
-    except OSError as error:
-        raise config_error(f"The configured catalog {path!r} cannot be read: {error.strerror or first_line(error)}.") from None
-    except orjson.JSONDecodeError as error:
-        raise config_error(f"The configured catalog {path!r} is not valid JSON ({first_line(error)}).") from None
-    return catalog_from_json(raw, repr(path))

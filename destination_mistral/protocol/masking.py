@@ -1,0 +1,39 @@
+"""The secrets no line on stdout may show: every registered one is masked, whatever the message."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable, Mapping
+
+from mistral_connection.redaction import secret_forms
+
+_SECRETS: set[str] = set()
+MASK = "****"
+
+
+def register_secrets(values: Iterable[Any]) -> None:
+    """Values never to print (the API key). Also handed to the CDK's filter when the CDK is loaded,
+    so a trace it formats is masked too."""
+    fresh = [v for v in values if isinstance(v, str) and v]
+    _SECRETS.update(fresh)
+    cdk = sys.modules.get("airbyte_cdk.utils.airbyte_secrets_utils")
+    if cdk is not None and fresh:
+        cdk.update_secrets(fresh)
+
+
+def registered_secrets() -> list[str]:
+    return list(_SECRETS)
+
+
+def config_secrets(config: Mapping[str, Any]) -> list[str]:
+    """The config's secret values: the fields spec.yaml marks `airbyte_secret`."""
+    key = config.get("api_key") if isinstance(config, Mapping) else None
+    # Every form the key can take on the wire: URL-encoded when it travels as a query parameter.
+    return secret_forms(key) if isinstance(key, str) and key.strip() else []
+
+
+def mask(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):  # a longer form first, not half masked by a shorter
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
