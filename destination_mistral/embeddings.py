@@ -150,7 +150,16 @@ class EmbeddingEnricher:
         return self._budget()
 
     def _fits(self, items: list[EmbeddingInput]) -> bool:
-        return len(items) <= 1 or (len(items) <= self._input_cap and sum(i.tokens for i in items) <= self.max_tokens)
+        """Whether a batch already formed may be sent as it is: within what the server is known to
+        accept (its per-request limit by the calibrated count, and what a refusal taught). The margin
+        and the share of the minute that size new batches are not applied again: a calibration a
+        little above the blind margin would split every batch waiting for its turn into a full one
+        and a sliver, two requests for one under a requests-per-second limit."""
+        if len(items) <= 1:
+            return True
+        tokens = sum(i.tokens for i in items)
+        return (len(items) <= self._input_cap and tokens <= self._token_ceiling
+                and tokens * (self._token_ratio or 1.0) <= batching.MAX_TOKENS_PER_REQUEST)
 
     def _precheck(self, items: list[EmbeddingInput]) -> Callable[[], None]:
         def check() -> None:

@@ -80,3 +80,41 @@ def test_requests_ask_for_base64():
     enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),)), None)
     body = enricher.request_body([enricher.prepare({"t": "x"})])
     assert body["encoding_format"] == "base64"
+
+
+class QueuedCountingServer(CountingServer):
+    """Answers the first request at once and the others only after it, as a requests-per-second limit
+    holds batches formed blind while the first answer calibrates the count."""
+
+    async def post(self, path, body, cost=0, validate=None, precheck=None):
+        if not hasattr(self, "first_answered"):
+            self.first_answered = asyncio.Event()
+        elif not self.first_answered.is_set():
+            await self.first_answered.wait()
+        if precheck is not None:
+            precheck()
+        try:
+            return await super().post(path, body, cost, validate)
+        finally:
+            self.first_answered.set()
+
+
+def test_batches_waiting_their_turn_are_not_split_by_a_small_calibration():
+    # The server counts 3% more than we do: the calibrated budget for new batches ends a little below
+    # the blind one, but every batch already formed is still within the server's limit.
+    server = QueuedCountingServer(factor=1.03)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), server)
+    server.enricher = enricher
+
+    async def main():
+        items = [enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5})
+                 for i in range(3000)]
+        futures = [enricher.submit(item) for item in items]
+        enricher.flush()
+        return await asyncio.gather(*futures)
+
+    results = asyncio.run(main())
+    assert all(r.ok for r in results)
+    sizes = [n for n, _ in server.batches]
+    assert all(t <= batching.MAX_TOKENS_PER_REQUEST for _, t in server.batches)
+    assert min(sizes[:-1]) > max(sizes) / 2, f"a formed batch was split into a full one and a sliver: {sizes}"
