@@ -11,10 +11,15 @@ PYAIRBYTE_STAMP := $(PYAIRBYTE_VENV)/.installed
 
 .PHONY: demo test bench bench-quick loadcheck image-test install clean
 
-$(STAMP): setup.py
+# The connectors (setup.py) and the emulator (emulator/pyproject.toml) are separate distributions, so
+# that a connector install carries no emulator; this venv, for the demo, tests and tools, has both.
+# Two pip runs, connectors first: a venv made when the connectors' distribution still shipped the
+# emulator's console script would otherwise lose it when that older install is replaced.
+$(STAMP): setup.py emulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[tests,bench]'
+	$(BIN)/python -m pip install --quiet -e ./emulator
 	touch $(STAMP)
 
 $(PYAIRBYTE_STAMP):
@@ -26,7 +31,7 @@ install: $(STAMP)
 
 ## The main job: sync a Mistral account served by the bundled emulator, then enrich sample data.
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python tools/demo.py
 
 ## The test suite (unit, integration against the emulator, standard Airbyte tests, conformance).
 test: $(STAMP) $(PYAIRBYTE_STAMP)
@@ -35,14 +40,14 @@ test: $(STAMP) $(PYAIRBYTE_STAMP)
 ## Benchmarks (minutes): source read against a plain HTTP loop; CPU per request of HTTP clients;
 ## destination against peers and the ceiling. Tables, JSON and a chart land in bench-results/.
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_source.py
-	$(BIN)/python scripts/bench_http_clients.py
-	$(BIN)/python scripts/bench_destination.py
+	$(BIN)/python tools/bench_source.py
+	$(BIN)/python tools/bench_http_clients.py
+	$(BIN)/python tools/bench_destination.py
 
 bench-quick: $(STAMP)
-	$(BIN)/python scripts/bench_source.py --files 5000 --batch-jobs 1000
-	$(BIN)/python scripts/bench_http_clients.py --requests 1000
-	$(BIN)/python scripts/bench_destination.py --quick
+	$(BIN)/python tools/bench_source.py --files 5000 --batch-jobs 1000
+	$(BIN)/python tools/bench_http_clients.py --requests 1000
+	$(BIN)/python tools/bench_destination.py --quick
 
 ## Emulator load check: requests/s it serves to 64 concurrent clients.
 loadcheck: $(STAMP)
@@ -50,7 +55,7 @@ loadcheck: $(STAMP)
 
 ## Build both connector images on a locally made base image and run spec/check inside them (root; minutes).
 image-test: $(STAMP)
-	$(BIN)/python scripts/image_test.py
+	$(BIN)/python tools/image_test.py
 
 clean:
-	rm -rf $(VENV) $(PYAIRBYTE_VENV) build dist *.egg-info
+	rm -rf $(VENV) $(PYAIRBYTE_VENV) build dist *.egg-info emulator/build emulator/*.egg-info

@@ -1,4 +1,7 @@
-"""One distribution for source-mistral, destination-mistral and mistral-emulator."""
+"""The connectors' distribution: source-mistral and destination-mistral.
+
+mistral-emulator is packaged on its own (emulator/pyproject.toml), and tools/ and tests/ not at all,
+so that installing the connectors, as their images do, carries none of them."""
 
 from pathlib import Path
 
@@ -22,16 +25,15 @@ class BuildWithCredentialSpec(build_py):
 setup(
     name="airbyte-mistral",
     version="0.1.0",
-    description="Mistral AI for Airbyte pipelines: source-mistral, destination-mistral and a local Mistral API emulator",
+    description="Mistral AI for Airbyte pipelines: source-mistral and destination-mistral",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11,<3.14",
-    packages=find_packages(include=["mistral_connection*", "source_mistral*", "destination_mistral*", "mistral_emulator*"]),
+    packages=find_packages(include=["mistral_connection*", "source_mistral*", "destination_mistral*"]),
     package_data={
         "source_mistral": ["manifest.yaml", "spec_fields.yaml", "schemas/*.json"],
         "destination_mistral": ["*.yaml", "*.json"],
-        "mistral_emulator": ["NOTES.md"],
     },
     cmdclass={"build_py": BuildWithCredentialSpec},
     install_requires=[
@@ -67,7 +69,6 @@ setup(
         "console_scripts": [
             "source-mistral=source_mistral.run:run",
             "destination-mistral=destination_mistral.run:run",
-            "mistral-emulator=mistral_emulator.cli:main",
         ],
     },
 )

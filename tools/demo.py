@@ -1,8 +1,10 @@
-"""The README's demo of destination-mistral: enrich the bundled product reviews twice (a json_schema
-chat extraction and embeddings) by running `destination-mistral write` as a real subprocess, then
-query the DuckDB file, including a semantic search with `array_cosine_similarity`.
+"""The README's main command (`make demo`): sync a Mistral account with source-mistral, then enrich
+the bundled product reviews with destination-mistral twice (a json_schema chat extraction and
+embeddings) and query the DuckDB file, including a semantic search with `array_cosine_similarity`.
+Both connectors run as real subprocesses, as the platform runs them.
 
-    python -m destination_mistral.demo --base-url http://127.0.0.1:8089 --api-key emulator-key --work-dir out/demo
+    python tools/demo.py                                      # against an emulator started here
+    python tools/demo.py --base-url https://api.mistral.ai    # the key from $MISTRAL_API_KEY
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = REPO_ROOT / "sample_data" / "product_reviews.jsonl"
-CATALOG = REPO_ROOT / "sample_data" / "product_reviews_catalog.json"
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORK = REPO / "out" / "demo"
+EMULATOR_KEY = "demo-key"
+SAMPLE = REPO / "sample_data" / "product_reviews.jsonl"
+CATALOG = REPO / "sample_data" / "product_reviews_catalog.json"
 QUERY = "battery life"
 
 EXTRACTION_SCHEMA = {
@@ -37,16 +43,76 @@ EXTRACTION_SCHEMA = {
 }
 
 
-def _command() -> list[str]:
-    return [sys.executable, "-m", "destination_mistral"]
+def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
 
 
-def _environment() -> dict[str, str]:
-    # The package may be used from a checkout that is not installed: the subprocess must find it too.
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    return env
+def _messages(stdout: str):
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            yield json.loads(line)
+
+
+# ---- source-mistral ---------------------------------------------------------------------------------
+
+
+def sync_source(base_url: str, api_key: str, work: Path) -> None:
+    config = work / "source_config.json"
+    config.write_text(json.dumps({"api_key": api_key, "model": "mistral-small-latest", "base_url": base_url + "/v1/chat/completions"}))
+    print(f"== source-mistral against {base_url} (base_url pasted as a full chat endpoint)")
+
+    check = _run([str(BIN / "source-mistral"), "check", "--config", str(config)])
+    status = next(m["connectionStatus"] for m in _messages(check.stdout) if m["type"] == "CONNECTION_STATUS")
+    print(f"check: {status['status']}")
+    if status["status"] != "SUCCEEDED":
+        raise SystemExit(f"check failed: {status.get('message')}")
+
+    discover = _run([str(BIN / "source-mistral"), "discover", "--config", str(config)])
+    catalog = next(m["catalog"] for m in _messages(discover.stdout) if m["type"] == "CATALOG")
+    configured = {
+        "streams": [
+            {
+                "stream": stream,
+                "sync_mode": "incremental" if "incremental" in stream["supported_sync_modes"] else "full_refresh",
+                "destination_sync_mode": "append_dedup",
+                "primary_key": [["id"]],
+                "cursor_field": stream.get("default_cursor_field", []),
+            }
+            for stream in catalog["streams"]
+        ]
+    }
+    catalog_path = work / "source_catalog.json"
+    catalog_path.write_text(json.dumps(configured))
+    print(f"discover: {', '.join(s['name'] for s in catalog['streams'])}")
+
+    started = time.perf_counter()
+    read = _run([str(BIN / "source-mistral"), "read", "--config", str(config), "--catalog", str(catalog_path)])
+    elapsed = time.perf_counter() - started
+    if read.returncode != 0:
+        raise SystemExit(f"read failed (exit {read.returncode}):\n{read.stdout[-2000:]}")
+    counts: Counter[str] = Counter()
+    states = {}
+    samples = {}
+    for message in _messages(read.stdout):
+        if message["type"] == "RECORD":
+            stream = message["record"]["stream"]
+            counts[stream] += 1
+            samples.setdefault(stream, message["record"]["data"])
+        elif message["type"] == "STATE" and "stream" in message["state"]:
+            descriptor = message["state"]["stream"]
+            states[descriptor["stream_descriptor"]["name"]] = descriptor.get("stream_state")
+    (work / "source_records.jsonl").write_text(read.stdout)
+    print(f"read: {sum(counts.values())} records in {elapsed:.1f} s")
+    print(f"  {'stream':<18} {'records':>8}  first record / state")
+    for stream in [s["name"] for s in catalog["streams"]]:
+        sample = samples.get(stream, {})
+        summary = ", ".join(f"{k}={sample[k]}" for k in ("id", "status", "filename", "name") if k in sample)
+        print(f"  {stream:<18} {counts[stream]:>8}  {summary[:70]}")
+        if states.get(stream):
+            print(f"  {'':<18} {'':>8}  state {json.dumps(states[stream])}")
+
+
+# ---- destination-mistral ----------------------------------------------------------------------------
 
 
 def _input_messages(records: list[dict], namespace: str) -> str:
@@ -74,8 +140,8 @@ def _write(work: Path, name: str, config: dict, namespace: str, records: list[di
     catalog_path.write_text(json.dumps(_catalog(namespace)))
     started = time.perf_counter()
     result = subprocess.run(
-        [*_command(), "write", "--config", str(config_path), "--catalog", str(catalog_path)],
-        input=_input_messages(records, namespace), capture_output=True, text=True, check=False, cwd=str(work), env=_environment(),
+        [str(BIN / "destination-mistral"), "write", "--config", str(config_path), "--catalog", str(catalog_path)],
+        input=_input_messages(records, namespace), capture_output=True, text=True, check=False, cwd=str(work),
     )
     elapsed = time.perf_counter() - started
     summary, states, error = "", 0, None
@@ -188,16 +254,24 @@ def run_demo(base_url: str, api_key: str, work_dir: str | os.PathLike, sample: s
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", help="the API root; without it, a local emulator is started")
-    parser.add_argument("--api-key", default=os.environ.get("MISTRAL_API_KEY", "emulator-key"))
-    parser.add_argument("--work-dir", default="out/demo")
+    parser.add_argument("--api-key", default=os.environ.get("MISTRAL_API_KEY"), help="default: $MISTRAL_API_KEY")
+    parser.add_argument("--work-dir", type=Path, default=WORK)
     args = parser.parse_args(list(argv) if argv is not None else None)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
     if args.base_url:
+        if not args.api_key:
+            parser.error("--base-url needs --api-key or $MISTRAL_API_KEY")
+        sync_source(args.base_url, args.api_key, args.work_dir)
+        print()
         run_demo(args.base_url, args.api_key, args.work_dir)
         return
-    from mistral_emulator.server import EmulatorProcess
+    from mistral_emulator import EmulatorProcess, EmulatorSettings
 
-    with EmulatorProcess(api_key=args.api_key) as emulator:
-        run_demo(emulator.base_url, args.api_key, args.work_dir)
+    settings = EmulatorSettings(files=230, batch_jobs=120, agents=25, fine_tuning_jobs=12)
+    with EmulatorProcess(api_key=EMULATOR_KEY, settings=settings) as emulator:
+        sync_source(emulator.base_url, EMULATOR_KEY, args.work_dir)
+        print()
+        run_demo(emulator.base_url, EMULATOR_KEY, args.work_dir)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Build the connector images for real and run `spec` and `check` inside them.
+"""Build the connector images for real, run `spec` and `check` inside them, and check that they hold
+none of the emulator, the tools or the test builders.
 
 No image registry is reachable on these machines, so the base image is made locally: a Debian
 bookworm `debootstrap --variant=minbase` root with python3 and python3-venv, shaped like Airbyte's
@@ -11,8 +12,8 @@ run there with `chroot`, as the image's user, with the image's environment, in a
 namespace (so /proc, /dev and the scratch directory disappear with the process). chroot shares the
 host's network, so the entrypoint reaches the Mistral emulator that this script serves on loopback.
 
-    python scripts/image_test.py               # as root; installs podman and debootstrap if missing
-    python scripts/image_test.py --rebuild-base
+    python tools/image_test.py               # as root; installs podman and debootstrap if missing
+    python tools/image_test.py --rebuild-base
 
 Takes a few minutes the first time (debootstrap, pip installs); the base image is reused after.
 """
@@ -202,6 +203,21 @@ class MountedImage:
         return run(cmd, check=False, capture=True, timeout=timeout)
 
 
+CONNECTOR_PACKAGES = ("mistral_connection", "source_mistral", "destination_mistral")
+DEVELOPMENT_ONLY_MODULES = ("demo.py", "bench.py", "testing.py")
+
+
+def development_only(root: Path) -> list[str]:
+    """What of the repository's development code (the emulator, the tools, the test builders) an
+    image's root filesystem holds; the connector images must hold none of it."""
+    found = [str(p.relative_to(root)) for p in (root / "usr" / "local" / "bin").glob("mistral-emulator*")]
+    for site in (root / "usr" / "local" / "lib").glob("python3*/site-packages"):
+        found += [str(p.relative_to(root)) for pattern in ("mistral_emulator*", "tools", "tests") for p in site.glob(pattern)]
+        for package in CONNECTOR_PACKAGES:
+            found += [str(p.relative_to(root)) for p in (site / package).rglob("*.py") if p.name in DEVELOPMENT_ONLY_MODULES]
+    return sorted(found)
+
+
 def messages(stdout: str) -> list[dict]:
     found = []
     for line in stdout.splitlines():
@@ -264,6 +280,10 @@ def test_connector(name: str, base_url: str, report: Report) -> None:
             path.chmod(0o644)
 
         with MountedImage(image, scratch) as mounted:
+            assert mounted.root is not None
+            strays = development_only(mounted.root)
+            report.add(f"{name}: no emulator, tools or test code in the image", not strays, ", ".join(strays[:5]))
+
             started = time.monotonic()
             result = mounted.run_entrypoint("spec")
             spec = first(messages(result.stdout), "SPEC")

@@ -1,4 +1,4 @@
-"""destination-mistral throughput benchmark: `python scripts/bench_destination.py [--quick]`.
+"""destination-mistral throughput benchmark: `python tools/bench_destination.py [--quick]`.
 
 Starts the emulator (a separate process) with a latency model (fixed + per token) and an optional
 rate limit, then runs each contender as its own process against it and measures wall time, requests,
@@ -310,7 +310,7 @@ class Bench:
         if not catalog_path.exists():
             from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
-            from destination_mistral.testing import catalog, configured_stream
+            from tests.support.builders import catalog, configured_stream
 
             schema = {"type": "object", "properties": {"id": {"type": "integer"}, "product": {"type": "string"},
                                                        "review": {"type": "string"}}}

@@ -1,4 +1,4 @@
-"""CPU per request of HTTP clients at high concurrency: `python scripts/bench_http_clients.py`.
+"""CPU per request of HTTP clients at high concurrency: `python tools/bench_http_clients.py`.
 
 destination-mistral sends its requests with aiohttp. This measures that choice against the other
 clients Python code typically uses for the same job: httpx's AsyncClient (what the official
