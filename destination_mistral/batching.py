@@ -18,7 +18,7 @@ MAX_TOKENS_PER_REQUEST = 16_384
 TOKEN_MARGIN = 0.95
 # Once responses have told how the server counts relative to us (usage.prompt_tokens), a small
 # margin is enough: the 10% above would cost 10% of throughput under a requests-per-second limit.
-CALIBRATED_MARGIN = 0.97
+CALIBRATED_MARGIN = 0.99
 # At most this share of the account's tokens per minute in one batch: see EmbeddingEnricher._budget.
 TPM_SHARE_PER_BATCH = 0.1
 # How long a partial embeddings batch may wait for more input while other batches are in flight.

@@ -8,8 +8,10 @@ So a request starts only when both the request pace and the token budget allow i
   the server announces (`x-ratelimit-limit-req-minute`) and, when the server says nothing but 429s,
   a fraction of the rate achieved that creeps back up while requests succeed;
 - tokens: a bucket refilled at the minute's limit (the configured cap or
-  `x-ratelimit-limit-tokens-minute`). Its capacity plus sixty seconds of refill equals the limit, so
-  no window of sixty seconds, sliding or fixed, ever carries more than the limit. The server's
+  `x-ratelimit-limit-tokens-minute`), and a log of the tokens started in the last sixty seconds, so
+  that no window of sixty seconds, sliding or fixed, ever carries more than the limit: the bucket's
+  burst is paid back when it leaves the window a minute later, not by a refill slower
+  than the limit for the whole sync. The server's
   `x-ratelimit-remaining-tokens-minute` lowers the level when it says less is left (another client on
   the same key, or a fixed window that started before this sync), and a refusal that says the budget
   is spent holds every start until the Retry-After or the reset;
@@ -42,6 +44,18 @@ class Ticket:
     charged: float  # what the bucket took (estimate x the route's ratio)
     started: float
     window: int | None = None  # the fixed window it was booked in (fixed-window mode)
+    logged: "_Start | None" = None  # its entry in the log of the last minute's starts
+
+
+class _Start:
+    """A start in the log of the last sixty seconds: its cost is settled when the answer arrives."""
+
+    __slots__ = ("when", "cost", "live")
+
+    def __init__(self, when: float, cost: float) -> None:
+        self.when = when
+        self.cost = cost
+        self.live = True
 
 
 class Pacer:
@@ -57,6 +71,10 @@ class Pacer:
     # The token bucket holds at least this share of the minute's limit (and at least the largest
     # request seen, or that request could never start); the refill is what the minute leaves.
     TOKEN_BURST_SHARE = 0.05
+    # The server's count is taken to be below ours only once it has counted this many of our tokens.
+    CALIBRATION_TOKENS = 2_000
+    # The share of the limit's rate the bucket refills at: see token_rate.
+    TOKEN_RATE_SHARE = 0.99
     # The length of a fixed window: the limit is per minute.
     WINDOW_SECONDS = 60.0
 
@@ -83,6 +101,7 @@ class Pacer:
         self._stamp = clock()
         self.hold_until = float("-inf")  # no start before this (a spent budget, until its reset)
         self.ratios: dict[str, float] = {}
+        self._counted: dict[str, float] = {}  # per route, how many of our tokens the server has counted
         # Fixed-window mode: the end of the server's current window once a refusal told it, and the
         # tokens booked per window (0: the window ending at _window_end, 1: the next, ...).
         self._window_end: float | None = None
@@ -97,6 +116,9 @@ class Pacer:
         self._most_remaining = 0.0  # the most tokens the server was seen to have left, in any mode
         self._inflight: dict[int, Ticket] = {}
         self._seq = itertools.count()
+        # The starts of the last sixty seconds (and those booked ahead), oldest first, and their sum.
+        self._minute_log: collections.deque[_Start] = collections.deque()
+        self._minute_sum = 0.0
         # ---- month
         self.month_spent: str | None = None  # why the monthly quota is known to be spent
 
@@ -115,9 +137,10 @@ class Pacer:
 
     @property
     def token_rate(self) -> float:
-        """Tokens per second: what the minute leaves once the bucket's capacity is set aside."""
-        limit = self.tokens_per_minute or 0.0
-        return max(limit - self.token_capacity, limit * self.TOKEN_BURST_SHARE) / 60.0
+        """Tokens per second: the minute's limit spread evenly, less a hundredth for what our count and
+        clock cannot know of the server's (the log of the last minute's starts, not a slower refill,
+        keeps the first burst within the minute)."""
+        return (self.tokens_per_minute or 0.0) * self.TOKEN_RATE_SHARE / 60.0
 
     def _level_at(self, when: float) -> float:
         assert self._level is not None
@@ -131,7 +154,12 @@ class Pacer:
         self._stamp = max(self._stamp, when)
 
     def cost_of(self, route: str, estimate: float) -> float:
-        return estimate * self.ratios.get(route, 1.0)
+        ratio = self.ratios.get(route, 1.0)
+        if ratio < 1.0 and self._counted.get(route, 0.0) < self.CALIBRATION_TOKENS:
+            # One short request (a probe of a single input) says little: 52 where we counted 54 would
+            # have the first burst of full batches under-charged by 4%, and refused.
+            ratio = 1.0
+        return estimate * ratio
 
     # ---- reserving a start --------------------------------------------------------------------------
 
@@ -154,19 +182,50 @@ class Pacer:
             if self._level is None:
                 self._set_level(self.token_capacity, now)
             self._recent_costs.append(min(cost, self.tokens_per_minute))
+            start = self._minute_allows(start, cost, now)
             need = min(cost, self.token_capacity)
-            level = self._level_at(start)
-            if level < need:
+            if self._level_at(start) < need:
                 start = max(self._stamp, start) + (need - self._level_at(max(self._stamp, start))) / self.token_rate
             self._set_level(self._level_at(start) - cost, start)
+            logged = _Start(start, cost)
         if bursting:
             self._next_slot = max(self._next_slot, start)
         elif self.rate:
             self._next_slot = max(self._next_slot, start) + 1.0 / self.rate
         self._starts.append(start)
         ticket = Ticket(next(self._seq), route, estimate, cost if self.tokens_per_minute else 0.0, start, window)
+        if self.tokens_per_minute and cost > 0 and window is None:
+            ticket.logged = logged
+            self._minute_log.append(logged)
+            self._minute_sum += cost
         self._inflight[ticket.seq] = ticket
         return start - now, ticket
+
+    def _minute_allows(self, start: float, cost: float, now: float) -> float:
+        """The earliest time from `start` at which the tokens started in the sixty seconds before it,
+        plus `cost`, stay within the minute's limit (a request larger than the limit waits for an
+        empty minute)."""
+        limit = self.tokens_per_minute or 0.0
+        log = self._minute_log
+        while log and log[0].when <= now - 60.0:
+            old = log.popleft()
+            old.live = False
+            self._minute_sum -= old.cost
+        need = min(cost, limit)
+        total = self._minute_sum
+        for entry in log:  # oldest first: each that must leave the window moves the start after it
+            if total + need <= limit + 1e-6:
+                break
+            start = max(start, entry.when + 60.0)
+            total -= entry.cost
+        return start
+
+    def _unlog(self, ticket: Ticket, cost: float) -> None:
+        """Takes `cost` off the ticket's entry in the minute's log (settled lower, or not sent)."""
+        entry = ticket.logged
+        if entry is not None and entry.live:
+            entry.cost -= cost
+            self._minute_sum -= cost
 
     # ---- fixed-window mode ---------------------------------------------------------------------------
 
@@ -215,6 +274,7 @@ class Pacer:
                 self._window_used[ticket.window] = max(0.0, self._window_used[ticket.window] - ticket.charged)
         elif self._level is not None:
             self._level = min(self.token_capacity, self._level + ticket.charged)
+            self._unlog(ticket, ticket.charged)
 
     # ---- what answers say ---------------------------------------------------------------------------
 
@@ -304,6 +364,7 @@ class Pacer:
         if actual is None or ticket.estimate <= 0:
             return
         ratio = actual / ticket.estimate
+        self._counted[ticket.route] = self._counted.get(ticket.route, 0.0) + ticket.estimate
         old = self.ratios.get(ticket.route)
         # Quick to learn that the server counts more (or the bucket over-spends), slow to forget it.
         weight = 0.5 if old is None or ratio > old else 0.1
@@ -313,6 +374,7 @@ class Pacer:
                 self._window_used[ticket.window] += actual - ticket.charged
         elif self._level is not None and ticket.charged:
             self._level -= actual - ticket.charged
+            self._unlog(ticket, ticket.charged - actual)
 
     def on_success(self, headers: Mapping[str, str], ticket: Ticket | None = None,
                    usage: Mapping[str, object] | None = None) -> None:

@@ -73,6 +73,7 @@ def write_messages(config: Mapping[str, Any], catalog, messages: Iterable[Record
         twice = next(plan.label for plan in plans if keys.count(plan.key) > 1)
         raise config_error(f"The configured catalog lists stream {twice!r} twice: keep one entry per stream.")
     messages = check_records(messages, set(keys))
+    load_tokenizers_early(settings, plans)
     known = {plan.name for plan in plans}
     for name in settings.overrides:
         if name not in known:
@@ -89,6 +90,26 @@ def write_messages(config: Mapping[str, Any], catalog, messages: Iterable[Record
             raise item
         yield item
     worker.join()
+
+
+def load_tokenizers_early(settings: DestinationConfig, plans) -> None:
+    """Starts loading the tokenizers the sync counts with beside opening the output and reading the
+    first records, instead of after them: the first request waits for its count, and the newer
+    models' tokenizer takes one to two seconds to load."""
+    models = {enrichment.model for enrichment in (settings.enrichment_for(plan.name) for plan in plans)
+              if isinstance(enrichment, (ChatSettings, EmbeddingSettings))}
+    if not models:
+        return
+    from destination_mistral.tokens import tokenizer_for
+
+    def load() -> None:
+        for model in sorted(models):
+            try:
+                tokenizer_for(model)
+            except Exception:  # noqa: BLE001 - the sync's own call meets the same error and reports it
+                return
+
+    threading.Thread(target=load, name="destination-mistral-tokenizer", daemon=True).start()
 
 
 def _run_sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue) -> None:
