@@ -484,6 +484,16 @@ def destination_errors(database: Path) -> tuple[int, int]:
     return rows, errors
 
 
+def records_tokens(mode: str, start: int, count: int) -> int:
+    """The prompt tokens of records start..start+count as the emulator counts them (what its meters charge)."""
+    from mistral_emulator.inference import TOKENS_PER_MESSAGE
+    from mistral_emulator.tokens import count_tokens
+
+    if mode == "embeddings":
+        return sum(count_tokens(t) for t in texts(start, count))
+    return sum(count_tokens(CHAT_PROMPT + t) + TOKENS_PER_MESSAGE for t in texts(start, count))
+
+
 def rate_limit_section(bench: "Bench", args: argparse.Namespace, batch: float) -> list[dict]:
     """Each limit shape with its limit set so that a run at the ceiling takes about `target` seconds:
     tokens per minute smooth, tokens per minute in fixed windows, requests per second. The ceiling is
@@ -492,18 +502,13 @@ def rate_limit_section(bench: "Bench", args: argparse.Namespace, batch: float) -
     The token meters hold RATE_LIMIT_WINDOW_SECONDS of the rate at once (the emulator's
     `tpm_window_seconds`), so a run sees about ten windows; a run can beat its ceiling by that head start.
     """
-    from mistral_emulator.inference import TOKENS_PER_MESSAGE
-    from mistral_emulator.tokens import count_tokens
-
     q = args.quick
     target = 10.0 if q else 30.0
     n_embed = 4000 if q else 20_000
     n_chat = 400 if q else 2000
     c_embed, c_chat = args.concurrency, 64
     kill_after = max(120.0, 6 * target)
-    sample = texts(0, 1000)
-    tpr = {"embeddings": sum(count_tokens(t) for t in sample) / len(sample),
-           "chat": sum(count_tokens(CHAT_PROMPT + t) + TOKENS_PER_MESSAGE for t in sample) / len(sample)}
+    tpr = {mode: records_tokens(mode, 0, 1000) / 1000 for mode in ("embeddings", "chat")}
     counts = {"embeddings": n_embed, "chat": n_chat}
     per_request = {"embeddings": batch, "chat": 1.0}
     latency = {"embeddings": args.latency_ms, "chat": args.chat_latency_ms}
@@ -543,6 +548,13 @@ def rate_limit_section(bench: "Bench", args: argparse.Namespace, batch: float) -
             for contender, kind in contenders:
                 bench.emulator.configure(**knobs)  # fresh meters: every run starts from a full bucket or window
                 bench.emulator.reset_stats()
+                # The ceiling of a token limit is for the records this run sends: ids grow from run to
+                # run, and a longer id is a token more per record than the sample the limit was set from.
+                start = bench.next_start
+                if shape != "rps":
+                    run_tpr = records_tokens(mode, start, n) / n
+                    ceiling = tpm / 60 / run_tpr
+                    formula = f"{tpm:,.0f} / 60 / {run_tpr:.1f} tokens per record"
                 if kind == "destination":
                     start = bench.fresh(n)
                     database = bench.work / f"rate_{shape}_{mode}.duckdb"
@@ -579,7 +591,8 @@ def rate_limit_section(bench: "Bench", args: argparse.Namespace, batch: float) -
                 batches = stats.get("embedding_batches") or []
                 if batches:
                     row["inputs_per_request"] = {"mean": round(sum(batches) / len(batches), 1), "max": max(batches),
-                                                 "under_half_of_max": sum(b < max(batches) / 2 for b in batches)}
+                                                 "under_half_of_max": sum(b < max(batches) / 2 for b in batches),
+                                                 "sequence": batches}
                 rows.append(row)
                 print(f"  {scenario:<52} {contender:<44} {rate:>8.1f} rec/s of {ceiling:>7.1f} ({100 * rate / ceiling:5.1f}%) "
                       f"{requests} req, {throttled} 429s, {errors} errors{'; ' + note if note else ''}", flush=True)
