@@ -15,7 +15,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
-from jinja2.utils import Namespace
+from jinja2.utils import Namespace, missing, object_type_repr
 from markupsafe import Markup
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
@@ -390,9 +390,63 @@ class _Environment(ImmutableSandboxedEnvironment):
         return _TextBuffer()
 
 
+# The names the template being rendered writes out: variables, attributes, and the constant keys and
+# values it contains. A name Jinja reports as missing may instead have been computed from the record
+# (`{{ labels[category] }}` looks up the record's category), and then it is the record's data.
+_TEMPLATE_NAMES: ContextVar[frozenset] = ContextVar("template_names", default=frozenset())
+
+
+def _names_in(source: nodes.Template) -> frozenset:
+    names: set[Any] = set()
+    for node in source.find_all((nodes.Name, nodes.Getattr, nodes.Const, nodes.Keyword)):
+        if isinstance(node, nodes.Name):
+            names.add(node.name)
+        elif isinstance(node, nodes.Getattr):
+            names.add(node.attr)
+        elif isinstance(node, nodes.Keyword):
+            names.add(node.key)
+        elif isinstance(node.value, (str, int, float)):
+            names.add(node.value)
+    return frozenset(names)
+
+
+def _in_template(name: Any) -> bool:
+    try:
+        return name in _TEMPLATE_NAMES.get()
+    except TypeError:  # an unhashable key (a list) can only have come from a computed value
+        return False
+
+
+class _Undefined(StrictUndefined):
+    """Jinja's strict undefined, whose message names the missing key or attribute only when the
+    template names it: the message ends up in logs, traces and error rows, where record data must
+    not go."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        name = self._undefined_name
+        named = name is not missing and _in_template(name)
+        if self._undefined_exception is SecurityError:
+            # The sandbox's hint quotes the attribute refused, which a lookup by a record value chose.
+            if named:
+                return self._undefined_hint or "unsafe access"
+            return f"access to an attribute of {object_type_repr(self._undefined_obj)} is unsafe (its name comes from the record)"
+        if self._undefined_hint or named:
+            # Jinja's hints are its own text with names from the template.
+            return super()._undefined_message
+        if self._undefined_obj is missing:
+            return "the template refers to a variable the record does not have (its name comes from the record)"
+        return (
+            "the template refers to a value the record does not have"
+            f" ({object_type_repr(self._undefined_obj)} has no such key or attribute; its name comes from the record)"
+        )
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=_finalize)
+    env = _Environment(undefined=_Undefined, autoescape=False, keep_trailing_newline=False, finalize=_finalize)
     env.filters["tojson"] = _tojson
     env.filters = {name: _bounded_filter(name, func) for name, func in env.filters.items()}
     # lipsum(10**9) writes a billion paragraphs in one call, and a prompt has no use for it.
@@ -402,16 +456,23 @@ def _environment() -> ImmutableSandboxedEnvironment:
 
 @lru_cache(maxsize=64)
 def compile_template(text: str, where: str = "template"):
+    environment = _environment()
     try:
-        return _environment().from_string(text)
+        source = environment.parse(text)
+        # Read before compiling: the compiler folds constants in the tree it is given.
+        names = _names_in(source)
+        template = environment.from_string(source)
     except TemplateSyntaxError as error:
         raise config_error(f"`{where}` is not a valid Jinja template (line {error.lineno}: {error.message}).") from None
+    template.names_in_source = names
+    return template
 
 
 def render(template, record: Mapping[str, Any]) -> str:
     context = dict(record)
     context.setdefault("record", record)
     token = _BUDGET.set(_Budget())
+    names_token = _TEMPLATE_NAMES.set(getattr(template, "names_in_source", frozenset()))
     try:
         # Streamed rather than `template.render`, so that text written at the top level (a loop
         # printing a literal, say) is measured as it grows instead of after it fills the memory.
@@ -424,7 +485,7 @@ def render(template, record: Mapping[str, Any]) -> str:
             parts.append(chunk)
         return "".join(parts)
     except UndefinedError as error:
-        # Jinja's message names the missing variable or key, never a value.
+        # `_Undefined` names the missing variable or key only when the template itself names it.
         raise RecordError(f"template: {error.message}") from None
     except TemplateBudgetExceeded as error:
         raise RecordError(_over_budget(str(error))) from None
@@ -439,6 +500,7 @@ def render(template, record: Mapping[str, Any]) -> str:
     except Exception as error:  # a filter applied to the wrong type, a division by zero, ...
         raise RecordError(f"template: {type(error).__name__}") from None
     finally:
+        _TEMPLATE_NAMES.reset(names_token)
         _BUDGET.reset(token)
 
 
@@ -448,7 +510,8 @@ def _over_budget(reason: str) -> str:
 
 def _security_reason(error: SecurityError) -> str:
     text = str(error)
-    # Jinja's message names the attribute or call refused, which is the template's text, never the record's.
+    # An attribute refused is named only when the template names it (`_Undefined`); a call refused
+    # is one of Jinja's unsafe callables, never a value from a record.
     return f"unsafe access: {text[:120]}" if text else "unsafe access"
 
 
