@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import orjson
 
 from destination_mistral.client import ApiError, InvalidAnswer, MistralClient
-from destination_mistral.config import ChatSettings
+from destination_mistral.settings import ChatSettings
 from destination_mistral.results import Result, cache_key, failed
 from destination_mistral.templates import RecordError, compile_template, render
 from destination_mistral.tokens import upper_bound_for

@@ -35,7 +35,7 @@ import orjson
 from mistral_connection import MistralConnection
 from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transient_error
 
-from destination_mistral.config import Limits
+from destination_mistral.settings import Limits
 from destination_mistral.pacer import Pacer, RatePacer, Ticket, float_header, header  # noqa: F401 (RatePacer: former home)
 
 logger = logging.getLogger("airbyte")

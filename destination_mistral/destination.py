@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any, Iterable, Mapping, MutableMapping
-
-import yaml
 
 from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import (
@@ -26,20 +23,16 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
 
-from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings, parse_config
 from destination_mistral.protocol.catalog import catalog_from_json
 from destination_mistral.protocol.files import read_config
 from destination_mistral.protocol.input_lines import parse_message_objects
 from destination_mistral.protocol.messages import Record, State, StreamStatus
+from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings, own_fields, parse_config
 from destination_mistral.writer import write_messages, write_stream
 
 logger = logging.getLogger("airbyte")
 
 DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/destinations/mistral"
-
-
-def _own_fields() -> Mapping[str, Any]:
-    return yaml.safe_load((Path(__file__).parent / "spec_fields.yaml").read_text(encoding="utf-8"))
 
 
 def from_airbyte(messages: Iterable[AirbyteMessage]) -> Iterable[Record | State | StreamStatus]:
@@ -53,8 +46,9 @@ def to_airbyte(message: Mapping[str, Any]) -> AirbyteMessage:
 
 
 class DestinationMistral(Destination):
-    # `write` validates the config itself (parse_config), with messages that name the field to fix;
-    # the generic spec validation would answer "-1 is less than the minimum of 0" without saying where.
+    # `check` and `write` validate the config with settings.parse_config, against the same spec
+    # fields, with messages that name the field to fix; the CDK's generic validation would answer
+    # with jsonschema's dump of the config, without saying where, and refuse what `write` accepts.
     check_config_against_spec = False
 
     def run(self, args: list[str]) -> None:
@@ -74,10 +68,21 @@ class DestinationMistral(Destination):
         for message in self.run_cmd(parsed):
             write_message(AirbyteMessageSerializer.dump(message))
 
+    def run_cmd(self, parsed_args) -> Iterable[AirbyteMessage]:
+        if parsed_args.command != "check":
+            yield from super().run_cmd(parsed_args)
+            return
+        # The CDK validates the config against the spec before `check` whatever the flag above says.
+        from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
+
+        config = self.read_config(config_path=parsed_args.config)
+        update_secrets(get_secrets(self.spec(logger).connectionSpecification, config))
+        yield self._run_check(config=config)
+
     def spec(self, logger: logging.Logger) -> ConnectorSpecification:
         return connector_specification(
             "Destination Mistral",
-            _own_fields(),
+            own_fields(),
             DOCUMENTATION_URL,
             supportsIncremental=True,
             supported_destination_sync_modes=[

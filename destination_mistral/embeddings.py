@@ -12,7 +12,7 @@ import numpy as np
 from destination_mistral import batching
 from destination_mistral.batching import Batcher, lower_input_cap, plan_batches, tokens_max_and_count, too_many_inputs
 from destination_mistral.client import ApiError, InvalidAnswer, MistralClient
-from destination_mistral.config import EmbeddingSettings
+from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.results import Result, cache_key, failed
 from destination_mistral.templates import RecordError, compile_template, render, text_from_fields
 from destination_mistral.tokens import upper_bound_for

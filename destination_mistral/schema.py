@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from mistral_connection.errors import config_error
 
-from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings
+from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings
 
 if TYPE_CHECKING:  # the protocol's dataclass, which destination_mistral.protocol.catalog reads a catalog into
     from airbyte_cdk.models import ConfiguredAirbyteStream

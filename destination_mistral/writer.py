@@ -18,11 +18,11 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from mistral_connection.errors import config_error
 
-from destination_mistral.config import ChatSettings, DestinationConfig, EmbeddingSettings, parse_config
 from destination_mistral.protocol.describe import first_line
 from destination_mistral.protocol.files import read_config, read_configured_catalog
 from destination_mistral.protocol.input_lines import InputParser, check_records
 from destination_mistral.protocol.messages import Record, State
+from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings, check_stream_fields, parse_config
 
 logger = logging.getLogger("airbyte")
 
@@ -68,6 +68,7 @@ def write_messages(config: Mapping[str, Any], catalog, messages: Iterable[Record
     from destination_mistral.schema import plan_stream
 
     plans = [plan_stream(stream, settings) for stream in catalog.streams]
+    check_stream_fields(settings, catalog.streams)
     keys = [plan.key for plan in plans]
     if len(set(keys)) != len(keys):
         twice = next(plan.label for plan in plans if keys.count(plan.key) > 1)

@@ -13,7 +13,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral import batching
 from destination_mistral.destination import DestinationMistral
-from tests.support.builders import catalog, configured_stream, messages_with_states, review
+from tests.support.builders import REVIEW_SCHEMA, catalog, configured_stream, messages_with_states, review
 
 SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]},
                                            "topics": {"type": "array", "items": {"type": "string"}}},
@@ -165,8 +165,11 @@ def test_a_failing_service_stops_the_sync_instead_of_writing_error_rows(fresh_em
 
 
 def test_missing_template_field_is_a_record_error(emulator, tmp_path):
+    # The schema declares `title` (a template naming a field the schema lacks is refused at the start);
+    # this record does not have it.
+    schema = {**REVIEW_SCHEMA, "properties": {**REVIEW_SCHEMA["properties"], "title": {"type": "string"}}}
     config = make_config(emulator, tmp_path, {"mode": "chat", "prompt_template": "{{ title }}"})
-    write(config, catalog(configured_stream()), messages_with_states([review(1)]))
+    write(config, catalog(configured_stream(schema=schema)), messages_with_states([review(1)]))
     assert rows(tmp_path, "SELECT _mistral_error FROM reviews")[0][0].startswith("template: 'title' is undefined")
 
 

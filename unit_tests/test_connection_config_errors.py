@@ -11,7 +11,7 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.config import parse_config
+from destination_mistral.settings import parse_config
 from mistral_connection import MistralConnection, normalize_config
 from source_mistral.source import SourceMistral
 

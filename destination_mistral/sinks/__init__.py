@@ -17,7 +17,7 @@ after it, so some committed rows are sent again:
 
 from __future__ import annotations
 
-from destination_mistral.config import OutputSettings
+from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.base import Sink, WriteItem
 
 

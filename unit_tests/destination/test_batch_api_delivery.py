@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from destination_mistral.batch_api import BatchApiEnricher
-from destination_mistral.config import EmbeddingSettings
+from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.embeddings import EmbeddingEnricher
 
 

@@ -4,7 +4,7 @@ import asyncio
 
 from destination_mistral.batching import MAX_INPUTS_PER_REQUEST, is_batch_too_large, plan_batches
 from destination_mistral.client import ApiError
-from destination_mistral.config import EmbeddingSettings
+from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.embeddings import EmbeddingEnricher
 from destination_mistral.tokens import tokenizer_for
 

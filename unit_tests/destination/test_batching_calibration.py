@@ -9,7 +9,7 @@ import numpy as np
 
 from destination_mistral import batching
 from destination_mistral.client import ApiError
-from destination_mistral.config import EmbeddingSettings
+from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.embeddings import EmbeddingEnricher, decode_vector
 
 

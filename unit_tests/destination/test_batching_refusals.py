@@ -6,7 +6,7 @@ import asyncio
 
 from destination_mistral import batching
 from destination_mistral.client import ApiError
-from destination_mistral.config import EmbeddingSettings
+from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.embeddings import EmbeddingEnricher
 
 

@@ -11,7 +11,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import MistralConnection
 
 from destination_mistral.client import ApiError, MistralClient, RatePacer, retry_after_seconds
-from destination_mistral.config import Limits
+from destination_mistral.settings import Limits
 
 CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_url": "http://127.0.0.1:1"})
 

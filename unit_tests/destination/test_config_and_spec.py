@@ -7,7 +7,7 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.config import ChatSettings, EmbeddingSettings, parse_config
+from destination_mistral.settings import ChatSettings, EmbeddingSettings, parse_config
 from destination_mistral.destination import DestinationMistral
 
 BASE = {"api_key": "secret-key-123", "base_url": "http://127.0.0.1:8089", "output": {"type": "duckdb", "path": "/tmp/x.duckdb"}}
@@ -73,7 +73,7 @@ def test_output_and_limits_errors_name_the_field():
     assert "`output.path`" in config_error_of({**BASE, "enrichment": {"mode": "none"}, "output": {"type": "duckdb", "path": ""}})
     assert "`limits.max_concurrent_requests`" in config_error_of(
         {**BASE, "enrichment": {"mode": "none"}, "limits": {"max_concurrent_requests": 0}})
-    assert "`stream_overrides`" in config_error_of({**BASE, "enrichment": {"mode": "none"}, "stream_overrides": [
+    assert "`stream_overrides[1].stream_name`" in config_error_of({**BASE, "enrichment": {"mode": "none"}, "stream_overrides": [
         {"stream_name": "a", "enrichment": {"mode": "none"}}, {"stream_name": "a", "enrichment": {"mode": "none"}}]})
 
 

@@ -19,7 +19,7 @@ from mistral_connection import MistralConnection
 
 from destination_mistral.chat import ChatEnricher
 from destination_mistral.client import MistralClient
-from destination_mistral.config import ChatSettings, EmbeddingSettings, Limits
+from destination_mistral.settings import ChatSettings, EmbeddingSettings, Limits
 from destination_mistral.embeddings import EmbeddingEnricher
 
 KEY = "sk-secret-value-0123"
@@ -188,7 +188,7 @@ def test_a_refused_parameter_stops_the_sync_with_a_config_error_naming_it():
 
 
 def test_a_chat_answer_off_the_users_schema_stays_a_record_error():
-    from destination_mistral.config import ResponseFormat
+    from destination_mistral.settings import ResponseFormat
 
     client = client_for(Script(chat_answer('{"sentiment": "meh"}')))
     schema = {"type": "object", "properties": {"sentiment": {"enum": ["positive"]}}, "required": ["sentiment"]}

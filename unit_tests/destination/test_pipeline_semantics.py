@@ -10,7 +10,7 @@ import pytest
 
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.config import parse_config
+from destination_mistral.settings import parse_config
 from destination_mistral.destination import from_airbyte
 from destination_mistral.protocol.messages import Record
 from destination_mistral.pipeline import ByteWindow, Pipeline

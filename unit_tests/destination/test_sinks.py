@@ -6,7 +6,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from destination_mistral.config import DestinationConfig, parse_config
+from destination_mistral.settings import DestinationConfig, parse_config
 from destination_mistral.results import Result
 from destination_mistral.schema import plan_stream
 from destination_mistral.sinks import WriteItem, open_sink

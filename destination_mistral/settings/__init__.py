@@ -1,0 +1,35 @@
+"""destination-mistral's settings, from one source: the spec fields (spec_fields.yaml). `spec`
+shows them, `check` and `write` validate every config against them with the same words
+(parse_config), and the typed settings the rest of the code reads take their defaults from them.
+
+- spec_fields: the YAML and the paths and defaults read from it
+- validation: the config against the spec's JSON schema, each refusal in plain words
+- rules: what the schema cannot state (templates, the response schema, one override per stream)
+- conversion, typed: the validated config as typed settings
+- parsing: parse_config, the four steps in order
+- stream_fields: at the start of `write`, the record fields the settings name against each stream"""
+
+from destination_mistral.settings.parsing import parse_config
+from destination_mistral.settings.spec_fields import own_fields
+from destination_mistral.settings.stream_fields import check_stream_fields
+from destination_mistral.settings.typed import (
+    CHAT_DEFAULT_MAX_TOKENS,
+    DEFAULT_EMBED_MODEL,
+    EMBED_CONTEXT_TOKENS,
+    ChatSettings,
+    Delivery,
+    DestinationConfig,
+    EmbeddingSettings,
+    Enrichment,
+    Limits,
+    NoEnrichment,
+    OutputSettings,
+    ResponseFormat,
+    chat_context_tokens,
+)
+
+__all__ = [
+    "CHAT_DEFAULT_MAX_TOKENS", "DEFAULT_EMBED_MODEL", "EMBED_CONTEXT_TOKENS", "ChatSettings", "Delivery",
+    "DestinationConfig", "EmbeddingSettings", "Enrichment", "Limits", "NoEnrichment", "OutputSettings",
+    "ResponseFormat", "chat_context_tokens", "check_stream_fields", "own_fields", "parse_config",
+]

@@ -1,0 +1,104 @@
+"""A validated config turned into the typed settings. Nothing is checked here (settings.validation
+and settings.rules have done it); a field left out takes the typed settings' default, which is the
+spec's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import orjson
+
+from mistral_connection import MistralConnection
+
+from destination_mistral.settings.rules import field_path
+from destination_mistral.settings.spec_fields import field_schema
+from destination_mistral.settings.typed import (
+    MIB,
+    ChatSettings,
+    Delivery,
+    DestinationConfig,
+    EmbeddingSettings,
+    Enrichment,
+    Limits,
+    NoEnrichment,
+    OutputSettings,
+    ResponseFormat,
+)
+
+_CHAT_VALUES = ("temperature", "top_p", "max_tokens", "random_seed", "safe_prompt", "max_input_tokens", "input_too_long")
+_EMBEDDING_VALUES = ("output_dimension", "max_input_tokens", "input_too_long")
+_LIMIT_VALUES = ("max_concurrent_requests", "requests_per_second", "tokens_per_minute", "max_retries",
+                 "max_retry_seconds", "timeout_seconds")
+_DELIVERY_VALUES = ("mode", "auto_threshold", "requests_per_job", "poll_max_seconds")
+
+
+def build_config(config: Mapping[str, Any], connection: MistralConnection) -> DestinationConfig:
+    overrides = {item["stream_name"]: build_enrichment(item["enrichment"], connection.model)
+                 for item in config.get("stream_overrides") or []}
+    given = {}
+    if "on_error" in config:
+        given["on_error"] = config["on_error"]
+    if "enabled" in (config.get("cache") or {}):
+        given["cache_enabled"] = config["cache"]["enabled"]
+    return DestinationConfig(
+        connection=connection,
+        enrichment=build_enrichment(config["enrichment"], connection.model),
+        overrides=overrides,
+        output=_output(config["output"]),
+        limits=_limits(config.get("limits") or {}),
+        delivery=Delivery(**_values(config.get("delivery") or {}, _DELIVERY_VALUES, "delivery")),
+        **given,
+    )
+
+
+def build_enrichment(raw: Mapping[str, Any], default_model: str) -> Enrichment:
+    mode = raw["mode"]
+    if mode == "chat":
+        return ChatSettings(
+            model=_text(raw.get("model")) or default_model,
+            prompt_template=raw["prompt_template"],
+            system_prompt=raw.get("system_prompt") or None,
+            response_format=_response_format(raw.get("response_format")),
+            **_values(raw, _CHAT_VALUES, "enrichment", "chat"),
+        )
+    if mode == "embeddings":
+        given = _values(raw, _EMBEDDING_VALUES, "enrichment", "embeddings")
+        if _text(raw.get("model")):
+            given["model"] = _text(raw["model"])
+        return EmbeddingSettings(fields=tuple(field_path(text) for text in raw.get("fields") or ()),
+                                 template=raw.get("template") or None, **given)
+    return NoEnrichment()
+
+
+def _response_format(raw: Mapping[str, Any] | None) -> ResponseFormat:
+    if not raw or raw["type"] != "json_schema":
+        return ResponseFormat(type=raw["type"]) if raw else ResponseFormat()
+    given = {key: raw[key] for key in ("name", "strict") if key in raw}
+    return ResponseFormat(type="json_schema", schema=orjson.loads(raw["schema"]), **given)
+
+
+def _output(raw: Mapping[str, Any]) -> OutputSettings:
+    location = raw["path" if raw["type"] == "duckdb" else "directory"]
+    given = {"schema": raw["schema"].strip()} if _text(raw.get("schema")) else {}
+    return OutputSettings(kind=raw["type"], path=Path(location.strip()).expanduser(), **given)
+
+
+def _limits(raw: Mapping[str, Any]) -> Limits:
+    given = _values(raw, _LIMIT_VALUES, "limits")
+    for size, target in (("max_buffer_mb", "max_buffer_bytes"), ("max_response_mb", "max_response_bytes")):
+        if size in raw:
+            given[target] = int(raw[size] * MIB)
+    return Limits(**given)
+
+
+def _values(raw: Mapping[str, Any], names: tuple[str, ...], *schema_path: str) -> dict[str, Any]:
+    """The fields of `names` that the config gives, as the spec types them: an integer written 3.0
+    passes the schema and is stored as 3, a number written 3 as 3.0."""
+    properties = field_schema(*schema_path)["properties"]
+    cast = {"integer": int, "number": float}
+    return {name: cast.get(properties[name].get("type"), lambda value: value)(raw[name]) for name in names if name in raw}
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""

@@ -1,0 +1,102 @@
+"""The rules the spec's JSON schema cannot state, checked once the config's fields have the spec's
+shape (settings.validation): templates that compile, a response schema that is JSON and a valid
+JSON schema, exactly one source of the text to embed, no blank names or paths, one override per
+stream, a local DuckDB file. Each broken rule is a config error naming the field and the fix."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jsonschema
+import orjson
+from jsonschema.exceptions import best_match
+
+from mistral_connection.errors import config_error
+
+from destination_mistral.settings.validation import kind_words, or_words
+
+_SCHEMA_EXAMPLE = '{"type": "object", "properties": {...}}'
+
+
+def check_rules(config: Mapping[str, Any]) -> None:
+    check_enrichment(config["enrichment"], "enrichment")
+    seen: dict[str, int] = {}
+    for index, item in enumerate(config.get("stream_overrides") or []):
+        name = item["stream_name"]
+        if not name.strip():
+            raise config_error(f"`stream_overrides[{index}].stream_name` is empty: name the stream it applies to.")
+        if name in seen:
+            raise config_error(f"`stream_overrides[{index}].stream_name` names the same stream as `stream_overrides[{seen[name]}]`: "
+                               "keep one entry per stream.")
+        seen[name] = index
+        check_enrichment(item["enrichment"], f"stream_overrides[{index}].enrichment")
+    _check_output(config["output"])
+
+
+def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
+    from destination_mistral.templates import compile_template  # late: Jinja is needed only here
+
+    if raw["mode"] == "chat":
+        if not raw["prompt_template"].strip():
+            raise config_error(f"`{where}.prompt_template` is empty: write the prompt, e.g. \"Summarise: {{{{ review }}}}\".")
+        compile_template(raw["prompt_template"], f"{where}.prompt_template")
+        if raw.get("system_prompt"):
+            compile_template(raw["system_prompt"], f"{where}.system_prompt")
+        response_format = raw.get("response_format") or {}
+        if response_format.get("type") == "json_schema":
+            _check_response_schema(response_format["schema"], f"{where}.response_format.schema")
+    elif raw["mode"] == "embeddings":
+        fields, template = raw.get("fields") or [], raw.get("template")
+        if bool(fields) == bool(template):
+            raise config_error(
+                f"`{where}`: give either `fields` (a list of field paths) or `template` (a Jinja template) for the text to embed, not "
+                + ("both." if fields else "neither.")
+            )
+        for index, text in enumerate(fields):
+            if not all(field_path(text)):
+                raise config_error(f"`{where}.fields[{index}]` has an empty name in it: write a field path such as \"review.text\".")
+        if template:
+            compile_template(template, f"{where}.template")
+
+
+def field_path(text: str) -> tuple[str, ...]:
+    """`review.text` -> ("review", "text"): a dotted field path of the embeddings' `fields`."""
+    return tuple(text.strip().split("."))
+
+
+def _check_response_schema(text: str, where: str) -> None:
+    try:
+        schema = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise config_error(f"`{where}` is not valid JSON ({error}): paste the schema as JSON text.") from None
+    if not isinstance(schema, dict) or not schema:
+        raise config_error(f"`{where}` must be a JSON schema object, e.g. {_SCHEMA_EXAMPLE}.")
+    validator = jsonschema.validators.validator_for(schema)
+    error = best_match(validator(validator.META_SCHEMA).iter_errors(schema))
+    if error is not None:
+        # jsonschema's own message quotes the user's schema; this names the place and the rule.
+        at = "/".join(str(step) for step in error.absolute_path) or "top level"
+        expected = _expected(error)
+        rule = f"must be {expected}" if expected else f"breaks JSON Schema's `{error.validator}` rule"
+        raise config_error(f"`{where}` is not a valid JSON schema: its `{at}` {rule}.")
+
+
+def _expected(error: jsonschema.ValidationError) -> str | None:
+    """What the meta-schema wanted where the user's schema broke it, in words, when it says."""
+    if error.validator == "enum":
+        return f"one of {or_words(error.validator_value)}"
+    if error.validator == "type":
+        return kind_words(error.validator_value)
+    if error.validator in ("anyOf", "oneOf"):
+        options = [_expected(option) for option in error.context if not option.relative_path]
+        return "; or ".join(option for option in options if option) or None
+    return None
+
+
+def _check_output(raw: Mapping[str, Any]) -> None:
+    key = "path" if raw["type"] == "duckdb" else "directory"
+    location = raw[key].strip()
+    if not location:
+        raise config_error(f"`output.{key}` is empty: give the {'DuckDB file' if key == 'path' else 'directory'} to write to.")
+    if key == "path" and location.startswith("md:"):
+        raise config_error("`output.path` points to MotherDuck; only a local DuckDB file is supported.")

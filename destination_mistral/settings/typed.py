@@ -1,0 +1,186 @@
+"""The typed settings the rest of the destination reads, built from a config that has passed
+validation (settings.parsing). Their defaults are the spec fields' own defaults, so the form shows
+what a sync does when a field is left empty."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+from mistral_connection import MistralConnection
+
+from destination_mistral.settings.spec_fields import defaults, field_schema
+
+_CHAT = defaults("enrichment", "chat")
+_JSON_SCHEMA = defaults("enrichment", "chat", "response_format", "json_schema")
+_EMBEDDINGS = defaults("enrichment", "embeddings")
+_DUCKDB = defaults("output", "duckdb")
+_LIMITS = defaults("limits")
+_DELIVERY = defaults("delivery")
+MIB = 1024 * 1024
+
+DEFAULT_EMBED_MODEL = _EMBEDDINGS["model"]
+# The context per input of Mistral's embedding models (docs model cards): the form's default.
+EMBED_CONTEXT_TOKENS = _EMBEDDINGS["max_input_tokens"]
+# Chat answers are capped when the user sets no max_tokens: an answer that runs on (a model looping
+# until its context is full) costs tokens, time and memory for nothing. Capped again by the model's
+# context, see chat_context_tokens.
+CHAT_DEFAULT_MAX_TOKENS = 4096
+# Context sizes of Mistral's chat models (docs model catalogue, NOTES section 8), by name prefix.
+# A model not listed gets UNKNOWN_CHAT_CONTEXT: a prompt over the real context is refused by the
+# server with a 400 naming the prompt, which becomes that record's error row anyway.
+CHAT_CONTEXT_TOKENS = (
+    ("mistral-large", 262_144), ("mistral-medium", 262_144), ("mistral-small", 262_144), ("ministral", 262_144),
+    ("magistral", 131_072), ("devstral", 131_072), ("codestral", 131_072), ("pixtral", 131_072),
+    ("open-mistral-nemo", 131_072), ("mistral-moderation", 131_072), ("open-mistral-7b", 32_768),
+    ("open-mixtral-8x7b", 32_768), ("open-mixtral-8x22b", 65_536),
+)
+UNKNOWN_CHAT_CONTEXT = 131_072
+
+
+def chat_context_tokens(model: str) -> int:
+    name = model.lower()
+    for prefix, tokens in CHAT_CONTEXT_TOKENS:
+        if name.startswith(prefix):
+            return tokens
+    return UNKNOWN_CHAT_CONTEXT
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: str = "text"  # text | json_object | json_schema
+    name: str = _JSON_SCHEMA["name"]
+    schema: Mapping[str, Any] | None = None
+    strict: bool = _JSON_SCHEMA["strict"]
+
+    @property
+    def is_json(self) -> bool:
+        return self.type != "text"
+
+    def request_body(self) -> dict[str, Any] | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return {"type": "json_object"}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": self.name, "schema": self.schema, "strict": self.strict},
+        }
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    model: str
+    prompt_template: str
+    system_prompt: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    random_seed: int | None = None
+    safe_prompt: bool = _CHAT["safe_prompt"]
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    max_input_tokens: int | None = None
+    input_too_long: str = _CHAT["input_too_long"]
+    mode: str = "chat"
+
+    @property
+    def endpoint(self) -> str:
+        return "chat/completions"
+
+    @property
+    def context_tokens(self) -> int:
+        return chat_context_tokens(self.model)
+
+    @property
+    def effective_max_tokens(self) -> int:
+        """The answer's cap sent with every request: the user's, else the default within the context."""
+        if self.max_tokens:
+            return self.max_tokens
+        return min(CHAT_DEFAULT_MAX_TOKENS, self.context_tokens // 4)
+
+    @property
+    def prompt_token_limit(self) -> int:
+        """The most tokens a prompt may have: the user's max_input_tokens, and what the context
+        leaves once the answer's room is set aside."""
+        room = max(1, self.context_tokens - self.effective_max_tokens)
+        return min(self.max_input_tokens, room) if self.max_input_tokens else room
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    model: str = DEFAULT_EMBED_MODEL
+    fields: tuple[tuple[str, ...], ...] = ()
+    template: str | None = None
+    output_dimension: int | None = None
+    max_input_tokens: int = EMBED_CONTEXT_TOKENS
+    input_too_long: str = _EMBEDDINGS["input_too_long"]
+    mode: str = "embeddings"
+
+    @property
+    def endpoint(self) -> str:
+        return "embeddings"
+
+
+@dataclass(frozen=True)
+class NoEnrichment:
+    mode: str = "none"
+    model: str | None = None
+
+
+Enrichment = Union[ChatSettings, EmbeddingSettings, NoEnrichment]
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    kind: str  # duckdb | jsonl
+    path: Path  # the DuckDB file, or the JSONL directory
+    schema: str = _DUCKDB["schema"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_concurrent_requests: int = _LIMITS["max_concurrent_requests"]
+    requests_per_second: float | None = None
+    # A cap on the tokens sent per minute (the server's own limit is learned from its headers).
+    tokens_per_minute: int | None = None
+    max_retries: int = _LIMITS["max_retries"]
+    # How long a failing request is retried, and how long 429s are waited on with nothing succeeding.
+    max_retry_seconds: float = float(_LIMITS["max_retry_seconds"])
+    timeout_seconds: float = float(_LIMITS["timeout_seconds"])
+    max_buffer_bytes: int = int(_LIMITS["max_buffer_mb"] * MIB)
+    # The largest answer read: beyond it the answer is a service failure, not a memory spike.
+    max_response_bytes: int = int(_LIMITS["max_response_mb"] * MIB)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    mode: str = _DELIVERY["mode"]  # online | batch | auto
+    auto_threshold: int = _DELIVERY["auto_threshold"]
+    requests_per_job: int = _DELIVERY["requests_per_job"]
+    poll_max_seconds: float = float(_DELIVERY["poll_max_seconds"])
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    connection: MistralConnection
+    enrichment: Enrichment
+    overrides: Mapping[str, Enrichment]
+    output: OutputSettings
+    on_error: str = field_schema("on_error")["default"]
+    limits: Limits = field(default_factory=Limits)
+    cache_enabled: bool = defaults("cache")["enabled"]
+    delivery: Delivery = field(default_factory=Delivery)
+
+    def enrichment_for(self, stream_name: str) -> Enrichment:
+        return self.overrides.get(stream_name, self.enrichment)
+
+    def enrichment_location(self, stream_name: str) -> str:
+        """Where the config sets the enrichment of `stream_name`, as errors name it. The overrides
+        keep the config's order (parsing adds them one entry at a time)."""
+        if stream_name in self.overrides:
+            return f"stream_overrides[{list(self.overrides).index(stream_name)}].enrichment"
+        return "enrichment"
+
+    def all_enrichments(self) -> list[Enrichment]:
+        return [self.enrichment, *self.overrides.values()]
