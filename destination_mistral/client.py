@@ -36,6 +36,7 @@ from mistral_connection import MistralConnection
 from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transient_error
 
 from destination_mistral.settings import Limits
+from destination_mistral.batching import over_rate_limit_at_once
 from destination_mistral.pacer import Pacer, RatePacer, Ticket, float_header, header  # noqa: F401 (RatePacer: former home)
 
 logger = logging.getLogger("airbyte")
@@ -46,6 +47,9 @@ RETRYABLE_STATUSES = frozenset({408, 409, 425, 500, 502, 503, 504, 520, 521, 522
 # between: the request itself is wrong for this API, and one clear error beats a million error rows.
 MAX_UNEXPLAINED_REFUSALS_IN_A_ROW = 50
 MAX_BACKOFF_SECONDS = 30.0
+# A request waiting for its start (or after a refusal) looks up this often: whether the limits rose,
+# so that it can start sooner, and whether the sync has gone without progress for too long.
+PACE_RECHECK_SECONDS = 1.0
 
 # (status, headers, body); status None for a connection failure or a timeout.
 Sender = Callable[[str, str, bytes | None], Awaitable[tuple[int, Mapping[str, str], bytes]]]
@@ -291,8 +295,10 @@ class MistralClient:
         return await self.request("GET", path, None, validate=validate)
 
     async def post(self, path: str, payload: Mapping[str, Any], *, cost: float = 0.0,
-                   validate: Callable[[Any], Any] | None = None, precheck: Callable[[], None] | None = None) -> Any:
-        return await self.request("POST", path, orjson.dumps(payload), cost=cost, validate=validate, precheck=precheck)
+                   validate: Callable[[Any], Any] | None = None, precheck: Callable[[], None] | None = None,
+                   splittable: bool = False) -> Any:
+        return await self.request("POST", path, orjson.dumps(payload), cost=cost, validate=validate, precheck=precheck,
+                                  splittable=splittable)
 
     async def get_bytes(self, path: str) -> bytes:
         """A file's raw content (GET /v1/files/{id}/content answers octet-stream, not JSON)."""
@@ -314,18 +320,20 @@ class MistralClient:
 
     async def request(self, method: str, path: str, body: bytes | None, *, content_type: str | None = None,
                       decode: bool = True, cost: float = 0.0, validate: Callable[[Any], Any] | None = None,
-                      precheck: Callable[[], None] | None = None) -> Any:
+                      precheck: Callable[[], None] | None = None, splittable: bool = False) -> Any:
         """Sends one request until it gets a usable answer, and returns it (decoded JSON, passed
         through `validate`, which raises InvalidAnswer for an answer of the wrong shape and may
         return what it read). `cost` is the request's token count as we count it, for the pacer.
         `precheck` is called just before sending and may raise to abandon the request (a batch
-        that no longer fits what the server has since said it accepts)."""
+        that no longer fits what the server has since said it accepts). `splittable`: the caller can
+        send the request as smaller ones (a batch), so a refusal for its size is raised to it."""
         import aiohttp
 
         url = self.connection.url(path)
         route = f"{method} /v1/{path.lstrip('/')}"
         failures = 0
         first_failure: float | None = None
+        first_over_limit: float | None = None
         while True:
             if self.pacer.month_spent:
                 raise self._month_error(route, self.pacer.month_spent)
@@ -340,13 +348,8 @@ class MistralClient:
                         precheck()
                     # Paced inside the semaphore: waiting requests do not book far-future slots that a
                     # later change of pace could not take back.
-                    wait, ticket = self.pacer.reserve(cost, route)
-                    if wait > 0:
-                        await self._sleep(wait)
-                    held = self.pacer.held_for()
-                    while held > 0:  # a refusal since the booking said the budget is spent until then
-                        await self._sleep(held)
-                        held = self.pacer.held_for()
+                    self._check_fits_the_cap(cost, route)
+                    ticket = await self._wait_for_start(cost, route)
                     if precheck is not None:
                         try:
                             precheck()
@@ -386,6 +389,22 @@ class MistralClient:
             if status == 429:
                 await self._wait_throttled(route, headers, text, ticket)
                 continue
+            if status in (400, 413, 422) and not cause and not splittable and over_rate_limit_at_once(text):
+                # More tokens than the rate limit takes at once: backpressure, as a 429 is, until the
+                # limit is raised; never the record's error. Bounded for this request on its own,
+                # since other requests' progress says nothing of whether this one can ever pass.
+                self.pacer.on_failure(ticket)
+                now = self._clock()
+                first_over_limit = now if first_over_limit is None else first_over_limit
+                if now - first_over_limit >= self.limits.max_retry_seconds:
+                    raise transient_error(
+                        f"The Mistral API refused {route} for {now - first_over_limit:.0f} s because the request costs more "
+                        f"tokens than the account's rate limit takes at once ({text}). Raise the workspace's tokens-per-minute "
+                        "limit, or lower the enrichment's max_tokens / max_input_tokens; the records before this one are committed."
+                    )
+                self.stats.throttled += 1
+                await self._wait_without_progress(route, max(self._backoff(3), 1.0), "the rate limit refuses every request")
+                continue
             if status is not None and not cause and status not in RETRYABLE_STATUSES:
                 self.pacer.on_failure(ticket)
                 self._refused(status, parsed, text, route)
@@ -419,6 +438,48 @@ class MistralClient:
             raise InvalidAnswer("a body that is not complete JSON (truncated or not JSON)") from None
         return validate(value) if validate is not None else value
 
+    def _check_fits_the_cap(self, cost: float, route: str) -> None:
+        """A request that costs more than the user's own tokens-per-minute cap could never start."""
+        cap = self.limits.tokens_per_minute
+        if cap and cost and self.pacer.cost_of(route, cost) > cap:
+            raise config_error(
+                f"One request to {route} costs about {self.pacer.cost_of(route, cost):,.0f} tokens, more than "
+                f"limits.tokens_per_minute ({cap:,.0f}) allows in a whole minute, so it could never be sent: raise "
+                "limits.tokens_per_minute, or lower the enrichment's max_tokens / max_input_tokens."
+            )
+
+    async def _wait_for_start(self, cost: float, route: str) -> Ticket:
+        """Books a start with the pacer and sleeps until it. The sleep is taken in slices: a start
+        booked at a slow pace is booked again when the limits rise, instead of keeping its place a minute ahead; and a sync in which nothing has
+        succeeded for max_retry_seconds stops rather than wait on."""
+        wait, ticket = self.pacer.reserve(cost, route)
+        epoch = self.pacer.epoch
+        while True:
+            wait = max(wait, self.pacer.held_for())  # a refusal since the booking says the budget is spent
+            if wait <= 0:
+                return ticket
+            self._check_progress(route)
+            step = min(wait, PACE_RECHECK_SECONDS)
+            await self._sleep(step)
+            wait -= step
+            if self.pacer.epoch != epoch:
+                self.pacer.cancel(ticket)
+                wait, ticket = self.pacer.reserve(cost, route)
+                epoch = self.pacer.epoch
+
+    def _check_progress(self, route: str, why: str = "") -> None:
+        """Raises once nothing has succeeded for max_retry_seconds."""
+        if self._last_progress is None:
+            return
+        since = self._clock() - self._last_progress
+        if since < self.limits.max_retry_seconds:
+            return
+        raise transient_error(
+            f"Nothing has succeeded for {since:.0f} s (limits.max_retry_seconds is {self.limits.max_retry_seconds:g}): "
+            f"{why or 'the rate limit holds every request'} ({route}). The sync stops so that it can be retried later; "
+            "the records before this one are committed."
+        )
+
     async def _wait_throttled(self, route: str, headers: Mapping[str, str], text: str, ticket: Ticket) -> None:
         """A 429 is backpressure, not a failure: the refused request waits and is sent again without
         spending its retries, for as long as the sync makes progress."""
@@ -430,15 +491,18 @@ class MistralClient:
         retry_after = retry_after_seconds(headers)
         self.pacer.on_throttled(retry_after, headers, ticket)
         wait = retry_after if retry_after is not None else max(self.pacer.held_for(), self._backoff(2))
-        now = self._clock()
-        since = now - (self._last_progress if self._last_progress is not None else now)
-        if since + wait > self.limits.max_retry_seconds:
-            raise transient_error(
-                f"The Mistral API rate limit refused {route} and nothing has succeeded for {since:.0f} s "
-                f"(the server asks to wait {wait:.0f} s more; limits.max_retry_seconds is {self.limits.max_retry_seconds:g}). "
-                "The sync stops so that it can be retried later; the records before this one are committed."
-            )
-        await self._sleep(wait)
+        await self._wait_without_progress(route, wait, "the rate limit refuses every request")
+
+    async def _wait_without_progress(self, route: str, wait: float, why: str) -> None:
+        """Sleeps `wait`, in slices, stopping the sync once nothing has succeeded for
+        max_retry_seconds (the deadline is the same for every request: a sync makes progress or not)."""
+        while True:
+            self._check_progress(route, why)
+            if wait <= 0:
+                return
+            step = min(wait, PACE_RECHECK_SECONDS)
+            await self._sleep(step)
+            wait -= step
 
     def _month_error(self, route: str, why: str) -> Exception:
         return transient_error(

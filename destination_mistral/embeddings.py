@@ -178,6 +178,7 @@ class EmbeddingEnricher:
                 "embeddings", self.request_body(items), cost=sum(i.tokens for i in items),
                 # Checked inside the client's retry loop: an answer of the wrong shape is sent again.
                 validate=lambda response: self.parse(response, items), precheck=self._precheck(items),
+                splittable=len(items) > 1,
             )
         except _Resplit:
             return await self._send_split(items)

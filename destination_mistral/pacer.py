@@ -75,6 +75,8 @@ class Pacer:
     CALIBRATION_TOKENS = 2_000
     # The share of the limit's rate the bucket refills at: see token_rate.
     TOKEN_RATE_SHARE = 0.99
+    # After this long without a refusal, the request pace grows quickly again (see on_success).
+    QUIET_SECONDS = 3.0
     # The length of a fixed window: the limit is per minute.
     WINDOW_SECONDS = 60.0
 
@@ -121,6 +123,10 @@ class Pacer:
         self._minute_sum = 0.0
         # ---- month
         self.month_spent: str | None = None  # why the monthly quota is known to be spent
+        # Bumped when the limits rise: starts booked at the old pace are
+        # booked again (see MistralClient._wait_for_start).
+        self.epoch = 0
+        self._epoch_rate: float | None = None
 
     # ---- the token bucket ---------------------------------------------------------------------------
 
@@ -296,6 +302,9 @@ class Pacer:
             learned = limit / 60.0
             if learned != self.learned:
                 first = self.learned is None
+                if not first and learned > self.learned:
+                    self.rate = max(self.rate or 0.0, min(learned, self.cap or learned))
+                    self._raised()
                 self.learned = learned
                 ceiling = self._ceiling()
                 self.rate = min(self.rate, ceiling) if self.rate else ceiling
@@ -307,9 +316,12 @@ class Pacer:
     def _learn_tokens(self, headers: Mapping[str, str], ticket: Ticket | None) -> None:
         limit = float_header(headers, "x-ratelimit-limit-tokens-minute")
         if limit and limit > 0 and limit != self.learned_tpm:
+            raised = self.learned_tpm is not None and limit > self.learned_tpm
             self.learned_tpm = limit
             if self._level is not None:
                 self._level = min(self._level, self.token_capacity)
+            if raised:
+                self._restart_tokens()
         remaining = float_header(headers, "x-ratelimit-remaining-tokens-minute")
         if remaining is None or not self.tokens_per_minute:
             return
@@ -383,8 +395,36 @@ class Pacer:
         if self.rate:
             ceiling = self._ceiling()
             if ceiling is None or self.rate < ceiling:
-                grown = self.rate * 1.02 + 0.05
+                # Slow to grow right after a refusal; once refusals have stopped for a while, quick,
+                # so that a pace cut to a fraction by a burst of 429s does not take minutes to recover.
+                quiet = self._clock() - self._last_cut > self.QUIET_SECONDS
+                grown = self.rate * (1.2 if quiet else 1.02) + 0.05
                 self.rate = min(grown, ceiling) if ceiling else grown
+                if self._epoch_rate is not None and self.rate >= 1.5 * self._epoch_rate:
+                    self._raised()
+
+    def _restart_tokens(self) -> None:
+        """The token limit rose: the bucket starts again from what the new limit holds,
+        and starts booked at the old pace are booked again."""
+        now = self._clock()
+        # What is in flight is spent; the bucket refills from empty at the new rate. Starts booked
+        # ahead were charged to the old bucket: they book (and pay) again.
+        self._level = 0.0 if self.tokens_per_minute else None
+        self._stamp = now
+        self._window_end = None
+        self._window_used = {}
+        self._minute_log.clear()
+        self._minute_sum = 0.0
+        for ticket in self._inflight.values():
+            ticket.logged = None
+            ticket.window = None
+            if ticket.started > now:
+                ticket.charged = 0.0
+        self._raised()
+
+    def _raised(self) -> None:
+        self.epoch += 1
+        self._epoch_rate = self.rate
 
     def on_throttled(self, retry_after: float | None, headers: Mapping[str, str] | None = None,
                      ticket: Ticket | None = None) -> bool:
@@ -439,6 +479,12 @@ class Pacer:
                 self._stamp = max(self.hold_until, now)
             if tokens_left is not None and tokens_left <= 0 and self.tokens_per_minute:
                 return True  # tokens bind: the request pace is not to blame
+        if not spent and requests_left is not None and requests_left > 0 and (
+                tokens_left is None or ticket is None or tokens_left > ticket.charged):
+            # The server says it has requests and tokens left: this refusal is not about the pace
+            # (a passing overload), so only the refused request waits. Cutting the pace for it
+            # would crawl the whole sync, and hold every commit behind the slowest record.
+            return False
         if now - self._last_cut < self.CUT_INTERVAL:
             return spent
         self._last_cut = now

@@ -42,7 +42,7 @@ class SplittingClient:
         self.limit = limit
         self.sizes = []
 
-    async def post(self, path, body, cost=0, validate=None, precheck=None):
+    async def post(self, path, body, cost=0, validate=None, precheck=None, splittable=False):
         self.sizes.append(len(body["input"]))
         if len(body["input"]) > self.limit:
             raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400, kind="too_large")
@@ -134,7 +134,7 @@ def test_a_server_that_refuses_base64_gets_floats_and_nothing_is_lost():
         def __init__(self):
             self.bodies = []
 
-        async def post(self, path, body, cost=0, validate=None, precheck=None):
+        async def post(self, path, body, cost=0, validate=None, precheck=None, splittable=False):
             self.bodies.append(dict(body))
             if "encoding_format" in body:
                 raise ApiError("HTTP 422: Extra inputs are not permitted (body.encoding_format)", 422, kind="config",

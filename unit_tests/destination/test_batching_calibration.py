@@ -21,7 +21,7 @@ class CountingServer:
         self.limit = limit
         self.batches = []
 
-    async def post(self, path, body, cost=0, validate=None, precheck=None):
+    async def post(self, path, body, cost=0, validate=None, precheck=None, splittable=False):
         enricher = self.enricher
         tokens = sum(int(enricher._tokenizer.count(t) * self.factor) for t in body["input"])
         self.batches.append((len(body["input"]), tokens))
@@ -86,7 +86,7 @@ class QueuedCountingServer(CountingServer):
     """Answers the first request at once and the others only after it, as a requests-per-second limit
     holds batches formed blind while the first answer calibrates the count."""
 
-    async def post(self, path, body, cost=0, validate=None, precheck=None):
+    async def post(self, path, body, cost=0, validate=None, precheck=None, splittable=False):
         if not hasattr(self, "first_answered"):
             self.first_answered = asyncio.Event()
         elif not self.first_answered.is_set():

@@ -22,7 +22,7 @@ class LimitedServer:
         self.refusals = {"inputs": 0, "tokens": 0}
         self.sizes = []
 
-    async def post(self, path, body, cost=0, validate=None, precheck=None):
+    async def post(self, path, body, cost=0, validate=None, precheck=None, splittable=False):
         if not hasattr(self, "probed"):
             self.probed = asyncio.Event()
             first = True

@@ -1,0 +1,63 @@
+"""The pace recovers: a refusal that is not about the pace does not slow the sync, and a limit raised
+in the middle of a sync is used at once, by starts that were booked at the old pace too."""
+
+import asyncio
+
+from mistral_connection import MistralConnection
+
+from destination_mistral.client import MistralClient
+from destination_mistral.pacer import Pacer
+from destination_mistral.settings import Limits
+
+CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_url": "http://127.0.0.1:1"})
+
+
+def test_a_429_while_the_server_says_requests_are_left_does_not_cut_the_pace():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_success({"x-ratelimit-limit-req-minute": "480", "x-ratelimit-remaining-req-minute": "400"})
+    assert pacer.rate == 8.0
+    for _ in range(20):  # a burst of refusals from a passing overload, a second apart
+        now[0] += 1.0
+        _, ticket = pacer.reserve(10, "r")
+        pacer.on_throttled(1.0, {"x-ratelimit-limit-req-minute": "480", "x-ratelimit-remaining-req-minute": "300"}, ticket)
+    assert pacer.rate == 8.0, "the server had requests left: the pace was not the cause"
+
+
+def test_a_pace_cut_by_refusals_grows_back_quickly_once_they_stop():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    for _ in range(10):  # refusals that say nothing: the pace is cut
+        now[0] += 0.1
+        pacer.reserve(0, "r")
+    for _ in range(8):
+        now[0] += 1.0
+        _, ticket = pacer.reserve(0, "r")
+        pacer.on_throttled(None, {}, ticket)
+    cut = pacer.rate
+    assert cut is not None and cut < 1.0
+    for _ in range(30):  # answers again, a little apart
+        now[0] += max(1.0 / pacer.rate, 0.05)
+        pacer.on_success({})
+    assert pacer.rate > 20 * cut, f"the pace should recover within seconds, not minutes: {cut:.2f} -> {pacer.rate:.2f}/s"
+
+
+def test_starts_booked_at_a_low_token_limit_are_booked_again_when_the_limit_rises():
+    now = [0.0]
+    sleeps = []
+
+    async def fake_sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+        if len(sleeps) == 2:  # meanwhile an answer announces a far higher limit
+            client.pacer.on_success({"x-ratelimit-limit-tokens-minute": "2000000", "x-ratelimit-remaining-tokens-minute": "1999000"})
+
+    client = MistralClient(CONNECTION, Limits(), sleep=fake_sleep, clock=lambda: now[0])
+    client.pacer.on_success({"x-ratelimit-limit-tokens-minute": "3000", "x-ratelimit-remaining-tokens-minute": "0"})
+
+    async def main():
+        return await client._wait_for_start(1_000, "POST /v1/chat/completions")
+
+    ticket = asyncio.run(main())
+    assert now[0] < 5.0, f"booked ~20 s ahead at 3,000 tokens/min, it should start soon after the rise: {now[0]:.1f} s"
+    assert ticket.started <= now[0] + 1e-6
