@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Iterable, Iterator, Mapping
 
-from jinja2 import Environment, meta, nodes
+from jinja2 import Environment, nodes
 from jinja2.defaults import DEFAULT_NAMESPACE
 
 from mistral_connection.errors import config_error
@@ -24,6 +24,8 @@ from destination_mistral.settings.typed import ChatSettings, DestinationConfig, 
 RECORD = "record"
 _GUARD_FILTERS = frozenset({"default", "d"})
 _GUARD_TESTS = frozenset({"defined", "undefined", "none"})
+# Names Jinja itself provides inside loops, macros and call blocks.
+_JINJA_NAMES = frozenset({"loop", "caller", "varargs", "kwargs", "self", "super"})
 _FIELDS_SHOWN = 12
 
 
@@ -55,9 +57,11 @@ def named_fields(enrichment: Any) -> Iterator[tuple[str, tuple[str, ...]]]:
 
 def template_fields(text: str) -> list[tuple[str, ...]]:
     """The top-level record fields a template reads without a guard, in order of appearance: the
-    names it does not define itself, and `record.<name>` / `record['<name>']`."""
-    tree = Environment().parse(text)  # the syntax only: the template compiled once already
-    free = meta.find_undeclared_variables(tree) - set(DEFAULT_NAMESPACE)
+    names it reads and never sets itself, and `record.<name>` / `record['<name>']`."""
+    # Parsed only: Jinja's own scope analysis (jinja2.meta) runs its compiler, which folds constant
+    # expressions, and `{{ 'x' * 10**10 }}` would then be computed here, outside the sandbox.
+    tree = Environment().parse(text)
+    free = _free_names(tree)
     guarded = set()
     for node in tree.find_all((nodes.Filter, nodes.Test)):
         guards = _GUARD_FILTERS if isinstance(node, nodes.Filter) else _GUARD_TESTS
@@ -69,6 +73,23 @@ def template_fields(text: str) -> list[tuple[str, ...]]:
         if name and name != RECORD and name not in guarded:
             found.setdefault(name)
     return [(name,) for name in found]
+
+
+def _free_names(tree: nodes.Template) -> set[str]:
+    """The names the template reads and defines nowhere: not a loop or `set` target, a macro or its
+    parameter, an import, nor one of Jinja's own (`loop`, `range`, ...). A name defined anywhere is
+    left out everywhere, which can only let a template through, never refuse one."""
+    loaded, defined = set(), set(DEFAULT_NAMESPACE) | _JINJA_NAMES
+    for node in tree.find_all(nodes.Name):
+        (loaded if node.ctx == "load" else defined).add(node.name)
+    for node in tree.find_all((nodes.Macro, nodes.Import, nodes.FromImport)):
+        if isinstance(node, nodes.Macro):
+            defined.add(node.name)
+        elif isinstance(node, nodes.Import):
+            defined.add(node.target)
+        else:
+            defined.update(name if isinstance(name, str) else name[1] for name in node.names)
+    return loaded - defined
 
 
 def _field_name(node: Any, free: set[str]) -> str | None:

@@ -105,3 +105,15 @@ def test_guarded_names_template_locals_and_the_whole_record_are_accepted(tmp_pat
 def test_template_fields_lists_the_unguarded_record_fields_in_order():
     assert template_fields("{{ b }} {{ record.a }} {{ b }} {{ c | default('') }} {% for x in d %}{{ x.y }}{% endfor %}") == [
         ("b",), ("a",), ("d",)]
+
+
+def test_reading_a_template_computes_nothing_it_holds():
+    """Only the template's syntax is read: a constant expression is never computed outside the sandbox
+    (where `'x' * 10**10` would take the machine's memory; this one is merely too long to print)."""
+    assert template_fields("{{ 10 ** 5000 }}{{ review }}") == [("review",)]
+
+
+def test_names_the_template_defines_are_not_record_fields():
+    text = ("{% macro m(a) %}{{ a }}{{ caller() }}{% endmacro %}{% call m(1) %}{{ varargs }}{% endcall %}"
+            "{% set s = 1 %}{% for k, v in pairs %}{{ k }}{{ v }}{{ loop.index }}{% endfor %}{{ s }}{{ namespace() }}")
+    assert template_fields(text) == [("pairs",)]
