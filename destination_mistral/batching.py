@@ -117,6 +117,10 @@ class Batcher(Generic[T, R]):
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
 
+    @property
+    def in_flight(self) -> bool:
+        return bool(self._tasks)
+
     def submit(self, item: T) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         count = self._tokens_of(item)

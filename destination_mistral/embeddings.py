@@ -63,6 +63,13 @@ class EmbeddingEnricher:
         self._token_ceiling = batching.MAX_TOKENS_PER_REQUEST
         # The vector size every answer must have: known for the model, else the first one seen.
         self._dimension = self.dimension
+        # Inputs that arrive while the first batch awaits its answer wait here, unbatched: the answer
+        # calibrates the count, and batches formed before it would keep the blind margin (5% fewer
+        # inputs each, so 5% more requests under a requests-per-second limit). The client sends
+        # nothing else before that answer anyway.
+        self._held: list[tuple[EmbeddingInput, asyncio.Future]] = []
+        self._first_answered = False
+        self._flush_held = False
 
     @property
     def dimension(self) -> int | None:
@@ -116,12 +123,32 @@ class EmbeddingEnricher:
         """The future of the item's result: one batch slot, no task of its own per record."""
         if self._batcher is None:
             self._batcher = Batcher(
-                self._send, lambda i: i.tokens, max_inputs=self._input_cap, max_tokens=self._budget(),
+                self._send_first, lambda i: i.tokens, max_inputs=self._input_cap, max_tokens=self._budget(),
                 max_linger=batching.MAX_LINGER_SECONDS,
             )
+        elif not self._first_answered and self._batcher.in_flight:
+            future = asyncio.get_running_loop().create_future()
+            self._held.append((item, future))
+            return future
         else:
             self._batcher.max_tokens = self._budget()
         return self._batcher.submit(item)
+
+    async def _send_first(self, items: list[EmbeddingInput]) -> list[Result]:
+        try:
+            return await self._send(items)
+        finally:
+            if not self._first_answered:
+                self._first_answered = True
+                self._release_held()
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        self._batcher.max_tokens = self._budget()
+        for item, future in held:
+            _follow(self._batcher.submit(item), future)
+        if self._flush_held:
+            self._batcher.flush()
 
     def _budget(self) -> int:
         """Tokens per batch (our count): the server's per-request limit with its margin (blind, or
@@ -142,8 +169,12 @@ class EmbeddingEnricher:
         return max(1, budget)
 
     def flush(self) -> None:
-        if self._batcher is not None:
-            self._batcher.flush()
+        if self._batcher is None:
+            return
+        if not self._first_answered and self._batcher.in_flight:
+            self._flush_held = True  # what waits goes out, in calibrated batches, with the first answer
+            return
+        self._batcher.flush()
 
     @property
     def max_tokens(self) -> int:
@@ -318,3 +349,19 @@ def decode_vector(raw: Any) -> np.ndarray | None:
             return None
         return array.astype(np.float32, copy=False)
     return None
+
+
+def _follow(source: asyncio.Future, target: asyncio.Future) -> None:
+    """`target` ends as `source` does (the future handed out for a held input)."""
+
+    def copy(done: asyncio.Future) -> None:
+        if target.done():
+            return
+        if done.cancelled():
+            target.cancel()
+        elif done.exception() is not None:
+            target.set_exception(done.exception())
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)

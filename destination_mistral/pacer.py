@@ -77,6 +77,10 @@ class Pacer:
     TOKEN_RATE_SHARE = 0.99
     # After this long without a refusal, the request pace grows quickly again (see on_success).
     QUIET_SECONDS = 3.0
+    # The share of a fixed window's budget that is booked (see _book_window).
+    WINDOW_FILL_SHARE = 0.98
+    # The share of a fixed window at its end in which no start is booked (see _book_window).
+    WINDOW_GUARD_SHARE = 0.05
     # The length of a fixed window: the limit is per minute.
     WINDOW_SECONDS = 60.0
 
@@ -108,6 +112,7 @@ class Pacer:
         # tokens booked per window (0: the window ending at _window_end, 1: the next, ...).
         self._window_end: float | None = None
         self._window_used: dict[int, float] = {}
+        self._window_others: dict[int, float] = {}  # what the server counted in a window besides our starts
         # What one window holds and how long it lasts. The limit is announced per minute, but a
         # server may count in shorter windows (its headers then show a smaller "remaining" at each
         # reset): both are learned from the server, and a window is never assumed to hold more
@@ -116,6 +121,8 @@ class Pacer:
         self._window_seconds = self.WINDOW_SECONDS
         self._window_budget: float | None = None
         self._most_remaining = 0.0  # the most tokens the server was seen to have left, in any mode
+        self._most_left = 0.0  # the most the server said it had left, as it said it
+        self._last_remaining: tuple[float, float] | None = None  # (when, what) the server last said it had left
         self._inflight: dict[int, Ticket] = {}
         self._seq = itertools.count()
         # The starts of the last sixty seconds (and those booked ahead), oldest first, and their sum.
@@ -249,16 +256,30 @@ class Pacer:
             return min(limit, self._window_budget)
         return limit * self._window_seconds / 60.0
 
+    def _window_spent(self, index: int) -> float:
+        return self._window_used.get(index, 0.0) + self._window_others.get(index, 0.0)
+
     def _book_window(self, start: float, cost: float) -> tuple[float, int]:
         """The first window from `start` on with room for `cost` (an empty one takes any cost)."""
-        limit = self._window_limit()
+        # A little of each window is left: our count of what is in flight is an estimate until the
+        # answers settle it, and one refusal holds every start until the window ends.
+        limit = self._window_limit() * self.WINDOW_FILL_SHARE
+        # Our windows' edges are known to within the time between two answers: a start in the last
+        # moments of one may reach the server in the next, which is then booked whole already.
+        guard = max(0.05, self.WINDOW_GUARD_SHARE * self._window_seconds)
         index = self._window_of(start)
-        while self._window_used.get(index, 0.0) > 0 and self._window_used.get(index, 0.0) + cost > limit:
+        while True:
+            spent = self._window_spent(index)
+            late = max(start, self._window_start(index)) > self._window_start(index + 1) - guard
+            if not late and (spent <= 0 or spent + cost <= limit):
+                break
             index += 1
         self._window_used[index] = self._window_used.get(index, 0.0) + cost
         current = self._window_of(self._clock())
         for old in [k for k in self._window_used if k < current]:
             del self._window_used[old]
+        for old in [k for k in self._window_others if k < current]:
+            del self._window_others[old]
         return max(start, self._window_start(index)), index
 
     def delay(self, estimate: float = 0.0, route: str = "") -> float:
@@ -330,16 +351,23 @@ class Pacer:
         # started after this one may not have been counted yet, so they come off its figure.
         self._most_remaining = max(self._most_remaining, min(remaining + (ticket.charged if ticket is not None else 0.0),
                                                              self.tokens_per_minute))
+        self._notice_reset(remaining, now)
+        self._most_left = max(self._most_left, remaining)
         if self._window_end is not None:
             current = self._window_of(now)
-            after = sum(t.charged for t in self._inflight.values()
-                        if t.window == current and (ticket is None or t.seq > ticket.seq))
-            # What the window held before this answer's own request: the most seen is its budget.
-            seen = remaining + (ticket.charged if ticket is not None else 0.0)
-            self._window_budget = max(self._window_budget or 0.0, min(seen, self.tokens_per_minute))
-            used = self._window_limit() - remaining + after
-            if used > self._window_used.get(current, 0.0):
-                self._window_used[current] = used
+            # The most the server was seen to have left is the window's budget, at the least (adding
+            # this answer's own cost back could count a request from before the reset).
+            self._window_budget = max(self._window_budget or 0.0, min(remaining, self.tokens_per_minute))
+            # Our own starts in the window are known, booked. What the server counts beyond those that
+            # have started by now is someone else's (another client, or a window begun before the
+            # sync), at the least: the server may have counted before some of ours arrived, never
+            # after now. (Taking its figure as of the request's own start would count ours twice, and
+            # leave every window a latency's worth of requests short.)
+            ours = self._window_used.get(current, 0.0) - sum(
+                t.charged for t in self._inflight.values() if t.window == current and t.started > now)
+            others = self._window_limit() - remaining - ours
+            if others > self._window_others.get(current, 0.0):
+                self._window_others[current] = others
             return
         after = sum(t.charged for t in self._inflight.values() if ticket is None or t.seq > ticket.seq)
         ceiling = remaining - after
@@ -359,6 +387,51 @@ class Pacer:
         ahead = max(0.0, self._stamp - now) * self.token_rate
         if ceiling + ahead < self._level_at(now):
             self._level = ceiling + ahead
+
+    def _notice_reset(self, remaining: float, now: float) -> None:
+        """A fixed window shows itself without a refusal: what the server has left jumps up at each
+        reset by far more than a bucket refills in the time between two answers (a smooth bucket's
+        figure only ever grows by its refill; other clients only lower it). The reset gives the
+        windows' phase, the most the server was seen to have their budget and length, and from then
+        on each window's budget is booked whole. Without this, a
+        server's low figure just before its reset reads as a bucket's, and holds the pace down
+        after the reset too."""
+        last, self._last_remaining = self._last_remaining, (now, remaining)
+        if last is None:
+            return
+        then, before = last
+        # The slack covers the time between the server's figure and our reading of it.
+        if remaining - before <= self.token_rate * (now - then + 0.25) + 0.25 * self.token_capacity:
+            return
+        if self._window_end is not None:
+            self._align_windows(now)
+            return
+        # A window that holds what the server was seen to have at most lasts that share of a minute
+        # (two resets one after the other could be two windows apart, if one went by unseen).
+        budget = min(max(self._most_left, remaining), self.tokens_per_minute or 0.0)
+        if budget <= 0:
+            return
+        self._window_seconds = max(0.5, 60.0 * budget / (self.tokens_per_minute or 1.0))
+        self._window_budget = budget
+        self._window_end = now + self._window_seconds
+        self._window_used = {}
+        self._window_others = {}
+        for ticket in self._inflight.values():  # starts booked ahead go to the windows they fall in
+            if ticket.started > now and ticket.charged:
+                ticket.window = self._window_of(ticket.started)
+                ticket.logged = None
+                self._window_used[ticket.window] = self._window_used.get(ticket.window, 0.0) + ticket.charged
+
+    def _align_windows(self, reset: float) -> None:
+        """A reset seen while windows are booked: the nearest edge of ours moves to it when it is
+        earlier (the server's reset came no later than it was seen)."""
+        edge = round((reset - self._window_end) / self._window_seconds)
+        shift = reset - (self._window_end + edge * self._window_seconds)
+        # Seen late by up to an answer's latency; an edge found from a refusal's Retry-After, in
+        # whole seconds, may be later still. Only a reset seen before our edge is news: our edge
+        # then lags the server's less than before (moving it earlier, never past what was seen).
+        if -self._window_seconds / 4 <= shift < 0:
+            self._window_end += shift
 
     def settle(self, ticket: Ticket | None, headers: Mapping[str, str], usage: Mapping[str, object] | None = None) -> None:
         """The answer to `ticket` arrived: the server's own count of its cost replaces our estimate
@@ -413,6 +486,7 @@ class Pacer:
         self._stamp = now
         self._window_end = None
         self._window_used = {}
+        self._window_others = {}
         self._minute_log.clear()
         self._minute_sum = 0.0
         for ticket in self._inflight.values():
@@ -425,6 +499,29 @@ class Pacer:
     def _raised(self) -> None:
         self.epoch += 1
         self._epoch_rate = self.rate
+
+    def _rebook_ahead(self, now: float) -> None:
+        """Starts booked ahead were charged to a model of the server that a refusal just proved
+        wrong: they book again (see MistralClient._wait_for_start), into the windows that have room,
+        rather than all start together at the reset."""
+        for ticket in self._inflight.values():
+            if ticket.started > now:
+                ticket.charged = 0.0
+                ticket.window = None
+                ticket.logged = None
+        self.epoch += 1
+
+    def _refused_in_window(self, now: float, retry_after: float | None) -> None:
+        """A refusal while windows are booked: the server's current window is spent. Its reset is
+        within the Retry-After (whole seconds: within the last second of it); an edge of ours
+        outside that range moves into it, and what was booked ahead books again."""
+        self._window_others[self._window_of(now)] = self._window_limit()
+        if retry_after is not None:
+            edge = self._window_start(self._window_of(now) + 1)
+            earliest, latest = now + max(0.0, retry_after - 1.0), now + retry_after
+            if not earliest <= edge <= latest:
+                self._window_end += (latest if edge > latest else (earliest + latest) / 2) - edge
+        self._rebook_ahead(now)
 
     def on_throttled(self, retry_after: float | None, headers: Mapping[str, str] | None = None,
                      ticket: Ticket | None = None) -> bool:
@@ -444,14 +541,22 @@ class Pacer:
                 (requests_left is not None and requests_left <= 0)
         if spent:
             wait = retry_after if retry_after is not None else 1.0
+            # Refusals of requests that were already on their way when the hold began repeat what the
+            # first one said: the level it set already pays for the starts booked ahead.
+            already_held = now < self.hold_until
             self.hold_until = max(self.hold_until, now + wait)
             limit = self.tokens_per_minute
+            if tokens_left is not None and limit and self._window_end is not None:
+                self._refused_in_window(now, retry_after)
+                return True
             if tokens_left is not None and limit and retry_after is not None and ticket is not None:
                 # A smooth bucket refills the shortfall in shortfall / (limit/60) seconds; a wait far
                 # longer says the server counts per fixed window, which ends when the wait does.
                 cost = ticket.charged or self.cost_of(ticket.route, ticket.estimate)
                 refill = max(0.0, cost - tokens_left) * 60.0 / limit
-                if retry_after > 2 * refill + 2 and retry_after <= self.WINDOW_SECONDS + 1:
+                # (Retry-After comes in whole seconds: a bucket's wait is its refill rounded up; half as
+                # long again covers our estimate of the shortfall.)
+                if retry_after >= math.ceil(1.5 * refill) + 1 and retry_after <= self.WINDOW_SECONDS + 1:
                     end = now + retry_after
                     share = 60.0 * self._most_remaining / limit
                     if self._window_end is None and 0 < self._most_remaining < 0.9 * limit and retry_after <= share + 1:
@@ -460,18 +565,12 @@ class Pacer:
                         # to have. (A minute another client half spent ends later than its share.)
                         self._window_budget = self._most_remaining
                         self._window_seconds = max(0.5, share)
-                    if self._window_end is not None and 0.5 < end - self._window_end < self._window_seconds - 0.5:
-                        # Two resets closer than a minute: the server's windows are that short.
-                        self._window_seconds = end - self._window_end
                     self._window_end = end
-                    booked = sum(t.charged for t in self._inflight.values() if t.started > now)
-                    # Starts booked before the refusal are held to the reset: the next window pays them.
-                    self._window_used = {1: booked} if booked else {}
-                    for t in self._inflight.values():
-                        if t.started > now:
-                            t.window = 1
+                    self._window_used = {}
+                    self._window_others = {0: self._window_limit()}  # nothing more until the reset
+                    self._rebook_ahead(now)
                     return True
-            if tokens_left is not None and self._level is not None:
+            if tokens_left is not None and self._level is not None and not already_held:
                 # Nothing is left until the reset, and the starts booked before this refusal, which
                 # the hold now sends together at the reset, are paid from the next window's budget.
                 booked = sum(t.charged for t in self._inflight.values() if t.started > now)

@@ -99,7 +99,9 @@ def load_tokenizers_early(settings: DestinationConfig, plans) -> None:
     models' tokenizer takes one to two seconds to load."""
     models = {enrichment.model for enrichment in (settings.enrichment_for(plan.name) for plan in plans)
               if isinstance(enrichment, (ChatSettings, EmbeddingSettings))}
-    if not models:
+    if not models or settings.cache_enabled:
+        # With the cache on, every input may be answered from it, and a sync answered wholly by
+        # the cache never loads a tokenizer: it is loaded when the first input needs counting.
         return
     from destination_mistral.tokens import tokenizer_for
 

@@ -118,3 +118,23 @@ def test_batches_waiting_their_turn_are_not_split_by_a_small_calibration():
     sizes = [n for n, _ in server.batches]
     assert all(t <= batching.MAX_TOKENS_PER_REQUEST for _, t in server.batches)
     assert min(sizes[:-1]) > max(sizes) / 2, f"a formed batch was split into a full one and a sliver: {sizes}"
+
+
+def test_only_the_first_batch_is_formed_blind_the_rest_wait_for_its_calibration():
+    server = QueuedCountingServer(factor=1.0)
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), server)
+    server.enricher = enricher
+
+    async def main():
+        items = [enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5})
+                 for i in range(3000)]
+        futures = [enricher.submit(item) for item in items]
+        enricher.flush()
+        return await asyncio.gather(*futures)
+
+    results = asyncio.run(main())
+    assert all(r.ok for r in results) and len(results) == 3000
+    blind = batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN
+    tokens = [t for _, t in server.batches]
+    assert tokens[0] <= blind
+    assert all(t > blind for t in tokens[1:-1]), f"batches after the first answer fill to the calibrated budget: {tokens}"
