@@ -36,7 +36,7 @@ from mistral_connection import MistralConnection
 from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transient_error
 
 from destination_mistral.settings import Limits
-from destination_mistral.batching import over_rate_limit_at_once
+from destination_mistral.enrich.batching import over_rate_limit_at_once
 from destination_mistral.pacer import Pacer, RatePacer, Ticket, float_header, header  # noqa: F401 (RatePacer: former home)
 
 logger = logging.getLogger("airbyte")
@@ -135,7 +135,7 @@ _PARAMETER_WORDS = ("extra inputs are not permitted", "extra_forbidden", "unknow
 
 def classify_refusal(status: int, body: Any, message: str) -> tuple[str, str | None]:
     """(kind, field) of a 400/422: whose fault it is, and the parameter it names if any."""
-    from destination_mistral.batching import is_batch_too_large
+    from destination_mistral.enrich.batching import is_batch_too_large
 
     text = message.lower()
     if is_batch_too_large(status, message):

@@ -1,5 +1,5 @@
 """destination-mistral under the CDK's Destination interface: spec and check here, write through
-writer.py (which runs without the CDK), with messages converted at this edge."""
+sync/runner.py (which runs without the CDK), with messages converted at this edge."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from destination_mistral.protocol.files import read_config
 from destination_mistral.protocol.input_lines import parse_message_objects
 from destination_mistral.protocol.messages import Record, State, StreamStatus
 from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings, own_fields, parse_config
-from destination_mistral.writer import write_messages, write_stream
+from destination_mistral.sync.runner import write_messages, write_stream
 
 logger = logging.getLogger("airbyte")
 
@@ -53,7 +53,7 @@ class DestinationMistral(Destination):
 
     def run(self, args: list[str]) -> None:
         if args and args[0] == "write":
-            from destination_mistral.writer import run_write_command
+            from destination_mistral.sync.runner import run_write_command
 
             run_write_command(args[1:])
             return

@@ -9,7 +9,7 @@ def run(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
     if args and args[0] == "write":
         # The hot path: without the CDK's import (about a second) before the first record.
-        from destination_mistral.writer import run_write_command
+        from destination_mistral.sync.runner import run_write_command
 
         run_write_command(args[1:])
         return

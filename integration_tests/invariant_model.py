@@ -42,7 +42,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_mistral.protocol.catalog import catalog_from_json
 from destination_mistral.protocol.input_lines import InputParser
 from destination_mistral.sinks.duckdb_sink import DuckDBSink, STAGING_PREFIX
-from destination_mistral.writer import write_messages
+from destination_mistral.sync.runner import write_messages
 
 MODES = ("append", "append_dedup", "overwrite", "truncate_append", "truncate_dedup")
 DEDUP_MODES = ("append_dedup", "truncate_dedup")

@@ -11,7 +11,7 @@ import pytest
 from airbyte_cdk.models import Status, Type
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral import batching
+from destination_mistral.enrich import batching
 from destination_mistral.destination import DestinationMistral
 from tests.support.builders import REVIEW_SCHEMA, catalog, configured_stream, messages_with_states, review
 

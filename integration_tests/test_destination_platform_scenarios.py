@@ -293,7 +293,7 @@ def test_nan_and_infinity_are_stored_as_null_and_named_in_the_meta(tmp_path):
     ]
     from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
-    from destination_mistral.writer import write_stream
+    from destination_mistral.sync.runner import write_stream
 
     catalog_path = tmp_path / "catalog.json"
     catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append")))))

@@ -78,7 +78,7 @@ def airbyte_lines(start: int, count: int, state_every: int = 1000) -> Iterator[b
 
 def embed_batches(items: list[str]) -> list[list[str]]:
     """Greedy packing under the server's own limits (its token count): the best a client can do."""
-    from destination_mistral.batching import plan_batches
+    from destination_mistral.enrich.batching import plan_batches
     from mistral_emulator.tokens import count_tokens
 
     plan = plan_batches([count_tokens(text) for text in items], max_inputs=SERVER_MAX_INPUTS, max_tokens=SERVER_MAX_TOKENS)
@@ -466,7 +466,7 @@ def destination_errors(database: Path) -> tuple[int, int]:
     has the error column. A missing or unreadable file counts as no rows."""
     import duckdb
 
-    from destination_mistral.schema import ERROR
+    from destination_mistral.sinks.schema import ERROR
 
     if not database.exists():
         return 0, 0

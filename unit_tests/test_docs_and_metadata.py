@@ -269,12 +269,12 @@ def test_destination_doc_lists_the_declared_sync_modes_and_output_columns():
     modes = _section(doc, "Supported sync modes")
     for mode in _spec("destination-mistral")["supported_destination_sync_modes"]:
         assert f"`{mode}`" in modes, f"destination sync mode {mode} not documented"
-    from destination_mistral import schema
+    from destination_mistral.sinks import schema
 
     columns = _section(doc, "Output columns")
     names = [value for name, value in vars(schema).items()
              if name.isupper() and isinstance(value, str) and value.startswith(schema.RESERVED_PREFIXES)]
-    assert len(names) >= 9, f"expected the metadata and enrichment column names in destination_mistral.schema: {names}"
+    assert len(names) >= 9, f"expected the metadata and enrichment column names in destination_mistral.sinks.schema: {names}"
     for name in names:
         assert f"`{name}`" in columns, f"output column {name} not documented"
 

@@ -34,7 +34,7 @@ def check_rules(config: Mapping[str, Any]) -> None:
 
 
 def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
-    from destination_mistral.templates import compile_template  # late: Jinja is needed only here
+    from destination_mistral.enrich.templates import compile_template  # late: Jinja is needed only here
 
     if raw["mode"] == "chat":
         if not raw["prompt_template"].strip():

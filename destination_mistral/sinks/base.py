@@ -8,8 +8,8 @@ import numpy as np
 
 from mistral_connection.errors import config_error
 
-from destination_mistral.results import Result
-from destination_mistral.schema import (
+from destination_mistral.enrich.results import Result
+from destination_mistral.sinks.schema import (
     ANSWER,
     CACHED,
     COMPLETION_TOKENS,

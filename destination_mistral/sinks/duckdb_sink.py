@@ -20,10 +20,10 @@ import pyarrow as pa
 
 from mistral_connection.errors import config_error
 
-from destination_mistral.cache import ResultCache, vectors_to_list_array
+from destination_mistral.sinks.cache import ResultCache, vectors_to_list_array
 from destination_mistral.settings import OutputSettings
-from destination_mistral.results import Result
-from destination_mistral.schema import (
+from destination_mistral.enrich.results import Result
+from destination_mistral.sinks.schema import (
     ANSWER,
     CACHED,
     COMPLETION_TOKENS,

@@ -19,10 +19,10 @@ import orjson
 
 from mistral_connection.errors import config_error
 
-from destination_mistral.cache import ResultCache
+from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.settings import OutputSettings
-from destination_mistral.results import Result
-from destination_mistral.schema import EXTRACTED_AT, META, RAW_ID, RESERVED_PREFIXES, StreamPlan
+from destination_mistral.enrich.results import Result
+from destination_mistral.sinks.schema import EXTRACTED_AT, META, RAW_ID, RESERVED_PREFIXES, StreamPlan
 from destination_mistral.sinks.base import WriteItem, check_distinct_locations, enrichment_fields, extracted_at_iso
 
 logger = logging.getLogger("airbyte")

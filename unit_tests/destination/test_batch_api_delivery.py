@@ -10,9 +10,9 @@ import numpy as np
 import orjson
 import pytest
 
-from destination_mistral.batch_api import BatchApiEnricher
+from destination_mistral.enrich.batch_api import BatchApiEnricher
 from destination_mistral.settings import EmbeddingSettings
-from destination_mistral.embeddings import EmbeddingEnricher
+from destination_mistral.enrich.embeddings import EmbeddingEnricher
 
 
 NAN_BASE64 = base64.b64encode(np.array([np.nan, 1.0], dtype="<f4").tobytes()).decode()

@@ -2,11 +2,11 @@
 
 import asyncio
 
-from destination_mistral.batching import MAX_INPUTS_PER_REQUEST, is_batch_too_large, plan_batches
+from destination_mistral.enrich.batching import MAX_INPUTS_PER_REQUEST, is_batch_too_large, plan_batches
 from destination_mistral.client import ApiError
 from destination_mistral.settings import EmbeddingSettings
-from destination_mistral.embeddings import EmbeddingEnricher
-from destination_mistral.tokens import tokenizer_for
+from destination_mistral.enrich.embeddings import EmbeddingEnricher
+from destination_mistral.enrich.tokens import tokenizer_for
 
 
 def test_batches_respect_input_and_token_limits():
@@ -88,7 +88,7 @@ def test_max_inputs_constant_matches_the_api():
 def test_partial_batch_waits_for_more_input_only_while_another_batch_is_in_flight():
     import asyncio
 
-    from destination_mistral.batching import Batcher
+    from destination_mistral.enrich.batching import Batcher
 
     async def scenario():
         sent: list[int] = []
@@ -120,7 +120,7 @@ def test_partial_batch_waits_for_more_input_only_while_another_batch_is_in_fligh
 
 def test_byte_bounded_families_match_the_loaded_tokenizers():
     """The bound used before any tokenizer is loaded must be one the tokenizer really honours."""
-    from destination_mistral.tokens import BYTE_BOUNDED_FAMILIES, _bounded_by_bytes, _family, _load, upper_bound_for
+    from destination_mistral.enrich.tokens import BYTE_BOUNDED_FAMILIES, _bounded_by_bytes, _family, _load, upper_bound_for
 
     for family in ("v1", "v3", "tekken"):
         assert _bounded_by_bytes(_load(family)._raw) == (family in BYTE_BOUNDED_FAMILIES), family

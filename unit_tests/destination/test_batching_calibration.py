@@ -7,10 +7,10 @@ import base64
 
 import numpy as np
 
-from destination_mistral import batching
+from destination_mistral.enrich import batching
 from destination_mistral.client import ApiError
 from destination_mistral.settings import EmbeddingSettings
-from destination_mistral.embeddings import EmbeddingEnricher, decode_vector
+from destination_mistral.enrich.embeddings import EmbeddingEnricher, decode_vector
 
 
 class CountingServer:

@@ -4,10 +4,10 @@ are sent, so each kind of refusal happens once per sync, not on every full batch
 
 import asyncio
 
-from destination_mistral import batching
+from destination_mistral.enrich import batching
 from destination_mistral.client import ApiError
 from destination_mistral.settings import EmbeddingSettings
-from destination_mistral.embeddings import EmbeddingEnricher
+from destination_mistral.enrich.embeddings import EmbeddingEnricher
 
 
 class LimitedServer:

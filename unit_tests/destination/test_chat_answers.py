@@ -1,6 +1,6 @@
 """Chat answers: text kept as is, JSON parsed and checked against the user's schema."""
 
-from destination_mistral.chat import ChatEnricher
+from destination_mistral.enrich.chat import ChatEnricher
 from destination_mistral.settings import ChatSettings, ResponseFormat
 
 SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}}, "required": ["sentiment"]}

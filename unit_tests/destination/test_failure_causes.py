@@ -17,10 +17,10 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import MistralConnection
 
-from destination_mistral.chat import ChatEnricher
+from destination_mistral.enrich.chat import ChatEnricher
 from destination_mistral.client import MistralClient
 from destination_mistral.settings import ChatSettings, EmbeddingSettings, Limits
-from destination_mistral.embeddings import EmbeddingEnricher
+from destination_mistral.enrich.embeddings import EmbeddingEnricher
 
 KEY = "sk-secret-value-0123"
 CONNECTION = MistralConnection.from_config({"api_key": KEY, "base_url": "http://127.0.0.1:1"})
@@ -208,7 +208,7 @@ def test_chat_requests_carry_a_default_max_tokens_unless_set():
 
 
 def test_a_prompt_beyond_the_models_context_is_the_records_error():
-    from destination_mistral.templates import RecordError
+    from destination_mistral.enrich.templates import RecordError
 
     enricher = ChatEnricher(ChatSettings(model="open-mistral-7b", prompt_template="{{ t }}"), None)
     with pytest.raises(RecordError, match="characters"):

@@ -9,7 +9,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.protocol.input_lines import InputParser
 from destination_mistral.protocol.messages import Record
-from destination_mistral.templates import RecordError, compile_template, render
+from destination_mistral.enrich.templates import RecordError, compile_template, render
 
 
 def _parse(*lines: bytes):

@@ -13,9 +13,9 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_mistral.settings import parse_config
 from destination_mistral.destination import from_airbyte
 from destination_mistral.protocol.messages import Record
-from destination_mistral.pipeline import ByteWindow, Pipeline
-from destination_mistral.results import Result, failed
-from destination_mistral.schema import plan_stream
+from destination_mistral.sync.pipeline import ByteWindow, Pipeline
+from destination_mistral.enrich.results import Result, failed
+from destination_mistral.sinks.schema import plan_stream
 from tests.support.builders import configured_stream, record, review, state
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from destination_mistral.settings import DestinationConfig, parse_config
-from destination_mistral.results import Result
-from destination_mistral.schema import plan_stream
+from destination_mistral.enrich.results import Result
+from destination_mistral.sinks.schema import plan_stream
 from destination_mistral.sinks import WriteItem, open_sink
 from tests.support.builders import configured_stream, review
 
@@ -148,7 +148,7 @@ def test_jsonl_overwrite_and_dedup(tmp_path):
 
 
 def test_cache_written_with_blob_vectors_is_migrated_without_losing_answers(tmp_path):
-    from destination_mistral.cache import TABLE, ResultCache
+    from destination_mistral.sinks.cache import TABLE, ResultCache
 
     path = tmp_path / "old.duckdb"
     vector = np.arange(8, dtype="<f4")

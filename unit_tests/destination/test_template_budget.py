@@ -7,8 +7,8 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral import templates
-from destination_mistral.templates import RecordError, compile_template, render
+from destination_mistral.enrich import templates
+from destination_mistral.enrich.templates import RecordError, compile_template, render
 
 BIG = "{% set s = 'x' * 999999 %}"
 

@@ -3,7 +3,7 @@ TRACE: it may name what the template names, never what the record holds."""
 
 import pytest
 
-from destination_mistral.templates import RecordError, compile_template, render
+from destination_mistral.enrich.templates import RecordError, compile_template, render
 
 SECRET = "ZQXJ private review text"
 

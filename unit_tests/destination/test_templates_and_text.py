@@ -2,7 +2,7 @@
 
 import pytest
 
-from destination_mistral.templates import RecordError, compile_template, render, text_from_fields
+from destination_mistral.enrich.templates import RecordError, compile_template, render, text_from_fields
 
 
 def test_missing_field_is_a_record_error_naming_the_field():

@@ -9,13 +9,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from destination_mistral import batching
-from destination_mistral.batching import Batcher, lower_input_cap, plan_batches, tokens_max_and_count, too_many_inputs
+from destination_mistral.enrich import batching
+from destination_mistral.enrich.batching import Batcher, lower_input_cap, plan_batches, tokens_max_and_count, too_many_inputs
 from destination_mistral.client import ApiError, InvalidAnswer, MistralClient
 from destination_mistral.settings import EmbeddingSettings
-from destination_mistral.results import Result, cache_key, failed
-from destination_mistral.templates import RecordError, compile_template, render, text_from_fields
-from destination_mistral.tokens import upper_bound_for
+from destination_mistral.enrich.results import Result, cache_key, failed
+from destination_mistral.enrich.templates import RecordError, compile_template, render, text_from_fields
+from destination_mistral.enrich.tokens import upper_bound_for
 
 # Native sizes, so that a table's FLOAT[n] column can be created before the first vector arrives.
 KNOWN_DIMENSIONS = {"mistral-embed": 1024, "mistral-embed-2312": 1024, "codestral-embed": 1536, "codestral-embed-2505": 1536}
@@ -77,7 +77,7 @@ class EmbeddingEnricher:
 
     @cached_property
     def _tokenizer(self):
-        from destination_mistral.tokens import tokenizer_for
+        from destination_mistral.enrich.tokens import tokenizer_for
 
         return tokenizer_for(self.model)
 

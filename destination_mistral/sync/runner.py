@@ -34,7 +34,7 @@ def with_delivery(enricher, delivery, client):
     cache keys and parsed answers stay the same whichever way the requests travel."""
     if enricher is None or delivery.mode == "online":
         return enricher
-    from destination_mistral.batch_api import AutoDeliveryEnricher, BatchApiEnricher
+    from destination_mistral.enrich.batch_api import AutoDeliveryEnricher, BatchApiEnricher
 
     batch = BatchApiEnricher(enricher, client, requests_per_job=delivery.requests_per_job,
                              poll_max_seconds=delivery.poll_max_seconds)
@@ -42,8 +42,8 @@ def with_delivery(enricher, delivery, client):
 
 
 def build_enrichers(config: DestinationConfig, plans, client) -> dict:
-    from destination_mistral.chat import ChatEnricher
-    from destination_mistral.embeddings import EmbeddingEnricher
+    from destination_mistral.enrich.chat import ChatEnricher
+    from destination_mistral.enrich.embeddings import EmbeddingEnricher
 
     shared: dict[int, Any] = {}
     enrichers = {}
@@ -65,7 +65,7 @@ def build_enrichers(config: DestinationConfig, plans, client) -> dict:
 def write_messages(config: Mapping[str, Any], catalog, messages: Iterable[Record | State]) -> Iterator[dict]:
     """Runs one sync; yields each STATE message (as JSON objects) once everything before it is committed."""
     settings = parse_config(config)
-    from destination_mistral.schema import plan_stream
+    from destination_mistral.sinks.schema import plan_stream
 
     plans = [plan_stream(stream, settings) for stream in catalog.streams]
     check_stream_fields(settings, catalog.streams)
@@ -103,7 +103,7 @@ def load_tokenizers_early(settings: DestinationConfig, plans) -> None:
         # With the cache on, every input may be answered from it, and a sync answered wholly by
         # the cache never loads a tokenizer: it is loaded when the first input needs counting.
         return
-    from destination_mistral.tokens import tokenizer_for
+    from destination_mistral.enrich.tokens import tokenizer_for
 
     def load() -> None:
         for model in sorted(models):
@@ -126,7 +126,7 @@ def _run_sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue)
 
 async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue) -> None:
     from destination_mistral.client import MistralClient
-    from destination_mistral.pipeline import Pipeline
+    from destination_mistral.sync.pipeline import Pipeline
     from destination_mistral.sinks import open_sink
 
     loop = asyncio.get_running_loop()

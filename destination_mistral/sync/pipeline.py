@@ -33,12 +33,12 @@ import orjson
 from mistral_connection.errors import config_error, system_error, transient_error
 
 from destination_mistral.protocol.messages import Record, State, StreamStatus
-from destination_mistral.progress import Counters
-from destination_mistral.results import Result, failed
-from destination_mistral.schema import StreamPlan
+from destination_mistral.sync.progress import Counters
+from destination_mistral.enrich.results import Result, failed
+from destination_mistral.sinks.schema import StreamPlan
 from destination_mistral.sinks.base import Sink, WriteItem
-from destination_mistral.storing import Committer
-from destination_mistral.templates import RecordError
+from destination_mistral.sync.committer import Committer
+from destination_mistral.enrich.templates import RecordError
 
 logger = logging.getLogger("airbyte")
 
@@ -175,7 +175,7 @@ class Pipeline:
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="destination-mistral-db")
         self._raw_ids = RawIds()
         # Cache lookups stand between a record and its request: they get a thread (and a DuckDB
-        # cursor, see cache.py) of their own rather than waiting for the commit in progress.
+        # cursor, see sinks/cache.py) of their own rather than waiting for the commit in progress.
         self.lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="destination-mistral-lookup")
         self._next_gseq = 0
         self._records_since_state = 0

@@ -199,7 +199,7 @@ def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) 
     if isinstance(enrichment, ChatSettings):
         plan.answer_json = enrichment.response_format.is_json
     elif isinstance(enrichment, EmbeddingSettings):
-        from destination_mistral.embeddings import KNOWN_DIMENSIONS
+        from destination_mistral.enrich.embeddings import KNOWN_DIMENSIONS
 
         plan.embedding_dim = enrichment.output_dimension or KNOWN_DIMENSIONS.get(enrichment.model)
     return plan

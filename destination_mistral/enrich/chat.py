@@ -11,9 +11,9 @@ import orjson
 
 from destination_mistral.client import ApiError, InvalidAnswer, MistralClient
 from destination_mistral.settings import ChatSettings
-from destination_mistral.results import Result, cache_key, failed
-from destination_mistral.templates import RecordError, compile_template, render
-from destination_mistral.tokens import upper_bound_for
+from destination_mistral.enrich.results import Result, cache_key, failed
+from destination_mistral.enrich.templates import RecordError, compile_template, render
+from destination_mistral.enrich.tokens import upper_bound_for
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 # No token of Mistral's tokenizers spans more characters than this; a prompt longer than the token
@@ -56,7 +56,7 @@ class ChatEnricher:
 
     @cached_property
     def _tokenizer(self):
-        from destination_mistral.tokens import tokenizer_for
+        from destination_mistral.enrich.tokens import tokenizer_for
 
         return tokenizer_for(self.model)
 

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from destination_mistral.results import Result
+from destination_mistral.enrich.results import Result
 
 TABLE = "_mistral_cache"
 _KEYS_VIEW = "_mistral_cache_keys"

@@ -15,9 +15,9 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import orjson
 
-from destination_mistral.batching import Batcher
+from destination_mistral.enrich.batching import Batcher
 from destination_mistral.client import InvalidAnswer, classify_refusal
-from destination_mistral.results import Result, failed
+from destination_mistral.enrich.results import Result, failed
 
 logger = logging.getLogger("airbyte")
 

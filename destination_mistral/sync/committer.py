@@ -20,8 +20,8 @@ from typing import Any, Iterable, Sequence
 
 from mistral_connection.errors import system_error, transient_error
 
-from destination_mistral.results import failed
-from destination_mistral.schema import StreamPlan
+from destination_mistral.enrich.results import failed
+from destination_mistral.sinks.schema import StreamPlan
 from destination_mistral.sinks.base import Sink, WriteItem
 
 logger = logging.getLogger("airbyte")
