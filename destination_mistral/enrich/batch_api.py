@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 import uuid
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import orjson
 
@@ -55,15 +55,24 @@ class BatchApiEnricher:
     def prepare(self, record: Mapping[str, Any]) -> Any:
         return self.inner.prepare(record)
 
-    async def run(self, item: Any) -> Result:
+    def count_tokens(self, items: list[Any]) -> None:
+        """Nothing to count: a job's requests are not paced by tokens."""
+
+    def submit(self, item: Any) -> "asyncio.Future[Result]":
         if self._batcher is None:
             self._batcher = Batcher(self._run_job, lambda _: 0, max_inputs=self._requests_per_job,
                                     max_tokens=sys.maxsize, linger=self._linger)
-        return await self._batcher.submit(item)
+        return self._batcher.submit(item)
+
+    async def run(self, item: Any) -> Result:
+        return await self.submit(item)
 
     def flush(self) -> None:
         if self._batcher is not None:
             self._batcher.flush()
+
+    def parse(self, response: Any, items: Sequence[Any]) -> list[Result]:
+        return self.inner.parse(response, items)
 
     # ---- one job -----------------------------------------------------------------------------------
 
@@ -71,9 +80,6 @@ class BatchApiEnricher:
         body = dict(self.inner.request_body(item) if self.kind == "chat" else self.inner.request_body([item]))
         body.pop("model", None)  # the job names the model
         return body
-
-    def _parse(self, body: Any, item: Any) -> Result:
-        return self.inner.parse(body) if self.kind == "chat" else self.inner.parse(body, [item])[0]
 
     async def _run_job(self, items: list[Any]) -> list[Result]:
         content = b"".join(orjson.dumps({"custom_id": str(i), "body": self._line_body(item)}) + b"\n" for i, item in enumerate(items))
@@ -146,7 +152,7 @@ class BatchApiEnricher:
         body = response.get("body")
         if status == 200 and entry.get("error") is None:
             try:
-                return self._parse(body, item)
+                return self.inner.parse(body, [item])[0]
             except InvalidAnswer:
                 return None
         error = entry.get("error")
@@ -188,14 +194,22 @@ class AutoDeliveryEnricher:
             self._online_keys.add(item.key)
         return item
 
-    async def run(self, item: Any) -> Result:
+    def count_tokens(self, items: list[Any]) -> None:
+        # Only the online requests are paced by their tokens.
+        self.online.count_tokens([item for item in items if item.key in self._online_keys])
+
+    def submit(self, item: Any) -> "asyncio.Future[Result]":
         if item.key in self._online_keys:
             self._online_keys.discard(item.key)
-            return await self.online.run(item)
-        return await self.batch.run(item)
+            return self.online.submit(item)
+        return self.batch.submit(item)
+
+    async def run(self, item: Any) -> Result:
+        return await self.submit(item)
 
     def flush(self) -> None:
-        for enricher in (self.online, self.batch):
-            flush = getattr(enricher, "flush", None)
-            if flush is not None:
-                flush()
+        self.online.flush()
+        self.batch.flush()
+
+    def parse(self, response: Any, items: Sequence[Any]) -> list[Result]:
+        return self.online.parse(response, items)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import orjson
 
@@ -114,11 +115,18 @@ class ChatEnricher:
     def request_body(self, item: ChatInput) -> dict[str, Any]:
         return {"model": self.model, "messages": item.messages, **self._params}
 
+    def submit(self, item: ChatInput) -> "asyncio.Task[Result]":
+        """A task per input: each chat request carries one."""
+        return asyncio.get_running_loop().create_task(self.run(item))
+
+    def flush(self) -> None:
+        """Nothing waits for a batch: every input is sent when it is submitted."""
+
     async def run(self, item: ChatInput) -> Result:
         try:
             # The answer is checked inside the client's retry loop: one of the wrong shape is sent again.
             return await self.client.post("chat/completions", self.request_body(item), cost=self._tokens_of(item),
-                                          validate=self.parse)
+                                          validate=self.read_answer)
         except ApiError as error:
             if error.kind == "config":
                 raise error.as_config_error("POST /v1/chat/completions") from None
@@ -126,7 +134,11 @@ class ChatEnricher:
             # this record's request, not the service.
             return failed(error.message, kind="input")
 
-    def parse(self, response: Any) -> Result:
+    def parse(self, response: Any, items: Sequence[ChatInput]) -> list[Result]:
+        """The result of the one input a chat request carries."""
+        return [self.read_answer(response)]
+
+    def read_answer(self, response: Any) -> Result:
         """The record's result from a chat answer. An answer that cannot be a chat completion (not
         an object, no choices) raises InvalidAnswer: the service failed. One that is a completion but
         not what the user asked for (off the schema, cut by max_tokens) is the record's error."""

@@ -32,6 +32,7 @@ import orjson
 
 from mistral_connection.errors import config_error, system_error, transient_error
 
+from destination_mistral.enrich.base import Enricher
 from destination_mistral.protocol.messages import Record, State, StreamStatus
 from destination_mistral.sync.progress import Counters
 from destination_mistral.enrich.results import Result, failed
@@ -132,7 +133,7 @@ class PendingItem(WriteItem):
 @dataclass
 class StreamRuntime:
     plan: StreamPlan
-    enricher: Any  # ChatEnricher | EmbeddingEnricher | None
+    enricher: Enricher | None  # None: the stream is stored without enrichment
     pending: collections.deque = field(default_factory=collections.deque)
     ready: int = 0  # length of the completed prefix of `pending`
     ready_cost: int = 0
@@ -159,7 +160,7 @@ class Barrier:
 
 
 class Pipeline:
-    def __init__(self, plans: Iterable[StreamPlan], enrichers: Mapping[tuple, Any], sink: Sink, client: Any,
+    def __init__(self, plans: Iterable[StreamPlan], enrichers: Mapping[tuple, Enricher | None], sink: Sink, client: Any,
                  emit: Callable[[dict], None], *, on_error: str = "record", max_buffer_bytes: int = 64 << 20,
                  cache_enabled: bool = True, request_stats: Any = None) -> None:
         self.streams = {plan.key: StreamRuntime(plan, enrichers.get(plan.key)) for plan in plans}
@@ -369,10 +370,9 @@ class Pipeline:
                 self._waiters[key].append((runtime, item))
             else:
                 self._waiters[key] = [(runtime, item)]
-                submit = getattr(runtime.enricher, "submit", None)
                 # A batching enricher hands out a future per input; a task per record would cost
                 # more than the rest of the record's handling on the loop.
-                task = submit(item.prepared) if submit is not None else self.loop.create_task(runtime.enricher.run(item.prepared))
+                task = runtime.enricher.submit(item.prepared)
                 self._inflight[key] = task
                 task.add_done_callback(lambda t, k=key, e=runtime.enricher: self._on_answer(k, e, t))
         self._after_completion()
@@ -380,24 +380,21 @@ class Pipeline:
     async def _count_tokens(self, todo, fresh: Mapping[str, Any], found: Mapping[str, Any]) -> None:
         """Token counts for the inputs about to be sent, taken on the lookup thread in one call per
         enricher (the tokenizer does not hold the GIL for a list of texts)."""
-        by_enricher: dict[int, tuple[Any, list]] = {}
+        by_enricher: dict[int, tuple[Enricher, list]] = {}
         for runtime, item in todo:
             key = item.key
             if key in fresh or key in found or key in self._inflight or key in self._fresh:
                 continue
-            count = getattr(runtime.enricher, "count_tokens", None)
-            if count is not None:
-                by_enricher.setdefault(id(runtime.enricher), (count, []))[1].append(item.prepared)
-        for count, prepared in by_enricher.values():
-            await self.loop.run_in_executor(self.lookups, count, prepared)
+            by_enricher.setdefault(id(runtime.enricher), (runtime.enricher, []))[1].append(item.prepared)
+        for enricher, prepared in by_enricher.values():
+            await self.loop.run_in_executor(self.lookups, enricher.count_tokens, prepared)
 
     def _flush_batchers(self) -> None:
         for runtime in self.streams.values():
-            flush = getattr(runtime.enricher, "flush", None)
-            if flush is not None:
-                flush()
+            if runtime.enricher is not None:
+                runtime.enricher.flush()
 
-    def _on_answer(self, key: str, enricher: Any, task: asyncio.Task) -> None:
+    def _on_answer(self, key: str, enricher: Enricher, task: asyncio.Future) -> None:
         self._inflight.pop(key, None)
         waiters = self._waiters.pop(key, [])
         if task.cancelled():

@@ -17,22 +17,22 @@ def enricher(kind="text", schema=None, **kw):
 
 
 def test_text_answer_and_usage():
-    result = enricher().parse(response("Fine."))
+    result = enricher().read_answer(response("Fine."))
     assert result.value == "Fine." and result.prompt_tokens == 11 and result.completion_tokens == 5
 
 
 def test_json_schema_answer_is_stored_parsed():
-    result = enricher("json_schema", SCHEMA).parse(response('```json\n{"sentiment": "positive"}\n```'))
+    result = enricher("json_schema", SCHEMA).read_answer(response('```json\n{"sentiment": "positive"}\n```'))
     assert result.value == {"sentiment": "positive"}, "the parsed JSON is stored, not a string of it"
 
 
 def test_answer_violating_the_schema_is_a_record_error():
-    result = enricher("json_schema", SCHEMA).parse(response('{"sentiment": "meh"}'))
+    result = enricher("json_schema", SCHEMA).read_answer(response('{"sentiment": "meh"}'))
     assert result.value is None and "schema" in result.error and "meh" not in result.error, "no answer content in errors"
 
 
 def test_truncated_json_says_so():
-    result = enricher("json_object").parse(response('{"a": ', finish="length"))
+    result = enricher("json_object").read_answer(response('{"a": ', finish="length"))
     assert "not valid JSON" in result.error and "max_tokens" in result.error
 
 

@@ -60,6 +60,15 @@ class GatedEnricher:
         await self.gate(item.id).wait()
         return failed("HTTP 422: the input is refused", kind="input") if item.id in self.fail else Result(value="ok", model="m")
 
+    def count_tokens(self, items):
+        pass
+
+    def submit(self, item):
+        return asyncio.get_running_loop().create_task(self.run(item))
+
+    def flush(self):
+        pass
+
 
 def plan(tmp_path):
     config = parse_config({"api_key": "k-123456", "base_url": "http://127.0.0.1:9", "output": {"type": "duckdb", "path": str(tmp_path / "x.duckdb")},

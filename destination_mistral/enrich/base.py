@@ -1,0 +1,46 @@
+"""What the pipeline asks of an enricher, stated once so that it calls these methods directly.
+
+An enricher turns a record into an input (`prepare`), prices inputs for the pacer (`count_tokens`),
+and hands out one awaitable result per input (`submit`); `flush` sends what a batching enricher still
+holds when input pauses or ends. `parse` reads one answer into the results of the inputs it was sent
+for: the Batch API's delivery calls it on the lines of a result file."""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
+
+from destination_mistral.enrich.results import Result
+
+
+class Input(Protocol):
+    # The cache's key: equal inputs are sent once per sync and answered from the cache after.
+    key: str
+
+
+InputT = TypeVar("InputT", bound=Input)
+
+
+@runtime_checkable
+class Enricher(Protocol[InputT]):
+    kind: str  # "chat" or "embeddings": the endpoint, and the cache's name for it
+    model: str
+
+    def prepare(self, record: Mapping[str, Any]) -> InputT:
+        """The record's input; raises templates.RecordError when the record cannot make one."""
+        ...
+
+    def count_tokens(self, items: list[InputT]) -> None:
+        """Token counts of inputs about to be sent, taken in one call off the event loop."""
+        ...
+
+    def submit(self, item: InputT) -> Awaitable[Result]:
+        """The future of the item's result; called on the event loop."""
+        ...
+
+    def flush(self) -> None:
+        """Sends what waits for a batch to fill: input paused or ended."""
+        ...
+
+    def parse(self, response: Any, items: Sequence[InputT]) -> list[Result]:
+        """One result per item from the answer to the request that carried them."""
+        ...
