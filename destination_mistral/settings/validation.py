@@ -18,7 +18,7 @@ from jsonschema import Draft7Validator
 
 from destination_mistral.settings.spec_fields import discriminator, option_values, own_schema
 
-Path = tuple[str | int, ...]
+FieldPath = tuple[str | int, ...]
 
 _KINDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
           "object": "an object", "array": "a list", "null": "empty"}
@@ -32,7 +32,7 @@ def schema_problem(config: Mapping[str, Any]) -> str | None:
     return _first_problem(config, own_schema(), ())
 
 
-def dotted(path: Path) -> str:
+def dotted(path: FieldPath) -> str:
     """`stream_overrides[0].enrichment.mode`: a field as the messages name it."""
     text = ""
     for step in path:
@@ -40,7 +40,7 @@ def dotted(path: Path) -> str:
     return text
 
 
-def _first_problem(instance: Any, schema: Mapping[str, Any], path: Path) -> str | None:
+def _first_problem(instance: Any, schema: Mapping[str, Any], path: FieldPath) -> str | None:
     for error in Draft7Validator(schema).iter_errors(instance):
         where = path + tuple(error.absolute_path)
         if error.validator == "oneOf":
@@ -49,7 +49,7 @@ def _first_problem(instance: Any, schema: Mapping[str, Any], path: Path) -> str 
     return None
 
 
-def _option_problem(instance: Any, options: Sequence[Mapping[str, Any]], where: Path) -> str:
+def _option_problem(instance: Any, options: Sequence[Mapping[str, Any]], where: FieldPath) -> str:
     key = discriminator(options)
     if key is None:  # every oneOf of the spec has one; a future one without says what the form says
         return f"`{dotted(where)}` is not valid: choose one of the options the form offers."
@@ -64,7 +64,7 @@ def _option_problem(instance: Any, options: Sequence[Mapping[str, Any]], where: 
     return _first_problem(instance, chosen, where) or f"`{dotted(where)}` is not valid: see the form's {instance[key]} option."
 
 
-def _describe(error: Any, where: Path) -> str:
+def _describe(error: Any, where: FieldPath) -> str:
     keyword, schema = error.validator, error.schema
     if keyword == "required":
         missing = next(name for name in error.validator_value if name not in error.instance)
@@ -86,7 +86,7 @@ def _describe(error: Any, where: Path) -> str:
     return f"{name} is not valid{_fix(schema)}."
 
 
-def _missing(path: Path, schema: Mapping[str, Any]) -> str:
+def _missing(path: FieldPath, schema: Mapping[str, Any]) -> str:
     name = f"`{dotted(path)}` is missing"
     options = schema.get("oneOf")
     key = discriminator(options) if options else None
