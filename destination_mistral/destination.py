@@ -126,7 +126,8 @@ class DestinationMistral(Destination):
 
 async def _check_api(settings: DestinationConfig) -> str | None:
     """One sentence on what is wrong with the key or the models, or None."""
-    from destination_mistral.client import ApiError, MistralClient
+    from destination_mistral.http.client import MistralClient
+    from destination_mistral.http.errors import ApiError
 
     limits = settings.limits
     client = MistralClient(settings.connection, type(limits)(max_concurrent_requests=2, max_retries=min(limits.max_retries, 2),

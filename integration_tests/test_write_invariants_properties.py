@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-from destination_mistral.client import MistralClient
+from destination_mistral.http.client import MistralClient
 from integration_tests.invariant_model import (
     CHAT_REVIEWS,
     Complete,

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 import orjson
 
 from destination_mistral.enrich.batching import Batcher
-from destination_mistral.client import InvalidAnswer, classify_refusal
+from destination_mistral.http.errors import InvalidAnswer, classify_refusal
 from destination_mistral.enrich.results import Result, failed
 
 logger = logging.getLogger("airbyte")

@@ -55,14 +55,6 @@ _TOKENS_MAX = re.compile(r"max(?:imum)? is (\d+)\D+?(\d+)", re.IGNORECASE)
 _COSTS_AT_MOST = re.compile(r"costs (\d+) tokens.*?at most (\d+)", re.IGNORECASE)
 
 
-def over_rate_limit_at_once(message: str) -> bool:
-    """Whether a 400 says the request costs more tokens than the account's rate limit takes at once
-    (not more than the model or the endpoint accepts): the record is not at fault, and the request
-    may fit once the limit is raised, or split."""
-    text = message.lower()
-    return "for the rate limit" in text or ("rate limit" in text and "at once" in text)
-
-
 def too_many_inputs(message: str) -> bool:
     return "too many inputs" in message.lower()
 
@@ -83,13 +75,6 @@ def lower_input_cap(refused: int) -> int:
         if limit < refused:
             return limit
     return max(1, refused // 2)
-
-
-def is_batch_too_large(status: int | None, message: str) -> bool:
-    text = message.lower()
-    return status in (400, 413, 422) and (
-        "too many tokens" in text or "too many inputs" in text or "split into more batches" in text or status == 413
-    )
 
 
 class Batcher(Generic[T, R]):

@@ -10,7 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
-from destination_mistral.client import ApiError, InvalidAnswer, MistralClient
+from destination_mistral.http.client import MistralClient
+from destination_mistral.http.errors import ApiError, InvalidAnswer
 from destination_mistral.settings import ChatSettings
 from destination_mistral.enrich.results import Result, cache_key, failed
 from destination_mistral.enrich.templates import RecordError, compile_template, render

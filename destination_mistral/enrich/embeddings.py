@@ -11,7 +11,8 @@ import numpy as np
 
 from destination_mistral.enrich import batching
 from destination_mistral.enrich.batching import Batcher, lower_input_cap, plan_batches, tokens_max_and_count, too_many_inputs
-from destination_mistral.client import ApiError, InvalidAnswer, MistralClient
+from destination_mistral.http.client import MistralClient
+from destination_mistral.http.errors import ApiError, InvalidAnswer
 from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.enrich.results import Result, cache_key, failed
 from destination_mistral.enrich.templates import RecordError, compile_template, render, text_from_fields

@@ -125,7 +125,7 @@ def _run_sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue)
 
 
 async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue) -> None:
-    from destination_mistral.client import MistralClient
+    from destination_mistral.http.client import MistralClient
     from destination_mistral.sync.pipeline import Pipeline
     from destination_mistral.sinks import open_sink
 

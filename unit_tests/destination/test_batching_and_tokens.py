@@ -2,8 +2,8 @@
 
 import asyncio
 
-from destination_mistral.enrich.batching import MAX_INPUTS_PER_REQUEST, is_batch_too_large, plan_batches
-from destination_mistral.client import ApiError
+from destination_mistral.enrich.batching import MAX_INPUTS_PER_REQUEST, plan_batches
+from destination_mistral.http.errors import ApiError, is_batch_too_large
 from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.enrich.embeddings import EmbeddingEnricher
 from destination_mistral.enrich.tokens import tokenizer_for

@@ -8,7 +8,7 @@ import base64
 import numpy as np
 
 from destination_mistral.enrich import batching
-from destination_mistral.client import ApiError
+from destination_mistral.http.errors import ApiError
 from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.enrich.embeddings import EmbeddingEnricher, decode_vector
 

@@ -5,7 +5,7 @@ are sent, so each kind of refusal happens once per sync, not on every full batch
 import asyncio
 
 from destination_mistral.enrich import batching
-from destination_mistral.client import ApiError
+from destination_mistral.http.errors import ApiError
 from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.enrich.embeddings import EmbeddingEnricher
 

@@ -7,7 +7,8 @@ import orjson
 import pytest
 from mistral_connection import MistralConnection
 
-from destination_mistral.client import MistralClient, RatePacer
+from destination_mistral.http.client import MistralClient
+from destination_mistral.http.pacer import Pacer
 from destination_mistral.settings import Limits
 
 CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_url": "http://127.0.0.1:1"})
@@ -15,7 +16,7 @@ CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_
 
 def test_pacer_learns_the_limit_from_the_ratelimit_headers():
     now = [0.0]
-    pacer = RatePacer(None, clock=lambda: now[0])
+    pacer = Pacer(None, clock=lambda: now[0])
     assert pacer.delay() == 0.0, "nothing is known yet: no pacing"
     pacer.on_success({"x-ratelimit-limit-req-minute": "600", "x-ratelimit-remaining-req-minute": "590"})
     assert pacer.rate == pytest.approx(10.0), "600 requests a minute is 10 requests/s"
@@ -32,7 +33,7 @@ def test_pacer_learns_the_limit_from_the_ratelimit_headers():
 
 def test_the_first_burst_is_no_larger_than_what_the_server_says_remains():
     now = [0.0]
-    pacer = RatePacer(None, clock=lambda: now[0])
+    pacer = Pacer(None, clock=lambda: now[0])
     pacer.delay()
     pacer.on_success({"x-ratelimit-limit-req-minute": "600", "x-ratelimit-remaining-req-minute": "3"})
     assert [pacer.delay() for _ in range(4)] == pytest.approx([0.0, 0.0, 0.0, 0.1])
@@ -40,21 +41,21 @@ def test_the_first_burst_is_no_larger_than_what_the_server_says_remains():
 
 def test_a_429_ends_the_burst():
     now = [0.0]
-    pacer = RatePacer(None, clock=lambda: now[0])
+    pacer = Pacer(None, clock=lambda: now[0])
     pacer.on_success({"x-ratelimit-limit-req-minute": "600", "x-ratelimit-remaining-req-minute": "590"})
     pacer.on_throttled(1.0)
     assert pacer.delay() == 0.0 and pacer.delay() > 0, "after a refusal, starts are spaced again"
 
 
 def test_configured_cap_wins_over_a_higher_announced_limit():
-    pacer = RatePacer(5.0)
+    pacer = Pacer(5.0)
     pacer.on_success({"x-ratelimit-limit-req-minute": "6000"})
     assert pacer.rate == pytest.approx(5.0)
 
 
 def test_many_429s_at_once_are_one_slow_down_signal():
     now = [0.0]
-    pacer = RatePacer(None, clock=lambda: now[0])
+    pacer = Pacer(None, clock=lambda: now[0])
     for _ in range(40):
         pacer.delay()
     pacer.on_throttled(1.0)

@@ -10,7 +10,9 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import MistralConnection
 
-from destination_mistral.client import ApiError, MistralClient, RatePacer, retry_after_seconds
+from destination_mistral.http.client import MistralClient
+from destination_mistral.http.errors import ApiError, retry_after_seconds
+from destination_mistral.http.pacer import Pacer
 from destination_mistral.settings import Limits
 
 CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_url": "http://127.0.0.1:1"})
@@ -112,7 +114,7 @@ def test_retry_after_forms():
 
 def test_pacer_slows_down_on_429_and_recovers():
     now = [0.0]
-    pacer = RatePacer(None, clock=lambda: now[0])
+    pacer = Pacer(None, clock=lambda: now[0])
     for _ in range(20):
         assert pacer.delay() == 0.0, "without a cap or a 429 there is no pacing"
     pacer.on_throttled(None)
@@ -125,12 +127,12 @@ def test_pacer_slows_down_on_429_and_recovers():
 
 def test_pacer_respects_the_configured_cap():
     now = [0.0]
-    pacer = RatePacer(10.0, clock=lambda: now[0])
+    pacer = Pacer(10.0, clock=lambda: now[0])
     delays = [pacer.delay() for _ in range(5)]
     assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
 
 
 def test_pacer_slows_when_ratelimit_headers_say_the_budget_is_nearly_spent():
-    pacer = RatePacer(None)
+    pacer = Pacer(None)
     pacer.on_success({"x-ratelimit-limit-req-minute": "600", "x-ratelimit-remaining-req-minute": "10"})
     assert pacer.rate == pytest.approx(10.0)

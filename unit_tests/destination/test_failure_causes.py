@@ -18,7 +18,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import MistralConnection
 
 from destination_mistral.enrich.chat import ChatEnricher
-from destination_mistral.client import MistralClient
+from destination_mistral.http.client import MistralClient
 from destination_mistral.settings import ChatSettings, EmbeddingSettings, Limits
 from destination_mistral.enrich.embeddings import EmbeddingEnricher
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from mistral_connection import MistralConnection
 
-from destination_mistral.client import MistralClient
+from destination_mistral.http.client import MistralClient
 from destination_mistral.settings import Limits
 
 CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_url": "http://127.0.0.1:1"})

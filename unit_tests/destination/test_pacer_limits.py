@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from destination_mistral.pacer import Pacer
+from destination_mistral.http.pacer import Pacer
 
 TPM = 60_000
 

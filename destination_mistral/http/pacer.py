@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from destination_mistral.http.headers import float_header, header
 
 
 @dataclass
@@ -613,28 +614,6 @@ class Pacer:
     def _ceiling(self) -> float | None:
         limits = [r for r in (self.cap, self.learned) if r]
         return min(limits) if limits else None
-
-
-# The former name, for callers that only pace requests.
-RatePacer = Pacer
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        for key, val in headers.items():
-            if key.lower() == lowered:
-                return val
-    return value
-
-
-def float_header(headers: Mapping[str, str], name: str) -> float | None:
-    value = header(headers, name)
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _reset_note(headers: Mapping[str, str]) -> str:
