@@ -1,5 +1,6 @@
-"""Two rules the manifest cannot express: a page list that ends short of its announced `total`, and
-a JSON Lines file cut short.
+"""Three rules the manifest cannot express: a page list that ends short of its announced `total`, a
+JSON Lines file cut short, and a 429 that is waited out for as long as the API serves anyone
+(MistralErrorHandler).
 
 
 /v1/files, /v1/batch/jobs and /v1/fine_tuning/jobs announce `total` on every page. The CDK's
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, NoReturn, Optional, Union
 
 import orjson
 import requests
@@ -32,6 +35,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.declarative.extractors.record_selector import extracted_record_count
 from airbyte_cdk.sources.declarative.requesters.error_handlers.default_error_handler import DefaultErrorHandler
 from airbyte_cdk.sources.declarative.requesters.paginators.strategies.page_increment import PageIncrement
+from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
 from airbyte_cdk.sources.streams.http.error_handlers.response_models import ErrorResolution, ResponseAction
 from airbyte_cdk.sources.types import Record, StreamSlice
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -94,14 +98,81 @@ class TotalCheckedPageIncrement(PageIncrement):
         self._parameters_name = (parameters or {}).get("name")
 
 
+# The CDK's retry loop (HttpClient) counts every attempt of a request against `max_retries` and
+# `max_time`, 429s included, and gives up with "Rate limit retry budget exhausted". Under a rate limit
+# with many workers a request can be refused that often while the API serves the others at its pace,
+# so the read failed with records still unread. A 429 is the API asking the source to wait, not a
+# failure: MistralErrorHandler lifts the loop's bounds and applies them itself, `max_retries` to the
+# failures only (5xx, dropped connections, broken bodies) and `max_time` to refusals: a request
+# refused is retried as the API says for as long as the API answered some request successfully in
+# the last `max_time` seconds.
+_LOOP_UNBOUNDED_TRIES = 1_000_000_000
+_LOOP_UNBOUNDED_SECONDS = 10 * 365 * 24 * 3600
+# A 429 without Retry-After falls to the exponential backoff; its attempt number stops growing here
+# (2**6 s, about a minute) so that a long rate limit is still polled.
+_MAX_REFUSAL_ATTEMPT = 6
+
+
+def _clock() -> float:
+    return time.monotonic()
+
+
+class _ApiProgress:
+    """When the API last served a request, across every stream of the read: the rate limit is the
+    workspace's, so one stream's success shows that the others' refusals are only a queue."""
+
+    def __init__(self) -> None:
+        self.last_success = float("-inf")
+
+    def served(self) -> None:
+        self.last_success = _clock()
+
+
+_API_PROGRESS = _ApiProgress()
+
+
+class _Attempts:
+    """The attempts of the request a thread is sending. The CDK sends one request at a time per
+    thread and retries it in that thread, and every attempt's answer (or connection error) comes
+    through the handler, so the thread tells which request an answer belongs to. The answer's own
+    request object does not: a transport adapter may hand back a new one per attempt. The URL tells
+    a retry from the thread's next request, should a retry loop end without a final answer."""
+
+    __slots__ = ("url", "failures", "refusals", "first_refusal", "refused_last")
+
+    def __init__(self, url: Optional[str]) -> None:
+        self.url = url
+        self.failures = 0
+        self.refusals = 0
+        self.first_refusal: Optional[float] = None
+        self.refused_last = False
+
+
+def _url_of(response_or_exception: Any) -> Optional[str]:
+    return getattr(getattr(response_or_exception, "request", None), "url", None)
+
+
 @dataclass
 class MistralErrorHandler(DefaultErrorHandler):
-    """DefaultErrorHandler as the manifest configures it, with two corrections: an ignored answer is
-    logged as a warning (see below), and an answer a rule retries is transient by definition, so
-    when retries run out the stream fails as a transient error. The CDK takes the failure type of a RETRY from its status-code table, which has no entry
-    for a 200 with a broken body, and would report it as a system error."""
+    """DefaultErrorHandler as the manifest configures it, with three corrections: an ignored answer
+    is logged as a warning (see below); an answer a rule retries is transient by definition, so when
+    retries run out the stream fails as a transient error (the CDK takes the failure type of a RETRY
+    from its status-code table, which has no entry for a 200 with a broken body, and would report it
+    as a system error); and a 429 does not use up the retries (see above)."""
 
-    def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+    def __post_init__(self, parameters: Any) -> None:
+        super().__post_init__(parameters)
+        self.retries_per_request = self.max_retries if self.max_retries is not None else 5
+        self.seconds_without_success = self.max_time
+        self.max_retries = _LOOP_UNBOUNDED_TRIES
+        self.max_time = _LOOP_UNBOUNDED_SECONDS
+        self._in_flight = threading.local()
+        # The strategies are told how many times this request failed, or was refused, rather than
+        # how many attempts it made in all: a 5xx after twenty 429s waits as a first failure does.
+        self.backoff_strategies = [_AttemptsOfOneKind(strategy, self) for strategy in self.backoff_strategies or []]
+
+    def resolve(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+        """What the manifest's rules make of one answer."""
         resolution = super().interpret_response(response_or_exception)
         if resolution.response_action == ResponseAction.IGNORE and isinstance(response_or_exception, requests.Response):
             # An ignored answer skips data (fine_tuning_jobs where the API no longer serves them):
@@ -112,6 +183,88 @@ class MistralErrorHandler(DefaultErrorHandler):
             return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, resolution.error_message)
         return resolution
 
+    def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+        resolution = self.resolve(response_or_exception)
+        action = resolution.response_action
+        if action not in (ResponseAction.RETRY, ResponseAction.RATE_LIMITED):
+            if action == ResponseAction.SUCCESS:
+                _API_PROGRESS.served()
+            self.forget()
+            return resolution
+        attempts = self._attempts(_url_of(response_or_exception))
+        attempts.refused_last = action == ResponseAction.RATE_LIMITED
+        if attempts.refused_last:
+            return self._refused(attempts, resolution, response_or_exception)
+        attempts.failures += 1
+        if attempts.failures > self.retries_per_request:
+            self._give_up(
+                f"{resolution.error_message or 'The request failed.'} Gave up after {self.retries_per_request} retries.",
+                resolution.failure_type or FailureType.transient_error,
+                response_or_exception,
+            )
+        return resolution
+
+    def _refused(self, attempts: _Attempts, resolution: ErrorResolution, response_or_exception: Any) -> ErrorResolution:
+        now = _clock()
+        attempts.refusals += 1
+        if attempts.first_refusal is None:
+            attempts.first_refusal = now
+        waiting_since = max(_API_PROGRESS.last_success, attempts.first_refusal)
+        if now - waiting_since < self.seconds_without_success:
+            return resolution
+        self._give_up(
+            f"The Mistral API refused every request (HTTP 429, rate limit) for {self.seconds_without_success:g} seconds "
+            "and served none; the sync stops here and can be retried once the workspace's rate limit allows requests again.",
+            FailureType.transient_error,
+            response_or_exception,
+        )
+
+    def _give_up(self, message: str, failure_type: FailureType, response_or_exception: Any) -> NoReturn:
+        """Ends the request. Raised rather than answered as FAIL: the CDK's FAIL path reads the body
+        for its message, and a body that broke on the way (a result file cut short) raises a
+        connection error there, which the CDK's outer retry loop would take for a new failure and
+        retry without end."""
+        self.forget()
+        if isinstance(response_or_exception, requests.Response):
+            last = f"HTTP {response_or_exception.status_code}"
+        else:
+            last = f"{type(response_or_exception).__name__}: {response_or_exception}"
+        raise AirbyteTracedException(message=message, internal_message=f"{message} Last answer: {last}.", failure_type=failure_type)
+
+    def _attempts(self, url: Optional[str]) -> _Attempts:
+        attempts = getattr(self._in_flight, "attempts", None)
+        if attempts is None or attempts.url != url:
+            attempts = self._in_flight.attempts = _Attempts(url)
+        return attempts
+
+    def forget(self) -> None:
+        """The thread's request is done (answered, failed, or abandoned)."""
+        self._in_flight.attempts = None
+
+    def attempt_number(self) -> int:
+        attempts = getattr(self._in_flight, "attempts", None)
+        if attempts is None:
+            return 1
+        if attempts.refused_last:
+            return min(attempts.refusals, _MAX_REFUSAL_ATTEMPT)
+        return max(attempts.failures, 1)
+
+
+class _AttemptsOfOneKind(BackoffStrategy):
+    """A manifest backoff strategy, given the attempt number of the kind of trouble at hand."""
+
+    def __init__(self, strategy: BackoffStrategy, handler: MistralErrorHandler) -> None:
+        self.strategy = strategy
+        self.handler = handler
+
+    def backoff_time(self, response_or_exception: Any, attempt_count: int) -> Optional[float]:
+        try:
+            return self.strategy.backoff_time(response_or_exception, self.handler.attempt_number())
+        except Exception:
+            # A strategy that refuses to wait (Retry-After beyond its cap) ends the request here.
+            self.handler.forget()
+            raise
+
 
 @dataclass
 class JsonLinesErrorHandler(MistralErrorHandler):
@@ -121,7 +274,7 @@ class JsonLinesErrorHandler(MistralErrorHandler):
     they cannot tell a whole file from a cut one; and the CDK's JSON Lines parser only logs a warning
     for a broken line and drops it, so without this rule the last results of a cut file vanish."""
 
-    def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+    def resolve(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response) and response_or_exception.ok:
             try:
                 broken = _has_broken_line(response_or_exception)
@@ -141,7 +294,7 @@ class JsonLinesErrorHandler(MistralErrorHandler):
                     failure_type=FailureType.transient_error,
                     error_message="Mistral sent a file whose content is cut short (a line is not JSON); retrying.",
                 )
-        return super().interpret_response(response_or_exception)
+        return super().resolve(response_or_exception)
 
 
 def _has_broken_line(response: requests.Response) -> bool:
