@@ -56,6 +56,8 @@ MAX_BACKOFF_SECONDS = 30.0
 # A request waiting for its start (or after a refusal) looks up this often: whether the limits rose,
 # so that it can start sooner, and whether the sync has gone without progress for too long.
 PACE_RECHECK_SECONDS = 1.0
+# The longest a 429 with no (or a zero) Retry-After makes its request wait, when refusals follow one another.
+MAX_THROTTLE_FLOOR_SECONDS = 5.0
 
 # (status, headers, body); status None for a connection failure or a timeout.
 Sender = Callable[[str, str, bytes | None], Awaitable[tuple[int, Mapping[str, str], bytes]]]
@@ -82,6 +84,7 @@ class MistralClient:
         self._session = None
         self._semaphore = asyncio.Semaphore(limits.max_concurrent_requests)
         self._refusals_in_a_row = 0
+        self._throttled_in_a_row = 0  # 429s since the last success
         # When a request last succeeded (or the first one started): a 429 is waited on for as long
         # as something succeeds within max_retry_seconds.
         self._last_progress: float | None = None
@@ -227,6 +230,7 @@ class MistralClient:
                     self.pacer.on_success(headers, ticket, value.get("usage") if decode and isinstance(value, Mapping) else None)
                     self._last_progress = self._clock()
                     self._refusals_in_a_row = 0
+                    self._throttled_in_a_row = 0
                     return value
             parsed: Any = None
             if status is not None and not cause and raw:
@@ -301,22 +305,38 @@ class MistralClient:
 
     async def _wait_for_start(self, cost: float, route: str) -> Ticket:
         """Books a start with the pacer and sleeps until it. The sleep is taken in slices: a start
-        booked at a slow pace is booked again when the limits rise, instead of keeping its place a minute ahead; and a sync in which nothing has
-        succeeded for max_retry_seconds stops rather than wait on."""
+        booked at a slow pace is booked again when the limits rise (or stop being announced), instead
+        of keeping its place a minute ahead; and a sync in which nothing has succeeded for
+        max_retry_seconds stops rather than wait on."""
         wait, ticket = self.pacer.reserve(cost, route)
         epoch = self.pacer.epoch
+        waited = 0.0
         while True:
             wait = max(wait, self.pacer.held_for())  # a refusal since the booking says the budget is spent
             if wait <= 0:
                 return ticket
-            self._check_progress(route)
+            why = self._why_held(cost, route)
+            self._check_progress(route, why)
+            if why and waited >= self.limits.max_retry_seconds:
+                # Others' progress says nothing of this one: it fits no minute of the limit as it stands.
+                raise transient_error(f"A request to {route} waited {waited:.0f} s: {why}. The sync stops so that it can be "
+                                      "retried later; the records before this one are committed.")
             step = min(wait, PACE_RECHECK_SECONDS)
             await self._sleep(step)
             wait -= step
+            waited += step
             if self.pacer.epoch != epoch:
                 self.pacer.cancel(ticket)
                 wait, ticket = self.pacer.reserve(cost, route)
                 epoch = self.pacer.epoch
+
+    def _why_held(self, cost: float, route: str) -> str:
+        per_minute = self.pacer.tokens_per_minute
+        charged = self.pacer.cost_of(route, cost)
+        if per_minute and charged > per_minute:
+            return (f"one request costs about {charged:,.0f} tokens, more than the account's limit of {per_minute:,.0f} "
+                    "tokens per minute (lower the enrichment's max_tokens / max_input_tokens, or raise the workspace's limit)")
+        return ""
 
     def _check_progress(self, route: str, why: str = "") -> None:
         """Raises once nothing has succeeded for max_retry_seconds."""
@@ -342,6 +362,10 @@ class MistralClient:
         retry_after = retry_after_seconds(headers)
         self.pacer.on_throttled(retry_after, headers, ticket)
         wait = retry_after if retry_after is not None else max(self.pacer.held_for(), self._backoff(2))
+        # A Retry-After of 0 (or none) on refusal after refusal: the waits grow while nothing passes,
+        # rather than a thousand requests a second against a server that refuses them all.
+        self._throttled_in_a_row += 1
+        wait = max(wait, min(MAX_THROTTLE_FLOOR_SECONDS, 0.05 * 2 ** min(self._throttled_in_a_row - 1, 8)))
         await self._wait_without_progress(route, wait, "the rate limit refuses every request")
 
     async def _wait_without_progress(self, route: str, wait: float, why: str) -> None:

@@ -131,6 +131,9 @@ class Pacer:
         self._minute_sum = 0.0
         # ---- month
         self.month_spent: str | None = None  # why the monthly quota is known to be spent
+        # Whether successful answers have carried the limits (see _forget_unannounced).
+        self._announced_tokens = False
+        self._announced_requests = False
         # Bumped when the limits rise: starts booked at the old pace are
         # booked again (see MistralClient._wait_for_start).
         self.epoch = 0
@@ -466,6 +469,7 @@ class Pacer:
                    usage: Mapping[str, object] | None = None) -> None:
         self.settle(ticket, headers, usage)
         self.on_headers(headers, ticket)
+        self._forget_unannounced(headers)
         if self.rate:
             ceiling = self._ceiling()
             if ceiling is None or self.rate < ceiling:
@@ -476,6 +480,22 @@ class Pacer:
                 self.rate = min(grown, ceiling) if ceiling else grown
                 if self._epoch_rate is not None and self.rate >= 1.5 * self._epoch_rate:
                     self._raised()
+
+    def _forget_unannounced(self, headers: Mapping[str, str]) -> None:
+        """A server that announced a limit on its answers and no longer does has lifted it: pacing by
+        it would hold the sync at the old pace for good. (A server that names its limits only when it
+        refuses is another matter: what it said is kept.) The user's caps stay."""
+        tokens = header(headers, "x-ratelimit-limit-tokens-minute") is not None
+        requests = header(headers, "x-ratelimit-limit-req-minute") is not None
+        self._announced_tokens = self._announced_tokens or tokens
+        self._announced_requests = self._announced_requests or requests
+        if self._announced_tokens and not tokens and self.learned_tpm is not None:
+            self.learned_tpm = None
+            self._restart_tokens()
+        if self._announced_requests and not requests and self.learned is not None:
+            self.learned = None
+            self.rate = self.cap
+            self._raised()
 
     def _restart_tokens(self) -> None:
         """The token limit rose: the bucket starts again from what the new limit holds,
@@ -500,6 +520,9 @@ class Pacer:
     def _raised(self) -> None:
         self.epoch += 1
         self._epoch_rate = self.rate
+        # Request slots booked at the old pace are given back: the starts that book again are spaced
+        # at the new one from now.
+        self._next_slot = min(self._next_slot, self._clock())
 
     def _rebook_ahead(self, now: float) -> None:
         """Starts booked ahead were charged to a model of the server that a refusal just proved

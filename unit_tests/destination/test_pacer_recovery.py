@@ -3,6 +3,8 @@ in the middle of a sync is used at once, by starts that were booked at the old p
 
 import asyncio
 
+import pytest
+
 from mistral_connection import MistralConnection
 
 from destination_mistral.http.client import MistralClient
@@ -61,3 +63,50 @@ def test_starts_booked_at_a_low_token_limit_are_booked_again_when_the_limit_rise
     ticket = asyncio.run(main())
     assert now[0] < 5.0, f"booked ~20 s ahead at 3,000 tokens/min, it should start soon after the rise: {now[0]:.1f} s"
     assert ticket.started <= now[0] + 1e-6
+
+
+def test_a_limit_no_longer_announced_on_answers_is_lifted():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_success({"x-ratelimit-limit-req-minute": "12", "x-ratelimit-limit-tokens-minute": "600",
+                      "x-ratelimit-remaining-tokens-minute": "0"})
+    assert pacer.rate == 0.2 and pacer.tokens_per_minute == 600
+    pacer.on_success({})  # the workspace's limits were removed: the answers stop naming them
+    assert pacer.tokens_per_minute is None and pacer.rate is None
+    assert pacer.delay(5_000, "r") == 0.0, "no limit left to wait for"
+
+
+def test_a_server_that_names_its_limits_only_when_it_refuses_keeps_them():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    _, ticket = pacer.reserve(100, "r")
+    pacer.on_throttled(1.0, {"x-ratelimit-limit-tokens-minute": "600", "x-ratelimit-remaining-tokens-minute": "0"}, ticket)
+    pacer.on_success({})
+    assert pacer.tokens_per_minute == 600
+
+
+def test_a_raised_request_limit_gives_back_the_slots_booked_at_the_old_pace():
+    now = [0.0]
+    pacer = Pacer(clock=lambda: now[0])
+    pacer.on_success({"x-ratelimit-limit-req-minute": "12"})  # 0.2/s
+    waits = [pacer.delay(0, "r") for _ in range(10)]
+    assert max(waits) > 40
+    pacer.on_success({"x-ratelimit-limit-req-minute": "60000"})
+    assert pacer.delay(0, "r") < 1.0, "a start booked after the rise goes at the new pace"
+
+
+def test_refusals_without_a_retry_after_wait_longer_and_longer():
+    sleeps, now = [], [0.0]
+    answers = iter([(429, {"Retry-After": "0"}, b'{"message": "Rate limit exceeded"}')] * 6 + [(200, {}, b'{"ok": true}')])
+
+    async def sender(method, url, body):
+        return next(answers)
+
+    async def fake_sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    client = MistralClient(CONNECTION, Limits(), sender=sender, sleep=fake_sleep, clock=lambda: now[0])
+    assert asyncio.run(client.post("chat/completions", {})) == {"ok": True}
+    # Six refusals in a row: 0.05 s, then twice as long each time.
+    assert sum(sleeps) == pytest.approx(0.05 * (2 ** 6 - 1)), f"waits grow while every request is refused: {sleeps}"
