@@ -12,6 +12,14 @@ from integration_tests.hostile_inputs.harness import catalog_dict, chat_config, 
 from integration_tests.test_destination_rate_limits import emulator, text
 
 
+def stopped_with(capture, failure_type):
+    """The one error a sync that stopped by itself (not killed, not hung) ended with, of this type."""
+    assert capture.returncode not in (0, None, -9), f"the sync must stop by itself: {capture.describe()}"
+    [error] = capture.errors
+    assert error["failure_type"] == failure_type, error
+    return error
+
+
 def rows(out):
     return query(out, "SELECT id, _mistral_error FROM reviews ORDER BY id") if out.exists() else []
 
@@ -25,9 +33,8 @@ def test_a_token_cap_below_one_requests_cost_is_a_config_error_not_a_hang(tmp_pa
         capture = write_subprocess("cap below cost", tmp_path / "run", config, catalog_dict(), input_lines(records, every=2), timeout=90)
     finally:
         emu.__exit__(None, None, None)
-    assert capture.returncode not in (0, None, -9), capture.describe()
-    [error] = capture.errors
-    assert error["failure_type"] == "config_error" and "limits.tokens_per_minute" in error["message"], error
+    error = stopped_with(capture, "config_error")
+    assert "limits.tokens_per_minute" in error["message"], error
 
 
 def test_an_api_that_refuses_everything_stops_the_sync_after_max_retry_seconds(tmp_path):
@@ -39,9 +46,8 @@ def test_an_api_that_refuses_everything_stops_the_sync_after_max_retry_seconds(t
         capture = write_subprocess("all refused", tmp_path / "run", config, catalog_dict(), input_lines(records, every=5), timeout=120)
     finally:
         emu.__exit__(None, None, None)
-    assert capture.returncode not in (0, None, -9), f"the sync must stop by itself: {capture.describe()}"
-    [error] = capture.errors
-    assert error["failure_type"] == "transient_error" and "max_retry_seconds" in error["message"], error
+    error = stopped_with(capture, "transient_error")
+    assert "max_retry_seconds" in error["message"], error
     assert not rows(out), "nothing succeeded, so nothing is written"
 
 
@@ -76,7 +82,6 @@ def test_a_single_embedding_input_over_the_rate_meter_stops_the_sync_naming_the_
         capture = write_subprocess("input over meter", tmp_path / "run", config, catalog_dict(), input_lines(records, every=1), timeout=90)
     finally:
         emu.__exit__(None, None, None)
-    assert capture.returncode not in (0, None, -9), capture.describe()
-    [error] = capture.errors
-    assert error["failure_type"] == "transient_error" and "rate limit" in error["message"], error
+    error = stopped_with(capture, "transient_error")
+    assert "rate limit" in error["message"], error
     assert not [r for r in rows(out) if r[1] is not None], "no row carries the refusal as its error"

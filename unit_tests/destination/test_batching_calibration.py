@@ -99,6 +99,18 @@ class QueuedCountingServer(CountingServer):
             self.first_answered.set()
 
 
+def submit_all_at_once(enricher, count):
+    """Every input submitted before any answer (as a fast source does), then flushed."""
+    async def main():
+        items = [enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5})
+                 for i in range(count)]
+        futures = [enricher.submit(item) for item in items]
+        enricher.flush()
+        return await asyncio.gather(*futures)
+
+    return asyncio.run(main())
+
+
 def test_batches_waiting_their_turn_are_not_split_by_a_small_calibration():
     # The server counts 3% more than we do: the calibrated budget for new batches ends a little below
     # the blind one, but every batch already formed is still within the server's limit.
@@ -106,14 +118,7 @@ def test_batches_waiting_their_turn_are_not_split_by_a_small_calibration():
     enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), server)
     server.enricher = enricher
 
-    async def main():
-        items = [enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5})
-                 for i in range(3000)]
-        futures = [enricher.submit(item) for item in items]
-        enricher.flush()
-        return await asyncio.gather(*futures)
-
-    results = asyncio.run(main())
+    results = submit_all_at_once(enricher, 3000)
     assert all(r.ok for r in results)
     sizes = [n for n, _ in server.batches]
     assert all(t <= batching.MAX_TOKENS_PER_REQUEST for _, t in server.batches)
@@ -125,14 +130,7 @@ def test_only_the_first_batch_is_formed_blind_the_rest_wait_for_its_calibration(
     enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), server)
     server.enricher = enricher
 
-    async def main():
-        items = [enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5})
-                 for i in range(3000)]
-        futures = [enricher.submit(item) for item in items]
-        enricher.flush()
-        return await asyncio.gather(*futures)
-
-    results = asyncio.run(main())
+    results = submit_all_at_once(enricher, 3000)
     assert all(r.ok for r in results) and len(results) == 3000
     blind = batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN
     tokens = [t for _, t in server.batches]
