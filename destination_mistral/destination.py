@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
 
 from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import (
@@ -17,11 +18,8 @@ from airbyte_cdk.models import (
     ConnectorSpecification,
     DestinationSyncMode,
     Status,
-    Type,
 )
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from mistral_connection.errors import unknown_model_message
-from mistral_connection.spec import connector_specification
 
 from destination_mistral.protocol.catalog import catalog_from_json
 from destination_mistral.protocol.files import read_config
@@ -29,6 +27,8 @@ from destination_mistral.protocol.input_lines import parse_message_objects
 from destination_mistral.protocol.messages import Record, State, StreamStatus
 from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings, own_fields, parse_config
 from destination_mistral.sync.runner import write_messages, write_stream
+from mistral_connection.errors import unknown_model_message
+from mistral_connection.spec import connector_specification
 
 logger = logging.getLogger("airbyte")
 
@@ -113,12 +113,18 @@ class DestinationMistral(Destination):
     def read_config(config_path: str) -> MutableMapping[str, Any]:
         return read_config(config_path)
 
-    def _run_write(self, config: Mapping[str, Any], configured_catalog_path: str, input_stream) -> Iterable[AirbyteMessage]:
+    def _run_write(
+        self, config: Mapping[str, Any], configured_catalog_path: str, input_stream
+    ) -> Iterable[AirbyteMessage]:
         for message in write_stream(config, configured_catalog_path, input_stream):
             yield to_airbyte(message)
 
-    def write(self, config: Mapping[str, Any], configured_catalog: ConfiguredAirbyteCatalog,
-              input_messages: Iterable[AirbyteMessage]) -> Iterable[AirbyteMessage]:
+    def write(
+        self,
+        config: Mapping[str, Any],
+        configured_catalog: ConfiguredAirbyteCatalog,
+        input_messages: Iterable[AirbyteMessage],
+    ) -> Iterable[AirbyteMessage]:
         catalog = catalog_from_json(ConfiguredAirbyteCatalogSerializer.dump(configured_catalog), "passed in")
         for message in write_messages(config, catalog, from_airbyte(input_messages)):
             yield to_airbyte(message)
@@ -130,8 +136,15 @@ async def _check_api(settings: DestinationConfig) -> str | None:
     from destination_mistral.http.errors import ApiError
 
     limits = settings.limits
-    client = MistralClient(settings.connection, type(limits)(max_concurrent_requests=2, max_retries=min(limits.max_retries, 2),
-                                                              max_retry_seconds=30, timeout_seconds=min(limits.timeout_seconds, 30)))
+    client = MistralClient(
+        settings.connection,
+        type(limits)(
+            max_concurrent_requests=2,
+            max_retries=min(limits.max_retries, 2),
+            max_retry_seconds=30,
+            timeout_seconds=min(limits.timeout_seconds, 30),
+        ),
+    )
     try:
         try:
             listing = await client.get("models")
@@ -144,7 +157,9 @@ async def _check_api(settings: DestinationConfig) -> str | None:
             # what failed and where to look.
             reason = (error.message or "").split(" The sync stops")[0].rstrip(".")
             return f"{reason}. Check `base_url` and that the API is reachable from here."
-        cards = listing.get("data", []) if isinstance(listing, Mapping) else listing if isinstance(listing, list) else []
+        cards = (
+            listing.get("data", []) if isinstance(listing, Mapping) else listing if isinstance(listing, list) else []
+        )
         by_name: dict[str, Mapping[str, Any]] = {}
         for card in cards:
             if not isinstance(card, Mapping) or not card.get("id"):

@@ -36,15 +36,27 @@ EMULATOR_KEY = "pyairbyte-example-key"  # the emulator accepts the key it was st
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--connectors-bin", type=Path, default=None,
-                   help="directory holding source-mistral, destination-mistral and mistral-emulator "
-                        "(default: next to `source-mistral` on PATH, else this repository's .venv/bin)")
-    p.add_argument("--pip-url", default=None,
-                   help="let PyAirbyte pip-install the connectors from this URL or path instead")
-    p.add_argument("--base-url", default=None,
-                   help="a running Mistral API (key from $MISTRAL_API_KEY); default: start the emulator")
-    p.add_argument("--workdir", type=Path, default=REPO / "out" / "pyairbyte",
-                   help="where the PyAirbyte cache and the destination's DuckDB file go")
+    p.add_argument(
+        "--connectors-bin",
+        type=Path,
+        default=None,
+        help="directory holding source-mistral, destination-mistral and mistral-emulator "
+        "(default: next to `source-mistral` on PATH, else this repository's .venv/bin)",
+    )
+    p.add_argument(
+        "--pip-url", default=None, help="let PyAirbyte pip-install the connectors from this URL or path instead"
+    )
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="a running Mistral API (key from $MISTRAL_API_KEY); default: start the emulator",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / "out" / "pyairbyte",
+        help="where the PyAirbyte cache and the destination's DuckDB file go",
+    )
     p.add_argument("--files", type=int, default=60, help="files in the emulator's account")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     return p.parse_args(argv)
@@ -61,13 +73,27 @@ class Emulator:
     """The emulator as its own process: PyAirbyte's venv does not have the project installed."""
 
     def __init__(self, bin_dir: Path, files: int) -> None:
-        self.cmd = [str(bin_dir / "mistral-emulator"), "--host", "127.0.0.1", "--port", "0",
-                    "--api-key", EMULATOR_KEY, "--files", str(files), "--batch-jobs", "20",
-                    "--agents", "12", "--fine-tuning-jobs", "5"]
+        self.cmd = [
+            str(bin_dir / "mistral-emulator"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-key",
+            EMULATOR_KEY,
+            "--files",
+            str(files),
+            "--batch-jobs",
+            "20",
+            "--agents",
+            "12",
+            "--fine-tuning-jobs",
+            "5",
+        ]
         self.proc: subprocess.Popen | None = None
         self.base_url = ""
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 60
@@ -144,8 +170,10 @@ def run(args: argparse.Namespace, base_url: str, api_key: str, bin_dir: Path) ->
     # From the cache: the API is not read a second time.
     destination.write(result)
     write_seconds = time.monotonic() - started
-    print(f"destination-mistral -> {output}: {len(counts)} streams written in {write_seconds:.1f}s, "
-          f"{' and '.join(embedded)} embedded")
+    print(
+        f"destination-mistral -> {output}: {len(counts)} streams written in {write_seconds:.1f}s, "
+        f"{' and '.join(embedded)} embedded"
+    )
 
     landed = count_rows(bin_dir, output, sorted(counts), embedded=list(embedded))
     for name in sorted(counts):
@@ -171,7 +199,14 @@ print(json.dumps(counts))
 
 def count_rows(bin_dir: Path, path: Path, tables: list[str], embedded: list[str]) -> dict:
     python = bin_dir / "python"
-    cmd = [str(python if python.exists() else sys.executable), "-c", COUNT_ROWS, str(path), json.dumps(tables), json.dumps(embedded)]
+    cmd = [
+        str(python if python.exists() else sys.executable),
+        "-c",
+        COUNT_ROWS,
+        str(path),
+        json.dumps(tables),
+        json.dumps(embedded),
+    ]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 

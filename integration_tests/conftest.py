@@ -4,8 +4,8 @@ destination and emulator tests all use them."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -32,7 +32,7 @@ def live_emulator() -> EmulatorServer:
 def point_at_emulator(config: dict[str, Any]) -> dict[str, Any]:
     base_url = str(config.get("base_url", ""))
     if base_url.startswith(DOCUMENTED_BASE_URL):
-        config = {**config, "base_url": live_emulator().base_url + base_url[len(DOCUMENTED_BASE_URL):]}
+        config = {**config, "base_url": live_emulator().base_url + base_url[len(DOCUMENTED_BASE_URL) :]}
     if isinstance(config.get("output"), dict):
         output = dict(config["output"])
         for key in ("path", "directory"):
@@ -45,7 +45,11 @@ def point_at_emulator(config: dict[str, Any]) -> dict[str, Any]:
 def scenarios_against_emulator(scenarios: list[ConnectorTestScenario]) -> list[ConnectorTestScenario]:
     return [
         scenario.model_copy(
-            update={"config_dict": point_at_emulator(scenario.get_config_dict(connector_root=REPO_ROOT, empty_if_missing=True))}
+            update={
+                "config_dict": point_at_emulator(
+                    scenario.get_config_dict(connector_root=REPO_ROOT, empty_if_missing=True)
+                )
+            }
         )
         for scenario in scenarios
     ]

@@ -28,20 +28,21 @@ import errno
 import json
 import threading
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 from unittest import mock
 
 import duckdb
-from hypothesis import event, strategies as st
-from hypothesis.control import currently_in_test_context
-
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from hypothesis import event
+from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from destination_mistral.protocol.catalog import catalog_from_json
 from destination_mistral.protocol.input_lines import InputParser
-from destination_mistral.sinks.duckdb_sink import DuckDBSink, STAGING_PREFIX
+from destination_mistral.sinks.duckdb_sink import STAGING_PREFIX, DuckDBSink
 from destination_mistral.sync.runner import write_messages
 
 MODES = ("append", "append_dedup", "overwrite", "truncate_append", "truncate_dedup")
@@ -117,8 +118,10 @@ class Scenario:
         lines = [f"modes={self.modes}", f"previous={[(r.stream, r.tag, r.key) for r in self.previous]}"]
         for pos, event in enumerate(self.script):
             if isinstance(event, Rec):
-                lines.append(f"  {pos}: record s{event.stream} {event.tag} id={event.key!r} review={event.review!r} "
-                             f"n={event.n!r} emitted_at={event.emitted_at!r}")
+                lines.append(
+                    f"  {pos}: record s{event.stream} {event.tag} id={event.key!r} review={event.review!r} "
+                    f"n={event.n!r} emitted_at={event.emitted_at!r}"
+                )
             elif isinstance(event, StateMsg):
                 lines.append(f"  {pos}: STATE {event.kind} s{event.stream}")
             else:
@@ -145,8 +148,9 @@ def effective_key(key: Any) -> int | None:
 
 
 @st.composite
-def scenarios(draw, reviews: Sequence[str] = PLAIN_REVIEWS, odd: bool = True, max_events: int = 12,
-              max_interruptions: int = 3) -> Scenario:
+def scenarios(
+    draw, reviews: Sequence[str] = PLAIN_REVIEWS, odd: bool = True, max_events: int = 12, max_interruptions: int = 3
+) -> Scenario:
     streams = draw(st.integers(1, 2))
     modes = tuple(draw(st.sampled_from(MODES)) for _ in range(streams))
     numbers = ODD_NUMBERS if odd else st.just(7)
@@ -171,14 +175,22 @@ def scenarios(draw, reviews: Sequence[str] = PLAIN_REVIEWS, odd: bool = True, ma
         last = max((i for i, e in enumerate(body) if isinstance(e, Rec) and e.stream == stream), default=-1)
         body.insert(draw(st.integers(last + 1, len(body))), Complete(stream))
     script = tuple(StateMsg(pos, e.kind, e.stream) if isinstance(e, StateMsg) else e for pos, e in enumerate(body))
-    interruptions = tuple(draw(st.lists(
-        st.one_of(st.tuples(st.just("stop"), st.integers(0, max_events + streams)),
-                  st.tuples(st.just("enospc"), st.sampled_from([1, 1, 2, 3]))),
-        max_size=max_interruptions)))
+    interruptions = tuple(
+        draw(
+            st.lists(
+                st.one_of(
+                    st.tuples(st.just("stop"), st.integers(0, max_events + streams)),
+                    st.tuples(st.just("enospc"), st.sampled_from([1, 1, 2, 3])),
+                ),
+                max_size=max_interruptions,
+            )
+        )
+    )
     return Scenario(modes, previous, script, interruptions)
 
 
 # ---- the messages, as the platform writes them ---------------------------------------------------
+
 
 def stream_name(index: int) -> str:
     return f"s{index}"
@@ -195,11 +207,24 @@ def line(event: Event) -> bytes:
         if event.kind == "GLOBAL":
             state = {"type": "GLOBAL", "global": {"shared_state": {"pos": event.pos}, "stream_states": []}}
         else:
-            state = {"type": "STREAM", "stream": {"stream_descriptor": {"name": stream_name(event.stream)},
-                                                  "stream_state": {"pos": event.pos}}}
+            state = {
+                "type": "STREAM",
+                "stream": {
+                    "stream_descriptor": {"name": stream_name(event.stream)},
+                    "stream_state": {"pos": event.pos},
+                },
+            }
         return json.dumps({"type": "STATE", "state": state}).encode()
-    return json.dumps({"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1_700_000_000_000, "stream_status": {
-        "stream_descriptor": {"name": stream_name(event.stream)}, "status": "COMPLETE"}}}).encode()
+    return json.dumps(
+        {
+            "type": "TRACE",
+            "trace": {
+                "type": "STREAM_STATUS",
+                "emitted_at": 1_700_000_000_000,
+                "stream_status": {"stream_descriptor": {"name": stream_name(event.stream)}, "status": "COMPLETE"},
+            },
+        }
+    ).encode()
 
 
 def echoed_position(message: dict) -> int:
@@ -212,19 +237,28 @@ def catalog_for(modes: Sequence[str], generation: int):
     streams = []
     for index, mode in enumerate(modes):
         truncate = mode.startswith("truncate_")
-        streams.append({
-            "stream": {"name": stream_name(index), "json_schema": SCHEMA, "supported_sync_modes": ["full_refresh", "incremental"]},
-            "sync_mode": "incremental",
-            "destination_sync_mode": {"truncate_append": "append", "truncate_dedup": "append_dedup"}.get(mode, mode),
-            "primary_key": [["id"]],
-            "sync_id": 100 + generation,
-            "generation_id": generation,
-            "minimum_generation_id": generation if truncate else 0,
-        })
+        streams.append(
+            {
+                "stream": {
+                    "name": stream_name(index),
+                    "json_schema": SCHEMA,
+                    "supported_sync_modes": ["full_refresh", "incremental"],
+                },
+                "sync_mode": "incremental",
+                "destination_sync_mode": {"truncate_append": "append", "truncate_dedup": "append_dedup"}.get(
+                    mode, mode
+                ),
+                "primary_key": [["id"]],
+                "sync_id": 100 + generation,
+                "generation_id": generation,
+                "minimum_generation_id": generation if truncate else 0,
+            }
+        )
     return catalog_from_json({"streams": streams}, "of the scenario")
 
 
 # ---- the store, watched and failed on purpose -------------------------------------------------------
+
 
 @dataclass
 class CommitLog:
@@ -257,8 +291,15 @@ def watched_commits(log: CommitLog) -> Iterator[CommitLog]:
                 for item in items:
                     log.rows.add((plan.name, item.seq))
                     result = item.result
-                    log.items.append((plan.name, item.seq, getattr(item, "key", None),
-                                      result is not None and result.ok, result is not None and result.cached))
+                    log.items.append(
+                        (
+                            plan.name,
+                            item.seq,
+                            getattr(item, "key", None),
+                            result is not None and result.ok,
+                            result is not None and result.cached,
+                        )
+                    )
             log.entry_keys.update(key for key, _, _ in entries)
 
     with mock.patch.object(DuckDBSink, "commit", commit):
@@ -272,20 +313,25 @@ def read_rows(path: Path, chat: bool) -> dict[str, list[dict]] | None:
     extra = ", _mistral_answer, _mistral_error, _mistral_cached" if chat else ""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        ]
         out = {}
         for table in tables:
             if table.startswith(("s", STAGING_PREFIX)):
                 cursor = con.execute(f'SELECT tag, id, review{extra} FROM "{table}"')
                 names = [d[0] for d in cursor.description]
-                out[table] = [dict(zip(names, row)) for row in cursor.fetchall()]
+                out[table] = [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
         return out
     finally:
         con.close()
 
 
 # ---- the runner and its checks ------------------------------------------------------------------------
+
 
 def note(what: str) -> None:
     """Counts what a generated run went through, in hypothesis' statistics (outside a test: nothing)."""
@@ -312,7 +358,9 @@ class Attempt:
 class SyncRun:
     """Runs a scenario's previous sync, then its attempts, checking the invariants as it goes."""
 
-    def __init__(self, scenario: Scenario, workdir: Path, config: dict, *, chat: bool = False, emulator: Any = None) -> None:
+    def __init__(
+        self, scenario: Scenario, workdir: Path, config: dict, *, chat: bool = False, emulator: Any = None
+    ) -> None:
         self.scenario = scenario
         self.path = workdir / "out.duckdb"
         self.config = {**config, "output": {"type": "duckdb", "path": str(self.path)}}
@@ -332,16 +380,23 @@ class SyncRun:
         self.order.update({e.tag: pos for pos, e in enumerate(self.script) if isinstance(e, Rec)})
 
     def fail(self, text: str) -> None:
-        attempts = "\n".join(f"  attempt {a.number}: input [{a.start}, {a.end}) interruption={a.interruption} "
-                             f"emitted={a.emitted} error={type(a.error).__name__ if a.error else None}: "
-                             f"{str(getattr(a.error, 'message', a.error) or '')[:160]}" for a in self.attempts)
+        attempts = "\n".join(
+            f"  attempt {a.number}: input [{a.start}, {a.end}) interruption={a.interruption} "
+            f"emitted={a.emitted} error={type(a.error).__name__ if a.error else None}: "
+            f"{str(getattr(a.error, 'message', a.error) or '')[:160]}"
+            for a in self.attempts
+        )
         raise InvariantBroken(f"{text}\nscenario:\n{self.scenario.describe()}\nattempts:\n{attempts}")
 
     # -- the previous sync: generation 1, complete, no interruption
     def run_previous(self) -> None:
         events: list[Event] = [*self.scenario.previous, *(Complete(s) for s in range(len(self.scenario.modes)))]
         try:
-            list(write_messages(self.config, catalog_for(self.scenario.modes, 1), InputParser().parse([line(e) for e in events])))
+            list(
+                write_messages(
+                    self.config, catalog_for(self.scenario.modes, 1), InputParser().parse([line(e) for e in events])
+                )
+            )
         except Exception as error:  # noqa: BLE001 - nothing was interrupted: any failure is the product's
             self.fail(f"the previous sync (no interruption) failed with {type(error).__name__}: {error}")
 
@@ -379,8 +434,11 @@ class SyncRun:
         attempt.paid = paid_before  # finished into a count when the next attempt starts (or at the end)
         with watched_commits(attempt.log) as log:
             try:
-                for message in write_messages(self.config, catalog_for(self.scenario.modes, GENERATION),
-                                              InputParser().parse([line(e) for e in events])):
+                for message in write_messages(
+                    self.config,
+                    catalog_for(self.scenario.modes, GENERATION),
+                    InputParser().parse([line(e) for e in events]),
+                ):
                     self._on_state(attempt, message, input_states, seq_of, log)
             except InvariantBroken:
                 raise
@@ -419,14 +477,18 @@ class SyncRun:
         pos = echoed_position(message)
         index = len(attempt.emitted)
         if index >= len(input_states) or input_states[index] != pos:
-            self.fail(f"attempt {attempt.number} emitted the STATE at {pos} out of order: it received STATEs at "
-                      f"{input_states} and had emitted {attempt.emitted}")
+            self.fail(
+                f"attempt {attempt.number} emitted the STATE at {pos} out of order: it received STATEs at "
+                f"{input_states} and had emitted {attempt.emitted}"
+            )
         attempt.emitted.append(pos)
         previous = input_states[index - 1] if index else attempt.start - 1
         since = sum(1 for p in range(previous + 1, pos) if isinstance(self.script[p], Rec))
         count = message["state"].get("destinationStats", {}).get("recordCount")
         if count != since:
-            self.fail(f"the STATE at {pos} reports recordCount {count}, but {since} records came since the STATE before it")
+            self.fail(
+                f"the STATE at {pos} reports recordCount {count}, but {since} records came since the STATE before it"
+            )
         with log.lock:
             missing = [p for p in range(attempt.start, pos) if p in seq_of and seq_of[p] not in log.rows]
         if missing:
@@ -436,14 +498,20 @@ class SyncRun:
         error = attempt.error
         if error is None:
             if attempt.log.failed:
-                self.fail(f"attempt {attempt.number}: the store failed (no space left) on commit {attempt.log.fail_at}, "
-                          "yet the sync ended as a success")
+                self.fail(
+                    f"attempt {attempt.number}: the store failed (no space left) on commit {attempt.log.fail_at}, "
+                    "yet the sync ended as a success"
+                )
             if attempt.emitted != input_states:
-                self.fail(f"attempt {attempt.number} ended as a success after emitting {attempt.emitted} of the STATEs "
-                          f"{input_states}")
+                self.fail(
+                    f"attempt {attempt.number} ended as a success after emitting {attempt.emitted} of the STATEs "
+                    f"{input_states}"
+                )
             return
         if not isinstance(error, AirbyteTracedException):
-            self.fail(f"attempt {attempt.number} failed with {type(error).__name__}: {error!r}, not an AirbyteTracedException")
+            self.fail(
+                f"attempt {attempt.number} failed with {type(error).__name__}: {error!r}, not an AirbyteTracedException"
+            )
         kind = getattr(error.failure_type, "value", error.failure_type)
         message = error.message or ""
         if attempt.log.failed and str(self.path) in message and "full" in message:
@@ -451,8 +519,10 @@ class SyncRun:
         elif self.chat and "Mistral API" in message:
             expected = "transient_error"
         else:
-            self.fail(f"attempt {attempt.number} failed without a cause it was given (full disk on commit "
-                      f"{attempt.log.fail_at}: {attempt.log.failed}): {kind}: {message!r}")
+            self.fail(
+                f"attempt {attempt.number} failed without a cause it was given (full disk on commit "
+                f"{attempt.log.fail_at}: {attempt.log.failed}): {kind}: {message!r}"
+            )
         if kind != expected:
             self.fail(f"attempt {attempt.number} failed as {kind}, not {expected}: {message!r}")
 
@@ -473,13 +543,17 @@ class SyncRun:
             staging = tables.get(STAGING_PREFIX + name)
             previous_whole = Counter(r["tag"] for r in visible) == Counter(r.tag for r in previous)
             if not previous_whole and stream not in self.given_complete:
-                self.fail(f"{mode} stream {name} no longer holds the previous table {sorted(r.tag for r in previous)} "
-                          f"but {sorted(r['tag'] for r in visible)}, though no attempt was given its COMPLETE status")
+                self.fail(
+                    f"{mode} stream {name} no longer holds the previous table {sorted(r.tag for r in previous)} "
+                    f"but {sorted(r['tag'] for r in visible)}, though no attempt was given its COMPLETE status"
+                )
             if stream in self.swapped or not previous_whole:
                 leftovers = [r["tag"] for r in visible if r["tag"] in {p.tag for p in previous}]
                 if leftovers:
-                    self.fail(f"{mode} stream {name} holds rows of the previous generation {leftovers} beside this one's "
-                              f"(COMPLETE applied: {stream in self.swapped})")
+                    self.fail(
+                        f"{mode} stream {name} holds rows of the previous generation {leftovers} beside this one's "
+                        f"(COMPLETE applied: {stream in self.swapped})"
+                    )
                 self._expect(name, visible, [], covered, dedup)
             else:
                 self._expect(STAGING_PREFIX + name, staging or [], [], covered, dedup)
@@ -536,22 +610,28 @@ class SyncRun:
             for row in rows:
                 answered, failed = row["_mistral_answer"] is not None, row["_mistral_error"] is not None
                 if answered == failed:
-                    self.fail(f"{table}: the row of {row['tag']} has answer={row['_mistral_answer']!r} and "
-                              f"error={row['_mistral_error']!r}: a row needs exactly one of them")
+                    self.fail(
+                        f"{table}: the row of {row['tag']} has answer={row['_mistral_answer']!r} and "
+                        f"error={row['_mistral_error']!r}: a row needs exactly one of them"
+                    )
                 if not (row["review"] or "").strip() and not failed:
                     self.fail(f"{table}: the row of {row['tag']} has a blank prompt but no error")
                 if answered:
                     known = self.answers.setdefault(row["review"], row["_mistral_answer"])
                     if known != row["_mistral_answer"]:
-                        self.fail(f"{table}: the prompt {row['review']!r} has two answers, {known!r} and "
-                                  f"{row['_mistral_answer']!r}: a cached answer is not the one paid for")
+                        self.fail(
+                            f"{table}: the prompt {row['review']!r} has two answers, {known!r} and "
+                            f"{row['_mistral_answer']!r}: a cached answer is not the one paid for"
+                        )
 
     def _check_paid_once(self, attempt: Attempt) -> None:
         earlier = set().union(*(a.log.entry_keys for a in self.attempts[:-1]))
         fresh = Counter(key for _, _, key, ok, cached in attempt.log.items if ok and not cached)
         again = sorted(k[:8] for k in fresh if k in earlier)
         if again:
-            self.fail(f"attempt {attempt.number} paid again for answers committed to the cache by an earlier attempt: {again}")
+            self.fail(
+                f"attempt {attempt.number} paid again for answers committed to the cache by an earlier attempt: {again}"
+            )
         twice = sorted(k[:8] for k, n in fresh.items() if n > 1)
         if twice:
             self.fail(f"attempt {attempt.number} committed two fresh answers for one prompt: {twice}")
@@ -562,9 +642,13 @@ class SyncRun:
         distinct = len({e.review for e in self.script if isinstance(e, Rec) and e.review.strip()})
         lost = sum(max(0, a.paid - len(a.log.entry_keys)) for a in self.attempts if a.error is not None)
         total = sum(a.paid for a in self.attempts)
-        note(f"answers paid over the attempts: {'more than' if total > distinct else 'at most'} one per distinct prompt")
+        note(
+            f"answers paid over the attempts: {'more than' if total > distinct else 'at most'} one per distinct prompt"
+        )
         if lost:
             note("a failed attempt left paid answers uncommitted")
         if total > distinct + lost:
-            self.fail(f"the API answered {total} chat requests over the attempts ({[a.paid for a in self.attempts]}), "
-                      f"more than the {distinct} distinct prompts plus the {lost} answers failed attempts left uncommitted")
+            self.fail(
+                f"the API answered {total} chat requests over the attempts ({[a.paid for a in self.attempts]}), "
+                f"more than the {distinct} distinct prompts plus the {lost} answers failed attempts left uncommitted"
+            )

@@ -5,29 +5,44 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
 from airbyte_cdk.models import Type
 
 from destination_mistral.destination import DestinationMistral
 from tests.support.builders import catalog, configured_stream, messages_with_states, review
 
 SCHEMA = '{"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]}, "topics": {"type": "array", "items": {"type": "string"}}}, "required": ["sentiment", "topics"]}'
-CHAT = {"mode": "chat", "prompt_template": "Review of {{ product }}: {{ review }}", "temperature": 0, "random_seed": 3,
-        "response_format": {"type": "json_schema", "name": "facts", "schema": SCHEMA}}
+CHAT = {
+    "mode": "chat",
+    "prompt_template": "Review of {{ product }}: {{ review }}",
+    "temperature": 0,
+    "random_seed": 3,
+    "response_format": {"type": "json_schema", "name": "facts", "schema": SCHEMA},
+}
 EMBED = {"mode": "embeddings", "fields": ["product", "review"]}
 COMPARED = "id, product, review, _mistral_answer, _mistral_embedding, _mistral_model, _mistral_error"
 
 
 def _config(emulator, path, enrichment, delivery):
-    return {"api_key": emulator.api_key, "base_url": emulator.base_url, "model": "mistral-small-latest",
-            "enrichment": enrichment, "output": {"type": "duckdb", "path": str(path)}, "cache": {"enabled": False},
-            "delivery": delivery}
+    return {
+        "api_key": emulator.api_key,
+        "base_url": emulator.base_url,
+        "model": "mistral-small-latest",
+        "enrichment": enrichment,
+        "output": {"type": "duckdb", "path": str(path)},
+        "cache": {"enabled": False},
+        "delivery": delivery,
+    }
 
 
 def _rows(path, columns=COMPARED):
     con = duckdb.connect(str(path), read_only=True)
     try:
-        present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'reviews'").fetchall()}
+        present = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'reviews'"
+            ).fetchall()
+        }
         wanted = ", ".join(c for c in columns.split(", ") if c in present)
         return con.execute(f"SELECT {wanted} FROM reviews ORDER BY id").fetchall()
     finally:
@@ -46,7 +61,10 @@ def _routes(emulator):
 def test_batch_delivery_writes_the_same_rows_as_online_delivery(fresh_emulator, tmp_path, enrichment):
     messages = messages_with_states([review(i) for i in range(25)], every=10)
     _write(_config(fresh_emulator, tmp_path / "online.duckdb", enrichment, {"mode": "online"}), messages)
-    out = _write(_config(fresh_emulator, tmp_path / "batch.duckdb", enrichment, {"mode": "batch", "poll_max_seconds": 0.2}), messages)
+    out = _write(
+        _config(fresh_emulator, tmp_path / "batch.duckdb", enrichment, {"mode": "batch", "poll_max_seconds": 0.2}),
+        messages,
+    )
     online, batch = _rows(tmp_path / "online.duckdb"), _rows(tmp_path / "batch.duckdb")
     assert len(batch) == 25 and all(row[-1] is None for row in batch), "every record has a result"
     assert batch == online, "batch and online delivery must write identical enrichments"
@@ -58,8 +76,12 @@ def test_batch_delivery_writes_the_same_rows_as_online_delivery(fresh_emulator, 
 
 def test_per_line_errors_of_a_batch_job_become_per_record_errors(fresh_emulator, tmp_path):
     records = [review(i) for i in range(6)] + [review(6, text="x" * 200_000)]
-    config = _config(fresh_emulator, tmp_path / "b.duckdb", {"mode": "embeddings", "fields": ["review"], "input_too_long": "error", "max_input_tokens": 100_000},
-                     {"mode": "batch", "poll_max_seconds": 0.2})
+    config = _config(
+        fresh_emulator,
+        tmp_path / "b.duckdb",
+        {"mode": "embeddings", "fields": ["review"], "input_too_long": "error", "max_input_tokens": 100_000},
+        {"mode": "batch", "poll_max_seconds": 0.2},
+    )
     _write(config, messages_with_states(records, every=100))
     rows = _rows(tmp_path / "b.duckdb", "id, _mistral_error")
     assert len(rows) == 7, "no record is dropped"
@@ -68,7 +90,9 @@ def test_per_line_errors_of_a_batch_job_become_per_record_errors(fresh_emulator,
 
 
 def test_auto_delivery_sends_records_beyond_the_threshold_through_a_batch_job(fresh_emulator, tmp_path):
-    config = _config(fresh_emulator, tmp_path / "a.duckdb", EMBED, {"mode": "auto", "auto_threshold": 5, "poll_max_seconds": 0.2})
+    config = _config(
+        fresh_emulator, tmp_path / "a.duckdb", EMBED, {"mode": "auto", "auto_threshold": 5, "poll_max_seconds": 0.2}
+    )
     _write(config, messages_with_states([review(i) for i in range(20)], every=20))
     assert len(_rows(tmp_path / "a.duckdb")) == 20
     routes = _routes(fresh_emulator)

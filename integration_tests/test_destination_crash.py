@@ -37,8 +37,12 @@ def test_no_state_leaves_before_the_commit_that_covers_it(tmp_path, monkeypatch)
             committed[0] += sum(len(items) for _, items in batches)
 
     monkeypatch.setattr(DuckDBSink, "commit", slow_commit)
-    config = {"api_key": "k", "base_url": "http://127.0.0.1:9", "enrichment": {"mode": "none"},
-              "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}}
+    config = {
+        "api_key": "k",
+        "base_url": "http://127.0.0.1:9",
+        "enrichment": {"mode": "none"},
+        "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")},
+    }
     messages = messages_with_states((review(i) for i in range(300)), every=10)
 
     def slowly():  # STATEs keep arriving while a commit is being written
@@ -51,5 +55,7 @@ def test_no_state_leaves_before_the_commit_that_covers_it(tmp_path, monkeypatch)
         if message.type.value == "STATE":
             released += 10
             with lock:
-                assert committed[0] >= released, f"STATE for {released} records left when only {committed[0]} were committed"
+                assert committed[0] >= released, (
+                    f"STATE for {released} records left when only {committed[0]} were committed"
+                )
     assert released == 300

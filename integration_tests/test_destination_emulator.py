@@ -7,23 +7,37 @@ import json
 
 import duckdb
 import pytest
-
 from airbyte_cdk.models import Status, Type
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.enrich import batching
 from destination_mistral.destination import DestinationMistral
+from destination_mistral.enrich import batching
 from tests.support.builders import REVIEW_SCHEMA, catalog, configured_stream, messages_with_states, review
 
-SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]},
-                                           "topics": {"type": "array", "items": {"type": "string"}}},
-          "required": ["sentiment", "topics"]}
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]},
+        "topics": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["sentiment", "topics"],
+}
 
 
 def make_config(emulator, tmp_path, enrichment, output="duckdb", **extra):
-    out = {"type": "duckdb", "path": str(tmp_path / "out.duckdb")} if output == "duckdb" else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
-    return {"api_key": emulator.api_key, "base_url": emulator.base_url, "model": "mistral-small-latest",
-            "enrichment": enrichment, "output": out, **extra}
+    out = (
+        {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
+        if output == "duckdb"
+        else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    )
+    return {
+        "api_key": emulator.api_key,
+        "base_url": emulator.base_url,
+        "model": "mistral-small-latest",
+        "enrichment": enrichment,
+        "output": out,
+        **extra,
+    }
 
 
 def write(config, configured, messages):
@@ -49,20 +63,36 @@ EMBED = {"mode": "embeddings", "fields": ["product", "review"]}
 
 
 def test_chat_text_answers_are_written_with_model_and_tokens(emulator, tmp_path):
-    out = write(make_config(emulator, tmp_path, CHAT), catalog(configured_stream()), messages_with_states(review(i) for i in range(12)))
+    out = write(
+        make_config(emulator, tmp_path, CHAT),
+        catalog(configured_stream()),
+        messages_with_states(review(i) for i in range(12)),
+    )
     assert sum(1 for m in out if m.type == Type.STATE) == 2
-    result = rows(tmp_path, "SELECT id, _mistral_answer, _mistral_model, _mistral_prompt_tokens, _mistral_completion_tokens, _mistral_error "
-                            "FROM reviews ORDER BY id")
+    result = rows(
+        tmp_path,
+        "SELECT id, _mistral_answer, _mistral_model, _mistral_prompt_tokens, _mistral_completion_tokens, _mistral_error "
+        "FROM reviews ORDER BY id",
+    )
     assert [r[0] for r in result] == list(range(12))
     assert all(isinstance(r[1], str) and r[1] for r in result), "every record should have a text answer"
     assert all(r[2] and r[3] > 0 and r[4] > 0 and r[5] is None for r in result)
 
 
-@pytest.mark.parametrize("response_format", [{"type": "json_object"}, {"type": "json_schema", "schema": json.dumps(SCHEMA)}])
+@pytest.mark.parametrize(
+    "response_format", [{"type": "json_object"}, {"type": "json_schema", "schema": json.dumps(SCHEMA)}]
+)
 def test_json_answers_are_stored_parsed(emulator, tmp_path, response_format):
     enrichment = {**CHAT, "response_format": response_format}
-    write(make_config(emulator, tmp_path, enrichment), catalog(configured_stream()), messages_with_states(review(i) for i in range(5)))
-    result = rows(tmp_path, "SELECT typeof(_mistral_answer), json_type(_mistral_answer), _mistral_answer->>'sentiment', _mistral_error FROM reviews")
+    write(
+        make_config(emulator, tmp_path, enrichment),
+        catalog(configured_stream()),
+        messages_with_states(review(i) for i in range(5)),
+    )
+    result = rows(
+        tmp_path,
+        "SELECT typeof(_mistral_answer), json_type(_mistral_answer), _mistral_answer->>'sentiment', _mistral_error FROM reviews",
+    )
     assert all(r[0] == "JSON" and r[1] == "OBJECT" and r[3] is None for r in result), result
     if response_format["type"] == "json_schema":
         assert all(r[2] in ("positive", "neutral", "negative") for r in result), "answers must follow the user's schema"
@@ -70,13 +100,21 @@ def test_json_answers_are_stored_parsed(emulator, tmp_path, response_format):
 
 def test_embeddings_are_batched_and_searchable(emulator, tmp_path):
     emulator.reset_stats()
-    write(make_config(emulator, tmp_path, EMBED), catalog(configured_stream()),
-          messages_with_states((review(i) for i in range(60)), every=1000))
-    assert api_calls(emulator, "POST /v1/embeddings") <= 2, "60 short inputs fit in one embeddings request (two at worst)"
+    write(
+        make_config(emulator, tmp_path, EMBED),
+        catalog(configured_stream()),
+        messages_with_states((review(i) for i in range(60)), every=1000),
+    )
+    assert api_calls(emulator, "POST /v1/embeddings") <= 2, (
+        "60 short inputs fit in one embeddings request (two at worst)"
+    )
     result = rows(tmp_path, "SELECT typeof(_mistral_embedding), _mistral_model FROM reviews LIMIT 1")
     assert result[0] == ("FLOAT[1024]", "mistral-embed")
-    best = rows(tmp_path, "SELECT a.id, b.id, array_cosine_similarity(a._mistral_embedding, b._mistral_embedding) s FROM reviews a, reviews b "
-                          "WHERE a.id = 0 AND b.id <> 0 ORDER BY s DESC LIMIT 1")
+    best = rows(
+        tmp_path,
+        "SELECT a.id, b.id, array_cosine_similarity(a._mistral_embedding, b._mistral_embedding) s FROM reviews a, reviews b "
+        "WHERE a.id = 0 AND b.id <> 0 ORDER BY s DESC LIMIT 1",
+    )
     assert best[0][1] % 5 == 0, "the nearest review should share the same words (same topic)"
 
 
@@ -89,8 +127,12 @@ def test_second_sync_makes_no_api_calls(fresh_emulator, tmp_path):
         assert api_calls(emulator) > 0
         emulator.reset_stats()
         write(config, configured, messages_with_states(review(i) for i in range(30)))
-        assert api_calls(emulator) == 0, f"{enrichment['mode']}: an unchanged input must not be sent again: {emulator.stats()['routes']}"
-        cached = rows(tmp_path, "SELECT count(*) FILTER (WHERE _mistral_cached), count(*), count(DISTINCT id) FROM reviews")
+        assert api_calls(emulator) == 0, (
+            f"{enrichment['mode']}: an unchanged input must not be sent again: {emulator.stats()['routes']}"
+        )
+        cached = rows(
+            tmp_path, "SELECT count(*) FILTER (WHERE _mistral_cached), count(*), count(DISTINCT id) FROM reviews"
+        )
         assert cached[0] == (30, 30, 30), "append_dedup keeps every record exactly once, now answered from the cache"
         (tmp_path / "out.duckdb").unlink()
         emulator.reset_stats()
@@ -121,15 +163,18 @@ def test_overwrite_keeps_previous_data_when_the_sync_fails(fresh_emulator, tmp_p
     write(config, catalog(configured_stream(mode="overwrite")), messages_with_states(review(i) for i in range(4)))
     fresh_emulator.configure(fault_500=1.0, fault_routes=["/v1/chat/completions"])
     with pytest.raises(AirbyteTracedException):
-        write(config, catalog(configured_stream(mode="overwrite")), messages_with_states(review(i) for i in range(10, 14)))
+        write(
+            config, catalog(configured_stream(mode="overwrite")), messages_with_states(review(i) for i in range(10, 14))
+        )
     assert [r[0] for r in rows(tmp_path, "SELECT id FROM reviews ORDER BY id")] == [0, 1, 2, 3]
 
 
 def test_namespaces_map_to_duckdb_schemas_and_overrides_apply_per_stream(emulator, tmp_path):
     config = make_config(emulator, tmp_path, CHAT, stream_overrides=[{"stream_name": "vectors", "enrichment": EMBED}])
     configured = catalog(configured_stream("reviews", namespace="shop"), configured_stream("vectors", namespace="shop"))
-    messages = messages_with_states((review(i) for i in range(3)), stream="reviews", namespace="shop") + \
-        messages_with_states((review(i) for i in range(3)), stream="vectors", namespace="shop")
+    messages = messages_with_states(
+        (review(i) for i in range(3)), stream="reviews", namespace="shop"
+    ) + messages_with_states((review(i) for i in range(3)), stream="vectors", namespace="shop")
     write(config, configured, messages)
     assert rows(tmp_path, "SELECT count(_mistral_answer) FROM shop.reviews")[0][0] == 3
     assert rows(tmp_path, "SELECT count(_mistral_embedding) FROM shop.vectors")[0][0] == 3
@@ -138,7 +183,9 @@ def test_namespaces_map_to_duckdb_schemas_and_overrides_apply_per_stream(emulato
 def test_jsonl_output_writes_one_file_per_stream(emulator, tmp_path):
     config = make_config(emulator, tmp_path, EMBED, output="jsonl")
     configured = catalog(configured_stream("reviews", mode="append_dedup"), configured_stream("other", namespace="ns"))
-    messages = messages_with_states(review(i) for i in range(4)) + messages_with_states((review(i) for i in range(2)), stream="other", namespace="ns")
+    messages = messages_with_states(review(i) for i in range(4)) + messages_with_states(
+        (review(i) for i in range(2)), stream="other", namespace="ns"
+    )
     write(config, configured, messages)
     write(config, configured, messages_with_states(review(i) for i in range(4)))
     lines = [json.loads(l) for l in (tmp_path / "jsonl" / "reviews.jsonl").read_text().splitlines()]
@@ -158,10 +205,16 @@ def test_a_failing_service_stops_the_sync_instead_of_writing_error_rows(fresh_em
         write(config, configured, messages_with_states(review(i) for i in range(5)))
     assert caught.value.failure_type.value == "transient_error", caught.value.message
     assert rows(tmp_path, "SELECT count(*) FROM reviews WHERE _mistral_error IS NOT NULL")[0][0] == 0, (
-        "a service failure is never written as a record's error")
+        "a service failure is never written as a record's error"
+    )
     fresh_emulator.configure(fault_500=0.0)
     write(config, configured, messages_with_states(review(i) for i in range(5)))
-    assert rows(tmp_path, "SELECT count(*) FROM reviews WHERE _mistral_error IS NULL AND _mistral_embedding IS NOT NULL")[0][0] == 5
+    assert (
+        rows(tmp_path, "SELECT count(*) FROM reviews WHERE _mistral_error IS NULL AND _mistral_embedding IS NOT NULL")[
+            0
+        ][0]
+        == 5
+    )
 
 
 def test_missing_template_field_is_a_record_error(emulator, tmp_path):
@@ -176,7 +229,9 @@ def test_missing_template_field_is_a_record_error(emulator, tmp_path):
 def test_transient_faults_and_rate_limits_are_absorbed_by_retries(fresh_emulator, tmp_path):
     fresh_emulator.configure(fault_500=0.2, fault_429=0.1, rate_limit_rps=100)
     config = make_config(fresh_emulator, tmp_path, CHAT, limits={"max_retries": 8, "max_concurrent_requests": 16})
-    write(config, catalog(configured_stream()), messages_with_states(review(i, f"distinct text {i}") for i in range(60)))
+    write(
+        config, catalog(configured_stream()), messages_with_states(review(i, f"distinct text {i}") for i in range(60))
+    )
     result = rows(tmp_path, "SELECT count(*), count(*) FILTER (WHERE _mistral_error IS NULL) FROM reviews")
     assert result[0] == (60, 60), "every record should be enriched despite 5xx, 429 and the rate limit"
     faults = fresh_emulator.stats()["routes"]["POST /v1/chat/completions"]
@@ -187,15 +242,22 @@ def test_oversized_batch_is_split_when_the_server_rejects_it(fresh_emulator, tmp
     monkeypatch.setattr(batching, "MAX_INPUTS_PER_REQUEST", 5000)
     monkeypatch.setattr(batching, "MAX_TOKENS_PER_REQUEST", 10_000_000)
     config = make_config(fresh_emulator, tmp_path, EMBED)
-    write(config, catalog(configured_stream()), messages_with_states((review(i, f"text number {i} " * 8) for i in range(1200)), every=5000))
+    write(
+        config,
+        catalog(configured_stream()),
+        messages_with_states((review(i, f"text number {i} " * 8) for i in range(1200)), every=5000),
+    )
     routes = fresh_emulator.stats()["routes"]["POST /v1/embeddings"]
     assert routes.get("400", 0) >= 1, f"the server should have rejected the first batch: {routes}"
     assert rows(tmp_path, "SELECT count(*) FROM reviews WHERE _mistral_embedding IS NOT NULL")[0][0] == 1200
 
 
 def test_state_messages_report_destination_record_counts(emulator, tmp_path):
-    out = write(make_config(emulator, tmp_path, {"mode": "none"}), catalog(configured_stream()),
-                messages_with_states((review(i) for i in range(25)), every=10))
+    out = write(
+        make_config(emulator, tmp_path, {"mode": "none"}),
+        catalog(configured_stream()),
+        messages_with_states((review(i) for i in range(25)), every=10),
+    )
     counts = [m.state.destinationStats.recordCount for m in out if m.type == Type.STATE]
     assert counts == [10, 10, 5]
 
@@ -214,7 +276,10 @@ def test_api_key_never_reaches_output_or_messages(fresh_emulator, tmp_path):
         ({"api_key": "wrong-key-000"}, "rejected the API key"),
         ({"model": "mistral-smal-latest"}, "Did you mean"),
         ({"model": "mistral-embed"}, "cannot do chat completions"),
-        ({"enrichment": {"mode": "embeddings", "fields": ["a"], "model": "mistral-small-latest"}}, "cannot produce embeddings"),
+        (
+            {"enrichment": {"mode": "embeddings", "fields": ["a"], "model": "mistral-small-latest"}},
+            "cannot produce embeddings",
+        ),
         ({"output": {"type": "duckdb", "path": "/proc/forbidden/out.duckdb"}}, "output.path"),
         ({"output": {"type": "jsonl", "directory": "/proc/forbidden"}}, "output.directory"),
     ],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.destination import DestinationMistral
@@ -15,9 +14,14 @@ CHAT = "POST /v1/chat/completions"
 
 
 def config_for(emulator, tmp_path, **extra):
-    return {"api_key": emulator.api_key, "base_url": emulator.base_url, "model": "mistral-small-latest",
-            "enrichment": {"mode": "chat", "prompt_template": "{{ review }}", "temperature": 0},
-            "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}, **extra}
+    return {
+        "api_key": emulator.api_key,
+        "base_url": emulator.base_url,
+        "model": "mistral-small-latest",
+        "enrichment": {"mode": "chat", "prompt_template": "{{ review }}", "temperature": 0},
+        "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")},
+        **extra,
+    }
 
 
 def answered(emulator) -> int:
@@ -41,14 +45,23 @@ def test_on_error_fail_keeps_the_answers_already_paid_for(fresh_emulator, tmp_pa
     records[20] = review(20, "   ")
     config = config_for(fresh_emulator, tmp_path, on_error="fail", limits={"max_concurrent_requests": 8})
     with pytest.raises(AirbyteTracedException):
-        list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=40)))
+        list(
+            DestinationMistral().write(
+                config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=40)
+            )
+        )
     paid = answered(fresh_emulator)
     assert paid >= 20, "the records before the failed one are enriched and committed"
     assert cached_answers(tmp_path) == paid, "every answer paid for is in the cache after the failed sync"
     fresh_emulator.reset_stats()
     records[20] = review(20, "now with text")
-    list(DestinationMistral().write(config_for(fresh_emulator, tmp_path), catalog(configured_stream(mode="append_dedup")),
-                                    messages_with_states(records, every=40)))
+    list(
+        DestinationMistral().write(
+            config_for(fresh_emulator, tmp_path),
+            catalog(configured_stream(mode="append_dedup")),
+            messages_with_states(records, every=40),
+        )
+    )
     assert answered(fresh_emulator) == 40 - paid, "the second sync sends only the inputs never answered"
 
 
@@ -58,14 +71,26 @@ def test_a_failing_service_keeps_the_answers_already_paid_for(fresh_emulator, tm
     fresh_emulator.configure(latency_ms=20)
     records = [review(i, f"other text {i}") for i in range(30)]
     config = config_for(fresh_emulator, tmp_path, limits={"max_retries": 1, "max_retry_seconds": 3})
-    list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records[:10], every=10)))
+    list(
+        DestinationMistral().write(
+            config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records[:10], every=10)
+        )
+    )
     fresh_emulator.configure(fault_500=1.0)
     with pytest.raises(AirbyteTracedException) as caught:
-        list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=10)))
+        list(
+            DestinationMistral().write(
+                config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=10)
+            )
+        )
     assert caught.value.failure_type.value == "transient_error"
     fresh_emulator.configure(fault_500=0.0)
     fresh_emulator.reset_stats()
-    list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=10)))
+    list(
+        DestinationMistral().write(
+            config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records, every=10)
+        )
+    )
     assert answered(fresh_emulator) == 20, "the ten answers of the first sync are not paid again"
 
 
@@ -86,11 +111,25 @@ def test_a_killed_sync_does_not_pay_again_for_answers_received_a_second_before(f
     records = [review(i, f"killed text {i}") for i in range(300)]
     config = config_for(fresh_emulator, tmp_path, limits={"max_concurrent_requests": 2})
     (tmp_path / "config.json").write_text(json.dumps(config))
-    (tmp_path / "catalog.json").write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append")))))
-    stdin = "".join(json.dumps(AirbyteMessageSerializer.dump(m)) + "\n" for m in messages_with_states(records, every=300))
-    process = subprocess.Popen([str(Path(sys.executable).parent / "destination-mistral"), "write", "--config", str(tmp_path / "config.json"),
-                                "--catalog", str(tmp_path / "catalog.json")], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    (tmp_path / "catalog.json").write_text(
+        json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append"))))
+    )
+    stdin = "".join(
+        json.dumps(AirbyteMessageSerializer.dump(m)) + "\n" for m in messages_with_states(records, every=300)
+    )
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "destination-mistral"),
+            "write",
+            "--config",
+            str(tmp_path / "config.json"),
+            "--catalog",
+            str(tmp_path / "catalog.json"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     process.stdin.write(stdin.encode())
     process.stdin.close()
     deadline = time.monotonic() + 30
@@ -104,24 +143,41 @@ def test_a_killed_sync_does_not_pay_again_for_answers_received_a_second_before(f
     assert 20 <= settled and received < 300, "the kill must land while answers are still arriving"
     fresh_emulator.configure(latency_ms=0)
     fresh_emulator.reset_stats()
-    list(DestinationMistral().write(config, catalog(configured_stream(mode="append")), messages_with_states(records, every=300)))
+    list(
+        DestinationMistral().write(
+            config, catalog(configured_stream(mode="append")), messages_with_states(records, every=300)
+        )
+    )
     assert answered(fresh_emulator) <= 300 - settled, "answers received a second before the kill are not paid again"
 
 
 def test_a_paid_answer_that_cannot_be_used_is_not_paid_for_again(fresh_emulator, tmp_path):
     """An answer cut by max_tokens is not valid JSON: the record's row carries that error, and the
     answer, paid for, is cached, so that the next sync writes the same error without a request."""
-    enrichment = {"mode": "chat", "prompt_template": "{{ review }}", "temperature": 0, "max_tokens": 2,
-                  "response_format": {"type": "json_object"}}
+    enrichment = {
+        "mode": "chat",
+        "prompt_template": "{{ review }}",
+        "temperature": 0,
+        "max_tokens": 2,
+        "response_format": {"type": "json_object"},
+    }
     config = {**config_for(fresh_emulator, tmp_path), "enrichment": enrichment}
     records = [review(i, f"cut answer {i}") for i in range(5)]
-    list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records)))
+    list(
+        DestinationMistral().write(
+            config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records)
+        )
+    )
     first = answered(fresh_emulator)
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
     errors = [r[0] for r in con.execute("SELECT _mistral_error FROM reviews").fetchall()]
     con.close()
     assert first == 5 and all(e and "not valid JSON" in e for e in errors), errors
-    list(DestinationMistral().write(config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records)))
+    list(
+        DestinationMistral().write(
+            config, catalog(configured_stream(mode="append_dedup")), messages_with_states(records)
+        )
+    )
     assert answered(fresh_emulator) == first, "the unusable answers were paid once"
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
     rows = con.execute("SELECT _mistral_error, _mistral_cached FROM reviews").fetchall()

@@ -27,25 +27,70 @@ def _messages(text):
 def test_source_read_piped_into_destination_write(emulator, tmp_path):
     source_config = tmp_path / "source.json"
     source_config.write_text(json.dumps({"api_key": emulator.api_key, "base_url": emulator.base_url}))
-    discover = subprocess.run([sys.executable, "-m", "source_mistral.run", "discover", "--config", str(source_config)],
-                              capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
-    streams = {s["name"]: s for m in _messages(discover.stdout) if m["type"] == "CATALOG" for s in m["catalog"]["streams"]}
+    discover = subprocess.run(
+        [sys.executable, "-m", "source_mistral.run", "discover", "--config", str(source_config)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    streams = {
+        s["name"]: s for m in _messages(discover.stdout) if m["type"] == "CATALOG" for s in m["catalog"]["streams"]
+    }
     assert {"models", "files"} <= set(streams), discover.stdout[-2000:]
     chosen = [streams["models"], streams["files"]]
-    source_catalog = {"streams": [{"stream": s, "sync_mode": "full_refresh", "destination_sync_mode": "append_dedup",
-                                   "primary_key": [["id"]]} for s in chosen]}
+    source_catalog = {
+        "streams": [
+            {"stream": s, "sync_mode": "full_refresh", "destination_sync_mode": "append_dedup", "primary_key": [["id"]]}
+            for s in chosen
+        ]
+    }
     (tmp_path / "catalog.json").write_text(json.dumps(source_catalog))
     destination_config = tmp_path / "destination.json"
-    destination_config.write_text(json.dumps({
-        "api_key": emulator.api_key, "base_url": emulator.base_url,
-        "enrichment": {"mode": "embeddings", "fields": ["id", "name", "description", "filename"]},
-        "output": {"type": "duckdb", "path": str(tmp_path / "pipe.duckdb")},
-    }))
-    read = subprocess.Popen([sys.executable, "-m", "source_mistral.run", "read", "--config", str(source_config), "--catalog",
-                             str(tmp_path / "catalog.json")], stdout=subprocess.PIPE, env=_env(), cwd=tmp_path)
-    write = subprocess.run([sys.executable, "-m", "destination_mistral", "write", "--config", str(destination_config), "--catalog",
-                            str(tmp_path / "catalog.json")], stdin=read.stdout, capture_output=True, text=True, env=_env(),
-                           cwd=tmp_path, timeout=180)
+    destination_config.write_text(
+        json.dumps(
+            {
+                "api_key": emulator.api_key,
+                "base_url": emulator.base_url,
+                "enrichment": {"mode": "embeddings", "fields": ["id", "name", "description", "filename"]},
+                "output": {"type": "duckdb", "path": str(tmp_path / "pipe.duckdb")},
+            }
+        )
+    )
+    read = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "source_mistral.run",
+            "read",
+            "--config",
+            str(source_config),
+            "--catalog",
+            str(tmp_path / "catalog.json"),
+        ],
+        stdout=subprocess.PIPE,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    write = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "destination_mistral",
+            "write",
+            "--config",
+            str(destination_config),
+            "--catalog",
+            str(tmp_path / "catalog.json"),
+        ],
+        stdin=read.stdout,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=180,
+    )
     read.stdout.close()
     assert read.wait(60) == 0, "source-mistral read failed"
     assert write.returncode == 0, write.stdout[-3000:] + write.stderr[-2000:]
@@ -68,27 +113,77 @@ def test_write_does_its_whole_sync_without_importing_the_cdk(emulator, tmp_path)
     second of imports), nor, when the cache answers everything, the tokenizer (half a second more);
     a stray import anywhere on the write path would bring that back."""
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"api_key": emulator.api_key, "base_url": emulator.base_url,
-                                  "enrichment": {"mode": "embeddings", "fields": ["review"]},
-                                  "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}}))
+    config.write_text(
+        json.dumps(
+            {
+                "api_key": emulator.api_key,
+                "base_url": emulator.base_url,
+                "enrichment": {"mode": "embeddings", "fields": ["review"]},
+                "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")},
+            }
+        )
+    )
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"streams": [{"stream": {"name": "reviews", "json_schema": {"type": "object", "properties": {
-        "id": {"type": "integer"}, "review": {"type": "string"}}}}, "sync_mode": "full_refresh", "destination_sync_mode": "append"}]}))
-    lines = "".join(json.dumps(m) + "\n" for m in (
-        *({"type": "RECORD", "record": {"stream": "reviews", "data": {"id": i, "review": f"text {i}"}, "emitted_at": 1}} for i in range(50)),
-        {"type": "STATE", "state": {"type": "STREAM", "stream": {"stream_descriptor": {"name": "reviews"}, "stream_state": {"n": 50}}}},
-    ))
-    probe = ("import sys; from destination_mistral.run import run; run(sys.argv[1:]); "
-             "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'airbyte_cdk'); "
-             "print('CDK MODULES', len(loaded), loaded[:5], file=sys.stderr); "
-             "print('TOKENIZER LOADED', 'mistral_common' in sys.modules, file=sys.stderr)")
+    catalog.write_text(
+        json.dumps(
+            {
+                "streams": [
+                    {
+                        "stream": {
+                            "name": "reviews",
+                            "json_schema": {
+                                "type": "object",
+                                "properties": {"id": {"type": "integer"}, "review": {"type": "string"}},
+                            },
+                        },
+                        "sync_mode": "full_refresh",
+                        "destination_sync_mode": "append",
+                    }
+                ]
+            }
+        )
+    )
+    lines = "".join(
+        json.dumps(m) + "\n"
+        for m in (
+            *(
+                {
+                    "type": "RECORD",
+                    "record": {"stream": "reviews", "data": {"id": i, "review": f"text {i}"}, "emitted_at": 1},
+                }
+                for i in range(50)
+            ),
+            {
+                "type": "STATE",
+                "state": {
+                    "type": "STREAM",
+                    "stream": {"stream_descriptor": {"name": "reviews"}, "stream_state": {"n": 50}},
+                },
+            },
+        )
+    )
+    probe = (
+        "import sys; from destination_mistral.run import run; run(sys.argv[1:]); "
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'airbyte_cdk'); "
+        "print('CDK MODULES', len(loaded), loaded[:5], file=sys.stderr); "
+        "print('TOKENIZER LOADED', 'mistral_common' in sys.modules, file=sys.stderr)"
+    )
 
     def write():
-        done = subprocess.run([sys.executable, "-c", probe, "write", "--config", str(config), "--catalog", str(catalog)],
-                              input=lines, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", probe, "write", "--config", str(config), "--catalog", str(catalog)],
+            input=lines,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         states = [m for m in _messages(done.stdout) if m["type"] == "STATE"]
-        assert states and states[-1]["state"]["destinationStats"]["recordCount"] == 50.0, "the STATE leaves with its record count"
+        assert states and states[-1]["state"]["destinationStats"]["recordCount"] == 50.0, (
+            "the STATE leaves with its record count"
+        )
         assert "CDK MODULES 0 []" in done.stderr, done.stderr[-500:]
         return done.stderr
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from airbyte_cdk.models import Type
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -24,14 +23,22 @@ OUTPUTS = ["duckdb", "jsonl"]
 
 
 def config_for(tmp_path: Path, output: str) -> dict:
-    out = {"type": "duckdb", "path": str(tmp_path / "out.duckdb")} if output == "duckdb" else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    out = (
+        {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
+        if output == "duckdb"
+        else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    )
     return {"api_key": "k-123456", "base_url": "http://127.0.0.1:9", "enrichment": {"mode": "none"}, "output": out}
 
 
-def sync(tmp_path, output, mode, ids, *, generation, truncate=False, completed=True, status=None, name="reviews", texts=None):
+def sync(
+    tmp_path, output, mode, ids, *, generation, truncate=False, completed=True, status=None, name="reviews", texts=None
+):
     """One sync of `ids` (a STATE after each record) as the platform runs it: a truncate refresh
     has minimum_generation_id = generation_id; a source that fails sends no COMPLETE."""
-    stream = configured_stream(name, mode=mode, generation_id=generation, minimum_generation_id=generation if truncate else 0)
+    stream = configured_stream(
+        name, mode=mode, generation_id=generation, minimum_generation_id=generation if truncate else 0
+    )
     messages = []
     for position, i in enumerate(ids, 1):
         messages.append(record(review(i, texts[i] if texts else None), stream=name))
@@ -158,18 +165,36 @@ def test_a_state_is_released_mid_sync_once_its_records_are_stored(tmp_path, outp
 def test_funky_stream_namespace_and_field_names_round_trip(tmp_path, output):
     name = "funky 'stream' \"name\" é💥-1"
     namespace = "ns with spaces"
-    schema = {"type": "object", "properties": {"id": {"type": "integer"}, "field with spaces": {"type": "string"},
-                                               "$dollar": {"type": "string"}, "dot.field": {"type": "string"},
-                                               "ünïcödé": {"type": "string"}, "quote\"d": {"type": "string"}}}
-    data = {"id": 1, "field with spaces": "a", "$dollar": "b", "dot.field": "c", "ünïcödé": "d", "quote\"d": "e"}
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "field with spaces": {"type": "string"},
+            "$dollar": {"type": "string"},
+            "dot.field": {"type": "string"},
+            "ünïcödé": {"type": "string"},
+            'quote"d': {"type": "string"},
+        },
+    }
+    data = {"id": 1, "field with spaces": "a", "$dollar": "b", "dot.field": "c", "ünïcödé": "d", 'quote"d': "e"}
     stream = configured_stream(name, mode="append_dedup", schema=schema, namespace=namespace)
-    out = list(DestinationMistral().write(config_for(tmp_path, output), catalog(stream),
-                                          [record(data, stream=name, namespace=namespace),
-                                           state({"position": 1}, stream=name, namespace=namespace), complete(name, namespace)]))
+    out = list(
+        DestinationMistral().write(
+            config_for(tmp_path, output),
+            catalog(stream),
+            [
+                record(data, stream=name, namespace=namespace),
+                state({"position": 1}, stream=name, namespace=namespace),
+                complete(name, namespace),
+            ],
+        )
+    )
     assert len(states(out)) == 1
     if output == "duckdb":
         con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
-        row = con.execute(f'SELECT "field with spaces", "$dollar", "dot.field", "ünïcödé", "quote""d" FROM "{namespace}"."{name.replace(chr(34), chr(34) * 2)}"').fetchall()
+        row = con.execute(
+            f'SELECT "field with spaces", "$dollar", "dot.field", "ünïcödé", "quote""d" FROM "{namespace}"."{name.replace(chr(34), chr(34) * 2)}"'
+        ).fetchall()
         con.close()
         assert row == [("a", "b", "c", "d", "e")]
     else:
@@ -190,8 +215,13 @@ def test_dedup_without_cursor_keeps_the_last_record_to_arrive(tmp_path, output):
 @pytest.mark.parametrize("output", OUTPUTS)
 def test_dedup_keeps_each_record_without_a_key_as_its_own_row(tmp_path, output):
     stream = configured_stream(mode="append_dedup")
-    rows = [review(1, "a"), {**review(2, "b"), "id": None}, {k: v for k, v in review(3, "c").items() if k != "id"},
-            {**review(4, "d"), "id": None}, review(1, "e")]
+    rows = [
+        review(1, "a"),
+        {**review(2, "b"), "id": None},
+        {k: v for k, v in review(3, "c").items() if k != "id"},
+        {**review(4, "d"), "id": None},
+        review(1, "e"),
+    ]
     messages = [record(r) for r in rows] + [state({"position": 5}), complete()]
     out = list(DestinationMistral().write(config_for(tmp_path, output), catalog(stream), messages))
     assert len(states(out)) == 1
@@ -213,13 +243,28 @@ def test_streams_written_to_the_same_place_are_a_config_error_naming_both(tmp_pa
 def test_source_meta_changes_are_kept_beside_ours(tmp_path):
     data = review(1)
     message = record(data)
-    from airbyte_cdk.models.airbyte_protocol import AirbyteRecordMessageMeta, AirbyteRecordMessageMetaChange, Change, Reason
+    from airbyte_cdk.models.airbyte_protocol import (
+        AirbyteRecordMessageMeta,
+        AirbyteRecordMessageMetaChange,
+        Change,
+        Reason,
+    )
 
-    message.record.meta = AirbyteRecordMessageMeta(changes=[AirbyteRecordMessageMetaChange(
-        field="review", change=Change.TRUNCATED, reason=Reason.SOURCE_FIELD_SIZE_LIMITATION)])
+    message.record.meta = AirbyteRecordMessageMeta(
+        changes=[
+            AirbyteRecordMessageMetaChange(
+                field="review", change=Change.TRUNCATED, reason=Reason.SOURCE_FIELD_SIZE_LIMITATION
+            )
+        ]
+    )
     message_b = record({**review(2), "rating": "five"})
-    list(DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(configured_stream()),
-                                    [message, message_b, state({"position": 2}), complete()]))
+    list(
+        DestinationMistral().write(
+            config_for(tmp_path, "duckdb"),
+            catalog(configured_stream()),
+            [message, message_b, state({"position": 2}), complete()],
+        )
+    )
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
     metas = [json.loads(r[0]) for r in con.execute("SELECT _airbyte_meta FROM reviews ORDER BY id").fetchall()]
     con.close()
@@ -230,7 +275,13 @@ def test_source_meta_changes_are_kept_beside_ours(tmp_path):
 @pytest.mark.parametrize("output", OUTPUTS)
 def test_an_emitted_at_no_output_can_hold_is_stamped_and_noted_not_a_failed_batch(tmp_path, output):
     stream = configured_stream(mode="append")
-    messages = [record(review(1)), record(review(2), emitted_at=10**19), record(review(3)), state({"position": 3}), complete()]
+    messages = [
+        record(review(1)),
+        record(review(2), emitted_at=10**19),
+        record(review(3)),
+        state({"position": 3}),
+        complete(),
+    ]
     out = list(DestinationMistral().write(config_for(tmp_path, output), catalog(stream), messages))
     assert len(states(out)) == 1
     assert stored(tmp_path, output) == [1, 2, 3]
@@ -239,15 +290,29 @@ def test_an_emitted_at_no_output_can_hold_is_stamped_and_noted_not_a_failed_batc
         changes = [json.loads(r[0]) for r in con.execute("SELECT _airbyte_meta FROM reviews").fetchall()]
         con.close()
     else:
-        changes = [json.loads(line)["_airbyte_meta"] for line in (tmp_path / "jsonl" / "reviews.jsonl").read_text().splitlines()]
-    assert sum(c["changes"] == [{"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}]
-               for c in changes) == 1
+        changes = [
+            json.loads(line)["_airbyte_meta"]
+            for line in (tmp_path / "jsonl" / "reviews.jsonl").read_text().splitlines()
+        ]
+    assert (
+        sum(
+            c["changes"]
+            == [{"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}]
+            for c in changes
+        )
+        == 1
+    )
 
 
 def test_a_record_after_its_streams_complete_status_is_a_config_error(tmp_path):
     with pytest.raises(AirbyteTracedException, match="after the stream's COMPLETE"):
-        list(DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(configured_stream()),
-                                        [record(review(1)), complete(), record(review(2))]))
+        list(
+            DestinationMistral().write(
+                config_for(tmp_path, "duckdb"),
+                catalog(configured_stream()),
+                [record(review(1)), complete(), record(review(2))],
+            )
+        )
 
 
 # ---- cases found by trying the connector from outside ------------------------------------------
@@ -256,22 +321,33 @@ def test_a_record_after_its_streams_complete_status_is_a_config_error(tmp_path):
 def test_a_fraction_in_an_integer_key_is_nulled_and_named_never_merged_with_another_key(tmp_path):
     schema = {"type": "object", "properties": {"id": {"type": "integer"}, "text": {"type": "string"}}}
     stream = configured_stream("s", mode="append_dedup", schema=schema)
-    messages = [record({"id": 2, "text": "two"}, stream="s"), record({"id": 1.5, "text": "one and a half"}, stream="s"),
-                state({"position": 2}, stream="s"), complete("s")]
+    messages = [
+        record({"id": 2, "text": "two"}, stream="s"),
+        record({"id": 1.5, "text": "one and a half"}, stream="s"),
+        state({"position": 2}, stream="s"),
+        complete("s"),
+    ]
     list(DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(stream), messages))
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
     rows = con.execute("SELECT id, text, _airbyte_meta FROM s ORDER BY text").fetchall()
     con.close()
     assert [(r[0], r[1]) for r in rows] == [(None, "one and a half"), (2, "two")], "1.5 is not 2"
-    assert json.loads(rows[0][2])["changes"] == [{"field": "id", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}]
+    assert json.loads(rows[0][2])["changes"] == [
+        {"field": "id", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
+    ]
 
 
 @pytest.mark.parametrize("output", OUTPUTS)
 def test_a_complete_status_sent_twice_swaps_once(tmp_path, output):
     sync(tmp_path, output, "overwrite", [1], generation=1, truncate=True)
     stream = configured_stream(mode="overwrite", generation_id=2, minimum_generation_id=2)
-    list(DestinationMistral().write(config_for(tmp_path, output), catalog(stream),
-                                    [record(review(2)), state({"position": 1}), complete(), complete()]))
+    list(
+        DestinationMistral().write(
+            config_for(tmp_path, output),
+            catalog(stream),
+            [record(review(2)), state({"position": 1}), complete(), complete()],
+        )
+    )
     assert stored(tmp_path, output) == [2]
 
 
@@ -296,7 +372,9 @@ def test_nan_and_infinity_are_stored_as_null_and_named_in_the_meta(tmp_path):
     from destination_mistral.sync.runner import write_stream
 
     catalog_path = tmp_path / "catalog.json"
-    catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append")))))
+    catalog_path.write_text(
+        json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append"))))
+    )
     out = list(write_stream(config_for(tmp_path, "duckdb"), str(catalog_path), [line + b"\n" for line in lines]))
     assert len(out) == 1
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
@@ -304,5 +382,6 @@ def test_nan_and_infinity_are_stored_as_null_and_named_in_the_meta(tmp_path):
     con.close()
     assert rows[0][1] is None and json.loads(rows[0][2]) == [1, None]
     assert {c["field"] for c in json.loads(rows[0][3])["changes"]} == {"rating", "tags"}
-    assert json.loads(rows[1][3])["changes"] == [{"field": "_airbyte_extracted_at", "change": "NULLED",
-                                                   "reason": "DESTINATION_TYPECAST_ERROR"}]
+    assert json.loads(rows[1][3])["changes"] == [
+        {"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
+    ]

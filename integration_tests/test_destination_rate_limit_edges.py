@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import threading
 
-from integration_tests.hostile_inputs.harness import catalog_dict, chat_config, embed_config, input_lines, query, review, write_subprocess
+from integration_tests.hostile_inputs.harness import (
+    catalog_dict,
+    chat_config,
+    embed_config,
+    input_lines,
+    query,
+    review,
+    write_subprocess,
+)
 from integration_tests.test_destination_rate_limits import emulator, text
 
 
@@ -30,7 +38,9 @@ def test_a_token_cap_below_one_requests_cost_is_a_config_error_not_a_hang(tmp_pa
         out = tmp_path / "out.duckdb"
         config = chat_config(emu.base_url, out, limits={"tokens_per_minute": 200, "max_retry_seconds": 20})
         records = [review(i, text(i, words=600)) for i in range(6)]
-        capture = write_subprocess("cap below cost", tmp_path / "run", config, catalog_dict(), input_lines(records, every=2), timeout=90)
+        capture = write_subprocess(
+            "cap below cost", tmp_path / "run", config, catalog_dict(), input_lines(records, every=2), timeout=90
+        )
     finally:
         emu.__exit__(None, None, None)
     error = stopped_with(capture, "config_error")
@@ -43,7 +53,9 @@ def test_an_api_that_refuses_everything_stops_the_sync_after_max_retry_seconds(t
         out = tmp_path / "out.duckdb"
         config = chat_config(emu.base_url, out, limits={"max_retry_seconds": 6, "max_concurrent_requests": 16})
         records = [review(i, text(i, words=10)) for i in range(60)]
-        capture = write_subprocess("all refused", tmp_path / "run", config, catalog_dict(), input_lines(records, every=5), timeout=120)
+        capture = write_subprocess(
+            "all refused", tmp_path / "run", config, catalog_dict(), input_lines(records, every=5), timeout=120
+        )
     finally:
         emu.__exit__(None, None, None)
     error = stopped_with(capture, "transient_error")
@@ -63,14 +75,18 @@ def test_a_rate_meter_smaller_than_one_request_is_waited_out_never_written_as_th
         emu.configure(tokens_per_minute=4_000, tpm_window_seconds=1.0)
         raise_limit = threading.Timer(6.0, lambda: emu.configure(tokens_per_minute=2_000_000, tpm_window_seconds=3.0))
         raise_limit.start()
-        capture = write_subprocess("meter below cost", tmp_path / "run", config, catalog_dict(), input_lines(records, every=5), timeout=120)
+        capture = write_subprocess(
+            "meter below cost", tmp_path / "run", config, catalog_dict(), input_lines(records, every=5), timeout=120
+        )
         raise_limit.join()
     finally:
         emu.__exit__(None, None, None)
     assert capture.returncode == 0 and not capture.errors, capture.describe()
     written = rows(out)
     assert [r[0] for r in written] == list(range(40))
-    assert not [r for r in written if r[1] is not None], f"a refusal by the rate limit is not the record's error: {written[:3]}"
+    assert not [r for r in written if r[1] is not None], (
+        f"a refusal by the rate limit is not the record's error: {written[:3]}"
+    )
 
 
 def test_a_single_embedding_input_over_the_rate_meter_stops_the_sync_naming_the_limit(tmp_path):
@@ -79,7 +95,9 @@ def test_a_single_embedding_input_over_the_rate_meter_stops_the_sync_naming_the_
         out = tmp_path / "out.duckdb"
         config = embed_config(emu.base_url, out, limits={"max_retry_seconds": 5})
         records = [review(i, text(i, words=600)) for i in range(3)]
-        capture = write_subprocess("input over meter", tmp_path / "run", config, catalog_dict(), input_lines(records, every=1), timeout=90)
+        capture = write_subprocess(
+            "input over meter", tmp_path / "run", config, catalog_dict(), input_lines(records, every=1), timeout=90
+        )
     finally:
         emu.__exit__(None, None, None)
     error = stopped_with(capture, "transient_error")

@@ -30,7 +30,9 @@ def text(i: int, words: int = 60) -> str:
 
 
 def emulator(**knobs):
-    server = EmulatorServer(api_key=LEAK_KEY, settings=EmulatorSettings(seed=5, files=1, batch_jobs=1, agents=1, fine_tuning_jobs=1))
+    server = EmulatorServer(
+        api_key=LEAK_KEY, settings=EmulatorSettings(seed=5, files=1, batch_jobs=1, agents=1, fine_tuning_jobs=1)
+    )
     server.__enter__()
     server.configure(**knobs)
     return server
@@ -38,11 +40,17 @@ def emulator(**knobs):
 
 def refusals(emu) -> dict:
     stats = emu.stats()
-    return {"rate_limited": stats.get("rate_limited", 0), "by": stats.get("rate_limited_by", {}), "routes": stats["routes"]}
+    return {
+        "rate_limited": stats.get("rate_limited", 0),
+        "by": stats.get("rate_limited_by", {}),
+        "routes": stats["routes"],
+    }
 
 
 def run(tmp_path, config, records, every=50, timeout=240):
-    capture = write_subprocess("rate limits", tmp_path / "run", config, catalog_dict(), input_lines(records, every=every), timeout=timeout)
+    capture = write_subprocess(
+        "rate limits", tmp_path / "run", config, catalog_dict(), input_lines(records, every=every), timeout=timeout
+    )
     return capture
 
 
@@ -67,7 +75,9 @@ def test_embeddings_under_a_token_per_minute_limit_write_every_vector_with_few_4
     finally:
         emu.__exit__(None, None, None)
     assert_complete(capture, out, 200, "_mistral_embedding")
-    assert seen["by"].get("tokens_minute", 0) <= 2, f"the pacer should keep under the limit, not meet it in 429s: {seen}"
+    assert seen["by"].get("tokens_minute", 0) <= 2, (
+        f"the pacer should keep under the limit, not meet it in 429s: {seen}"
+    )
 
 
 def test_chat_under_a_smooth_token_limit_and_a_request_limit_writes_every_answer(tmp_path):
@@ -75,7 +85,9 @@ def test_chat_under_a_smooth_token_limit_and_a_request_limit_writes_every_answer
     try:
         out = tmp_path / "out.duckdb"
         records = [review(i, text(i, words=40)) for i in range(80)]
-        capture = run(tmp_path, chat_config(emu.base_url, out, limits={"max_concurrent_requests": 16}), records, every=10)
+        capture = run(
+            tmp_path, chat_config(emu.base_url, out, limits={"max_concurrent_requests": 16}), records, every=10
+        )
         seen = refusals(emu)
     finally:
         emu.__exit__(None, None, None)
@@ -93,12 +105,20 @@ def test_a_spent_monthly_quota_stops_the_sync_naming_it_after_committing_what_ca
         capture = run(tmp_path, chat_config(emu.base_url, out, limits={"max_concurrent_requests": 2}), records, every=5)
     finally:
         emu.__exit__(None, None, None)
-    assert capture.returncode != 0 and [e["failure_type"] for e in capture.errors] == ["transient_error"], capture.describe()
+    assert capture.returncode != 0 and [e["failure_type"] for e in capture.errors] == ["transient_error"], (
+        capture.describe()
+    )
     message = capture.errors[0]["message"]
     assert "monthly" in message and "month" in message and "resets" in message, message
     assert LEAK_KEY not in capture.stdout + capture.stderr
-    rows = query(out, "SELECT id, _mistral_answer IS NOT NULL, _mistral_error FROM reviews ORDER BY id") if out.exists() else []
+    rows = (
+        query(out, "SELECT id, _mistral_answer IS NOT NULL, _mistral_error FROM reviews ORDER BY id")
+        if out.exists()
+        else []
+    )
     assert len(rows) < 200, "the sync stopped at the quota"
-    assert all(r[1] and r[2] is None for r in rows), f"committed rows carry their answers, never the quota error: {rows[:3]}"
+    assert all(r[1] and r[2] is None for r in rows), (
+        f"committed rows carry their answers, never the quota error: {rows[:3]}"
+    )
     states = [s["state"]["stream"]["stream_state"]["position"] for s in capture.states]
     assert states == sorted(states) and (not states or states[-1] <= len(rows)), "a STATE covers only committed rows"

@@ -38,14 +38,18 @@ def assert_stopped(capture, out, cause: str, route: str) -> None:
 def test_a_closed_port_stops_the_sync_instead_of_erroring_every_row(tmp_path):
     out = tmp_path / "out.duckdb"
     config = embed_config(f"http://127.0.0.1:{closed_port()}", out, limits={"max_retries": 1})
-    capture = write_in_process("closed port", tmp_path / "run", config, catalog_dict(), input_lines([review(i) for i in range(20)]))
+    capture = write_in_process(
+        "closed port", tmp_path / "run", config, catalog_dict(), input_lines([review(i) for i in range(20)])
+    )
     assert_stopped(capture, out, "refused", "POST /v1/embeddings")
 
 
 def test_a_host_that_does_not_resolve_stops_the_sync_naming_dns(tmp_path):
     out = tmp_path / "out.duckdb"
     config = chat_config("https://api.does-not-exist.invalid", out, limits={"max_retries": 1})
-    capture = write_in_process("dns failure", tmp_path / "run", config, catalog_dict(), input_lines([review(i) for i in range(5)]))
+    capture = write_in_process(
+        "dns failure", tmp_path / "run", config, catalog_dict(), input_lines([review(i) for i in range(5)])
+    )
     assert_stopped(capture, out, "DNS", "POST /v1/chat/completions")
 
 
@@ -53,7 +57,9 @@ def test_answers_always_truncated_stop_the_sync_and_store_nothing_wrong(tmp_path
     out = tmp_path / "out.duckdb"
     with leak_emulator(fault_truncate=1.0, fault_routes=["/v1/embeddings"]) as emu:
         config = embed_config(emu.base_url, out, limits={"max_retries": 2})
-        capture = write_in_process("truncated", tmp_path / "run", config, catalog_dict(), input_lines([review(i) for i in range(10)]))
+        capture = write_in_process(
+            "truncated", tmp_path / "run", config, catalog_dict(), input_lines([review(i) for i in range(10)])
+        )
     assert_stopped(capture, out, "POST /v1/embeddings", "POST /v1/embeddings")
     assert "after 3 attempts" in capture.errors[0]["message"]
 

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from boltons.typeutils import classproperty
-
 from airbyte_cdk.test.models import ConnectorTestScenario
 from airbyte_cdk.test.standard_tests import DestinationTestSuiteBase
+from boltons.typeutils import classproperty
 
 from destination_mistral.destination import DestinationMistral
 from integration_tests.emulator_scenarios import REPO_ROOT, scenarios_against_emulator

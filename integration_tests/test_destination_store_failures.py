@@ -14,7 +14,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from airbyte_cdk.models import Type
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -26,7 +25,11 @@ BIN = Path(sys.executable).parent
 
 
 def config_for(tmp_path: Path, output: str) -> dict:
-    out = {"type": "duckdb", "path": str(tmp_path / "out.duckdb")} if output == "duckdb" else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    out = (
+        {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
+        if output == "duckdb"
+        else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    )
     return {"api_key": "k-123456", "base_url": "http://127.0.0.1:9", "enrichment": {"mode": "none"}, "output": out}
 
 
@@ -37,7 +40,11 @@ def stored_ids(tmp_path: Path, output: str) -> list[int]:
             return [r[0] for r in con.execute("SELECT id FROM reviews").fetchall()]
         finally:
             con.close()
-    return [json.loads(line)["id"] for line in (tmp_path / "jsonl" / "reviews.jsonl").read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)["id"]
+        for line in (tmp_path / "jsonl" / "reviews.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
 
 
 @pytest.mark.parametrize("output", ["duckdb", "jsonl"])
@@ -47,21 +54,41 @@ def test_a_full_disk_stops_the_sync_and_every_released_state_is_stored(tmp_path,
     config.write_text(json.dumps(config_for(tmp_path, output)))
     from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
-    catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append")))))
+    catalog_path.write_text(
+        json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog(configured_stream(mode="append"))))
+    )
     lines = []
     for i in range(3000):
         data = review(i, os.urandom(300).hex())  # random text: compression cannot keep it under the limit
-        lines.append(json.dumps({"type": "RECORD", "record": {"stream": "reviews", "data": data, "emitted_at": 1_700_000_000_000}}))
+        lines.append(
+            json.dumps(
+                {"type": "RECORD", "record": {"stream": "reviews", "data": data, "emitted_at": 1_700_000_000_000}}
+            )
+        )
         if i % 100 == 99:
-            lines.append(json.dumps({"type": "STATE", "state": {"type": "STREAM", "stream": {
-                "stream_descriptor": {"name": "reviews"}, "stream_state": {"position": i + 1}}}}))
+            lines.append(
+                json.dumps(
+                    {
+                        "type": "STATE",
+                        "state": {
+                            "type": "STREAM",
+                            "stream": {"stream_descriptor": {"name": "reviews"}, "stream_state": {"position": i + 1}},
+                        },
+                    }
+                )
+            )
 
     def limit_file_size() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write, not a killed process
         resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
 
-    done = subprocess.run([str(BIN / "destination-mistral"), "write", "--config", str(config), "--catalog", str(catalog_path)],
-                          input="\n".join(lines).encode(), capture_output=True, preexec_fn=limit_file_size, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "destination-mistral"), "write", "--config", str(config), "--catalog", str(catalog_path)],
+        input="\n".join(lines).encode(),
+        capture_output=True,
+        preexec_fn=limit_file_size,
+        timeout=120,
+    )
     messages = [json.loads(line) for line in done.stdout.decode().splitlines() if line.startswith("{")]
     errors = [m["trace"]["error"] for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]
     released = [m["state"]["stream"]["stream_state"]["position"] for m in messages if m["type"] == "STATE"]
@@ -94,7 +121,11 @@ class RefusingSink(DuckDBSink):
 def test_a_record_the_store_refuses_becomes_its_error_row_and_the_rest_is_stored(tmp_path, monkeypatch):
     monkeypatch.setattr("destination_mistral.sinks.duckdb_sink.DuckDBSink", RefusingSink)
     messages = [record(review(i)) for i in range(6)] + [state({"position": 6}), complete()]
-    out = list(DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(configured_stream(mode="append_dedup")), messages))
+    out = list(
+        DestinationMistral().write(
+            config_for(tmp_path, "duckdb"), catalog(configured_stream(mode="append_dedup")), messages
+        )
+    )
     assert [m.type for m in out] == [Type.STATE], "the batch's records are all stored, so the STATE leaves"
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
     rows = con.execute("SELECT id, review, _airbyte_meta FROM reviews ORDER BY id").fetchall()
@@ -114,7 +145,9 @@ def test_a_store_that_refuses_even_the_error_row_stops_the_sync_without_a_state(
     messages = [record(review(i)) for i in range(6)] + [state({"position": 6}), complete()]
     released = []
     with pytest.raises(AirbyteTracedException) as caught:
-        for message in DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(configured_stream(mode="append")), messages):
+        for message in DestinationMistral().write(
+            config_for(tmp_path, "duckdb"), catalog(configured_stream(mode="append")), messages
+        ):
             released.append(message)
     assert released == [], "the record is neither stored nor an error row: its STATE must not leave"
     assert "refused a commit" in caught.value.message

@@ -58,8 +58,13 @@ def test_rate_limit_answers_429_with_retry_after_and_headers(fresh_emulator):
     ok, refused = responses[0], next(r for r in responses if r.status_code == 429)
     assert ok.headers["x-ratelimit-limit-req-minute"] == "180"
     assert "x-ratelimit-remaining-req-minute" in ok.headers
-    assert refused.json() == {"object": "error", "message": "Rate limit exceeded", "type": "rate_limited",
-                              "param": None, "code": "1300"}
+    assert refused.json() == {
+        "object": "error",
+        "message": "Rate limit exceeded",
+        "type": "rate_limited",
+        "param": None,
+        "code": "1300",
+    }
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.headers["x-ratelimit-remaining-req-minute"] == "0"
     time.sleep(1.0)
@@ -113,8 +118,13 @@ def test_truncated_body_promises_more_bytes_than_it_sends(fresh_emulator):
 def test_truncated_stream_stops_before_done(fresh_emulator):
     fresh_emulator.configure(fault_truncate=1.0)
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
-        r = requests.post(fresh_emulator.base_url + "/v1/chat/completions", headers=_h(fresh_emulator), stream=True, timeout=5,
-                          json={"model": "mistral-small-latest", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+        r = requests.post(
+            fresh_emulator.base_url + "/v1/chat/completions",
+            headers=_h(fresh_emulator),
+            stream=True,
+            timeout=5,
+            json={"model": "mistral-small-latest", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        )
         lines = list(r.iter_lines())
         assert b"data: [DONE]" not in lines
 
@@ -122,8 +132,12 @@ def test_truncated_stream_stops_before_done(fresh_emulator):
 def test_fault_routes_limit_faults_to_the_named_routes(fresh_emulator):
     fresh_emulator.configure(fault_500=1.0, fault_routes=["POST /v1/chat/completions"])
     assert _embed(fresh_emulator).status_code == 200
-    r = requests.post(fresh_emulator.base_url + "/v1/chat/completions", headers=_h(fresh_emulator), timeout=10,
-                      json={"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]})
+    r = requests.post(
+        fresh_emulator.base_url + "/v1/chat/completions",
+        headers=_h(fresh_emulator),
+        timeout=10,
+        json={"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code >= 500
 
 
@@ -131,7 +145,12 @@ def test_cli_process_prints_its_port_and_serves(emulator_api_key):
     from mistral_emulator import EmulatorProcess, EmulatorSettings
 
     with EmulatorProcess(api_key=emulator_api_key, settings=EmulatorSettings(files=20_000, batch_jobs=5_000)) as proc:
-        r = requests.get(proc.base_url + "/v1/files", params={"page_size": 1}, headers={"Authorization": f"Bearer {emulator_api_key}"}, timeout=10)
+        r = requests.get(
+            proc.base_url + "/v1/files",
+            params={"page_size": 1},
+            headers={"Authorization": f"Bearer {emulator_api_key}"},
+            timeout=10,
+        )
         assert r.json()["total"] == 20_000
         assert proc.stats()["routes"]["GET /v1/files"] == {"200": 1}
 
@@ -141,7 +160,9 @@ def test_large_seeded_account_serves_its_last_page():
     from mistral_emulator import EmulatorServer, EmulatorSettings
 
     with EmulatorServer(settings=EmulatorSettings(files=20_000, batch_jobs=5_000)) as emu:
-        body = requests.get(emu.base_url + "/v1/files", params={"page": 199, "page_size": 100}, headers=_h(emu), timeout=10).json()
+        body = requests.get(
+            emu.base_url + "/v1/files", params={"page": 199, "page_size": 100}, headers=_h(emu), timeout=10
+        ).json()
         assert len(body["data"]) == 100 and body["total"] == 20_000
 
 

@@ -1,13 +1,14 @@
 """Every list endpoint's envelope and pagination, walked to the end."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 
 
 def _get(emulator, path, params=None):
-    r = requests.get(emulator.base_url + path, params=params,
-                     headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10)
+    r = requests.get(
+        emulator.base_url + path, params=params, headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10
+    )
     assert r.status_code == 200, f"{path} {params}: {r.status_code} {r.text[:200]}"
     return r.json()
 
@@ -55,7 +56,7 @@ def test_batch_jobs_walk_filters_and_order(emulator):
 def test_batch_jobs_created_after_is_inclusive(emulator):
     jobs = _get(emulator, "/v1/batch/jobs", {"page_size": 1000})["data"]
     pivot = jobs[40]["created_at"]
-    iso = datetime.fromtimestamp(pivot, tz=timezone.utc).isoformat()
+    iso = datetime.fromtimestamp(pivot, tz=UTC).isoformat()
     after = _get(emulator, "/v1/batch/jobs", {"created_after": iso, "page_size": 1000})
     assert after["total"] == sum(j["created_at"] >= pivot for j in jobs)
     assert all(j["created_at"] >= pivot for j in after["data"])
@@ -99,6 +100,10 @@ def test_agents_cursor_pages_end_with_null_token(emulator):
 
 
 def test_bad_query_values_are_422(emulator):
-    r = requests.get(emulator.base_url + "/v1/files", params={"page": "x"},
-                     headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10)
+    r = requests.get(
+        emulator.base_url + "/v1/files",
+        params={"page": "x"},
+        headers={"Authorization": f"Bearer {emulator.api_key}"},
+        timeout=10,
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "page"]

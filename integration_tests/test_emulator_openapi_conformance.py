@@ -72,14 +72,21 @@ def _pointer(*parts: str) -> str:
 def validate_against(path: Path, pointer: str, instance: Any) -> None:
     from jsonschema import Draft202012Validator
 
-    validator = Draft202012Validator({"$ref": f"urn:spec#/{pointer}"}, registry=_registry(path),
-                                     format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = Draft202012Validator(
+        {"$ref": f"urn:spec#/{pointer}"}, registry=_registry(path), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
     assert not errors, f"{pointer}: " + "; ".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:5])
 
 
-def validate_response(resp: requests.Response, route: str, method: str, spec: Path = CURRENT,
-                      content_type: str = "application/json", body: Any = None) -> None:
+def validate_response(
+    resp: requests.Response,
+    route: str,
+    method: str,
+    spec: Path = CURRENT,
+    content_type: str = "application/json",
+    body: Any = None,
+) -> None:
     operation = _spec(spec)["paths"][route][method.lower()]
     status = str(resp.status_code)
     assert status in operation["responses"], f"{method} {route}: status {status} not in the spec"
@@ -113,8 +120,13 @@ def test_files_routes(fresh_emulator):
     emu = fresh_emulator
     validate_response(_get(emu, "/v1/files", page_size=50), "/v1/files", "GET")
     validate_response(_get(emu, "/v1/files", include_total="false"), "/v1/files", "GET")
-    up = requests.post(emu.base_url + "/v1/files", headers=_h(emu), timeout=10, data={"purpose": "batch"},
-                       files={"file": ("a.jsonl", b'{"custom_id": "0", "body": {"input": "hi"}}\n', "application/jsonl")})
+    up = requests.post(
+        emu.base_url + "/v1/files",
+        headers=_h(emu),
+        timeout=10,
+        data={"purpose": "batch"},
+        files={"file": ("a.jsonl", b'{"custom_id": "0", "body": {"input": "hi"}}\n', "application/jsonl")},
+    )
     validate_response(up, "/v1/files", "POST")
     file_id = up.json()["id"]
     validate_response(_get(emu, f"/v1/files/{file_id}"), "/v1/files/{file_id}", "GET")
@@ -127,8 +139,15 @@ def test_batch_routes(fresh_emulator):
     emu = fresh_emulator
     listing = _get(emu, "/v1/batch/jobs", page_size=200)
     validate_response(listing, "/v1/batch/jobs", "GET")
-    created = _post(emu, "/v1/batch/jobs", {"requests": [{"custom_id": "1", "body": {"input": "x"}}],
-                                            "endpoint": "/v1/embeddings", "model": "mistral-embed"})
+    created = _post(
+        emu,
+        "/v1/batch/jobs",
+        {
+            "requests": [{"custom_id": "1", "body": {"input": "x"}}],
+            "endpoint": "/v1/embeddings",
+            "model": "mistral-embed",
+        },
+    )
     validate_response(created, "/v1/batch/jobs", "POST")
     job_id = created.json()["id"]
     validate_response(_get(emu, f"/v1/batch/jobs/{job_id}", inline="true"), "/v1/batch/jobs/{job_id}", "GET")
@@ -145,31 +164,60 @@ def test_agent_routes(emulator):
     validate_response(_get(emulator, f"/v1/agents/{agent_id}"), "/v1/agents/{agent_id}", "GET")
 
 
-@pytest.mark.parametrize("extra", [
-    {},
-    {"max_tokens": 2},
-    {"response_format": {"type": "json_object"}},
-    {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
-        "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}},
-    {"tools": [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}],
-     "tool_choice": "any"},
-    {"n": 2},
-], ids=["text", "length", "json_object", "json_schema", "tool_call", "n2"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"max_tokens": 2},
+        {"response_format": {"type": "json_object"}},
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "x",
+                    "schema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                },
+            }
+        },
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+                }
+            ],
+            "tool_choice": "any",
+        },
+        {"n": 2},
+    ],
+    ids=["text", "length", "json_object", "json_schema", "tool_call", "n2"],
+)
 def test_chat_completion_responses(emulator, extra):
-    r = _post(emulator, "/v1/chat/completions", {"model": "mistral-small-latest",
-                                                 "messages": [{"role": "user", "content": "what time is it"}], **extra})
+    r = _post(
+        emulator,
+        "/v1/chat/completions",
+        {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "what time is it"}], **extra},
+    )
     assert r.status_code == 200, r.text
     validate_response(r, "/v1/chat/completions", "POST")
 
 
 def test_chat_stream_events(emulator):
-    r = requests.post(emulator.base_url + "/v1/chat/completions", headers=_h(emulator), stream=True, timeout=10,
-                      json={"model": "mistral-small-latest", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-    events = [line[6:] for line in r.iter_lines(decode_unicode=True) if line.startswith("data: ") and line != "data: [DONE]"]
+    r = requests.post(
+        emulator.base_url + "/v1/chat/completions",
+        headers=_h(emulator),
+        stream=True,
+        timeout=10,
+        json={"model": "mistral-small-latest", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    events = [
+        line[6:] for line in r.iter_lines(decode_unicode=True) if line.startswith("data: ") and line != "data: [DONE]"
+    ]
     assert events
     for event in events:
-        validate_response(r, "/v1/chat/completions", "POST", content_type="text/event-stream",
-                          body={"data": json.loads(event)})
+        validate_response(
+            r, "/v1/chat/completions", "POST", content_type="text/event-stream", body={"data": json.loads(event)}
+        )
 
 
 def test_validation_errors_match_http_validation_error(emulator):
@@ -183,20 +231,28 @@ def test_validation_errors_match_http_validation_error(emulator):
 def test_embedding_responses(emulator):
     r = _post(emulator, "/v1/embeddings", {"model": "codestral-embed", "input": ["a", "b"], "output_dimension": 64})
     validate_response(r, "/v1/embeddings", "POST")
-    b64 = _post(emulator, "/v1/embeddings", {"model": "mistral-embed", "input": ["a"], "encoding_format": "base64"}).json()
+    b64 = _post(
+        emulator, "/v1/embeddings", {"model": "mistral-embed", "input": ["a"], "encoding_format": "base64"}
+    ).json()
     # Allowance: the spec only describes float arrays (base64 output is UNCONFIRMED in NOTES §6), so
     # the base64 response is checked after decoding each vector back to floats.
     for item in b64["data"]:
         item["embedding"] = np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4").tolist()
-    validate_against(CURRENT, _pointer("paths", "/v1/embeddings", "post", "responses", "200", "content",
-                                       "application/json", "schema"), b64)
+    validate_against(
+        CURRENT,
+        _pointer("paths", "/v1/embeddings", "post", "responses", "200", "content", "application/json", "schema"),
+        b64,
+    )
 
 
 def test_moderation_responses(emulator):
     r = _post(emulator, "/v1/moderations", {"model": "mistral-moderation-latest", "input": ["hi", "kill"]})
     validate_response(r, "/v1/moderations", "POST")
-    r = _post(emulator, "/v1/chat/moderations", {"model": "mistral-moderation-latest",
-                                                 "input": [[{"role": "user", "content": "hi"}]]})
+    r = _post(
+        emulator,
+        "/v1/chat/moderations",
+        {"model": "mistral-moderation-latest", "input": [[{"role": "user", "content": "hi"}]]},
+    )
     validate_response(r, "/v1/chat/moderations", "POST")
 
 
@@ -209,19 +265,26 @@ def test_fine_tuning_jobs_validate_against_the_legacy_spec(emulator):
         kinds.setdefault(job["job_type"], job["id"])
     assert set(kinds) == {"completion", "classifier"}, "both job types should be seeded"
     for job_id in kinds.values():
-        validate_response(_get(emulator, f"/v1/fine_tuning/jobs/{job_id}"), "/v1/fine_tuning/jobs/{job_id}", "GET", spec=LEGACY)
+        validate_response(
+            _get(emulator, f"/v1/fine_tuning/jobs/{job_id}"), "/v1/fine_tuning/jobs/{job_id}", "GET", spec=LEGACY
+        )
 
 
 def test_responses_under_account_limits_still_validate(fresh_emulator):
     # The limits add headers and cost tokens; the bodies of answered requests must not change shape.
     emu = fresh_emulator
     emu.configure(rate_limit_rps=1000, tokens_per_minute=1_000_000, tpm_shape="fixed", tokens_per_month=10_000_000)
-    chat = _post(emu, "/v1/chat/completions", {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]})
+    chat = _post(
+        emu, "/v1/chat/completions", {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert chat.status_code == 200 and "x-ratelimit-tokens-query-cost" in chat.headers
     validate_response(chat, "/v1/chat/completions", "POST")
     embedded = _post(emu, "/v1/embeddings", {"model": "mistral-embed", "input": ["a", "b"]})
     assert embedded.status_code == 200 and "x-ratelimit-remaining-tokens-month" in embedded.headers
     validate_response(embedded, "/v1/embeddings", "POST")
-    validate_response(_post(emu, "/v1/moderations", {"model": "mistral-moderation-latest", "input": ["hi"]}),
-                      "/v1/moderations", "POST")
+    validate_response(
+        _post(emu, "/v1/moderations", {"model": "mistral-moderation-latest", "input": ["hi"]}),
+        "/v1/moderations",
+        "POST",
+    )
     validate_response(_get(emu, "/v1/models"), "/v1/models", "GET")

@@ -14,9 +14,20 @@ from mistral_emulator.tokens import count_tokens
 
 TEXT = "the battery is great and the screen is bright, rated five of five"
 COST = count_tokens(TEXT)
-RATE_LIMITED = {"object": "error", "message": "Rate limit exceeded", "type": "rate_limited", "param": None, "code": "1300"}
-MONTH_SPENT = {"object": "error", "message": "Monthly token limit exceeded", "type": "rate_limited", "param": None,
-               "code": "1300"}
+RATE_LIMITED = {
+    "object": "error",
+    "message": "Rate limit exceeded",
+    "type": "rate_limited",
+    "param": None,
+    "code": "1300",
+}
+MONTH_SPENT = {
+    "object": "error",
+    "message": "Monthly token limit exceeded",
+    "type": "rate_limited",
+    "param": None,
+    "code": "1300",
+}
 
 
 class Clock:
@@ -45,13 +56,22 @@ def _h(emu):
 
 
 def embed(emu, n=1):
-    return requests.post(emu.base_url + "/v1/embeddings", headers=_h(emu), timeout=10,
-                         json={"model": "mistral-embed", "input": [TEXT] * n})
+    return requests.post(
+        emu.base_url + "/v1/embeddings",
+        headers=_h(emu),
+        timeout=10,
+        json={"model": "mistral-embed", "input": [TEXT] * n},
+    )
 
 
 def chat(emu, stream=False):
-    return requests.post(emu.base_url + "/v1/chat/completions", headers=_h(emu), timeout=10, stream=stream,
-                         json={"model": "mistral-small-latest", "stream": stream, "messages": [{"role": "user", "content": TEXT}]})
+    return requests.post(
+        emu.base_url + "/v1/chat/completions",
+        headers=_h(emu),
+        timeout=10,
+        stream=stream,
+        json={"model": "mistral-small-latest", "stream": stream, "messages": [{"role": "user", "content": TEXT}]},
+    )
 
 
 def stats(emu):
@@ -80,14 +100,20 @@ def test_every_v1_response_carries_the_headers_of_each_configured_limit(emu, clo
 def test_chat_costs_its_prompt_per_minute_and_its_whole_usage_per_month(emu, clock):
     emu.configure(tokens_per_minute=10_000, tokens_per_month=1_000_000)
     for stream in (False, True):
-        before = int(requests.get(emu.base_url + "/v1/models", headers=_h(emu), timeout=10)
-                     .headers["x-ratelimit-remaining-tokens-month"])
+        before = int(
+            requests.get(emu.base_url + "/v1/models", headers=_h(emu), timeout=10).headers[
+                "x-ratelimit-remaining-tokens-month"
+            ]
+        )
         r = chat(emu, stream=stream)
         assert r.status_code == 200
         prompt = COST + TOKENS_PER_MESSAGE
         assert r.headers["x-ratelimit-tokens-query-cost"] == str(prompt), f"stream={stream}: the prompt is the cost"
-        after = int(requests.get(emu.base_url + "/v1/models", headers=_h(emu), timeout=10)
-                    .headers["x-ratelimit-remaining-tokens-month"])
+        after = int(
+            requests.get(emu.base_url + "/v1/models", headers=_h(emu), timeout=10).headers[
+                "x-ratelimit-remaining-tokens-month"
+            ]
+        )
         if not stream:
             usage = r.json()["usage"]
             assert before - after == usage["total_tokens"], "the month is charged prompt and completion tokens"
@@ -219,23 +245,37 @@ def test_legacy_429_body_is_selectable_and_applies_to_injected_429s(emu, clock):
 
 def test_command_line_flags_set_the_limits():
     settings = EmulatorSettings(files=1, batch_jobs=1, agents=1, fine_tuning_jobs=1)
-    settings.update(tokens_per_minute=5_000_000, tpm_shape="fixed", tokens_per_month=9_000_000, rate_limit_rps=12,
-                    rate_limit_body="legacy")
+    settings.update(
+        tokens_per_minute=5_000_000,
+        tpm_shape="fixed",
+        tokens_per_month=9_000_000,
+        rate_limit_rps=12,
+        rate_limit_body="legacy",
+    )
     with EmulatorProcess(api_key="k", settings=settings) as process:
         config = process.configure()
-        assert (config["tokens_per_minute"], config["tpm_shape"], config["tokens_per_month"], config["rate_limit_rps"],
-                config["rate_limit_body"]) == (5_000_000, "fixed", 9_000_000, 12, "legacy")
+        assert (
+            config["tokens_per_minute"],
+            config["tpm_shape"],
+            config["tokens_per_month"],
+            config["rate_limit_rps"],
+            config["rate_limit_body"],
+        ) == (5_000_000, "fixed", 9_000_000, 12, "legacy")
         r = requests.get(process.base_url + "/v1/models", headers={"Authorization": "Bearer k"}, timeout=10)
         assert r.headers["x-ratelimit-limit-tokens-minute"] == "5000000"
         assert r.headers["x-ratelimit-limit-req-minute"] == "720", "12 requests per second, announced per minute"
         assert r.headers["x-ratelimit-limit-tokens-month"] == "9000000"
 
 
-@pytest.mark.parametrize("knobs,message", [
-    ({"tokens_per_minute": 60, "tpm_shape": "smooth"}, "Rate limit exceeded"),
-    ({"rate_limit_rps": 1}, "Rate limit exceeded"),
-    ({"tokens_per_month": 1}, "Monthly token limit exceeded"),
-], ids=["tokens_minute", "rps", "tokens_month"])
+@pytest.mark.parametrize(
+    "knobs,message",
+    [
+        ({"tokens_per_minute": 60, "tpm_shape": "smooth"}, "Rate limit exceeded"),
+        ({"rate_limit_rps": 1}, "Rate limit exceeded"),
+        ({"tokens_per_month": 1}, "Monthly token limit exceeded"),
+    ],
+    ids=["tokens_minute", "rps", "tokens_month"],
+)
 def test_official_sdk_raises_sdkerror_429_for_each_limit(emu, clock, knobs, message):
     pytest.importorskip("mistralai")
     from mistralai.client import Mistral

@@ -39,8 +39,11 @@ def test_batch_jobs_list_get_create(fresh_emulator):
     client = Mistral(api_key=fresh_emulator.api_key, server_url=fresh_emulator.base_url)
     listing = client.batch.jobs.list(page_size=50, status=["RUNNING", "QUEUED"])
     assert all(j.status in ("RUNNING", "QUEUED") for j in listing.data)
-    job = client.batch.jobs.create(requests=[{"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hi"}]}}],
-                                   endpoint="/v1/chat/completions", model="mistral-small-latest")
+    job = client.batch.jobs.create(
+        requests=[{"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hi"}]}}],
+        endpoint="/v1/chat/completions",
+        model="mistral-small-latest",
+    )
     deadline = time.monotonic() + 10
     while job.status not in ("SUCCESS", "FAILED") and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -59,12 +62,21 @@ def test_agents_list_and_pages(client):
 
 
 def test_chat_complete_text_and_json_schema(client):
-    r = client.chat.complete(model="mistral-small-latest", messages=[{"role": "user", "content": "hello"}], random_seed=3)
+    r = client.chat.complete(
+        model="mistral-small-latest", messages=[{"role": "user", "content": "hello"}], random_seed=3
+    )
     assert r.choices[0].message.content and r.usage.total_tokens > 0
-    schema = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}},
-              "required": ["sentiment"], "additionalProperties": False}
-    r = client.chat.complete(model="mistral-small-latest", messages=[{"role": "user", "content": "I love it"}],
-                             response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": True}})
+    schema = {
+        "type": "object",
+        "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}},
+        "required": ["sentiment"],
+        "additionalProperties": False,
+    }
+    r = client.chat.complete(
+        model="mistral-small-latest",
+        messages=[{"role": "user", "content": "I love it"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": True}},
+    )
     assert json.loads(r.choices[0].message.content) == {"sentiment": "positive"}
 
 

@@ -14,7 +14,9 @@ from integration_tests.hostile_inputs.harness import LEAK_KEY, leaks
 def leak_emulator():
     from mistral_emulator import EmulatorServer, EmulatorSettings
 
-    with EmulatorServer(api_key=LEAK_KEY, settings=EmulatorSettings(seed=7, files=3, batch_jobs=2, agents=2, fine_tuning_jobs=2)) as server:
+    with EmulatorServer(
+        api_key=LEAK_KEY, settings=EmulatorSettings(seed=7, files=3, batch_jobs=2, agents=2, fine_tuning_jobs=2)
+    ) as server:
         yield server
 
 

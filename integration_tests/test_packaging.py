@@ -20,13 +20,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CONNECTOR_PACKAGES = {"mistral_connection", "source_mistral", "destination_mistral"}
 # Modules that serve development only: none may reach a connector install (or image).
-DEVELOPMENT_ONLY = re.compile(r"(^|/)(mistral_emulator|emulator|tools|tests|scripts)/|(^|/)(demo|bench\w*|testing)\.py$")
+DEVELOPMENT_ONLY = re.compile(
+    r"(^|/)(mistral_emulator|emulator|tools|tests|scripts)/|(^|/)(demo|bench\w*|testing)\.py$"
+)
 
 
 def _copied_by_the_image(connector: str = "source-mistral") -> list[str]:
     """What a connector's Dockerfile copies into its build stage (the same for both: checked below)."""
     dockerfile = (REPO / "connectors" / connector / "Dockerfile").read_text(encoding="utf-8")
-    copies = [line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY ") and "--from" not in line]
+    copies = [
+        line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY ") and "--from" not in line
+    ]
     return [source for sources in copies for source in sources]
 
 
@@ -36,13 +40,27 @@ def _wheel(sources: list[str], project: str, work: Path, pattern: str) -> Path:
     context = work / "context"
     for source in sources:
         if (REPO / source).is_dir():
-            shutil.copytree(REPO / source, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+            shutil.copytree(
+                REPO / source, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+            )
         else:
             (context / source).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / source, context / source)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(context / project)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(work / "dist"),
+            str(context / project),
+        ],
+        check=True,
+        capture_output=True,
     )
     return next((work / "dist").glob(pattern))
 
@@ -59,7 +77,12 @@ def connector_wheel(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def emulator_wheel(tmp_path_factory) -> Path:
-    return _wheel(["emulator/pyproject.toml", "mistral_emulator"], "emulator", tmp_path_factory.mktemp("emulator-wheel"), "mistral_emulator-*.whl")
+    return _wheel(
+        ["emulator/pyproject.toml", "mistral_emulator"],
+        "emulator",
+        tmp_path_factory.mktemp("emulator-wheel"),
+        "mistral_emulator-*.whl",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +90,29 @@ def installed_venv(tmp_path_factory, connector_wheel: Path) -> Path:
     work = tmp_path_factory.mktemp("wheel-install")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site_packages = Path(subprocess.check_output([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    site_packages = Path(
+        subprocess.check_output(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     # Install the wheel itself; its dependencies come from this test run's environment (a plain
     # path line, so that environment's editable finder for this repo is not loaded).
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", str(site_packages), str(connector_wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site_packages),
+            str(connector_wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (site_packages / "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv
 
@@ -78,16 +120,32 @@ def installed_venv(tmp_path_factory, connector_wheel: Path) -> Path:
 def _run(venv: Path, module: str, *args: str, cwd: Path) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", f"import sys; from {module} import run; sys.argv[0] = '{module}'; run()", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            f"import sys; from {module} import run; sys.argv[0] = '{module}'; run()",
+            *args,
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def test_installed_wheel_carries_spec_manifest_and_schemas(installed_venv: Path, tmp_path: Path):
     probe = subprocess.run(
-        [str(installed_venv / "bin" / "python"), "-c", "import source_mistral, mistral_connection; print(source_mistral.__file__); print(mistral_connection.__file__)"],
-        cwd=tmp_path, capture_output=True, text=True, check=True,
+        [
+            str(installed_venv / "bin" / "python"),
+            "-c",
+            "import source_mistral, mistral_connection; print(source_mistral.__file__); print(mistral_connection.__file__)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert str(REPO) not in probe.stdout, f"the installed package must not be the checkout: {probe.stdout}"
     site = Path(probe.stdout.splitlines()[1]).parent
@@ -98,7 +156,11 @@ def test_installed_wheel_carries_spec_manifest_and_schemas(installed_venv: Path,
 
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"api_key": "k", "base_url": "http://127.0.0.1:9"}))
-    catalog = next(m for m in _run(installed_venv, "source_mistral.run", "discover", "--config", str(config), cwd=tmp_path) if m["type"] == "CATALOG")
+    catalog = next(
+        m
+        for m in _run(installed_venv, "source_mistral.run", "discover", "--config", str(config), cwd=tmp_path)
+        if m["type"] == "CATALOG"
+    )
     names = {s["name"] for s in catalog["catalog"]["streams"]}
     assert names == {"models", "files", "batch_jobs", "fine_tuning_jobs", "agents", "batch_job_results"}
     files = next(s for s in catalog["catalog"]["streams"] if s["name"] == "files")
@@ -126,12 +188,19 @@ def test_connector_wheel_carries_no_emulator_tools_or_test_code(connector_wheel:
 
 def test_installed_connector_distribution_has_no_emulator_tools_or_test_code(installed_venv: Path, tmp_path: Path):
     probe = subprocess.run(
-        [str(installed_venv / "bin" / "python"), "-c",
-         "import importlib.metadata as m, importlib.util as u, json; "
-         "print(json.dumps({'files': [str(f) for f in m.distribution('airbyte-mistral').files], "
-         "'importable': [n for n in ('mistral_emulator', 'tools', 'tests', 'destination_mistral.demo', "
-         "'destination_mistral.bench', 'destination_mistral.testing') if u.find_spec(n) is not None]}))"],
-        cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, capture_output=True, text=True, check=True,
+        [
+            str(installed_venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m, importlib.util as u, json; "
+            "print(json.dumps({'files': [str(f) for f in m.distribution('airbyte-mistral').files], "
+            "'importable': [n for n in ('mistral_emulator', 'tools', 'tests', 'destination_mistral.demo', "
+            "'destination_mistral.bench', 'destination_mistral.testing') if u.find_spec(n) is not None]}))",
+        ],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     installed = json.loads(probe.stdout)
     assert installed["files"] and not [f for f in installed["files"] if DEVELOPMENT_ONLY.search(f)]

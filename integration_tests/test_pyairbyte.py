@@ -18,7 +18,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
@@ -36,7 +35,9 @@ EMBEDDED = {"models", "agents"}
 
 
 def _has_pyairbyte(python: Path) -> bool:
-    return python.exists() and subprocess.run([str(python), "-c", "import airbyte"], capture_output=True).returncode == 0
+    return (
+        python.exists() and subprocess.run([str(python), "-c", "import airbyte"], capture_output=True).returncode == 0
+    )
 
 
 def _pyairbyte_python() -> Path:
@@ -51,11 +52,18 @@ def _pyairbyte_python() -> Path:
         return python
     try:
         subprocess.run([sys.executable, "-m", "venv", str(PYAIRBYTE_VENV)], check=True, capture_output=True, text=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", PYAIRBYTE_REQUIREMENT],
-                       check=True, capture_output=True, text=True, timeout=900)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", PYAIRBYTE_REQUIREMENT],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
         detail = (getattr(error, "stderr", "") or "").strip().splitlines()[-1:] or [str(error)]
-        pytest.fail(f"PyAirbyte (`pip install '{PYAIRBYTE_REQUIREMENT}'` into {PYAIRBYTE_VENV}) could not be installed: {detail[0]}")
+        pytest.fail(
+            f"PyAirbyte (`pip install '{PYAIRBYTE_REQUIREMENT}'` into {PYAIRBYTE_VENV}) could not be installed: {detail[0]}"
+        )
     return python
 
 
@@ -73,14 +81,33 @@ def example_run(small_emulator, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pyairbyte")
     for folder in ("tmp", "logs"):  # PyAirbyte writes into these but does not create them
         (workdir / folder).mkdir()
-    env = dict(os.environ, MISTRAL_API_KEY=API_KEY, DO_NOT_TRACK="1", AIRBYTE_OFFLINE_MODE="1",
-               AIRBYTE_CACHE_ROOT=str(workdir / "cache"), AIRBYTE_TEMP_DIR=str(workdir / "tmp"),
-               AIRBYTE_LOGGING_ROOT=str(workdir / "logs"))
+    env = dict(
+        os.environ,
+        MISTRAL_API_KEY=API_KEY,
+        DO_NOT_TRACK="1",
+        AIRBYTE_OFFLINE_MODE="1",
+        AIRBYTE_CACHE_ROOT=str(workdir / "cache"),
+        AIRBYTE_TEMP_DIR=str(workdir / "tmp"),
+        AIRBYTE_LOGGING_ROOT=str(workdir / "logs"),
+    )
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
-        [str(python), str(EXAMPLE), "--connectors-bin", str(BIN), "--base-url", small_emulator.base_url,
-         "--workdir", str(workdir), "--json"],
-        env=env, cwd=workdir, capture_output=True, text=True, timeout=300,
+        [
+            str(python),
+            str(EXAMPLE),
+            "--connectors-bin",
+            str(BIN),
+            "--base-url",
+            small_emulator.base_url,
+            "--workdir",
+            str(workdir),
+            "--json",
+        ],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"the example failed:\n{output[-4000:]}"

@@ -13,7 +13,6 @@ import threading
 
 import pytest
 from aiohttp import web
-
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from integration_tests.hostile_inputs import corpus, crashes, faults, source_faults
@@ -82,7 +81,9 @@ class _RedirectingApi:
             self.port, self.other_port = ports
             ready.set()
 
-        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()), daemon=True)
+        self.thread = threading.Thread(
+            target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()), daemon=True
+        )
         self.thread.start()
         ready.wait(10)
         return self
@@ -110,7 +111,9 @@ def test_the_key_is_not_sent_to_a_host_a_redirect_points_to(tmp_path, status, pl
     )
     assert not api.received, "a redirect is not followed at all: the configured base_url is the only host"
     message = capture.errors[0]["message"] if capture.errors else ""
-    assert "redirect" in message and "base_url" in message, f"the sync should stop and say to fix base_url: {capture.describe()}"
+    assert "redirect" in message and "base_url" in message, (
+        f"the sync should stop and say to fix base_url: {capture.describe()}"
+    )
     assert LEAK_KEY not in capture.stdout + capture.stderr
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
@@ -52,8 +51,13 @@ def _held(emu: EmulatorServer) -> dict[str, list]:
     which live in files, from a fault-free read."""
     headers = {"Authorization": f"Bearer {KEY}"}
     held = {}
-    for stream, path in [("models", "models"), ("files", "files"), ("batch_jobs", "batch/jobs"),
-                         ("fine_tuning_jobs", "fine_tuning/jobs"), ("agents", "agents")]:
+    for stream, path in [
+        ("models", "models"),
+        ("files", "files"),
+        ("batch_jobs", "batch/jobs"),
+        ("fine_tuning_jobs", "fine_tuning/jobs"),
+        ("agents", "agents"),
+    ]:
         body = requests.get(f"{emu.base_url}/v1/{path}", params={"page_size": 1000}, headers=headers, timeout=30).json()
         held[stream] = sorted(item["id"] for item in (body["data"] if isinstance(body, dict) else body))
     assert len(held["files"]) == SIZES["files"] and len(held["agents"]) == SIZES["agents"], "one page holds each list"
@@ -103,25 +107,43 @@ def test_every_stream_delivers_every_record_the_emulator_holds_under_fault(kind)
         assert output.get_stream_statuses(stream)[-1].name == "COMPLETE"
 
 
-@pytest.mark.parametrize("stream,route", [
-    ("files", "/v1/files"), ("batch_jobs", "/v1/batch/jobs"), ("fine_tuning_jobs", "/v1/fine_tuning/jobs"),
-    ("agents", "/v1/agents/pages"), ("models", "/v1/models"),
-])
+@pytest.mark.parametrize(
+    "stream,route",
+    [
+        ("files", "/v1/files"),
+        ("batch_jobs", "/v1/batch/jobs"),
+        ("fine_tuning_jobs", "/v1/fine_tuning/jobs"),
+        ("agents", "/v1/agents/pages"),
+        ("models", "/v1/models"),
+    ],
+)
 def test_bodies_cut_on_every_answer_fail_the_read_loudly_instead_of_completing(stream, route):
-    with EmulatorServer(api_key=KEY, settings=EmulatorSettings(seed=5, **SIZES)) as emu, ReframingProxy(emu.base_url) as proxy:
+    with (
+        EmulatorServer(api_key=KEY, settings=EmulatorSettings(seed=5, **SIZES)) as emu,
+        ReframingProxy(emu.base_url) as proxy,
+    ):
         emu.configure(fault_truncate=1.0, fault_routes=[route])
         output = _read(proxy.base_url, (stream,))
     errors = [m.trace.error for m in output.errors]
     assert errors, f"{stream}: a list that never arrives whole must fail the read"
     assert {getattr(e.failure_type, "value", e.failure_type) for e in errors} == {"transient_error"}, errors
-    assert "COMPLETE" not in [s.name for s in output.get_stream_statuses(stream)], f"{stream} must not be reported complete"
+    assert "COMPLETE" not in [s.name for s in output.get_stream_statuses(stream)], (
+        f"{stream} must not be reported complete"
+    )
     assert KEY not in "\n".join(str(m) for m in output._messages), "the key must not appear in any message"
 
 
 def test_batch_results_file_cut_on_every_answer_fails_the_read_loudly():
-    with EmulatorServer(api_key=KEY, settings=EmulatorSettings(seed=5, **SIZES)) as emu, ReframingProxy(emu.base_url) as proxy:
-        jobs = requests.get(f"{emu.base_url}/v1/batch/jobs", params={"page_size": 1000},
-                            headers={"Authorization": f"Bearer {KEY}"}, timeout=30).json()["data"]
+    with (
+        EmulatorServer(api_key=KEY, settings=EmulatorSettings(seed=5, **SIZES)) as emu,
+        ReframingProxy(emu.base_url) as proxy,
+    ):
+        jobs = requests.get(
+            f"{emu.base_url}/v1/batch/jobs",
+            params={"page_size": 1000},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=30,
+        ).json()["data"]
         files = {job[key] for job in jobs for key in ("output_file", "error_file") if job.get(key)}
         assert files, "finished batch jobs have result files"
         emu.configure(fault_truncate=1.0, fault_routes=[f"/v1/files/{file_id}/content" for file_id in files])
@@ -131,7 +153,9 @@ def test_batch_results_file_cut_on_every_answer_fails_the_read_loudly():
 
 
 def _rate_limited_read(requests_per_second=None):
-    with EmulatorServer(api_key=KEY, settings=EmulatorSettings(seed=5, files=1000, batch_jobs=5, agents=5, fine_tuning_jobs=5)) as emu:
+    with EmulatorServer(
+        api_key=KEY, settings=EmulatorSettings(seed=5, files=1000, batch_jobs=5, agents=5, fine_tuning_jobs=5)
+    ) as emu:
         emu.configure(rate_limit_rps=5)
         extra = {"requests_per_second": requests_per_second} if requests_per_second else {}
         # Real sleeps: pacing is what is under test.
@@ -144,10 +168,14 @@ def _rate_limited_read(requests_per_second=None):
 
 def test_configured_requests_per_second_draws_almost_no_429s_under_the_api_rate_limit():
     stats = _rate_limited_read(requests_per_second=5)
-    assert stats["rate_limited"] <= 0.05 * stats["total"], f"{stats['rate_limited']} of {stats['total']} requests refused"
+    assert stats["rate_limited"] <= 0.05 * stats["total"], (
+        f"{stats['rate_limited']} of {stats['total']} requests refused"
+    )
 
 
 def test_default_pace_follows_the_announced_limit_and_draws_almost_no_429s():
     stats = _rate_limited_read()
     assert stats["total"] >= 40, "the read spans many pages"
-    assert stats["rate_limited"] <= 0.05 * stats["total"], f"{stats['rate_limited']} of {stats['total']} requests refused"
+    assert stats["rate_limited"] <= 0.05 * stats["total"], (
+        f"{stats['rate_limited']} of {stats['total']} requests refused"
+    )

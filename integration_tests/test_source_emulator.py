@@ -8,7 +8,6 @@ import json
 import time
 
 import requests
-
 from airbyte_cdk.models import FailureType, Status, SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
@@ -53,7 +52,11 @@ def _upload(emulator, name: str, lines: list[dict]) -> str:
 def _wait_until_finished(emulator, job_id: str) -> None:
     deadline = time.time() + 20
     while time.time() < deadline:
-        job = requests.get(f"{emulator.base_url}/v1/batch/jobs/{job_id}", headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10).json()
+        job = requests.get(
+            f"{emulator.base_url}/v1/batch/jobs/{job_id}",
+            headers={"Authorization": f"Bearer {emulator.api_key}"},
+            timeout=10,
+        ).json()
         if job["status"] == "SUCCESS":
             return
         time.sleep(0.1)
@@ -64,8 +67,12 @@ def _api_ids(emulator, path: str) -> set[str]:
     """What a careful client sees: every page until `total`, straight from the API."""
     ids, page = set(), 0
     while True:
-        body = requests.get(f"{emulator.base_url}/v1/{path}", params={"page": page, "page_size": 1000},
-                            headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10).json()
+        body = requests.get(
+            f"{emulator.base_url}/v1/{path}",
+            params={"page": page, "page_size": 1000},
+            headers={"Authorization": f"Bearer {emulator.api_key}"},
+            timeout=10,
+        ).json()
         ids.update(item["id"] for item in body["data"])
         if not body["data"] or len(ids) >= body["total"]:
             return ids
@@ -80,7 +87,12 @@ def test_full_read_returns_every_record_of_every_stream_exactly_once(emulator):
         assert len(ids) == len(set(ids)), f"{stream}: duplicate records"
         assert set(ids) == _api_ids(emulator, path), f"{stream}: records missing or extra"
     assert len(_ids(output, "agents")) == len(set(_ids(output, "agents"))) > 20, "agents walk several cursor pages"
-    assert "mistral-small-latest" in {n for r in output.records if r.record.stream == "models" for n in [r.record.data["id"], *r.record.data.get("aliases", [])]}
+    assert "mistral-small-latest" in {
+        n
+        for r in output.records
+        if r.record.stream == "models"
+        for n in [r.record.data["id"], *r.record.data.get("aliases", [])]
+    }
 
 
 def test_small_pages_reach_the_same_records_as_large_ones(emulator):
@@ -109,10 +121,14 @@ def test_incremental_files_second_sync_reads_only_new_uploads(fresh_emulator):
 
 def test_incremental_batch_job_read_while_running_is_read_again_when_finished(fresh_emulator):
     fresh_emulator.configure(batch_queue_seconds=1.5)
-    file_id = _upload(fresh_emulator, "in.jsonl", [{"custom_id": str(i), "body": {"input": f"text {i}"}} for i in range(3)])
+    file_id = _upload(
+        fresh_emulator, "in.jsonl", [{"custom_id": str(i), "body": {"input": f"text {i}"}} for i in range(3)]
+    )
     created = requests.post(
-        f"{fresh_emulator.base_url}/v1/batch/jobs", headers={"Authorization": f"Bearer {fresh_emulator.api_key}"},
-        json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"}, timeout=10,
+        f"{fresh_emulator.base_url}/v1/batch/jobs",
+        headers={"Authorization": f"Bearer {fresh_emulator.api_key}"},
+        json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"},
+        timeout=10,
     ).json()
     config = _config(fresh_emulator)
     catalog = _catalog("batch_jobs", mode=SyncMode.incremental)
@@ -167,18 +183,26 @@ def test_rate_limits_and_server_faults_lose_no_records(fresh_emulator):
 
 
 def test_batch_job_results_reads_output_and_error_lines_keyed_by_job_and_custom_id(fresh_emulator):
-    file_id = _upload(fresh_emulator, "in.jsonl", [{"custom_id": f"r{i}", "body": {"input": f"text {i}"}} for i in range(3)]
-                      + [{"custom_id": "empty", "body": {"input": ""}}])
+    file_id = _upload(
+        fresh_emulator,
+        "in.jsonl",
+        [{"custom_id": f"r{i}", "body": {"input": f"text {i}"}} for i in range(3)]
+        + [{"custom_id": "empty", "body": {"input": ""}}],
+    )
     job = requests.post(
-        f"{fresh_emulator.base_url}/v1/batch/jobs", headers={"Authorization": f"Bearer {fresh_emulator.api_key}"},
-        json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"}, timeout=10,
+        f"{fresh_emulator.base_url}/v1/batch/jobs",
+        headers={"Authorization": f"Bearer {fresh_emulator.api_key}"},
+        json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"},
+        timeout=10,
     ).json()
     _wait_until_finished(fresh_emulator, job["id"])
     output = _read(_config(fresh_emulator), _catalog("batch_job_results"))
     assert not output.errors, output.get_formatted_error_message()
     mine = {r.record.data["custom_id"]: r.record.data for r in output.records if r.record.data["job_id"] == job["id"]}
     assert set(mine) == {"r0", "r1", "r2", "empty"}, sorted(mine)
-    assert all(mine[f"r{i}"]["file_kind"] == "output" and mine[f"r{i}"]["response"]["status_code"] == 200 for i in range(3))
+    assert all(
+        mine[f"r{i}"]["file_kind"] == "output" and mine[f"r{i}"]["response"]["status_code"] == 200 for i in range(3)
+    )
     assert mine["empty"]["file_kind"] == "error" and mine["empty"]["error"], mine["empty"]
     keys = [(r.record.data["job_id"], r.record.data["custom_id"]) for r in output.records]
     assert len(keys) == len(set(keys)), "one record per (job_id, custom_id)"
@@ -186,7 +210,12 @@ def test_batch_job_results_reads_output_and_error_lines_keyed_by_job_and_custom_
 
 def test_read_emits_row_estimates_for_streams_whose_api_reports_a_total(emulator):
     output = _read(_config(emulator), _catalog("files", "batch_jobs", "models"))
-    estimates = {m.trace.estimate.name: m.trace.estimate.row_estimate for m in output.trace_messages if m.trace.estimate}
-    assert estimates == {"files": len(_api_ids(emulator, "files")), "batch_jobs": len(_api_ids(emulator, "batch/jobs"))}, estimates
+    estimates = {
+        m.trace.estimate.name: m.trace.estimate.row_estimate for m in output.trace_messages if m.trace.estimate
+    }
+    assert estimates == {
+        "files": len(_api_ids(emulator, "files")),
+        "batch_jobs": len(_api_ids(emulator, "batch/jobs")),
+    }, estimates
     statuses = [s.name for s in output.get_stream_statuses("files")]
     assert statuses[0] == "STARTED" and statuses[-1] == "COMPLETE", statuses

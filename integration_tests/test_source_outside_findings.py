@@ -15,7 +15,6 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
-
 from airbyte_cdk.models import FailureType, SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
@@ -37,15 +36,23 @@ def _source_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "source_mistral.run"]
 
 
-def _run(tmp_path: Path, command: str, config: dict, streams: tuple[str, ...] = ("models",)) -> subprocess.CompletedProcess:
+def _run(
+    tmp_path: Path, command: str, config: dict, streams: tuple[str, ...] = ("models",)
+) -> subprocess.CompletedProcess:
     config_path = tmp_path / f"config-{command}.json"
     config_path.write_text(json.dumps(config))
     args = [*_source_command(), command, "--config", str(config_path)]
     if command == "read":
-        catalog = {"streams": [{
-            "stream": {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
-            "sync_mode": "full_refresh", "destination_sync_mode": "overwrite",
-        } for name in streams]}
+        catalog = {
+            "streams": [
+                {
+                    "stream": {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
+                    "sync_mode": "full_refresh",
+                    "destination_sync_mode": "overwrite",
+                }
+                for name in streams
+            ]
+        }
         catalog_path = tmp_path / "catalog.json"
         catalog_path.write_text(json.dumps(catalog))
         args += ["--catalog", str(catalog_path)]
@@ -78,15 +85,23 @@ def _catalog(*streams: str):
 def _spellings(key: str) -> dict[str, str]:
     """Computed here, not with the code under test, so that a form it forgot is still looked for."""
     spellings = {"plain": key, "quote": quote(key), "quote_plus": quote_plus(key), "quote safe=''": quote(key, safe="")}
-    spellings.update({f"{name}, lower-case escapes": form.replace("%2B", "%2b").replace("%2F", "%2f").replace("%3D", "%3d")
-                      for name, form in list(spellings.items())})
+    spellings.update(
+        {
+            f"{name}, lower-case escapes": form.replace("%2B", "%2b").replace("%2F", "%2f").replace("%3D", "%3d")
+            for name, form in list(spellings.items())
+        }
+    )
     return spellings
 
 
 @pytest.fixture
 def query_key_emulator():
-    with EmulatorServer(api_key=SERVER_KEY, settings=EmulatorSettings(seed=7, files=5, batch_jobs=0, agents=0,
-                                                                      fine_tuning_jobs=0, auth_query_params=("api_token",))) as server:
+    with EmulatorServer(
+        api_key=SERVER_KEY,
+        settings=EmulatorSettings(
+            seed=7, files=5, batch_jobs=0, agents=0, fine_tuning_jobs=0, auth_query_params=("api_token",)
+        ),
+    ) as server:
         yield server
 
 
@@ -98,15 +113,19 @@ def test_query_placed_key_never_appears_plain_or_url_encoded_in_check_or_read_ou
     assert (_connection_status(check.stdout) or {}).get("status") == "FAILED", check.stdout[-2000:]
     assert "401" in check.stdout and "/v1/models?api_token=" in check.stdout, "the request URL is logged, masked"
     assert any(e["failure_type"] == "config_error" for e in _errors(read_run.stdout)), read_run.stdout[-2000:]
-    leaks = [f"{name} form in {command} {place}"
-             for name, form in _spellings(WRONG_KEY).items()
-             for command, run in (("check", check), ("read", read_run))
-             for place, text in (("stdout", run.stdout), ("stderr", run.stderr))
-             if form in text]
+    leaks = [
+        f"{name} form in {command} {place}"
+        for name, form in _spellings(WRONG_KEY).items()
+        for command, run in (("check", check), ("read", read_run))
+        for place, text in (("stdout", run.stdout), ("stderr", run.stderr))
+        if form in text
+    ]
     assert not leaks, leaks
 
 
-def test_query_placed_key_never_appears_url_encoded_when_the_key_is_right_and_the_read_succeeds(query_key_emulator, tmp_path):
+def test_query_placed_key_never_appears_url_encoded_when_the_key_is_right_and_the_read_succeeds(
+    query_key_emulator, tmp_path
+):
     config = {"api_key": SERVER_KEY, "base_url": query_key_emulator.base_url, "key_placement": QUERY_PLACEMENT}
     run = _run(tmp_path, "read", config, ("models", "files"))
     assert run.returncode == 0 and not _errors(run.stdout), run.stdout[-2000:]
@@ -137,10 +156,19 @@ def test_impossible_calendar_start_date_is_a_config_error_naming_start_date(comm
         assert status and status["status"] == "FAILED" and "`start_date`" in status["message"], run.stdout[-2000:]
 
 
-@pytest.mark.parametrize("field, value", [
-    ("num_workers", 0), ("num_workers", -1), ("num_workers", 17), ("num_workers", "4x"),
-    ("page_size", 0), ("page_size", 1001), ("requests_per_second", 0), ("requests_per_second", 1001),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("num_workers", 0),
+        ("num_workers", -1),
+        ("num_workers", 17),
+        ("num_workers", "4x"),
+        ("page_size", 0),
+        ("page_size", 1001),
+        ("requests_per_second", 0),
+        ("requests_per_second", 1001),
+    ],
+)
 def test_out_of_range_sync_field_is_a_config_error_naming_the_field(field, value):
     with pytest.raises(AirbyteTracedException) as raised:
         SourceMistral(config={"api_key": "a-key", "base_url": "http://127.0.0.1:9", field: value})
@@ -157,8 +185,16 @@ def test_zero_workers_check_answers_failed_connection_status_without_a_traceback
 
 def test_valid_sync_fields_are_still_accepted():
     # The config checks must not refuse what the spec allows.
-    SourceMistral(config={"api_key": "a-key", "base_url": "http://127.0.0.1:9", "start_date": "2024-02-29T23:59:59Z",
-                          "num_workers": 16, "page_size": 1000, "requests_per_second": 1})
+    SourceMistral(
+        config={
+            "api_key": "a-key",
+            "base_url": "http://127.0.0.1:9",
+            "start_date": "2024-02-29T23:59:59Z",
+            "num_workers": 16,
+            "page_size": 1000,
+            "requests_per_second": 1,
+        }
+    )
 
 
 # ---- 4. a result file cut short on the wire ---------------------------------------------------------
@@ -167,13 +203,24 @@ def test_valid_sync_fields_are_still_accepted():
 def _finished_batch_job(emulator: EmulatorServer) -> dict:
     headers = {"Authorization": f"Bearer {emulator.api_key}"}
     body = "\n".join(json.dumps({"custom_id": f"r{i}", "body": {"input": f"text {i}"}}) for i in range(3)).encode()
-    file_id = requests.post(f"{emulator.base_url}/v1/files", headers=headers, data={"purpose": "batch"},
-                            files={"file": ("in.jsonl", io.BytesIO(body), "application/jsonl")}, timeout=10).json()["id"]
-    job = requests.post(f"{emulator.base_url}/v1/batch/jobs", headers=headers, timeout=10,
-                        json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"}).json()
+    file_id = requests.post(
+        f"{emulator.base_url}/v1/files",
+        headers=headers,
+        data={"purpose": "batch"},
+        files={"file": ("in.jsonl", io.BytesIO(body), "application/jsonl")},
+        timeout=10,
+    ).json()["id"]
+    job = requests.post(
+        f"{emulator.base_url}/v1/batch/jobs",
+        headers=headers,
+        timeout=10,
+        json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"},
+    ).json()
     emulator_job = job
     for _ in range(200):
-        emulator_job = requests.get(f"{emulator.base_url}/v1/batch/jobs/{job['id']}", headers=headers, timeout=10).json()
+        emulator_job = requests.get(
+            f"{emulator.base_url}/v1/batch/jobs/{job['id']}", headers=headers, timeout=10
+        ).json()
         if emulator_job["status"] == "SUCCESS":
             return emulator_job
         time.sleep(0.1)
@@ -188,11 +235,15 @@ def test_truncated_result_file_download_ends_the_sync_as_transient_error():
         config = {"api_key": emulator.api_key, "base_url": emulator.base_url}
         catalog = _catalog("batch_jobs", "batch_job_results")
         output = read(SourceMistral(config=config, catalog=catalog), config, catalog, expecting_exception=True)
-        truncated = {route: outcomes for route, outcomes in emulator.stats()["routes"].items() if route.endswith("/content")}
+        truncated = {
+            route: outcomes for route, outcomes in emulator.stats()["routes"].items() if route.endswith("/content")
+        }
     assert any(outcomes.get("truncated") for outcomes in truncated.values()), f"the fault was injected: {truncated}"
     assert output.errors, "a file that never arrives whole must fail the sync"
     types = [e.trace.error.failure_type for e in output.errors]
-    assert types[-1] == FailureType.transient_error, [(e.trace.error.failure_type, e.trace.error.message) for e in output.errors]
+    assert types[-1] == FailureType.transient_error, [
+        (e.trace.error.failure_type, e.trace.error.message) for e in output.errors
+    ]
     assert FailureType.config_error not in types and FailureType.system_error not in types, types
 
 

@@ -9,7 +9,6 @@ import itertools
 from unittest import mock
 
 import requests
-
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
@@ -49,20 +48,29 @@ def test_a_rate_limit_below_the_configured_pace_and_workers_is_waited_out_and_ev
     for stream in STREAMS:
         got = _keys(output, stream)
         assert got, f"{stream}: the emulator holds records"
-        assert got == _keys(held, stream), f"{stream}: {len(got)} records under the rate limit, {len(_keys(held, stream))} without"
+        assert got == _keys(held, stream), (
+            f"{stream}: {len(got)} records under the rate limit, {len(_keys(held, stream))} without"
+        )
         assert "COMPLETE" in [s.name for s in output.get_stream_statuses(stream)], stream
 
 
 def test_result_files_refused_for_longer_than_max_time_fail_the_read_and_the_stream_is_not_complete():
     with EmulatorServer(api_key=KEY, settings=EmulatorSettings(seed=11, **{**SIZES, "batch_jobs": 8})) as emu:
-        jobs = requests.get(f"{emu.base_url}/v1/batch/jobs", params={"page_size": 1000},
-                            headers={"Authorization": f"Bearer {KEY}"}, timeout=30).json()["data"]
+        jobs = requests.get(
+            f"{emu.base_url}/v1/batch/jobs",
+            params={"page_size": 1000},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=30,
+        ).json()["data"]
         files = {job[key] for job in jobs for key in ("output_file", "error_file") if job.get(key)}
         assert files, "finished batch jobs have result files"
         emu.configure(fault_429=1.0, fault_routes=[f"/v1/files/{file_id}/content" for file_id in files])
         # A minute passes between two looks at the clock: the handler's ten minutes go by in a few refusals.
-        with short_sleeps(), mock.patch.object(components, "_clock", itertools.count(step=60).__next__), \
-                mock.patch.object(components, "_API_PROGRESS", components._ApiProgress()):
+        with (
+            short_sleeps(),
+            mock.patch.object(components, "_clock", itertools.count(step=60).__next__),
+            mock.patch.object(components, "_API_PROGRESS", components._ApiProgress()),
+        ):
             output = _read(emu.base_url, ("batch_job_results",))
     errors = [m.trace.error for m in output.errors]
     assert errors, "result files the API never serves must fail the read"

@@ -15,7 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from destination_mistral.http.client import MistralClient
 from integration_tests.invariant_model import (
@@ -57,8 +58,9 @@ class _nothing:
 def module_emulator(emulator_api_key):
     """One emulator for this module: hypothesis runs many examples in one test call, and each resets
     the counts and the fault sequence it uses."""
-    with EmulatorServer(api_key=emulator_api_key, settings=EmulatorSettings(seed=5, files=0, batch_jobs=0, agents=0,
-                                                                            fine_tuning_jobs=0)) as server:
+    with EmulatorServer(
+        api_key=emulator_api_key, settings=EmulatorSettings(seed=5, files=0, batch_jobs=0, agents=0, fine_tuning_jobs=0)
+    ) as server:
         yield server
 
 
@@ -95,8 +97,13 @@ def replay(run: SyncRun, final_attempts: int = 1, on_failure=None, after_previou
         run.fail("the sync never completed: its last attempt, without interruption, did not succeed")
 
 
-@settings(max_examples=80, deadline=None, phases=PHASES, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=80,
+    deadline=None,
+    phases=PHASES,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(scenario=scenarios())
 def test_every_state_covers_committed_rows_across_failures_and_replays(scenario: Scenario):
     """Properties 1, 2 and 4 for every sync mode, with no API in the way (enrichment none)."""
@@ -105,29 +112,45 @@ def test_every_state_covers_committed_rows_across_failures_and_replays(scenario:
         replay(SyncRun(scenario, Path(workdir), NONE_CONFIG))
 
 
-FAULTS = st.fixed_dictionaries({
-    "fault_500": st.sampled_from([0.0, 0.25]),
-    "fault_truncate": st.sampled_from([0.0, 0.2]),
-    "fault_drop": st.sampled_from([0.0, 0.1]),
-    "fault_429": st.sampled_from([0.0, 0.04]),  # each costs the 1 s its Retry-After asks
-})
+FAULTS = st.fixed_dictionaries(
+    {
+        "fault_500": st.sampled_from([0.0, 0.25]),
+        "fault_truncate": st.sampled_from([0.0, 0.2]),
+        "fault_drop": st.sampled_from([0.0, 0.1]),
+        "fault_429": st.sampled_from([0.0, 0.04]),  # each costs the 1 s its Retry-After asks
+    }
+)
 
 
-@settings(max_examples=40, deadline=None, phases=PHASES, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
-@given(scenario=scenarios(reviews=CHAT_REVIEWS, odd=False, max_events=10, max_interruptions=2), faults=FAULTS,
-       retries=st.sampled_from([1, 3]), concurrency=st.sampled_from([1, 4]), seed=st.integers(0, 1000))
-def test_replays_never_pay_again_for_answers_already_committed(scenario, faults, retries, concurrency, seed,
-                                                                module_emulator, emulator_api_key, quick_retries):
+@settings(
+    max_examples=40,
+    deadline=None,
+    phases=PHASES,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+@given(
+    scenario=scenarios(reviews=CHAT_REVIEWS, odd=False, max_events=10, max_interruptions=2),
+    faults=FAULTS,
+    retries=st.sampled_from([1, 3]),
+    concurrency=st.sampled_from([1, 4]),
+    seed=st.integers(0, 1000),
+)
+def test_replays_never_pay_again_for_answers_already_committed(
+    scenario, faults, retries, concurrency, seed, module_emulator, emulator_api_key, quick_retries
+):
     """Property 3 (and 1, 2, 4 with chat answers and API faults): an answer committed to the cache is
     never requested again, and over all attempts the API answers at most once per distinct prompt
     plus what failed attempts received but had not committed when they stopped."""
     RUNS["replays_pay_once"] += 1
     emulator = module_emulator
     emulator.configure(fault_500=0.0, fault_truncate=0.0, fault_drop=0.0, fault_429=0.0, fault_routes=None)
-    config = {"api_key": emulator_api_key, "base_url": emulator.base_url,
-              "enrichment": {"mode": "chat", "prompt_template": "{{ review }}"},
-              "limits": {"max_retries": retries, "max_concurrent_requests": concurrency, "max_retry_seconds": 60}}
+    config = {
+        "api_key": emulator_api_key,
+        "base_url": emulator.base_url,
+        "enrichment": {"mode": "chat", "prompt_template": "{{ review }}"},
+        "limits": {"max_retries": retries, "max_concurrent_requests": concurrency, "max_retry_seconds": 60},
+    }
     with tempfile.TemporaryDirectory() as workdir:
         run = SyncRun(scenario, Path(workdir), config, chat=True, emulator=emulator)
 
@@ -157,17 +180,24 @@ def test_a_truncate_refresh_replayed_from_before_its_complete_keeps_the_rows_its
         StateMsg(4, "STREAM", 0),
     )
     # The source fails just after the COMPLETE (before the last STATE), then the platform replays.
-    scenario = Scenario(("truncate_append",), (Rec(0, "p0-s0", 9, "old", 7, 1_700_000_000_000),), script, (("stop", 4),))
+    scenario = Scenario(
+        ("truncate_append",), (Rec(0, "p0-s0", 9, "old", 7, 1_700_000_000_000),), script, (("stop", 4),)
+    )
     replay(SyncRun(scenario, tmp_path, NONE_CONFIG))
 
 
-def test_a_failed_last_commit_in_chat_mode_releases_no_state_for_its_records(module_emulator, emulator_api_key, tmp_path):
+def test_a_failed_last_commit_in_chat_mode_releases_no_state_for_its_records(
+    module_emulator, emulator_api_key, tmp_path
+):
     """The disk fills up on the commit that holds a chat record: its STATE must not leave. (The
     sync's last commit fails; the committer, woken meanwhile, commits the answers' cache rows alone
     and must not take that as the lost batch being stored.)"""
     module_emulator.configure(fault_500=0.0, fault_truncate=0.0, fault_drop=0.0, fault_429=0.0, fault_routes=None)
-    config = {"api_key": emulator_api_key, "base_url": module_emulator.base_url,
-              "enrichment": {"mode": "chat", "prompt_template": "{{ review }}"}}
+    config = {
+        "api_key": emulator_api_key,
+        "base_url": module_emulator.base_url,
+        "enrichment": {"mode": "chat", "prompt_template": "{{ review }}"},
+    }
     script = (Rec(0, "t0", 1, "good battery", 7, 1_700_000_000_000), StateMsg(1, "STREAM", 0))
     scenario = Scenario(("append",), (), script, (("enospc", 1),))
     replay(SyncRun(scenario, tmp_path, config, chat=True, emulator=module_emulator))
@@ -180,4 +210,3 @@ def test_a_record_with_an_integer_past_64_bits_on_a_repaired_line_fails_no_sync(
     script = (Rec(0, "t0", 1, "\ud800 lone surrogate", 2**70, 1_700_000_000_000), StateMsg(1, "STREAM", 0), Complete(0))
     scenario = Scenario(("append",), (), script, ())
     replay(SyncRun(scenario, tmp_path, NONE_CONFIG))
-

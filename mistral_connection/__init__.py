@@ -5,4 +5,11 @@ from mistral_connection.connection import MistralConnection, normalize_config
 from mistral_connection.errors import config_error, nearest_model_names
 from mistral_connection.redaction import register_secret_forms, secret_forms
 
-__all__ = ["MistralConnection", "normalize_config", "config_error", "nearest_model_names", "register_secret_forms", "secret_forms"]
+__all__ = [
+    "MistralConnection",
+    "normalize_config",
+    "config_error",
+    "nearest_model_names",
+    "register_secret_forms",
+    "secret_forms",
+]

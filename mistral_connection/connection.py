@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mistral_connection.errors import config_error
@@ -43,7 +44,9 @@ def _is_loopback(host: str) -> bool:
 # `file:/etc/passwd`, `mailto:x`); `localhost:8080` and `api.mistral.ai:443` are a host and a port.
 _OTHER_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):(?!\d)", re.IGNORECASE)
 # A DNS name (labels of letters, digits, hyphens; underscores appear in container and internal names).
-_HOST_NAME = re.compile(r"^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$")
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$"
+)
 _USE = f"use a form such as {DEFAULT_BASE_URL}"
 
 
@@ -83,7 +86,9 @@ def normalize_base_url(raw: Any) -> str:
             raise config_error(f"`base_url` contains {_character_kind(char)}: remove it ({_USE}).")
     other = _OTHER_SCHEME.match(text)
     if other and "://" not in text[: other.end() + 2]:
-        raise config_error(f"`base_url` uses the {other.group(1).lower()}: scheme; the API is reached over https: {_USE}.")
+        raise config_error(
+            f"`base_url` uses the {other.group(1).lower()}: scheme; the API is reached over https: {_USE}."
+        )
     if "://" not in text:
         text = "https://" + text
     try:
@@ -134,7 +139,9 @@ def _checked_host(raw_host: str) -> str:
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
-            raise config_error(f"`base_url` has a host name that is not a valid internationalised domain name: {_USE}.") from None
+            raise config_error(
+                f"`base_url` has a host name that is not a valid internationalised domain name: {_USE}."
+            ) from None
     if not _HOST_NAME.match(host):
         raise config_error(
             f"`base_url` has a host name with characters a host name cannot hold (letters, digits, "
@@ -150,12 +157,18 @@ def _checked_port(parts) -> int | None:
         # urlsplit's own message; the text after the last ':' of the host part is what was typed.
         typed = parts.netloc.rsplit(":", 1)[-1]
         if typed.isdigit():
-            raise config_error(f"`base_url` has port {int(typed)}, which is not a valid port (1–65535): "
-                               f"fix the number or leave it out for the scheme's default.") from None
-        raise config_error("`base_url` has a port that is not a number: write it as host:port, e.g. "
-                           "proxy.example.com:8443, or leave it out for the scheme's default.") from None
+            raise config_error(
+                f"`base_url` has port {int(typed)}, which is not a valid port (1–65535): "
+                f"fix the number or leave it out for the scheme's default."
+            ) from None
+        raise config_error(
+            "`base_url` has a port that is not a number: write it as host:port, e.g. "
+            "proxy.example.com:8443, or leave it out for the scheme's default."
+        ) from None
     if port == 0:
-        raise config_error("`base_url` has port 0, which is not a valid port (1–65535): fix the number or leave it out for the scheme's default.")
+        raise config_error(
+            "`base_url` has port 0, which is not a valid port (1–65535): fix the number or leave it out for the scheme's default."
+        )
     return port
 
 
@@ -176,8 +189,10 @@ def _key_placement(config: Mapping[str, Any]) -> dict[str, str]:
         if not name:
             raise config_error("`key_placement.parameter_name` is empty: name the query parameter, e.g. api_token.")
         if not _PARAMETER_NAME.match(name):
-            raise config_error("`key_placement.parameter_name` may hold only letters, digits and _ . ~ -: "
-                               "use the proxy's parameter name, e.g. api_token.")
+            raise config_error(
+                "`key_placement.parameter_name` may hold only letters, digits and _ . ~ -: "
+                "use the proxy's parameter name, e.g. api_token."
+            )
         return {"method": "query_parameter", "parameter_name": name}
     raise config_error(f"`key_placement.method` {method!r} is unknown: use bearer_header or query_parameter.")
 
@@ -211,11 +226,15 @@ def _checked_key(key: Any) -> str:
     key = key.strip()
     for char in key:
         if ord(char) < 32 or 127 <= ord(char) < 160:
-            raise config_error(f"`api_key` contains {_character_kind(char)}, which an HTTP header cannot carry: "
-                               f"{_KEY_SOURCE}, without line breaks or other invisible characters.")
+            raise config_error(
+                f"`api_key` contains {_character_kind(char)}, which an HTTP header cannot carry: "
+                f"{_KEY_SOURCE}, without line breaks or other invisible characters."
+            )
         if not char.isascii():
-            raise config_error(f"`api_key` contains {_character_kind(char)} (such as an accented letter or a typographic "
-                               f"quote), which an HTTP header cannot carry: {_KEY_SOURCE}.")
+            raise config_error(
+                f"`api_key` contains {_character_kind(char)} (such as an accented letter or a typographic "
+                f"quote), which an HTTP header cannot carry: {_KEY_SOURCE}."
+            )
     return key
 
 
@@ -229,7 +248,7 @@ class MistralConnection:
     key_parameter: str | None  # the query parameter carrying the key, or None for a Bearer header
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "MistralConnection":
+    def from_config(cls, config: Mapping[str, Any]) -> MistralConnection:
         normalized = normalize_config(config)
         placement = normalized["key_placement"]
         return cls(
@@ -249,4 +268,6 @@ class MistralConnection:
         return {self.key_parameter: self.api_key} if self.key_parameter else {}
 
     def __repr__(self) -> str:  # the key must never reach a log line through a repr
-        return f"MistralConnection(api_root={self.api_root!r}, model={self.model!r}, key_parameter={self.key_parameter!r})"
+        return (
+            f"MistralConnection(api_root={self.api_root!r}, model={self.model!r}, key_parameter={self.key_parameter!r})"
+        )

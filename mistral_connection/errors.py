@@ -7,35 +7,36 @@ on every run before reading its first record."""
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 INVALID_KEY_MESSAGE = (
-    "The Mistral API rejected the API key (HTTP {status}): check `api_key` "
-    "(and `key_placement` if you use a proxy)."
+    "The Mistral API rejected the API key (HTTP {status}): check `api_key` (and `key_placement` if you use a proxy)."
 )
 
 
-def _traced(message: str, failure_type: str, internal_message: str | None = None) -> "AirbyteTracedException":
+def _traced(message: str, failure_type: str, internal_message: str | None = None) -> AirbyteTracedException:
     from airbyte_cdk.models import FailureType
     from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-    return AirbyteTracedException(message=message, internal_message=internal_message or message,
-                                  failure_type=FailureType(failure_type))
+    return AirbyteTracedException(
+        message=message, internal_message=internal_message or message, failure_type=FailureType(failure_type)
+    )
 
 
-def config_error(message: str) -> "AirbyteTracedException":
+def config_error(message: str) -> AirbyteTracedException:
     """A user mistake: the platform shows `message` and does not retry."""
     return _traced(message, "config_error")
 
 
-def transient_error(message: str) -> "AirbyteTracedException":
+def transient_error(message: str) -> AirbyteTracedException:
     return _traced(message, "transient_error")
 
 
-def system_error(message: str, internal_message: str | None = None) -> "AirbyteTracedException":
+def system_error(message: str, internal_message: str | None = None) -> AirbyteTracedException:
     """A bug of ours: the platform retries it and shows `message`."""
     return _traced(message, "system_error", internal_message)
 

@@ -27,7 +27,9 @@ def secret_forms(secret: str) -> list[str]:
 
 def _lower_escapes(text: str) -> str:
     parts = text.split("%")
-    return parts[0] + "".join(("%" + part[:2].lower() + part[2:]) if len(part) >= 2 else "%" + part for part in parts[1:])
+    return parts[0] + "".join(
+        ("%" + part[:2].lower() + part[2:]) if len(part) >= 2 else "%" + part for part in parts[1:]
+    )
 
 
 def register_secret_forms(secret: str) -> None:

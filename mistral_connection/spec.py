@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
-
 from airbyte_cdk.models import ConnectorSpecification
 
 SPEC_FILE = "spec.yaml"

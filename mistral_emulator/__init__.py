@@ -1,7 +1,7 @@
 """A local, faithful Mistral API server: deterministic answers, seeded account data, and knobs for
 latency, rate limits and faults."""
 
-from .settings import EmulatorSettings
 from .server import EmulatorProcess, EmulatorServer
+from .settings import EmulatorSettings
 
 __all__ = ["EmulatorServer", "EmulatorProcess", "EmulatorSettings"]

@@ -9,8 +9,9 @@ import hashlib
 import random
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -22,10 +23,22 @@ SEED_ANCHOR = 1_767_225_600
 SEED_SPAN = 2 * 365 * 86_400
 
 BATCH_STATUSES = ("QUEUED", "RUNNING", "SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLATION_REQUESTED", "CANCELLED")
-FT_STATUSES = ("QUEUED", "STARTED", "VALIDATING", "VALIDATED", "RUNNING", "FAILED_VALIDATION", "FAILED",
-               "SUCCESS", "CANCELLED", "CANCELLATION_REQUESTED")
-_WORDS = ("alpha atlas breeze cedar delta ember falcon garnet harbor iris jade kestrel lumen maple nova onyx "
-          "prism quartz raven sierra tango umber vega willow xenon yarrow zephyr").split()
+FT_STATUSES = (
+    "QUEUED",
+    "STARTED",
+    "VALIDATING",
+    "VALIDATED",
+    "RUNNING",
+    "FAILED_VALIDATION",
+    "FAILED",
+    "SUCCESS",
+    "CANCELLED",
+    "CANCELLATION_REQUESTED",
+)
+_WORDS = (
+    "alpha atlas breeze cedar delta ember falcon garnet harbor iris jade kestrel lumen maple nova onyx "
+    "prism quartz raven sierra tango umber vega willow xenon yarrow zephyr"
+).split()
 _QUESTIONS = (
     "What is the best French cheese?",
     "Summarise the causes of the French Revolution in one paragraph.",
@@ -38,7 +51,7 @@ _CHAT_MODELS = ("mistral-small-latest", "mistral-medium-latest", "mistral-large-
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _uuid(rng: random.Random) -> str:
@@ -59,19 +72,30 @@ class SeededContent:
         q = _QUESTIONS[self.file_index % len(_QUESTIONS)]
         qj = orjson.dumps(q).decode()
         if self.kind == "batch_request":
-            return '{"custom_id": "%s", "body": {"max_tokens": 64, "messages": [{"role": "user", "content": ' + qj + "}]}}"
+            return (
+                '{"custom_id": "%s", "body": {"max_tokens": 64, "messages": [{"role": "user", "content": ' + qj + "}]}}"
+            )
         if self.kind == "instruct":
             a = orjson.dumps(f"A short answer to: {q}").decode()
-            return ('{"messages": [{"role": "user", "content": ' + qj + '}, {"role": "assistant", "content": '
-                    + a + "}], \"line\": \"%s\"}")
+            return (
+                '{"messages": [{"role": "user", "content": '
+                + qj
+                + '}, {"role": "assistant", "content": '
+                + a
+                + '}], "line": "%s"}'
+            )
         if self.kind == "batch_result":
-            return ('{"id": "batch-%05d-%%s", "custom_id": "%%s", "response": {"status_code": 200, "body": '
-                    '{"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", '
-                    '"content": "ok"}, "finish_reason": "stop"}]}}, "error": null}') % self.file_index
+            return (
+                '{"id": "batch-%05d-%%s", "custom_id": "%%s", "response": {"status_code": 200, "body": '
+                '{"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", '
+                '"content": "ok"}, "finish_reason": "stop"}]}}, "error": null}'
+            ) % self.file_index
         if self.kind == "batch_error":
-            return ('{"id": "batch-%05d-%%s", "custom_id": "%%s", "response": {"status_code": 400, "body": '
-                    '{"object": "error", "message": "Invalid request", "type": "invalid_request_error", '
-                    '"param": null, "code": null}}, "error": {"message": "Invalid request", "code": 400}}') % self.file_index
+            return (
+                '{"id": "batch-%05d-%%s", "custom_id": "%%s", "response": {"status_code": 400, "body": '
+                '{"object": "error", "message": "Invalid request", "type": "invalid_request_error", '
+                '"param": null, "code": null}}, "error": {"message": "Invalid request", "code": 400}}'
+            ) % self.file_index
         raise ValueError(self.kind)
 
     def line_length(self) -> int:
@@ -111,8 +135,8 @@ class Account:
         self.agents: list[dict] = []
         self.ft_jobs: dict[str, dict] = {}
         self.ft_details: dict[str, dict] = {}
-        self._files_sorted: Optional[list[dict]] = None
-        self._jobs_sorted: Optional[list[dict]] = None
+        self._files_sorted: list[dict] | None = None
+        self._jobs_sorted: list[dict] | None = None
         self._page_cache: dict[Any, bytes] = {}
         self._seed_files(settings.files)
         self._seed_batch_jobs(settings.batch_jobs)
@@ -137,7 +161,7 @@ class Account:
         return hit
 
     # ---- models --------------------------------------------------------------------------------------
-    def model(self, model_id: str) -> Optional[Model]:
+    def model(self, model_id: str) -> Model | None:
         return self.base_models.get(model_id) or self.ft_models.get(model_id)
 
     def model_cards(self) -> list[dict]:
@@ -147,8 +171,9 @@ class Account:
         out = {}
         for job in self.ft_jobs.values():
             if job["status"] == "SUCCESS" and job["fine_tuned_model"] and job["job_type"] == "completion":
-                out[job["fine_tuned_model"]] = Model(job["fine_tuned_model"], FINE_TUNED_FAMILY, (),
-                                                     job=job["id"], root=job["model"])
+                out[job["fine_tuned_model"]] = Model(
+                    job["fine_tuned_model"], FINE_TUNED_FAMILY, (), job=job["id"], root=job["model"]
+                )
         return out
 
     # ---- files ---------------------------------------------------------------------------------------
@@ -193,15 +218,24 @@ class Account:
             self._files_sorted = sorted(self.files.values(), key=lambda f: (-f["created_at"], f["id"]))
         return self._files_sorted
 
-    def content_of(self, file_id: str) -> Optional[bytes]:
+    def content_of(self, file_id: str) -> bytes | None:
         if file_id in self.file_content:
             return self.file_content[file_id]
         recipe = self.seeded_content.get(file_id)
         return recipe.render() if recipe is not None else None
 
-    def add_file(self, content: bytes, filename: str, purpose: str, *, sample_type: Optional[str] = None,
-                 mimetype: Optional[str] = None, source: str = "upload", expiry: Optional[int] = None,
-                 visibility: Optional[str] = "workspace") -> dict:
+    def add_file(
+        self,
+        content: bytes,
+        filename: str,
+        purpose: str,
+        *,
+        sample_type: str | None = None,
+        mimetype: str | None = None,
+        source: str = "upload",
+        expiry: int | None = None,
+        visibility: str | None = "workspace",
+    ) -> dict:
         file_id = str(uuid.uuid4())
         now = int(time.time())
         is_jsonl = filename.endswith(".jsonl") or (mimetype or "").endswith("jsonl")
@@ -213,9 +247,17 @@ class Account:
         if is_jsonl:
             num_lines = sum(1 for line in content.splitlines() if line.strip())
         meta = {
-            "id": file_id, "object": "file", "bytes": len(content), "created_at": now, "filename": filename,
-            "purpose": purpose, "sample_type": sample_type, "num_lines": num_lines, "mimetype": mimetype,
-            "source": source, "signature": hashlib.blake2b(content, digest_size=8).hexdigest(),
+            "id": file_id,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": now,
+            "filename": filename,
+            "purpose": purpose,
+            "sample_type": sample_type,
+            "num_lines": num_lines,
+            "mimetype": mimetype,
+            "source": source,
+            "signature": hashlib.blake2b(content, digest_size=8).hexdigest(),
             # `expiry` is taken as hours from now (the unit is unstated in the spec).
             "expires_at": now + int(expiry) * 3600 if expiry else None,
             "visibility": visibility,
@@ -248,7 +290,8 @@ class Account:
                 status = rng.choices(("SUCCESS", "FAILED", "CANCELLED", "TIMEOUT_EXCEEDED"), (80, 8, 8, 4))[0]
             endpoint = rng.choices(("/v1/chat/completions", "/v1/embeddings", "/v1/moderations"), (70, 25, 5))[0]
             model = {"/v1/embeddings": "mistral-embed", "/v1/moderations": "mistral-moderation-latest"}.get(
-                endpoint, rng.choice(_CHAT_MODELS))
+                endpoint, rng.choice(_CHAT_MODELS)
+            )
             if request_files and endpoint == "/v1/chat/completions":
                 source = rng.choice(request_files)
                 input_file, total = source["id"], source["num_lines"]
@@ -284,8 +327,12 @@ class Account:
                 failed = 0 if status == "SUCCESS" and rng.random() < 0.8 else rng.randint(0, total)
                 done = total if status in ("SUCCESS", "FAILED") else rng.randint(0, total)
                 failed = min(failed, done)
-                job.update(completed_requests=done, succeeded_requests=done - failed, failed_requests=failed,
-                           completed_at=job["started_at"] + rng.randint(60, 86_400))
+                job.update(
+                    completed_requests=done,
+                    succeeded_requests=done - failed,
+                    failed_requests=failed,
+                    completed_at=job["started_at"] + rng.randint(60, 86_400),
+                )
                 if done - failed and result_files:
                     job["output_file"] = rng.choice(result_files)
                 if failed:
@@ -310,31 +357,44 @@ class Account:
             if rng.random() < 0.4:
                 tools.append({"type": "web_search"})
             if rng.random() < 0.3:
-                tools.append({"type": "function", "function": {
-                    "name": "lookup_order", "description": "Find an order by id", "strict": False,
-                    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                                   "required": ["order_id"]}}})
+                tools.append(
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "lookup_order",
+                            "description": "Find an order by id",
+                            "strict": False,
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"order_id": {"type": "string"}},
+                                "required": ["order_id"],
+                            },
+                        },
+                    }
+                )
             name = f"{_WORDS[i % len(_WORDS)].capitalize()} assistant {i}"
-            self.agents.append({
-                "instructions": f"You are {name}. Answer briefly.",
-                "tools": tools,
-                "completion_args": {"temperature": 0.3} if rng.random() < 0.5 else {},
-                "guardrails": None,
-                "model": rng.choice(_CHAT_MODELS),
-                "name": name,
-                "description": f"Seeded agent number {i}",
-                "handoffs": None,
-                "metadata": {"owner": _WORDS[(i * 7) % len(_WORDS)]} if rng.random() < 0.3 else None,
-                "object": "agent",
-                "id": "ag_" + uuid.UUID(int=rng.getrandbits(128), version=4).hex,
-                "version": version,
-                "versions": list(range(version + 1)),
-                "created_at": iso(created),
-                "updated_at": iso(updated),
-                "deployment_chat": rng.random() < 0.3,
-                "source": rng.choices(("api", "playground", "agent_builder_v1"), (60, 30, 10))[0],
-                "version_message": None,
-            })
+            self.agents.append(
+                {
+                    "instructions": f"You are {name}. Answer briefly.",
+                    "tools": tools,
+                    "completion_args": {"temperature": 0.3} if rng.random() < 0.5 else {},
+                    "guardrails": None,
+                    "model": rng.choice(_CHAT_MODELS),
+                    "name": name,
+                    "description": f"Seeded agent number {i}",
+                    "handoffs": None,
+                    "metadata": {"owner": _WORDS[(i * 7) % len(_WORDS)]} if rng.random() < 0.3 else None,
+                    "object": "agent",
+                    "id": "ag_" + uuid.UUID(int=rng.getrandbits(128), version=4).hex,
+                    "version": version,
+                    "versions": list(range(version + 1)),
+                    "created_at": iso(created),
+                    "updated_at": iso(updated),
+                    "deployment_chat": rng.random() < 0.3,
+                    "source": rng.choices(("api", "playground", "agent_builder_v1"), (60, 30, 10))[0],
+                    "version_message": None,
+                }
+            )
 
     # ---- fine-tuning jobs -----------------------------------------------------------------------------
     def _seed_ft_jobs(self, count: int) -> None:
@@ -348,9 +408,15 @@ class Account:
             job_id = _uuid(rng)
             modified = created + rng.randint(60, 7 * 86_400)
             suffix = _WORDS[i % len(_WORDS)] if rng.random() < 0.5 else None
-            day = datetime.fromtimestamp(created, tz=timezone.utc).strftime("%Y%m%d")
-            hyper: dict = {"training_steps": rng.choice((10, 50, 100)), "learning_rate": 0.0001,
-                           "weight_decay": 0.1, "warmup_fraction": 0.05, "epochs": None, "seq_len": None}
+            day = datetime.fromtimestamp(created, tz=UTC).strftime("%Y%m%d")
+            hyper: dict = {
+                "training_steps": rng.choice((10, 50, 100)),
+                "learning_rate": 0.0001,
+                "weight_decay": 0.1,
+                "warmup_fraction": 0.05,
+                "epochs": None,
+                "seq_len": None,
+            }
             if job_type == "completion":
                 hyper["fim_ratio"] = 0.9
             train_tokens = rng.randint(10_000, 5_000_000)
@@ -366,13 +432,21 @@ class Account:
                 "object": "job",
                 "fine_tuned_model": (f"ft:{model}:{job_id[:8]}:{day}:{job_id[-8:]}" if status == "SUCCESS" else None),
                 "suffix": suffix,
-                "integrations": ([{"type": "wandb", "project": "emulator", "name": None,
-                                   "run_name": f"run-{i}", "url": None}] if rng.random() < 0.2 else None),
+                "integrations": (
+                    [{"type": "wandb", "project": "emulator", "name": None, "run_name": f"run-{i}", "url": None}]
+                    if rng.random() < 0.2
+                    else None
+                ),
                 "trained_tokens": train_tokens if status == "SUCCESS" else None,
-                "metadata": {"expected_duration_seconds": rng.randint(60, 7200), "cost": round(train_tokens * 1e-6, 4),
-                             "cost_currency": "EUR", "train_tokens_per_step": 131_072,
-                             "train_tokens": train_tokens, "data_tokens": train_tokens // 2,
-                             "estimated_start_time": None},
+                "metadata": {
+                    "expected_duration_seconds": rng.randint(60, 7200),
+                    "cost": round(train_tokens * 1e-6, 4),
+                    "cost_currency": "EUR",
+                    "train_tokens_per_step": 131_072,
+                    "train_tokens": train_tokens,
+                    "data_tokens": train_tokens // 2,
+                    "estimated_start_time": None,
+                },
                 "job_type": job_type,
                 "hyperparameters": hyper,
             }
@@ -380,13 +454,29 @@ class Account:
                 job["repositories"] = []
             self.ft_jobs[job_id] = job
             details: dict = {
-                "events": [{"name": "status-updated", "data": {"status": "QUEUED"}, "created_at": created},
-                           {"name": "status-updated", "data": {"status": status}, "created_at": modified}],
-                "checkpoints": ([{"metrics": {"train_loss": 1.2, "valid_loss": 1.3, "valid_mean_token_accuracy": 0.7},
-                                  "step_number": hyper["training_steps"], "created_at": modified}]
-                                if status == "SUCCESS" else []),
+                "events": [
+                    {"name": "status-updated", "data": {"status": "QUEUED"}, "created_at": created},
+                    {"name": "status-updated", "data": {"status": status}, "created_at": modified},
+                ],
+                "checkpoints": (
+                    [
+                        {
+                            "metrics": {"train_loss": 1.2, "valid_loss": 1.3, "valid_mean_token_accuracy": 0.7},
+                            "step_number": hyper["training_steps"],
+                            "created_at": modified,
+                        }
+                    ]
+                    if status == "SUCCESS"
+                    else []
+                ),
             }
             if job_type == "classifier":
-                details["classifier_targets"] = [{"name": "intent", "labels": ["billing", "support", "sales"],
-                                                  "weight": 1.0, "loss_function": "single_class"}]
+                details["classifier_targets"] = [
+                    {
+                        "name": "intent",
+                        "labels": ["billing", "support", "sales"],
+                        "weight": 1.0,
+                        "loss_function": "single_class",
+                    }
+                ]
             self.ft_details[job_id] = details

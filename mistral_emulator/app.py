@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from typing import Any, Optional
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -31,9 +31,19 @@ FILE_PURPOSES = ("fine-tune", "batch", "ocr")
 SAMPLE_TYPES = ("pretrain", "instruct", "batch_request", "batch_result", "batch_error")
 FILE_SOURCES = ("upload", "repository", "mistral")
 BATCH_STATUSES = ("QUEUED", "RUNNING", "SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLATION_REQUESTED", "CANCELLED")
-FT_STATUSES = ("QUEUED", "STARTED", "VALIDATING", "VALIDATED", "RUNNING", "FAILED_VALIDATION", "FAILED",
-               "SUCCESS", "CANCELLED", "CANCELLATION_REQUESTED")
-STATE: web.AppKey["EmulatorState"] = web.AppKey("emulator_state")
+FT_STATUSES = (
+    "QUEUED",
+    "STARTED",
+    "VALIDATING",
+    "VALIDATED",
+    "RUNNING",
+    "FAILED_VALIDATION",
+    "FAILED",
+    "SUCCESS",
+    "CANCELLED",
+    "CANCELLATION_REQUESTED",
+)
+STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state")
 # Per-request marks set by the fault middleware for the handler (and back).
 FAULT = web.RequestKey("emulator_fault", str)
 TRUNCATED = web.RequestKey("emulator_truncated", bool)
@@ -60,7 +70,7 @@ class EmulatorState:
         return self.settings.knobs()
 
 
-def json_response(payload: Any, status: int = 200, headers: Optional[dict] = None) -> web.Response:
+def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> web.Response:
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload, option=_DUMP_OPTS)
     return web.Response(body=body, status=status, headers={**JSON, **(headers or {})})
 
@@ -96,14 +106,16 @@ async def emulator_middleware(request: web.Request, handler):
     key = route_key(request)
     stats = state.stats
     settings = state.settings
-    limits: Optional[RequestLimits] = None
+    limits: RequestLimits | None = None
     try:
         if path.startswith("/v1/") or path == "/v1":
             api_key = auth.check(request, state.api_key, settings.auth_query_params)
             limits = state.limiter.begin(api_key, settings)
             if limits is not None:
                 request[LIMITS] = limits
-            fault = state.faults.draw(settings, request.method, path) if key != f"{request.method} <unmatched>" else None
+            fault = (
+                state.faults.draw(settings, request.method, path) if key != f"{request.method} <unmatched>" else None
+            )
             if fault is not None:
                 stats.faults[fault] += 1
                 if fault == "429":
@@ -163,7 +175,9 @@ async def _token_latency(state: EmulatorState, tokens: int) -> None:
 # ---- models -----------------------------------------------------------------------------------------
 async def list_models(request: web.Request) -> web.Response:
     account = request.app[STATE].account
-    return json_response(account.cached("models", lambda: orjson.dumps({"object": "list", "data": account.model_cards()})))
+    return json_response(
+        account.cached("models", lambda: orjson.dumps({"object": "list", "data": account.model_cards()}))
+    )
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -178,8 +192,9 @@ def _file_filters(query) -> tuple:
     purpose = query.get("purpose") or None
     if purpose is not None and purpose not in FILE_PURPOSES:
         expected = "'fine-tune', 'batch' or 'ocr'"
-        raise validation_error([detail_item("enum", ["query", "purpose"], f"Input should be {expected}", purpose,
-                                            {"expected": expected})])
+        raise validation_error(
+            [detail_item("enum", ["query", "purpose"], f"Input should be {expected}", purpose, {"expected": expected})]
+        )
     sample_types = validation.query_enum_list(query, "sample_type", SAMPLE_TYPES)
     sources = validation.query_enum_list(query, "source", FILE_SOURCES)
     mimetypes = query.getall("mimetypes", []) or None
@@ -200,12 +215,15 @@ async def list_files(request: web.Request) -> web.Response:
         items = account.sorted_files()
         if any(filters):
             needle = search.lower() if search else None
-            items = [f for f in items
-                     if (purpose is None or f["purpose"] == purpose)
-                     and (not sample_types or f["sample_type"] in sample_types)
-                     and (not sources or f["source"] in sources)
-                     and (not mimetypes or f["mimetype"] in mimetypes)
-                     and (needle is None or needle in f["filename"].lower() or needle == f["id"])]
+            items = [
+                f
+                for f in items
+                if (purpose is None or f["purpose"] == purpose)
+                and (not sample_types or f["sample_type"] in sample_types)
+                and (not sources or f["source"] in sources)
+                and (not mimetypes or f["mimetype"] in mimetypes)
+                and (needle is None or needle in f["filename"].lower() or needle == f["id"])
+            ]
         out: dict = {"data": list(page_slice(items, page, page_size)), "object": "list"}
         out["total"] = len(items) if include_total else None
         return orjson.dumps(out)
@@ -237,8 +255,13 @@ async def download_file(request: web.Request) -> web.Response:
     account = request.app[STATE].account
     meta = _file_or_404(account, request.match_info["file_id"])
     content = account.content_of(meta["id"]) or b""
-    return web.Response(body=content, headers={"Content-Type": "application/octet-stream",
-                                               "Content-Disposition": f'attachment; filename="{meta["filename"]}"'})
+    return web.Response(
+        body=content,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{meta["filename"]}"',
+        },
+    )
 
 
 def _url_signature(state: EmulatorState, file_id: str, expires: int) -> str:
@@ -283,21 +306,40 @@ async def upload_file(request: web.Request) -> web.Response:
     purpose = form.get("purpose") or "fine-tune"
     if purpose not in FILE_PURPOSES:
         expected = "'fine-tune', 'batch' or 'ocr'"
-        raise validation_error([detail_item("enum", ["body", "purpose"], f"Input should be {expected}", purpose,
-                                            {"expected": expected})])
+        raise validation_error(
+            [detail_item("enum", ["body", "purpose"], f"Input should be {expected}", purpose, {"expected": expected})]
+        )
     visibility = form.get("visibility") or "workspace"
     if visibility not in ("workspace", "user"):
-        raise validation_error([detail_item("enum", ["body", "visibility"], "Input should be 'workspace' or 'user'",
-                                            visibility, {"expected": "'workspace' or 'user'"})])
+        raise validation_error(
+            [
+                detail_item(
+                    "enum",
+                    ["body", "visibility"],
+                    "Input should be 'workspace' or 'user'",
+                    visibility,
+                    {"expected": "'workspace' or 'user'"},
+                )
+            ]
+        )
     expiry_raw = form.get("expiry")
     try:
         expiry = int(expiry_raw) if expiry_raw not in (None, "") else None
     except ValueError:
-        raise validation_error([detail_item("int_parsing", ["body", "expiry"],
-                                            "Input should be a valid integer, unable to parse string as an integer", expiry_raw)])
+        raise validation_error(
+            [
+                detail_item(
+                    "int_parsing",
+                    ["body", "expiry"],
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    expiry_raw,
+                )
+            ]
+        )
     content = part.file.read()
-    meta = account.add_file(content, part.filename or "upload", purpose, mimetype=part.content_type,
-                            expiry=expiry, visibility=visibility)
+    meta = account.add_file(
+        content, part.filename or "upload", purpose, mimetype=part.content_type, expiry=expiry, visibility=visibility
+    )
     return json_response(meta)
 
 
@@ -311,8 +353,17 @@ async def list_batch_jobs(request: web.Request) -> web.Response:
     created_after = validation.query_datetime(q, "created_after")
     order_by = q.get("order_by", "-created")
     if order_by not in ("created", "-created"):
-        raise validation_error([detail_item("enum", ["query", "order_by"], "Input should be 'created' or '-created'",
-                                            order_by, {"expected": "'created' or '-created'"})])
+        raise validation_error(
+            [
+                detail_item(
+                    "enum",
+                    ["query", "order_by"],
+                    "Input should be 'created' or '-created'",
+                    order_by,
+                    {"expected": "'created' or '-created'"},
+                )
+            ]
+        )
     model = q.get("model") or None
     agent_id = q.get("agent_id") or None
     metadata = None
@@ -329,15 +380,20 @@ async def list_batch_jobs(request: web.Request) -> web.Response:
             items = items[::-1]
         if statuses or created_after is not None or model or agent_id or metadata:
             wanted = set(statuses or ())
-            items = [j for j in items
-                     if (not wanted or j["status"] in wanted)
-                     # Inclusive bound: an incremental reader that passes its last cursor re-reads the
-                     # boundary record instead of missing one created in the same second.
-                     and (created_after is None or j["created_at"] >= created_after)
-                     and (model is None or j["model"] == model)
-                     and (agent_id is None or j["agent_id"] == agent_id)
-                     and (not isinstance(metadata, dict)
-                          or all((j["metadata"] or {}).get(k) == v for k, v in metadata.items()))]
+            items = [
+                j
+                for j in items
+                if (not wanted or j["status"] in wanted)
+                # Inclusive bound: an incremental reader that passes its last cursor re-reads the
+                # boundary record instead of missing one created in the same second.
+                and (created_after is None or j["created_at"] >= created_after)
+                and (model is None or j["model"] == model)
+                and (agent_id is None or j["agent_id"] == agent_id)
+                and (
+                    not isinstance(metadata, dict)
+                    or all((j["metadata"] or {}).get(k) == v for k, v in metadata.items())
+                )
+            ]
         return orjson.dumps({"data": list(page_slice(items, page, page_size)), "object": "list", "total": len(items)})
 
     return json_response(account.cached(key, build))
@@ -394,8 +450,9 @@ async def list_ft_jobs(request: web.Request) -> web.Response:
     status = q.get("status") or None
     if status is not None and status not in FT_STATUSES:
         expected = ", ".join(f"'{s}'" for s in FT_STATUSES)
-        raise validation_error([detail_item("enum", ["query", "status"], f"Input should be {expected}", status,
-                                            {"expected": expected})])
+        raise validation_error(
+            [detail_item("enum", ["query", "status"], f"Input should be {expected}", status, {"expected": expected})]
+        )
     model, suffix = q.get("model") or None, q.get("suffix") or None
     wandb_project, wandb_name = q.get("wandb_project") or None, q.get("wandb_name") or None
     key = ("ft", page, page_size, after, before, status, model, suffix, wandb_project, wandb_name)
@@ -403,15 +460,24 @@ async def list_ft_jobs(request: web.Request) -> web.Response:
     def wandb_matches(job: dict) -> bool:
         if wandb_project is None and wandb_name is None:
             return True
-        return any((wandb_project is None or i.get("project") == wandb_project)
-                   and (wandb_name is None or i.get("name") == wandb_name) for i in job["integrations"] or [])
+        return any(
+            (wandb_project is None or i.get("project") == wandb_project)
+            and (wandb_name is None or i.get("name") == wandb_name)
+            for i in job["integrations"] or []
+        )
 
     def build() -> bytes:
         items = sorted(state.account.ft_jobs.values(), key=lambda j: (-j["created_at"], j["id"]))
-        items = [j for j in items
-                 if (after is None or j["created_at"] >= after) and (before is None or j["created_at"] < before)
-                 and (status is None or j["status"] == status) and (model is None or j["model"] == model)
-                 and (suffix is None or j["suffix"] == suffix) and wandb_matches(j)]
+        items = [
+            j
+            for j in items
+            if (after is None or j["created_at"] >= after)
+            and (before is None or j["created_at"] < before)
+            and (status is None or j["status"] == status)
+            and (model is None or j["model"] == model)
+            and (suffix is None or j["suffix"] == suffix)
+            and wandb_matches(j)
+        ]
         return orjson.dumps({"data": list(page_slice(items, page, page_size)), "object": "list", "total": len(items)})
 
     return json_response(state.account.cached(key, build))
@@ -436,12 +502,15 @@ def _filtered_agents(account: Account, q) -> list[dict]:
     if deployment_chat is None and not sources and not name and not search and not agent_id:
         return items
     needle = search.lower() if search else None
-    return [a for a in items
-            if (deployment_chat is None or a["deployment_chat"] == deployment_chat)
-            and (not sources or a["source"] in sources)
-            and (name is None or a["name"] == name)
-            and (agent_id is None or a["id"] == agent_id)
-            and (needle is None or needle in a["name"].lower() or needle in a["id"])]
+    return [
+        a
+        for a in items
+        if (deployment_chat is None or a["deployment_chat"] == deployment_chat)
+        and (not sources or a["source"] in sources)
+        and (name is None or a["name"] == name)
+        and (agent_id is None or a["id"] == agent_id)
+        and (needle is None or needle in a["name"].lower() or needle in a["id"])
+    ]
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -488,8 +557,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return json_response(result.response)
     await _token_latency(state, result.prompt_tokens)
     # Headers must be complete before the stream starts, so the rate-limit headers are added here.
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           **(limits.headers() if limits is not None else {})})
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            **(limits.headers() if limits is not None else {}),
+        }
+    )
     await response.prepare(request)
     events = stream_chunks(result)
     cut = len(events) // 2 if request.get(FAULT) == "truncate" else None
@@ -520,8 +594,12 @@ async def create_embeddings(request: web.Request) -> web.Response:
 async def moderations(request: web.Request) -> web.Response:
     state = request.app[STATE]
     limits = request.get(LIMITS)
-    response, tokens = moderation(await _body(request), state.account.model, chat=request.path.endswith("/chat/moderations"),
-                                  admit=limits.admit if limits is not None else None)
+    response, tokens = moderation(
+        await _body(request),
+        state.account.model,
+        chat=request.path.endswith("/chat/moderations"),
+        admit=limits.admit if limits is not None else None,
+    )
     await _token_latency(state, tokens)
     return json_response(response)
 
@@ -567,7 +645,7 @@ async def _shutdown(app: web.Application) -> None:
     app[STATE].runner.shutdown()
 
 
-def create_app(api_key: str, settings: Optional[EmulatorSettings] = None) -> web.Application:
+def create_app(api_key: str, settings: EmulatorSettings | None = None) -> web.Application:
     if not api_key:
         raise ValueError("an API key is required")
     settings = settings or EmulatorSettings()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from typing import Optional
 
 from aiohttp import web
 
 from .errors import unauthorized
 
 
-def presented_key(request: web.Request, query_names: tuple[str, ...]) -> Optional[str]:
+def presented_key(request: web.Request, query_names: tuple[str, ...]) -> str | None:
     header = request.headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 import orjson
 
@@ -15,9 +15,18 @@ from .account import Account
 from .errors import ApiError, bad_request, detail_item, invalid_model, not_found, validation_error
 from .inference import run_endpoint
 
-API_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/fim/completions", "/v1/moderations",
-                 "/v1/chat/moderations", "/v1/ocr", "/v1/classifications", "/v1/chat/classifications",
-                 "/v1/conversations", "/v1/audio/transcriptions")
+API_ENDPOINTS = (
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/fim/completions",
+    "/v1/moderations",
+    "/v1/chat/moderations",
+    "/v1/ocr",
+    "/v1/classifications",
+    "/v1/chat/classifications",
+    "/v1/conversations",
+    "/v1/audio/transcriptions",
+)
 TERMINAL = frozenset({"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"})
 MAX_INLINE_REQUESTS = 10_000
 # Lines processed between two looks at the clock and the cancel flag; keeps the event loop responsive.
@@ -34,27 +43,54 @@ class BatchRunner:
     # ---- API ------------------------------------------------------------------------------------
     def create(self, body: Any) -> dict:
         if not isinstance(body, dict):
-            raise validation_error([detail_item("model_attributes_type", ["body"],
-                                                "Input should be a valid dictionary or object to extract fields from", body)])
+            raise validation_error(
+                [
+                    detail_item(
+                        "model_attributes_type",
+                        ["body"],
+                        "Input should be a valid dictionary or object to extract fields from",
+                        body,
+                    )
+                ]
+            )
         errors = []
         if "endpoint" not in body:
             errors.append(detail_item("missing", ["body", "endpoint"], "Field required", body))
         elif body["endpoint"] not in API_ENDPOINTS:
             expected = ", ".join(f"'{e}'" for e in API_ENDPOINTS)
-            errors.append(detail_item("enum", ["body", "endpoint"], f"Input should be {expected}", body["endpoint"],
-                                      {"expected": expected}))
+            errors.append(
+                detail_item(
+                    "enum",
+                    ["body", "endpoint"],
+                    f"Input should be {expected}",
+                    body["endpoint"],
+                    {"expected": expected},
+                )
+            )
         timeout = body.get("timeout_hours", 24)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 168:
-            errors.append(detail_item("less_than_equal" if isinstance(timeout, int) and timeout > 168 else "greater_than_equal",
-                                      ["body", "timeout_hours"], "Input should be between 1 and 168", timeout))
+            errors.append(
+                detail_item(
+                    "less_than_equal" if isinstance(timeout, int) and timeout > 168 else "greater_than_equal",
+                    ["body", "timeout_hours"],
+                    "Input should be between 1 and 168",
+                    timeout,
+                )
+            )
         requests = body.get("requests")
         if requests is not None:
             if not isinstance(requests, list):
                 errors.append(detail_item("list_type", ["body", "requests"], "Input should be a valid list", requests))
             elif len(requests) > MAX_INLINE_REQUESTS:
-                errors.append(detail_item("too_long", ["body", "requests"],
-                                          f"List should have at most {MAX_INLINE_REQUESTS} items after validation, not {len(requests)}",
-                                          None, {"field_type": "List", "max_length": MAX_INLINE_REQUESTS, "actual_length": len(requests)}))
+                errors.append(
+                    detail_item(
+                        "too_long",
+                        ["body", "requests"],
+                        f"List should have at most {MAX_INLINE_REQUESTS} items after validation, not {len(requests)}",
+                        None,
+                        {"field_type": "List", "max_length": MAX_INLINE_REQUESTS, "actual_length": len(requests)},
+                    )
+                )
             else:
                 for i, r in enumerate(requests):
                     if not isinstance(r, dict) or not isinstance(r.get("body"), dict):
@@ -79,11 +115,25 @@ class BatchRunner:
         else:
             total = sum(self.account.files[f]["num_lines"] or 0 for f in input_files)
         job = {
-            "id": job_id, "object": "batch", "input_files": list(input_files), "metadata": body.get("metadata"),
-            "endpoint": body["endpoint"], "model": model, "agent_id": body.get("agent_id"),
-            "output_file": None, "error_file": None, "errors": [], "outputs": None, "status": "QUEUED",
-            "created_at": int(time.time()), "total_requests": total, "completed_requests": 0,
-            "succeeded_requests": 0, "failed_requests": 0, "started_at": None, "completed_at": None,
+            "id": job_id,
+            "object": "batch",
+            "input_files": list(input_files),
+            "metadata": body.get("metadata"),
+            "endpoint": body["endpoint"],
+            "model": model,
+            "agent_id": body.get("agent_id"),
+            "output_file": None,
+            "error_file": None,
+            "errors": [],
+            "outputs": None,
+            "status": "QUEUED",
+            "created_at": int(time.time()),
+            "total_requests": total,
+            "completed_requests": 0,
+            "succeeded_requests": 0,
+            "failed_requests": 0,
+            "started_at": None,
+            "completed_at": None,
         }
         self.account.batch_jobs[job_id] = job
         self.account.touch()
@@ -107,7 +157,7 @@ class BatchRunner:
         self.account.touch()
         return job
 
-    def advance(self, job_ids: Optional[list[str]] = None) -> list[str]:
+    def advance(self, job_ids: list[str] | None = None) -> list[str]:
         """Completes jobs that no task drives (the seeded RUNNING/QUEUED ones) right away, running their
         input through inference when the input file exists, so a later re-read sees them finished."""
         done = []
@@ -123,9 +173,12 @@ class BatchRunner:
             lines = self._input_lines(job)
             job["started_at"] = job["started_at"] or int(time.time())
             if lines is None:
-                job.update(status="SUCCESS", completed_requests=job["total_requests"],
-                           succeeded_requests=job["total_requests"] - job["failed_requests"],
-                           completed_at=int(time.time()))
+                job.update(
+                    status="SUCCESS",
+                    completed_requests=job["total_requests"],
+                    succeeded_requests=job["total_requests"] - job["failed_requests"],
+                    completed_at=int(time.time()),
+                )
             else:
                 job.update(total_requests=len(lines), completed_requests=0, succeeded_requests=0, failed_requests=0)
                 outputs, failures = [], []
@@ -141,7 +194,7 @@ class BatchRunner:
             task.cancel()
 
     # ---- execution ----------------------------------------------------------------------------------
-    def _input_lines(self, job: dict) -> Optional[list[Any]]:
+    def _input_lines(self, job: dict) -> list[Any] | None:
         if job["id"] in self.inline_requests:
             return list(self.inline_requests[job["id"]])
         lines: list[Any] = []
@@ -169,13 +222,24 @@ class BatchRunner:
             response = run_endpoint(job["endpoint"], body, self.account.model)
         except ApiError as exc:
             message = exc.body.get("message") if isinstance(exc.body, dict) and "message" in exc.body else str(exc.body)
-            failures.append({"id": out_id, "custom_id": custom_id,
-                             "response": {"status_code": exc.status, "body": exc.body},
-                             "error": {"message": message, "code": exc.status}})
+            failures.append(
+                {
+                    "id": out_id,
+                    "custom_id": custom_id,
+                    "response": {"status_code": exc.status, "body": exc.body},
+                    "error": {"message": message, "code": exc.status},
+                }
+            )
             job["failed_requests"] += 1
         else:
-            outputs.append({"id": out_id, "custom_id": custom_id,
-                            "response": {"status_code": 200, "body": response}, "error": None})
+            outputs.append(
+                {
+                    "id": out_id,
+                    "custom_id": custom_id,
+                    "response": {"status_code": 200, "body": response},
+                    "error": None,
+                }
+            )
             job["succeeded_requests"] += 1
         job["completed_requests"] += 1
 
@@ -184,18 +248,21 @@ class BatchRunner:
             return b"".join(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for r in rows)
 
         if outputs:
-            job["output_file"] = self.account.add_file(jsonl(outputs), f"{job['id']}.jsonl", "batch",
-                                                       sample_type="batch_result", source="mistral")["id"]
+            job["output_file"] = self.account.add_file(
+                jsonl(outputs), f"{job['id']}.jsonl", "batch", sample_type="batch_result", source="mistral"
+            )["id"]
         if failures:
-            job["error_file"] = self.account.add_file(jsonl(failures), f"{job['id']}_error.jsonl", "batch",
-                                                      sample_type="batch_error", source="mistral")["id"]
+            job["error_file"] = self.account.add_file(
+                jsonl(failures), f"{job['id']}_error.jsonl", "batch", sample_type="batch_error", source="mistral"
+            )["id"]
             counts: dict[str, int] = {}
             for f in failures:
                 counts[f["error"]["message"]] = counts.get(f["error"]["message"], 0) + 1
             job["errors"] = [{"message": m, "count": c} for m, c in counts.items()]
         if job["id"] in self.inline_requests:
-            self.outputs[job["id"]] = [orjson.loads(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY))
-                                       for r in outputs + failures]
+            self.outputs[job["id"]] = [
+                orjson.loads(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY)) for r in outputs + failures
+            ]
         job.update(status=status, completed_at=int(time.time()))
         self.account.touch()
 

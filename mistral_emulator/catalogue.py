@@ -4,7 +4,6 @@ the real `/v1/models` does."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 CAPABILITY_NAMES = (
     "completion_chat",
@@ -34,13 +33,13 @@ class ModelFamily:
     capabilities: frozenset[str]
     max_context_length: int
     created: int
-    default_model_temperature: Optional[float] = None
-    deprecation: Optional[str] = None
-    deprecation_replacement_model: Optional[str] = None
+    default_model_temperature: float | None = None
+    deprecation: str | None = None
+    deprecation_replacement_model: str | None = None
     # Embedding models only: default vector size and the largest `output_dimension` accepted
     # (equal for models whose dimension is fixed).
-    embedding_dimension: Optional[int] = None
-    max_embedding_dimension: Optional[int] = None
+    embedding_dimension: int | None = None
+    max_embedding_dimension: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,8 @@ class Model:
     family: ModelFamily
     aliases: tuple[str, ...] = field(default=())
     # Set for fine-tuned models.
-    job: Optional[str] = None
-    root: Optional[str] = None
+    job: str | None = None
+    root: str | None = None
 
     def can(self, capability: str) -> bool:
         return capability in self.family.capabilities
@@ -83,53 +82,182 @@ class Model:
 
 _K = 1024
 FAMILIES = (
-    ModelFamily(("mistral-large-2512", "mistral-large-latest"), "mistral-large-2512",
-                "Our top-tier large model for high-complexity tasks.", CHAT | {"vision", "fine_tuning"},
-                256 * _K, 1764806400, 0.3),
-    ModelFamily(("mistral-medium-3-5", "mistral-medium-3", "mistral-medium-latest"), "mistral-medium-3-5",
-                "Frontier-class multimodal model.", CHAT | {"vision"}, 256 * _K, 1767225600, 0.3),
-    ModelFamily(("mistral-small-2603", "mistral-small-latest"), "mistral-small-2603",
-                "Efficient small model for everyday tasks.", CHAT | {"vision", "fine_tuning"},
-                256 * _K, 1772323200, 0.3),
-    ModelFamily(("ministral-3b-2512", "ministral-3b-latest"), "ministral-3b-2512",
-                "Edge model, 3B parameters.", CHAT | {"vision"}, 256 * _K, 1764806400, 0.3),
-    ModelFamily(("ministral-8b-2512", "ministral-8b-latest"), "ministral-8b-2512",
-                "Edge model, 8B parameters.", CHAT | {"vision"}, 256 * _K, 1764806400, 0.3),
-    ModelFamily(("ministral-14b-2512", "ministral-14b-latest"), "ministral-14b-2512",
-                "Edge model, 14B parameters.", CHAT | {"vision"}, 256 * _K, 1764806400, 0.3),
-    ModelFamily(("codestral-2508", "codestral-latest"), "codestral-2508",
-                "Code generation model.", CHAT | {"completion_fim", "fine_tuning"}, 128 * _K, 1754006400, 0.3),
-    ModelFamily(("magistral-medium-2509",), "magistral-medium-2509", "Reasoning model.",
-                CHAT | {"reasoning", "vision"}, 128 * _K, 1758240000, 0.7,
-                "2026-06-30T00:00:00Z", "mistral-medium-latest"),
-    ModelFamily(("mistral-small-2506",), "mistral-small-2506", "Small model, June 2025.",
-                CHAT | {"vision"}, 128 * _K, 1750204800, 0.3, "2026-05-31T00:00:00Z", "mistral-small-latest"),
-    ModelFamily(("open-mistral-nemo", "open-mistral-nemo-2407"), "open-mistral-nemo",
-                "Multilingual 12B model.", CHAT | {"fine_tuning"}, 128 * _K, 1721001600, 0.3,
-                "2026-03-31T00:00:00Z", "ministral-14b-latest"),
-    ModelFamily(("mistral-embed-2312", "mistral-embed"), "mistral-embed-2312",
-                "Text embedding model, 1024 dimensions.", frozenset(), 8 * _K, 1702339200,
-                embedding_dimension=1024, max_embedding_dimension=1024),
-    ModelFamily(("codestral-embed-2505", "codestral-embed"), "codestral-embed-2505",
-                "Code embedding model, up to 3072 dimensions.", frozenset(), 8 * _K, 1748476800,
-                embedding_dimension=1536, max_embedding_dimension=3072),
-    ModelFamily(("mistral-moderation-2603", "mistral-moderation-latest"), "mistral-moderation-2603",
-                "Content moderation classifier.", frozenset({"moderation", "classification"}), 128 * _K,
-                1772323200),
-    ModelFamily(("mistral-moderation-2411",), "mistral-moderation-2411", "Content moderation classifier.",
-                frozenset({"moderation", "classification"}), 8 * _K, 1731542400,
-                None, "2026-06-30T00:00:00Z", "mistral-moderation-latest"),
-    ModelFamily(("mistral-ocr-2512", "mistral-ocr-4-0"), "mistral-ocr-2512", "Document OCR model.",
-                frozenset({"ocr"}), 32 * _K, 1764806400),
-    ModelFamily(("mistral-ocr-4-1", "mistral-ocr-4", "mistral-ocr-latest"), "mistral-ocr-4-1",
-                "Document OCR model (preview).", frozenset({"ocr"}), 32 * _K, 1772323200),
-    ModelFamily(("voxtral-small-2507", "voxtral-small-latest"), "voxtral-small-2507",
-                "Speech understanding model.", CHAT | {"audio", "audio_transcription"}, 32 * _K, 1752537600, 0.2),
-    ModelFamily(("voxtral-mini-2602", "voxtral-mini-latest"), "voxtral-mini-2602",
-                "Transcription model.", frozenset({"audio_transcription", "audio_transcription_realtime"}),
-                32 * _K, 1770076800),
-    ModelFamily(("voxtral-mini-tts-2603",), "voxtral-mini-tts-2603", "Text to speech model.",
-                frozenset({"audio_speech"}), 8 * _K, 1772323200),
+    ModelFamily(
+        ("mistral-large-2512", "mistral-large-latest"),
+        "mistral-large-2512",
+        "Our top-tier large model for high-complexity tasks.",
+        CHAT | {"vision", "fine_tuning"},
+        256 * _K,
+        1764806400,
+        0.3,
+    ),
+    ModelFamily(
+        ("mistral-medium-3-5", "mistral-medium-3", "mistral-medium-latest"),
+        "mistral-medium-3-5",
+        "Frontier-class multimodal model.",
+        CHAT | {"vision"},
+        256 * _K,
+        1767225600,
+        0.3,
+    ),
+    ModelFamily(
+        ("mistral-small-2603", "mistral-small-latest"),
+        "mistral-small-2603",
+        "Efficient small model for everyday tasks.",
+        CHAT | {"vision", "fine_tuning"},
+        256 * _K,
+        1772323200,
+        0.3,
+    ),
+    ModelFamily(
+        ("ministral-3b-2512", "ministral-3b-latest"),
+        "ministral-3b-2512",
+        "Edge model, 3B parameters.",
+        CHAT | {"vision"},
+        256 * _K,
+        1764806400,
+        0.3,
+    ),
+    ModelFamily(
+        ("ministral-8b-2512", "ministral-8b-latest"),
+        "ministral-8b-2512",
+        "Edge model, 8B parameters.",
+        CHAT | {"vision"},
+        256 * _K,
+        1764806400,
+        0.3,
+    ),
+    ModelFamily(
+        ("ministral-14b-2512", "ministral-14b-latest"),
+        "ministral-14b-2512",
+        "Edge model, 14B parameters.",
+        CHAT | {"vision"},
+        256 * _K,
+        1764806400,
+        0.3,
+    ),
+    ModelFamily(
+        ("codestral-2508", "codestral-latest"),
+        "codestral-2508",
+        "Code generation model.",
+        CHAT | {"completion_fim", "fine_tuning"},
+        128 * _K,
+        1754006400,
+        0.3,
+    ),
+    ModelFamily(
+        ("magistral-medium-2509",),
+        "magistral-medium-2509",
+        "Reasoning model.",
+        CHAT | {"reasoning", "vision"},
+        128 * _K,
+        1758240000,
+        0.7,
+        "2026-06-30T00:00:00Z",
+        "mistral-medium-latest",
+    ),
+    ModelFamily(
+        ("mistral-small-2506",),
+        "mistral-small-2506",
+        "Small model, June 2025.",
+        CHAT | {"vision"},
+        128 * _K,
+        1750204800,
+        0.3,
+        "2026-05-31T00:00:00Z",
+        "mistral-small-latest",
+    ),
+    ModelFamily(
+        ("open-mistral-nemo", "open-mistral-nemo-2407"),
+        "open-mistral-nemo",
+        "Multilingual 12B model.",
+        CHAT | {"fine_tuning"},
+        128 * _K,
+        1721001600,
+        0.3,
+        "2026-03-31T00:00:00Z",
+        "ministral-14b-latest",
+    ),
+    ModelFamily(
+        ("mistral-embed-2312", "mistral-embed"),
+        "mistral-embed-2312",
+        "Text embedding model, 1024 dimensions.",
+        frozenset(),
+        8 * _K,
+        1702339200,
+        embedding_dimension=1024,
+        max_embedding_dimension=1024,
+    ),
+    ModelFamily(
+        ("codestral-embed-2505", "codestral-embed"),
+        "codestral-embed-2505",
+        "Code embedding model, up to 3072 dimensions.",
+        frozenset(),
+        8 * _K,
+        1748476800,
+        embedding_dimension=1536,
+        max_embedding_dimension=3072,
+    ),
+    ModelFamily(
+        ("mistral-moderation-2603", "mistral-moderation-latest"),
+        "mistral-moderation-2603",
+        "Content moderation classifier.",
+        frozenset({"moderation", "classification"}),
+        128 * _K,
+        1772323200,
+    ),
+    ModelFamily(
+        ("mistral-moderation-2411",),
+        "mistral-moderation-2411",
+        "Content moderation classifier.",
+        frozenset({"moderation", "classification"}),
+        8 * _K,
+        1731542400,
+        None,
+        "2026-06-30T00:00:00Z",
+        "mistral-moderation-latest",
+    ),
+    ModelFamily(
+        ("mistral-ocr-2512", "mistral-ocr-4-0"),
+        "mistral-ocr-2512",
+        "Document OCR model.",
+        frozenset({"ocr"}),
+        32 * _K,
+        1764806400,
+    ),
+    ModelFamily(
+        ("mistral-ocr-4-1", "mistral-ocr-4", "mistral-ocr-latest"),
+        "mistral-ocr-4-1",
+        "Document OCR model (preview).",
+        frozenset({"ocr"}),
+        32 * _K,
+        1772323200,
+    ),
+    ModelFamily(
+        ("voxtral-small-2507", "voxtral-small-latest"),
+        "voxtral-small-2507",
+        "Speech understanding model.",
+        CHAT | {"audio", "audio_transcription"},
+        32 * _K,
+        1752537600,
+        0.2,
+    ),
+    ModelFamily(
+        ("voxtral-mini-2602", "voxtral-mini-latest"),
+        "voxtral-mini-2602",
+        "Transcription model.",
+        frozenset({"audio_transcription", "audio_transcription_realtime"}),
+        32 * _K,
+        1770076800,
+    ),
+    ModelFamily(
+        ("voxtral-mini-tts-2603",),
+        "voxtral-mini-tts-2603",
+        "Text to speech model.",
+        frozenset({"audio_speech"}),
+        8 * _K,
+        1772323200,
+    ),
 )
 
 # Fine-tuned models report this family: a chat model with the old default context.

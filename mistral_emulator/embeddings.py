@@ -37,9 +37,19 @@ def _stem(word: str) -> str:
 
 # Odd 64-bit multipliers: bucket k of a feature is (hash * M_k) >> 32 — cheap, vectorised mixing of one
 # 32-bit CRC into independent-looking indices and signs.
-_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                         0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9],
-                        dtype=np.uint64)
+_MULTIPLIERS = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0x94D049BB133111EB,
+        0xBF58476D1CE4E5B9,
+    ],
+    dtype=np.uint64,
+)
 
 
 def _features(text: str) -> list[tuple[str, float]]:
@@ -48,7 +58,7 @@ def _features(text: str) -> list[tuple[str, float]]:
         # No words (punctuation, emoji): fall back to the characters so the vector is still defined.
         tokens = list(text.strip()) or ["<empty>"]
     feats = [(t, 1.0) for t in tokens]
-    feats.extend((f"{a} {b}", _BIGRAM_WEIGHT) for a, b in zip(tokens, tokens[1:]))
+    feats.extend((f"{a} {b}", _BIGRAM_WEIGHT) for a, b in zip(tokens, tokens[1:], strict=False))
     return feats
 
 
@@ -74,7 +84,7 @@ def _texture_pool() -> np.ndarray:
 
 
 # Finished rows by (text, dim): pipelines re-embed the same texts often, and a hit skips all the work.
-_ROW_CACHE: "OrderedDict[tuple[str, int], np.ndarray]" = OrderedDict()
+_ROW_CACHE: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 _ROW_CACHE_MAX_FLOATS = 8 * 1024 * 1024  # 32 MB of float32
 
 
@@ -92,7 +102,7 @@ def embed_texts(texts: list[str], dim: int) -> np.ndarray:
         fresh = _embed_uncached([texts[i] for i in missing], dim)
         out[missing] = fresh
         limit = max(1, _ROW_CACHE_MAX_FLOATS // dim)
-        for i, row in zip(missing, fresh):
+        for i, row in zip(missing, fresh, strict=False):
             _ROW_CACHE[(texts[i], dim)] = row
         while len(_ROW_CACHE) > limit:
             _ROW_CACHE.popitem(last=False)
@@ -154,7 +164,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 # Serialised vectors by (text, dim, dtype, encoding). Serialising 1024 floats costs far more than
 # computing them, so a repeated text (re-syncs, benchmarks) is answered by copying bytes.
-_FRAGMENT_CACHE: "OrderedDict[tuple[str, int, str, str], tuple[orjson.Fragment, int]]" = OrderedDict()
+_FRAGMENT_CACHE: OrderedDict[tuple[str, int, str, str], tuple[orjson.Fragment, int]] = OrderedDict()
 _FRAGMENT_CACHE_MAX_BYTES = 64 * 1024 * 1024
 _fragment_cache_bytes = 0
 
@@ -172,7 +182,7 @@ def embedding_fragments(texts: list[str], dim: int, dtype: str, encoding: str) -
             out[i] = hit[0]
     if missing:
         matrix = quantize(embed_texts([texts[i] for i in missing], dim), dtype)
-        for i, row in zip(missing, matrix):
+        for i, row in zip(missing, matrix, strict=False):
             raw = orjson.dumps(to_base64(row) if encoding == "base64" else row, option=orjson.OPT_SERIALIZE_NUMPY)
             frag = out[i] = orjson.Fragment(raw)
             key = (texts[i], dim, dtype, encoding)

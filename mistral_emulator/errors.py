@@ -4,22 +4,22 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, Optional
+from typing import Any
 
 
 class ApiError(Exception):
     """Raised by request handling and turned into a JSON response by the app's error middleware."""
 
-    def __init__(self, status: int, body: Any, headers: Optional[dict[str, str]] = None):
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None):
         super().__init__(status)
         self.status = status
         self.body = body
         self.headers = headers or {}
         # For a 429 of the account limits: which one refused ("rps", "tokens_minute", "tokens_month").
-        self.cause: Optional[str] = None
+        self.cause: str | None = None
 
 
-def mistral_error(message: str, type_: str, code: Optional[str], param: Optional[str] = None) -> dict:
+def mistral_error(message: str, type_: str, code: str | None, param: str | None = None) -> dict:
     return {"object": "error", "message": message, "type": type_, "param": param, "code": code}
 
 
@@ -27,7 +27,7 @@ def invalid_model(status: int, model: Any) -> ApiError:
     return ApiError(status, mistral_error(f"Invalid model: {model}", "invalid_model", "1500"))
 
 
-def bad_request(message: str, type_: str = "invalid_request_error", code: Optional[str] = None) -> ApiError:
+def bad_request(message: str, type_: str = "invalid_request_error", code: str | None = None) -> ApiError:
     return ApiError(400, mistral_error(message, type_, code))
 
 
@@ -50,7 +50,7 @@ def validation_error(items: list[dict]) -> ApiError:
     return ApiError(422, {"detail": items})
 
 
-def detail_item(type_: str, loc: list, msg: str, input_: Any = None, ctx: Optional[dict] = None) -> dict:
+def detail_item(type_: str, loc: list, msg: str, input_: Any = None, ctx: dict | None = None) -> dict:
     item = {"type": type_, "loc": loc, "msg": msg, "input": input_}
     if ctx is not None:
         item["ctx"] = ctx

@@ -4,7 +4,6 @@ requests on eligible routes draw, so adding traffic to other routes does not shi
 from __future__ import annotations
 
 import random
-from typing import Optional
 
 from .settings import EmulatorSettings
 
@@ -20,14 +19,14 @@ class FaultInjector:
         routes = settings.fault_routes
         return routes is None or path in routes or f"{method} {path}" in routes
 
-    def draw(self, settings: EmulatorSettings, method: str, path: str) -> Optional[str]:
+    def draw(self, settings: EmulatorSettings, method: str, path: str) -> str | None:
         """One of "429", "500", "502", "503", "drop", "truncate", or None."""
         rates = (settings.fault_429, settings.fault_500, settings.fault_drop, settings.fault_truncate)
         if not any(rates) or not self.eligible(settings, method, path):
             return None
         roll = self.rng.random()
         edge = 0.0
-        for name, rate in zip(("429", "5xx", "drop", "truncate"), rates):
+        for name, rate in zip(("429", "5xx", "drop", "truncate"), rates, strict=False):
             edge += rate
             if roll < edge:
                 if name == "5xx":

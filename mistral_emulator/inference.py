@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import orjson
@@ -38,7 +39,7 @@ MODERATION_CATEGORIES = {
     "pii": ("ssn", "passport", "address", "phone", "email", "password", "iban"),
 }
 
-ModelLookup = Callable[[str], Optional[Model]]
+ModelLookup = Callable[[str], Model | None]
 # Called with a validated request's prompt tokens before any answer is made; raises ApiError to refuse
 # it (the account's token limits). The batch runner passes none: batch jobs do not spend the rate limit.
 Admit = Optional[Callable[[int], None]]
@@ -110,7 +111,7 @@ def _text_answer(prompt: str, seed: int) -> str:
     return " ".join(out)
 
 
-def _tool_call(body: dict, prompt: str, seed: int) -> Optional[dict]:
+def _tool_call(body: dict, prompt: str, seed: int) -> dict | None:
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     choice = body.get("tool_choice", "auto")
     if not tools or choice == "none":
@@ -136,8 +137,12 @@ def _tool_call(body: dict, prompt: str, seed: int) -> Optional[dict]:
         return None
     fn = chosen["function"]
     args = generate(fn.get("parameters") or {"type": "object"}, prompt, seed)
-    return {"id": f"{seed % 10**9:09d}"[:9], "type": "function",
-            "function": {"name": fn.get("name"), "arguments": orjson.dumps(args).decode()}, "index": 0}
+    return {
+        "id": f"{seed % 10**9:09d}"[:9],
+        "type": "function",
+        "function": {"name": fn.get("name"), "arguments": orjson.dumps(args).decode()},
+        "index": 0,
+    }
 
 
 def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> ChatResult:
@@ -155,9 +160,15 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
     max_tokens = body.get("max_tokens")
     limit = model.family.max_context_length
     if prompt_tokens + (max_tokens or 0) > limit:
-        raise ApiError(400, mistral_error(
-            f"Prompt contains {prompt_tokens} tokens and {max_tokens or 0} draft tokens, too large for model "
-            f"with {limit} maximum context length", "invalid_request_prompt", "3051"))
+        raise ApiError(
+            400,
+            mistral_error(
+                f"Prompt contains {prompt_tokens} tokens and {max_tokens or 0} draft tokens, too large for model "
+                f"with {limit} maximum context length",
+                "invalid_request_prompt",
+                "3051",
+            ),
+        )
     rf = body.get("response_format") or {}
     mode = rf.get("type", "text")
     if mode == "json_schema" and not isinstance(rf.get("json_schema"), dict):
@@ -165,8 +176,9 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
     if admit is not None:
         admit(prompt_tokens)
     last_user = next((texts[i] for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), prompt)
-    base_seed = _seed_of(model.id, [(m.get("role"), t) for m, t in zip(messages, texts)], body.get("random_seed"),
-                         rf, body.get("tools"))
+    base_seed = _seed_of(
+        model.id, [(m.get("role"), t) for m, t in zip(messages, texts, strict=False)], body.get("random_seed"), rf, body.get("tools")
+    )
     prefix = ""
     if messages[-1].get("role") == "assistant" and messages[-1].get("prefix"):
         prefix = texts[-1]
@@ -199,8 +211,12 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
                 content = "".join(pieces)
                 finish = "length"
             completion_tokens += len(pieces)
-        message = {"role": "assistant", "content": content, "tool_calls": [tool_call] if tool_call else None,
-                   "prefix": False}
+        message = {
+            "role": "assistant",
+            "content": content,
+            "tool_calls": [tool_call] if tool_call else None,
+            "prefix": False,
+        }
         choices.append({"index": index, "message": message, "finish_reason": finish})
         all_pieces.append(pieces)
     response = {
@@ -208,8 +224,11 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
         "object": "chat.completion",
         "model": body["model"],
         "created": int(time.time()),
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
         "choices": choices,
     }
     return ChatResult(response, prompt_tokens, completion_tokens, all_pieces)
@@ -221,21 +240,43 @@ def stream_chunks(result: ChatResult, per_chunk: int = 4) -> list[tuple[dict, in
     r = result.response
     base = {"id": r["id"], "object": "chat.completion.chunk", "created": r["created"], "model": r["model"]}
     events: list[tuple[dict, int]] = []
-    for choice, pieces in zip(r["choices"], result.pieces):
+    for choice, pieces in zip(r["choices"], result.pieces, strict=False):
         index = choice["index"]
-        events.append(({**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
-                                             "finish_reason": None}]}, 0))
+        events.append(
+            (
+                {
+                    **base,
+                    "choices": [{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                },
+                0,
+            )
+        )
         tool_calls = choice["message"]["tool_calls"]
         if tool_calls:
-            events.append(({**base, "choices": [{"index": index, "delta": {"tool_calls": tool_calls},
-                                                 "finish_reason": None}]}, 0))
+            events.append(
+                ({**base, "choices": [{"index": index, "delta": {"tool_calls": tool_calls}, "finish_reason": None}]}, 0)
+            )
         for start in range(0, len(pieces), per_chunk):
             group = pieces[start : start + per_chunk]
-            events.append(({**base, "choices": [{"index": index, "delta": {"content": "".join(group)},
-                                                 "finish_reason": None}]}, len(group)))
+            events.append(
+                (
+                    {
+                        **base,
+                        "choices": [{"index": index, "delta": {"content": "".join(group)}, "finish_reason": None}],
+                    },
+                    len(group),
+                )
+            )
         # The finish reason rides on an empty delta, after the content.
-        events.append(({**base, "choices": [{"index": index, "delta": {"content": ""},
-                                             "finish_reason": choice["finish_reason"]}]}, 0))
+        events.append(
+            (
+                {
+                    **base,
+                    "choices": [{"index": index, "delta": {"content": ""}, "finish_reason": choice["finish_reason"]}],
+                },
+                0,
+            )
+        )
     last, tokens = events[-1]
     events[-1] = ({**last, "usage": r["usage"]}, tokens)
     return events
@@ -266,8 +307,12 @@ def embeddings(body: Any, lookup: ModelLookup, admit: Admit = None) -> Embedding
             raise bad_request(f"Input at index {i} is empty.", "invalid_request_prompt", "3210")
         n = count_tokens(text)
         if n > MAX_EMBEDDING_TOKENS_PER_INPUT:
-            raise bad_request(f"Input at index {i} contains {n} tokens, more than the maximum of "
-                              f"{MAX_EMBEDDING_TOKENS_PER_INPUT} tokens per input.", "invalid_request_prompt", "3210")
+            raise bad_request(
+                f"Input at index {i} contains {n} tokens, more than the maximum of "
+                f"{MAX_EMBEDDING_TOKENS_PER_INPUT} tokens per input.",
+                "invalid_request_prompt",
+                "3210",
+            )
         counts.append(n)
     total = sum(counts)
     if total > MAX_EMBEDDING_TOKENS_TOTAL:
@@ -277,11 +322,18 @@ def embeddings(body: Any, lookup: ModelLookup, admit: Admit = None) -> Embedding
     if dim is None:
         dim = family.embedding_dimension
     elif dim != family.embedding_dimension and family.max_embedding_dimension == family.embedding_dimension:
-        raise bad_request(f"Model {body['model']} does not support output_dimension={dim}; its dimension is "
-                          f"{family.embedding_dimension}.", "invalid_request_error", "3000")
+        raise bad_request(
+            f"Model {body['model']} does not support output_dimension={dim}; its dimension is "
+            f"{family.embedding_dimension}.",
+            "invalid_request_error",
+            "3000",
+        )
     elif dim > family.max_embedding_dimension:
-        raise bad_request(f"output_dimension must be at most {family.max_embedding_dimension} for model "
-                          f"{body['model']}.", "invalid_request_error", "3000")
+        raise bad_request(
+            f"output_dimension must be at most {family.max_embedding_dimension} for model {body['model']}.",
+            "invalid_request_error",
+            "3000",
+        )
     dtype = body.get("output_dtype", "float")
     if dtype in ("binary", "ubinary") and dim % 8:
         raise bad_request("output_dimension must be a multiple of 8 for binary output types.")
@@ -289,8 +341,13 @@ def embeddings(body: Any, lookup: ModelLookup, admit: Admit = None) -> Embedding
         admit(total)
     vectors = embedding_fragments(texts, dim, dtype, body.get("encoding_format", "float"))
     data = [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)]
-    response = {"id": uuid.uuid4().hex, "object": "list", "data": data, "model": body["model"],
-                "usage": {"prompt_tokens": total, "completion_tokens": 0, "total_tokens": total}}
+    response = {
+        "id": uuid.uuid4().hex,
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": total, "completion_tokens": 0, "total_tokens": total},
+    }
     return EmbeddingResult(response, total, len(texts))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Optional
+from typing import Any
 
 from .tokens import words
 
@@ -21,8 +21,22 @@ NEGATIVE_WORDS = frozenset(
     "barely crushed damaged thin tinny cracked noisy dim flimsy weak overheats missing lost".split()
 )
 
-_TEXTUAL_KEYS = ("summary", "description", "text", "explanation", "reason", "answer", "content", "comment",
-                 "title", "headline", "topic", "subject", "message", "note")
+_TEXTUAL_KEYS = (
+    "summary",
+    "description",
+    "text",
+    "explanation",
+    "reason",
+    "answer",
+    "content",
+    "comment",
+    "title",
+    "headline",
+    "topic",
+    "subject",
+    "message",
+    "note",
+)
 _FILLER = "the quick answer covers the main point of the request in a few plain words".split()
 _MAX_DEPTH = 12
 
@@ -64,7 +78,7 @@ class _Generator:
             seen += 1
         return schema
 
-    def value(self, schema: Any, key: Optional[str] = None, depth: int = 0) -> Any:
+    def value(self, schema: Any, key: str | None = None, depth: int = 0) -> Any:
         schema = self.resolve(schema)
         if schema is True or schema is None or schema == {}:
             return self.string({}, key)
@@ -102,8 +116,15 @@ class _Generator:
                 return None
             type_ = non_null[0] if non_null else "null"
         if type_ is None:
-            type_ = ("object" if "properties" in schema else "array" if "items" in schema
-                     else "number" if "minimum" in schema or "maximum" in schema else "string")
+            type_ = (
+                "object"
+                if "properties" in schema
+                else "array"
+                if "items" in schema
+                else "number"
+                if "minimum" in schema or "maximum" in schema
+                else "string"
+            )
         if type_ == "object":
             return self.object(schema, depth)
         if type_ == "array":
@@ -122,13 +143,15 @@ class _Generator:
             return self.rng.random() < 0.5
         return None
 
-    def choose_enum(self, options: list, key: Optional[str]) -> Any:
+    def choose_enum(self, options: list, key: str | None) -> Any:
         lowered = {str(o).lower(): o for o in options}
         if self.mood in lowered:
             return lowered[self.mood]
-        for label, candidates in (("positive", ("pos", "good", "happy", "yes")),
-                                  ("negative", ("neg", "bad", "unhappy", "no")),
-                                  ("neutral", ("neu", "mixed", "none"))):
+        for label, candidates in (
+            ("positive", ("pos", "good", "happy", "yes")),
+            ("negative", ("neg", "bad", "unhappy", "no")),
+            ("neutral", ("neu", "mixed", "none")),
+        ):
             if self.mood == label:
                 for c in candidates:
                     if c in lowered:
@@ -158,7 +181,7 @@ class _Generator:
             i += 1
         return out
 
-    def array(self, schema: dict, key: Optional[str], depth: int) -> list:
+    def array(self, schema: dict, key: str | None, depth: int) -> list:
         prefix = schema.get("prefixItems") or []
         items = schema.get("items", {})
         lo = schema.get("minItems", 0)
@@ -201,11 +224,13 @@ class _Generator:
             return item + n
         return item
 
-    def string(self, schema: dict, key: Optional[str]) -> str:
+    def string(self, schema: dict, key: str | None) -> str:
         fmt = schema.get("format")
         r = self.rng
         if fmt == "date-time":
-            value = f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:00Z"
+            value = (
+                f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:00Z"
+            )
         elif fmt == "date":
             value = f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}"
         elif fmt == "time":
@@ -213,8 +238,7 @@ class _Generator:
         elif fmt == "email":
             value = f"{self.keywords[0][:12]}@example.com"
         elif fmt == "uuid":
-            value = "%08x-%04x-4%03x-8%03x-%012x" % (r.getrandbits(32), r.getrandbits(16), r.getrandbits(12),
-                                                     r.getrandbits(12), r.getrandbits(48))
+            value = f"{r.getrandbits(32):08x}-{r.getrandbits(16):04x}-4{r.getrandbits(12):03x}-8{r.getrandbits(12):03x}-{r.getrandbits(48):012x}"
         elif fmt in ("uri", "url", "iri"):
             value = f"https://example.com/{self.keywords[0][:20]}"
         elif fmt in ("ipv4",):
@@ -234,7 +258,7 @@ class _Generator:
             value = _string_for_pattern(pattern, value, lo, hi)
         return value
 
-    def text_for(self, key: Optional[str]) -> str:
+    def text_for(self, key: str | None) -> str:
         k = (key or "").lower()
         if k in ("sentiment", "label", "tone", "polarity"):
             return self.mood
@@ -251,7 +275,7 @@ class _Generator:
             return f"{k or 'id'}-{self.rng.randrange(10_000):04d}"
         return self.keywords[self.rng.randrange(len(self.keywords))]
 
-    def number(self, schema: dict, key: Optional[str], integer: bool) -> Any:
+    def number(self, schema: dict, key: str | None, integer: bool) -> Any:
         lo = schema.get("minimum")
         hi = schema.get("maximum")
         xlo = schema.get("exclusiveMinimum")
@@ -281,7 +305,9 @@ class _Generator:
         if "score" in k and not integer and low <= 0 and high >= 1:
             value: Any = {"positive": 0.9, "negative": 0.1, "neutral": 0.5}[self.mood]
         elif integer:
-            value = self.rng.randint(int(_ceil(low)), int(_floor(high))) if _ceil(low) <= _floor(high) else int(_ceil(low))
+            value = (
+                self.rng.randint(int(_ceil(low)), int(_floor(high))) if _ceil(low) <= _floor(high) else int(_ceil(low))
+            )
         else:
             value = round(self.rng.uniform(low, high), 2)
             value = min(max(value, low), high)
@@ -295,25 +321,42 @@ class _Generator:
 
 def _ceil(v: float) -> float:
     import math
+
     return math.ceil(v)
 
 
 def _floor(v: float) -> float:
     import math
+
     return math.floor(v)
 
 
-def _singular(key: Optional[str]) -> Optional[str]:
+def _singular(key: str | None) -> str | None:
     if key and key.endswith("s") and len(key) > 3:
         return key[:-1]
     return key
 
 
-def _string_for_pattern(pattern: str, current: str, lo: int, hi: Optional[int]) -> str:
+def _string_for_pattern(pattern: str, current: str, lo: int, hi: int | None) -> str:
     """Tries a few shapes that common patterns accept; a general regex inverter is out of scope."""
-    candidates = [current, current.lower(), current.upper(), re.sub(r"\W", "", current),
-                  "a", "A", "0", "abc", "ABC", "123", "a1", "2025-01-01", "x@example.com", "AB12",
-                  "+33123456789", "00000"]
+    candidates = [
+        current,
+        current.lower(),
+        current.upper(),
+        re.sub(r"\W", "", current),
+        "a",
+        "A",
+        "0",
+        "abc",
+        "ABC",
+        "123",
+        "a1",
+        "2025-01-01",
+        "x@example.com",
+        "AB12",
+        "+33123456789",
+        "00000",
+    ]
     for c in candidates:
         if re.search(pattern, c) and len(c) >= lo and (hi is None or len(c) <= hi):
             return c

@@ -11,7 +11,7 @@ import asyncio
 import os
 import resource
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -22,7 +22,7 @@ from .settings import EmulatorSettings
 API_KEY = "loadcheck-key"
 
 
-def _process_cpu_seconds(pid: int) -> Optional[float]:
+def _process_cpu_seconds(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
@@ -36,8 +36,9 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _drive(url: str, make_body: Callable[[int], bytes], seconds: float, concurrency: int,
-                 parse: bool) -> tuple[int, int]:
+async def _drive(
+    url: str, make_body: Callable[[int], bytes], seconds: float, concurrency: int, parse: bool
+) -> tuple[int, int]:
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     ok = failed = sent = 0
@@ -63,16 +64,31 @@ async def _drive(url: str, make_body: Callable[[int], bytes], seconds: float, co
 
 def run(seconds: float, concurrency: int, parse: bool, limits: bool = False) -> list[dict]:
     def embed_body(encoding: str, unique: bool) -> Callable[[int], bytes]:
-        fixed = orjson.dumps({"model": "mistral-embed", "encoding_format": encoding,
-                              "input": [f"short input number {i} about invoices and payments" for i in range(32)]})
+        fixed = orjson.dumps(
+            {
+                "model": "mistral-embed",
+                "encoding_format": encoding,
+                "input": [f"short input number {i} about invoices and payments" for i in range(32)],
+            }
+        )
         if not unique:
             return lambda n: fixed
         # Unique texts per request: nothing can come from the emulator's caches, as in a first sync.
-        return lambda n: orjson.dumps({"model": "mistral-embed", "encoding_format": encoding,
-                                       "input": [f"record {n}-{i} about invoices and payments" for i in range(32)]})
+        return lambda n: orjson.dumps(
+            {
+                "model": "mistral-embed",
+                "encoding_format": encoding,
+                "input": [f"record {n}-{i} about invoices and payments" for i in range(32)],
+            }
+        )
 
-    chat = orjson.dumps({"model": "mistral-small-latest", "max_tokens": 64,
-                         "messages": [{"role": "user", "content": "Classify the sentiment of: the parcel arrived late"}]})
+    chat = orjson.dumps(
+        {
+            "model": "mistral-small-latest",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Classify the sentiment of: the parcel arrived late"}],
+        }
+    )
     scenarios: list[tuple[str, str, Callable[[int], bytes]]] = [
         ("embeddings, 32 inputs, float, repeated", "/v1/embeddings", embed_body("float", False)),
         ("embeddings, 32 inputs, float, unique", "/v1/embeddings", embed_body("float", True)),
@@ -94,13 +110,22 @@ def run(seconds: float, concurrency: int, parse: bool, limits: bool = False) -> 
             ok, failed = asyncio.run(_drive(proc.base_url + path, body, seconds, concurrency, parse))
             wall = time.monotonic() - t0
             server_cpu1, client_cpu1 = _process_cpu_seconds(proc.proc.pid), _own_cpu_seconds()
-            server_share = (server_cpu1 - server_cpu0) / wall if server_cpu0 is not None and server_cpu1 is not None else None
-            results.append({"scenario": name, "requests_per_s": ok / wall, "errors": failed,
-                            "server_cpu": server_share, "client_cpu": (client_cpu1 - client_cpu0) / wall})
+            server_share = (
+                (server_cpu1 - server_cpu0) / wall if server_cpu0 is not None and server_cpu1 is not None else None
+            )
+            results.append(
+                {
+                    "scenario": name,
+                    "requests_per_s": ok / wall,
+                    "errors": failed,
+                    "server_cpu": server_share,
+                    "client_cpu": (client_cpu1 - client_cpu0) / wall,
+                }
+            )
     return results
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--concurrency", type=int, default=64)
@@ -111,9 +136,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"{'scenario':<40} {'req/s':>9} {'errors':>7} {'server CPU':>11} {'client CPU':>11}")
     for r in results:
         server = f"{r['server_cpu'] * 100:.0f}%" if r["server_cpu"] is not None else "n/a"
-        print(f"{r['scenario']:<40} {r['requests_per_s']:>9.0f} {r['errors']:>7} {server:>11} {r['client_cpu'] * 100:>10.0f}%")
-    print(f"(concurrency {args.concurrency}, {args.seconds:.0f} s per scenario, {os.cpu_count()} cores; "
-          "a side near 100% CPU is the bottleneck)")
+        print(
+            f"{r['scenario']:<40} {r['requests_per_s']:>9.0f} {r['errors']:>7} {server:>11} {r['client_cpu'] * 100:>10.0f}%"
+        )
+    print(
+        f"(concurrency {args.concurrency}, {args.seconds:.0f} s per scenario, {os.cpu_count()} cores; "
+        "a side near 100% CPU is the bottleneck)"
+    )
     return 0
 
 

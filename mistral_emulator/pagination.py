@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Optional, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -22,7 +23,7 @@ def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(token: Optional[str]) -> Optional[int]:
+def decode_cursor(token: str | None) -> int | None:
     """Returns the offset, or None for a token this server did not issue."""
     if not token:
         return 0
@@ -35,7 +36,7 @@ def decode_cursor(token: Optional[str]) -> Optional[int]:
     return int(raw[2:])
 
 
-def cursor_page(items: Sequence[T], offset: int, page_size: int) -> tuple[Sequence[T], Optional[str]]:
+def cursor_page(items: Sequence[T], offset: int, page_size: int) -> tuple[Sequence[T], str | None]:
     chunk = items[offset : offset + page_size]
     end = offset + len(chunk)
     return chunk, (encode_cursor(end) if end < len(items) else None)

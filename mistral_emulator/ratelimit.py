@@ -17,7 +17,7 @@ from __future__ import annotations
 import calendar
 import math
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .errors import ApiError, mistral_error
 
@@ -28,7 +28,7 @@ RATE_LIMIT_BODIES = ("2026", "legacy")
 class TokenBucket:
     """Refills continuously at `rate` per second up to `capacity`; starts full."""
 
-    def __init__(self, rate: float, capacity: Optional[float] = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rate: float, capacity: float | None = None, clock: Callable[[], float] = time.monotonic):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
@@ -140,10 +140,10 @@ class KeyLimits:
     __slots__ = ("rps", "tpm", "tpm_params", "month")
 
     def __init__(self) -> None:
-        self.rps: Optional[TokenBucket] = None
-        self.tpm: Optional[TokenBucket | FixedWindow] = None
+        self.rps: TokenBucket | None = None
+        self.tpm: TokenBucket | FixedWindow | None = None
         self.tpm_params: tuple = ()
-        self.month: Optional[MonthQuota] = None
+        self.month: MonthQuota | None = None
 
 
 class RateLimiter:
@@ -157,7 +157,7 @@ class RateLimiter:
         time does this, so that a test or a benchmark run starts from a known state."""
         self.keys.clear()
 
-    def begin(self, key: str, settings) -> Optional["RequestLimits"]:
+    def begin(self, key: str, settings) -> RequestLimits | None:
         """None when no limit is configured (no headers, no cost). Else the request's view of its
         key's limits, after the requests-per-second check: raises ApiError 429 when that refuses."""
         rps = settings.rate_limit_rps
@@ -213,14 +213,14 @@ class RequestLimits:
 
     __slots__ = ("limits", "rps_rate", "tpm", "body_shape", "cost", "cause")
 
-    def __init__(self, limits: KeyLimits, rps_rate: Optional[float], tpm: Optional[float], body_shape: str):
+    def __init__(self, limits: KeyLimits, rps_rate: float | None, tpm: float | None, body_shape: str):
         self.limits = limits
         self.rps_rate = rps_rate
         self.tpm = tpm
         self.body_shape = body_shape
         self.cost = 0
         # Why the request was refused ("rps", "tokens_minute", "tokens_month"), for the statistics.
-        self.cause: Optional[str] = None
+        self.cause: str | None = None
 
     def admit(self, cost: int) -> None:
         """Spends `cost` prompt tokens, or raises ApiError: 429 when the month is spent or the minute's
@@ -237,10 +237,17 @@ class RequestLimits:
                 # A 429 here would be a deadlock: no wait ever makes room for it. A 400 tells the client
                 # to split, in the words the per-request token limit already uses ("Too many tokens",
                 # "split into more batches"), so a client that splits oversized batches does so here too.
-                raise ApiError(400, mistral_error(
-                    f"Too many tokens for the rate limit: the request costs {cost} tokens and the limit of "
-                    f"{fmt_number(self.tpm)} tokens per minute allows at most {int(capacity)} at once; "
-                    f"split into more batches.", "invalid_request_prompt", "3210"), self.headers())
+                raise ApiError(
+                    400,
+                    mistral_error(
+                        f"Too many tokens for the rate limit: the request costs {cost} tokens and the limit of "
+                        f"{fmt_number(self.tpm)} tokens per minute allows at most {int(capacity)} at once; "
+                        f"split into more batches.",
+                        "invalid_request_prompt",
+                        "3210",
+                    ),
+                    self.headers(),
+                )
             accepted, wait = meter.try_acquire(cost)
             if not accepted:
                 raise self.refusal("tokens_minute", wait, cost)
@@ -253,7 +260,7 @@ class RequestLimits:
         if self.limits.month is not None and tokens:
             self.limits.month.charge(tokens)
 
-    def refusal(self, cause: str, wait: float, cost: Optional[int] = None) -> ApiError:
+    def refusal(self, cause: str, wait: float, cost: int | None = None) -> ApiError:
         self.cause = cause
         body = month_spent_body(self.body_shape) if cause == "tokens_month" else rate_limited_body(self.body_shape)
         headers = self.headers(cost)
@@ -262,7 +269,7 @@ class RequestLimits:
         error.cause = cause
         return error
 
-    def headers(self, cost: Optional[int] = None) -> dict[str, str]:
+    def headers(self, cost: int | None = None) -> dict[str, str]:
         """Sent on every /v1 response while a limit is configured. Each remaining-* value is what would be
         accepted right now (0: the next request of any cost is refused), not a count since a reset."""
         limits = self.limits
@@ -281,7 +288,7 @@ class RequestLimits:
         return out
 
 
-def fmt_number(value: Optional[float]) -> str:
+def fmt_number(value: float | None) -> str:
     return str(int(value)) if value is not None and float(value).is_integer() else str(value)
 
 

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Any, Optional
+from typing import Any
 
 from aiohttp import web
 
@@ -42,21 +42,26 @@ class EmulatorServer:
     The app runs on its own event loop in a daemon thread, on 127.0.0.1 and a free port. Methods that
     touch server state hop onto that loop, so they are safe to call from the test's thread."""
 
-    def __init__(self, api_key: str = "test-key", settings: Optional[EmulatorSettings] = None,
-                 host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        settings: EmulatorSettings | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.api_key = api_key
         self.settings = settings or EmulatorSettings()
         self.host = host
         self.port = port
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._state: Optional[EmulatorState] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._state: EmulatorState | None = None
         self._ready = threading.Event()
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------------
-    def start(self) -> "EmulatorServer":
+    def start(self) -> EmulatorServer:
         self._thread = threading.Thread(target=self._serve, name="mistral-emulator", daemon=True)
         self._thread.start()
         if not self._ready.wait(30):
@@ -88,7 +93,7 @@ class EmulatorServer:
         if self._thread is not None:
             self._thread.join(10)
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self) -> EmulatorServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -134,28 +139,56 @@ class EmulatorServer:
 
         self._call(swap)
 
-    def advance(self, job_ids: Optional[list[str]] = None) -> list[str]:
+    def advance(self, job_ids: list[str] | None = None) -> list[str]:
         """Completes seeded RUNNING/QUEUED batch jobs (see `POST /admin/advance`)."""
         return self._call(lambda: self._state.runner.advance(job_ids))
 
 
 def settings_to_args(settings: EmulatorSettings) -> list[str]:
-    args = ["--seed", str(settings.seed), "--files", str(settings.files), "--batch-jobs", str(settings.batch_jobs),
-            "--agents", str(settings.agents), "--fine-tuning-jobs", str(settings.fine_tuning_jobs),
-            "--latency-ms", str(settings.latency_ms), "--latency-per-token-ms", str(settings.latency_per_token_ms),
-            "--fault-429", str(settings.fault_429), "--fault-500", str(settings.fault_500),
-            "--fault-drop", str(settings.fault_drop), "--fault-truncate", str(settings.fault_truncate),
-            "--batch-queue-seconds", str(settings.batch_queue_seconds),
-            "--batch-seconds-per-request", str(settings.batch_seconds_per_request),
-            "--auth-query-params", ",".join(settings.auth_query_params)]
+    args = [
+        "--seed",
+        str(settings.seed),
+        "--files",
+        str(settings.files),
+        "--batch-jobs",
+        str(settings.batch_jobs),
+        "--agents",
+        str(settings.agents),
+        "--fine-tuning-jobs",
+        str(settings.fine_tuning_jobs),
+        "--latency-ms",
+        str(settings.latency_ms),
+        "--latency-per-token-ms",
+        str(settings.latency_per_token_ms),
+        "--fault-429",
+        str(settings.fault_429),
+        "--fault-500",
+        str(settings.fault_500),
+        "--fault-drop",
+        str(settings.fault_drop),
+        "--fault-truncate",
+        str(settings.fault_truncate),
+        "--batch-queue-seconds",
+        str(settings.batch_queue_seconds),
+        "--batch-seconds-per-request",
+        str(settings.batch_seconds_per_request),
+        "--auth-query-params",
+        ",".join(settings.auth_query_params),
+    ]
     if settings.rate_limit_rps:
         args += ["--rate-limit-rps", str(settings.rate_limit_rps)]
     if settings.tokens_per_minute:
         args += ["--tokens-per-minute", str(settings.tokens_per_minute)]
     if settings.tokens_per_month:
         args += ["--tokens-per-month", str(settings.tokens_per_month)]
-    args += ["--tpm-shape", settings.tpm_shape, "--tpm-window-seconds", str(settings.tpm_window_seconds),
-             "--rate-limit-body", settings.rate_limit_body]
+    args += [
+        "--tpm-shape",
+        settings.tpm_shape,
+        "--tpm-window-seconds",
+        str(settings.tpm_window_seconds),
+        "--rate-limit-body",
+        settings.rate_limit_body,
+    ]
     if settings.fault_routes:
         args += ["--fault-routes", ",".join(sorted(settings.fault_routes))]
     if not settings.fine_tuning:
@@ -167,21 +200,36 @@ class EmulatorProcess:
     """Runs `python -m mistral_emulator.cli` as a child process and reads the port from its first line.
     The key goes through the environment, not argv, so it does not show in `ps`."""
 
-    def __init__(self, api_key: str = "test-key", settings: Optional[EmulatorSettings] = None,
-                 host: str = "127.0.0.1", port: int = 0, python: Optional[str] = None,
-                 extra_args: Optional[list[str]] = None):
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        settings: EmulatorSettings | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        python: str | None = None,
+        extra_args: list[str] | None = None,
+    ):
         self.api_key = api_key
         self.settings = settings or EmulatorSettings()
         self.host = host
         self.port = port
         self.python = python or sys.executable
         self.extra_args = extra_args or []
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.base_url = ""
 
-    def start(self, timeout: float = 30.0) -> "EmulatorProcess":
-        cmd = [self.python, "-m", "mistral_emulator.cli", "--host", self.host, "--port", str(self.port),
-               *settings_to_args(self.settings), *self.extra_args]
+    def start(self, timeout: float = 30.0) -> EmulatorProcess:
+        cmd = [
+            self.python,
+            "-m",
+            "mistral_emulator.cli",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            *settings_to_args(self.settings),
+            *self.extra_args,
+        ]
         env = {**os.environ, "MISTRAL_EMULATOR_API_KEY": self.api_key}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
         deadline = time.monotonic() + timeout
@@ -207,16 +255,17 @@ class EmulatorProcess:
                 self.proc.kill()
                 self.proc.wait(5)
 
-    def __enter__(self) -> "EmulatorProcess":
+    def __enter__(self) -> EmulatorProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def _admin(self, method: str, path: str, payload: Optional[dict] = None) -> dict:
+    def _admin(self, method: str, path: str, payload: dict | None = None) -> dict:
         data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 # Knobs that may change while the server runs; the seeded account sizes and the seed may not, because
 # the account is generated once at start-up.
@@ -47,9 +47,9 @@ class EmulatorSettings:
     latency_ms: float = 0.0
     latency_per_token_ms: float = 0.0
     # Requests per second per API key; None or 0 disables rate limiting.
-    rate_limit_rps: Optional[float] = None
+    rate_limit_rps: float | None = None
     # Tokens per minute per API key (a request costs its prompt tokens); None or 0 disables it.
-    tokens_per_minute: Optional[float] = None
+    tokens_per_minute: float | None = None
     # "smooth": a bucket refilling at tokens_per_minute/60 per second; "fixed": a window that admits
     # tokens_per_minute and refuses what does not fit until it ends. Which one the real API uses is
     # unconfirmed (NOTES §1), so a client must be tested under both.
@@ -59,7 +59,7 @@ class EmulatorSettings:
     # short run while the announced per-minute limit, and so the long-run rate, stays the same.
     tpm_window_seconds: float = 60.0
     # Tokens per calendar month per API key (prompt + completion); None or 0 disables it.
-    tokens_per_month: Optional[int] = None
+    tokens_per_month: int | None = None
     # Body of a 429: "2026" (the error envelope, code "1300") or "legacy" ({"message": ...}).
     rate_limit_body: str = "2026"
     # Fault rates in [0, 1], drawn deterministically from the seed in request order.
@@ -68,7 +68,7 @@ class EmulatorSettings:
     fault_drop: float = 0.0
     fault_truncate: float = 0.0
     # Route paths (e.g. "/v1/embeddings", or "POST /v1/embeddings") that faults apply to; None = every /v1 route.
-    fault_routes: Optional[frozenset[str]] = None
+    fault_routes: frozenset[str] | None = None
     # The current API answers 404 for the fine-tuning jobs endpoints; False reproduces that.
     fine_tuning: bool = True
     # Query parameter names accepted as the key for proxy-style access.
@@ -123,5 +123,5 @@ class EmulatorSettings:
             out["fault_routes"] = sorted(out["fault_routes"])
         return out
 
-    def copy(self) -> "EmulatorSettings":
+    def copy(self) -> EmulatorSettings:
         return dataclasses.replace(self, extra=dict(self.extra))

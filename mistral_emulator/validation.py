@@ -5,7 +5,9 @@ most (sending an OpenAI-only field such as `max_completion_tokens`)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from datetime import UTC
+from typing import Any
 
 import orjson
 
@@ -40,7 +42,7 @@ class Checker:
     def __init__(self) -> None:
         self.errors: list[dict] = []
 
-    def add(self, type_: str, loc: list, msg: str, input_: Any, ctx: Optional[dict] = None) -> None:
+    def add(self, type_: str, loc: list, msg: str, input_: Any, ctx: dict | None = None) -> None:
         self.errors.append(detail_item(type_, loc, msg, input_, ctx))
 
     def raise_if_any(self) -> None:
@@ -57,7 +59,12 @@ class Checker:
 
     def dict_(self, value: Any, loc: list) -> bool:
         if not isinstance(value, dict):
-            self.add("model_attributes_type", loc, "Input should be a valid dictionary or object to extract fields from", value)
+            self.add(
+                "model_attributes_type",
+                loc,
+                "Input should be a valid dictionary or object to extract fields from",
+                value,
+            )
             return False
         return True
 
@@ -75,11 +82,16 @@ class Checker:
         if not isinstance(value, bool):
             self.add("bool_type", loc, "Input should be a valid boolean", value)
 
-    def number(self, value: Any, loc: list, *, integer: bool = False, ge=None, le=None, gt=None,
-               nullable: bool = True) -> None:
+    def number(
+        self, value: Any, loc: list, *, integer: bool = False, ge=None, le=None, gt=None, nullable: bool = True
+    ) -> None:
         if value is None and nullable:
             return
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and isinstance(value, float) and not value.is_integer()):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (integer and isinstance(value, float) and not value.is_integer())
+        ):
             if integer:
                 self.add("int_type", loc, "Input should be a valid integer", value)
             else:
@@ -102,14 +114,23 @@ def parse_json_body(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise validation_error([detail_item("json_invalid", ["body", exc.pos], "JSON decode error", {},
-                                            {"error": exc.msg})])
+        raise validation_error(
+            [detail_item("json_invalid", ["body", exc.pos], "JSON decode error", {}, {"error": exc.msg})]
+        )
 
 
 def require_object(body: Any) -> dict:
     if not isinstance(body, dict):
-        raise validation_error([detail_item("model_attributes_type", ["body"],
-                                            "Input should be a valid dictionary or object to extract fields from", body)])
+        raise validation_error(
+            [
+                detail_item(
+                    "model_attributes_type",
+                    ["body"],
+                    "Input should be a valid dictionary or object to extract fields from",
+                    body,
+                )
+            ]
+        )
     return body
 
 
@@ -123,15 +144,24 @@ def check_messages(c: Checker, messages: Any, loc: list) -> None:
         if not c.dict_(message, mloc):
             continue
         if "role" not in message:
-            c.add("union_tag_not_found", mloc, "Unable to extract tag using discriminator 'role'", message,
-                  {"discriminator": "'role'"})
+            c.add(
+                "union_tag_not_found",
+                mloc,
+                "Unable to extract tag using discriminator 'role'",
+                message,
+                {"discriminator": "'role'"},
+            )
             continue
         role = message["role"]
         if role not in MESSAGE_FIELDS:
             expected = ", ".join(f"'{t}'" for t in tags)
-            c.add("union_tag_invalid", mloc,
-                  f"Input tag '{role}' found using 'role' does not match any of the expected tags: {expected}",
-                  message, {"discriminator": "'role'", "tag": str(role), "expected_tags": expected})
+            c.add(
+                "union_tag_invalid",
+                mloc,
+                f"Input tag '{role}' found using 'role' does not match any of the expected tags: {expected}",
+                message,
+                {"discriminator": "'role'", "tag": str(role), "expected_tags": expected},
+            )
             continue
         required = ("content",) if role != "assistant" else ()
         c.fields(message, MESSAGE_FIELDS[role], required, mloc + [role])
@@ -157,7 +187,11 @@ def check_chat(body: dict) -> None:
     if "stream" in body:
         c.boolean(body["stream"], ["body", "stream"])
     stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
         c.add("string_type", ["body", "stop", "str"], "Input should be a valid string", stop)
     rf = body.get("response_format")
     if rf is not None and c.dict_(rf, ["body", "response_format"]):
@@ -177,8 +211,12 @@ def check_chat(body: dict) -> None:
                 if c.dict_(tool, ["body", "tools", i]) and tool.get("type", "function") == "function":
                     fn = tool.get("function")
                     if c.dict_(fn, ["body", "tools", i, "function"]):
-                        c.fields(fn, frozenset({"name", "description", "strict", "parameters"}), ("name", "parameters"),
-                                 ["body", "tools", i, "function"])
+                        c.fields(
+                            fn,
+                            frozenset({"name", "description", "strict", "parameters"}),
+                            ("name", "parameters"),
+                            ["body", "tools", i, "function"],
+                        )
     c.raise_if_any()
 
 
@@ -223,25 +261,47 @@ def check_moderation(body: dict, chat: bool) -> None:
     c.raise_if_any()
 
 
-def query_int(query, name: str, default: int, *, ge: Optional[int] = None, le: Optional[int] = None) -> int:
+def query_int(query, name: str, default: int, *, ge: int | None = None, le: int | None = None) -> int:
     raw = query.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise validation_error([detail_item("int_parsing", ["query", name],
-                                            "Input should be a valid integer, unable to parse string as an integer", raw)])
+        raise validation_error(
+            [
+                detail_item(
+                    "int_parsing",
+                    ["query", name],
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    raw,
+                )
+            ]
+        )
     if ge is not None and value < ge:
-        raise validation_error([detail_item("greater_than_equal", ["query", name],
-                                            f"Input should be greater than or equal to {ge}", raw, {"ge": ge})])
+        raise validation_error(
+            [
+                detail_item(
+                    "greater_than_equal",
+                    ["query", name],
+                    f"Input should be greater than or equal to {ge}",
+                    raw,
+                    {"ge": ge},
+                )
+            ]
+        )
     if le is not None and value > le:
-        raise validation_error([detail_item("less_than_equal", ["query", name],
-                                            f"Input should be less than or equal to {le}", raw, {"le": le})])
+        raise validation_error(
+            [
+                detail_item(
+                    "less_than_equal", ["query", name], f"Input should be less than or equal to {le}", raw, {"le": le}
+                )
+            ]
+        )
     return value
 
 
-def query_bool(query, name: str, default: Optional[bool]) -> Optional[bool]:
+def query_bool(query, name: str, default: bool | None) -> bool | None:
     raw = query.get(name)
     if raw is None or raw == "":
         return default
@@ -250,13 +310,18 @@ def query_bool(query, name: str, default: Optional[bool]) -> Optional[bool]:
         return True
     if lowered in ("false", "0", "no", "off", "f", "n"):
         return False
-    raise validation_error([detail_item("bool_parsing", ["query", name],
-                                        "Input should be a valid boolean, unable to interpret input", raw)])
+    raise validation_error(
+        [
+            detail_item(
+                "bool_parsing", ["query", name], "Input should be a valid boolean, unable to interpret input", raw
+            )
+        ]
+    )
 
 
-def query_datetime(query, name: str) -> Optional[float]:
+def query_datetime(query, name: str) -> float | None:
     """Parses an ISO-8601 date-time (naive values are taken as UTC) into unix seconds."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     raw = query.get(name)
     if raw is None or raw == "":
@@ -264,14 +329,22 @@ def query_datetime(query, name: str) -> Optional[float]:
     try:
         parsed = datetime.fromisoformat(raw.replace(" ", "+") if raw.count(" ") == 1 and "T" in raw else raw)
     except ValueError:
-        raise validation_error([detail_item("datetime_from_date_parsing", ["query", name],
-                                            "Input should be a valid datetime or date, invalid character in year", raw)])
+        raise validation_error(
+            [
+                detail_item(
+                    "datetime_from_date_parsing",
+                    ["query", name],
+                    "Input should be a valid datetime or date, invalid character in year",
+                    raw,
+                )
+            ]
+        )
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
-def query_enum_list(query, name: str, options: tuple) -> Optional[list[str]]:
+def query_enum_list(query, name: str, options: tuple) -> list[str] | None:
     values = query.getall(name, [])
     if not values:
         return None
@@ -279,8 +352,9 @@ def query_enum_list(query, name: str, options: tuple) -> Optional[list[str]]:
     for i, v in enumerate(values):
         if v not in options:
             expected = _quoted(options)
-            raise validation_error([detail_item("enum", ["query", name, i], f"Input should be {expected}", v,
-                                                {"expected": expected})])
+            raise validation_error(
+                [detail_item("enum", ["query", name, i], f"Input should be {expected}", v, {"expected": expected})]
+            )
         out.append(v)
     return out
 

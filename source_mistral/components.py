@@ -25,12 +25,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, NoReturn, Optional, Union
+from typing import Any, NoReturn
 
 import orjson
 import requests
 import urllib3
-
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.declarative.extractors.record_selector import extracted_record_count
 from airbyte_cdk.sources.declarative.requesters.error_handlers.default_error_handler import DefaultErrorHandler
@@ -41,7 +40,7 @@ from airbyte_cdk.sources.types import Record, StreamSlice
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 
-def announced_total(response: requests.Response) -> Optional[int]:
+def announced_total(response: requests.Response) -> int | None:
     try:
         body = response.json()
     except ValueError:
@@ -49,6 +48,7 @@ def announced_total(response: requests.Response) -> Optional[int]:
     total = body.get("total") if isinstance(body, dict) else None
     # bool is an int in Python; a boolean `total` is no count.
     return total if isinstance(total, int) and not isinstance(total, bool) else None
+
 
 _logger = logging.getLogger("airbyte")
 
@@ -59,11 +59,11 @@ class TotalCheckedPageIncrement(PageIncrement):
         self,
         response: requests.Response,
         last_page_size: int,
-        last_record: Optional[Record],
-        last_page_token_value: Optional[Any],
-        page_size_override: Optional[int] = None,
-        stream_slice: Optional[StreamSlice] = None,
-    ) -> Optional[Any]:
+        last_record: Record | None,
+        last_page_token_value: Any | None,
+        page_size_override: int | None = None,
+        stream_slice: StreamSlice | None = None,
+    ) -> Any | None:
         token = super().next_page_token(
             response, last_page_size, last_record, last_page_token_value, page_size_override, stream_slice
         )
@@ -140,15 +140,15 @@ class _Attempts:
 
     __slots__ = ("url", "failures", "refusals", "first_refusal", "refused_last")
 
-    def __init__(self, url: Optional[str]) -> None:
+    def __init__(self, url: str | None) -> None:
         self.url = url
         self.failures = 0
         self.refusals = 0
-        self.first_refusal: Optional[float] = None
+        self.first_refusal: float | None = None
         self.refused_last = False
 
 
-def _url_of(response_or_exception: Any) -> Optional[str]:
+def _url_of(response_or_exception: Any) -> str | None:
     return getattr(getattr(response_or_exception, "request", None), "url", None)
 
 
@@ -171,7 +171,7 @@ class MistralErrorHandler(DefaultErrorHandler):
         # how many attempts it made in all: a 5xx after twenty 429s waits as a first failure does.
         self.backoff_strategies = [_AttemptsOfOneKind(strategy, self) for strategy in self.backoff_strategies or []]
 
-    def resolve(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+    def resolve(self, response_or_exception: requests.Response | Exception | None) -> ErrorResolution:
         """What the manifest's rules make of one answer."""
         resolution = super().interpret_response(response_or_exception)
         if resolution.response_action == ResponseAction.IGNORE and isinstance(response_or_exception, requests.Response):
@@ -183,7 +183,9 @@ class MistralErrorHandler(DefaultErrorHandler):
             return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, resolution.error_message)
         return resolution
 
-    def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+    def interpret_response(
+        self, response_or_exception: requests.Response | Exception | None
+    ) -> ErrorResolution:
         resolution = self.resolve(response_or_exception)
         action = resolution.response_action
         if action not in (ResponseAction.RETRY, ResponseAction.RATE_LIMITED):
@@ -229,9 +231,11 @@ class MistralErrorHandler(DefaultErrorHandler):
             last = f"HTTP {response_or_exception.status_code}"
         else:
             last = f"{type(response_or_exception).__name__}: {response_or_exception}"
-        raise AirbyteTracedException(message=message, internal_message=f"{message} Last answer: {last}.", failure_type=failure_type)
+        raise AirbyteTracedException(
+            message=message, internal_message=f"{message} Last answer: {last}.", failure_type=failure_type
+        )
 
-    def _attempts(self, url: Optional[str]) -> _Attempts:
+    def _attempts(self, url: str | None) -> _Attempts:
         attempts = getattr(self._in_flight, "attempts", None)
         if attempts is None or attempts.url != url:
             attempts = self._in_flight.attempts = _Attempts(url)
@@ -257,7 +261,7 @@ class _AttemptsOfOneKind(BackoffStrategy):
         self.strategy = strategy
         self.handler = handler
 
-    def backoff_time(self, response_or_exception: Any, attempt_count: int) -> Optional[float]:
+    def backoff_time(self, response_or_exception: Any, attempt_count: int) -> float | None:
         try:
             return self.strategy.backoff_time(response_or_exception, self.handler.attempt_number())
         except Exception:
@@ -274,7 +278,7 @@ class JsonLinesErrorHandler(MistralErrorHandler):
     they cannot tell a whole file from a cut one; and the CDK's JSON Lines parser only logs a warning
     for a broken line and drops it, so without this rule the last results of a cut file vanish."""
 
-    def resolve(self, response_or_exception: Optional[Union[requests.Response, Exception]]) -> ErrorResolution:
+    def resolve(self, response_or_exception: requests.Response | Exception | None) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response) and response_or_exception.ok:
             try:
                 broken = _has_broken_line(response_or_exception)

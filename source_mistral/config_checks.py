@@ -14,8 +14,9 @@ for each mistake; its messages never echo the key."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 

@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import requests
-
-from airbyte_cdk.models import AirbyteEstimateTraceMessage, AirbyteMessage, AirbyteTraceMessage, EstimateType, TraceType, Type
+from airbyte_cdk.models import (
+    AirbyteEstimateTraceMessage,
+    AirbyteMessage,
+    AirbyteTraceMessage,
+    EstimateType,
+    TraceType,
+    Type,
+)
 
 from mistral_connection import MistralConnection
 
@@ -36,8 +43,11 @@ def announced_requests_per_second(headers: Mapping[str, str]) -> int | None:
 
 def _total(session: requests.Session, connection: MistralConnection, path: str, seen_headers: list) -> int | None:
     response = session.get(
-        connection.url(path), params={"page": 0, "page_size": 1, **connection.auth_params()},
-        headers=connection.auth_headers(), timeout=30, allow_redirects=False,
+        connection.url(path),
+        params={"page": 0, "page_size": 1, **connection.auth_params()},
+        headers=connection.auth_headers(),
+        timeout=30,
+        allow_redirects=False,
     )
     seen_headers.append(response.headers)
     if response.status_code != 200:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
-from typing import List
+from datetime import UTC, datetime
 
 import orjson
-
 from airbyte_cdk.entrypoint import AirbyteEntrypoint, launch
-from airbyte_cdk.models import AirbyteErrorTraceMessage, AirbyteMessage, AirbyteTraceMessage, FailureType, TraceType, Type
+from airbyte_cdk.models import (
+    AirbyteErrorTraceMessage,
+    AirbyteMessage,
+    AirbyteTraceMessage,
+    FailureType,
+    TraceType,
+    Type,
+)
 from airbyte_cdk.models.airbyte_protocol_serializers import AirbyteMessageSerializer
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -21,7 +26,7 @@ def _trace(error: AirbyteTracedException) -> str:
         type=Type.TRACE,
         trace=AirbyteTraceMessage(
             type=TraceType.ERROR,
-            emitted_at=datetime.now(timezone.utc).timestamp() * 1000,
+            emitted_at=datetime.now(UTC).timestamp() * 1000,
             error=AirbyteErrorTraceMessage(
                 message=error.message or "source-mistral failed",
                 internal_message=error.internal_message,
@@ -32,7 +37,7 @@ def _trace(error: AirbyteTracedException) -> str:
     return orjson.dumps(AirbyteMessageSerializer.dump(message)).decode()
 
 
-def create_source(args: List[str]) -> SourceMistral:
+def create_source(args: list[str]) -> SourceMistral:
     """The source is built with its config and state up front (the concurrent CDK wants them at
     construction); a config error found there must still reach the platform as a trace."""
     catalog_path = AirbyteEntrypoint.extract_catalog(args)
@@ -44,7 +49,7 @@ def create_source(args: List[str]) -> SourceMistral:
     return SourceMistral(catalog=catalog, config=config, state=state)
 
 
-def run(args: List[str] | None = None) -> None:
+def run(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
     try:
         source = create_source(args)

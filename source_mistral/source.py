@@ -5,12 +5,12 @@ key placement, the plain-http refusal) and a check that the configured model exi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable, Iterator, List, Mapping, Optional
+from typing import Any
 
 import yaml
-
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteErrorTraceMessage,
@@ -47,9 +47,9 @@ def source_specification() -> ConnectorSpecification:
 class SourceMistral(YamlDeclarativeSource):
     def __init__(
         self,
-        catalog: Optional[ConfiguredAirbyteCatalog] = None,
-        config: Optional[Mapping[str, Any]] = None,
-        state: Optional[List[AirbyteStateMessage]] = None,
+        catalog: ConfiguredAirbyteCatalog | None = None,
+        config: Mapping[str, Any] | None = None,
+        state: list[AirbyteStateMessage] | None = None,
     ) -> None:
         if config:
             config = checked_config(config)
@@ -77,7 +77,7 @@ class SourceMistral(YamlDeclarativeSource):
         logger: logging.Logger,
         config: Mapping[str, Any],
         catalog: ConfiguredAirbyteCatalog,
-        state: Optional[List[AirbyteStateMessage]] = None,
+        state: list[AirbyteStateMessage] | None = None,
     ) -> Iterator[AirbyteMessage]:
         _mask_key(self._config)
         seen_headers: list = []
@@ -114,7 +114,9 @@ class SourceMistral(YamlDeclarativeSource):
         paces = [pace for pace in map(announced_requests_per_second, seen_headers) if pace]
         if paces:
             self._config = {**self._config, "requests_per_second": min(paces)}
-            logging.getLogger("airbyte").info("Pacing requests at %s per second, the limit the Mistral API announced.", min(paces))
+            logging.getLogger("airbyte").info(
+                "Pacing requests at %s per second, the limit the Mistral API announced.", min(paces)
+            )
 
     def _read_stream(self, name: str) -> Iterable[Mapping[str, Any]]:
         stream = next(s for s in self.streams(self._config) if s.name == name)
@@ -130,7 +132,7 @@ def checked_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return normalize_config(config)
 
 
-def _mask_key(config: Optional[Mapping[str, Any]]) -> None:
+def _mask_key(config: Mapping[str, Any] | None) -> None:
     """Masks the key in every form it can take in a log line: in query placement the request URL
     carries it %-encoded, which the CDK's filter of the plain key misses. Called again by each
     command because the CDK's entrypoint resets its list of secrets to the config's plain ones."""

@@ -31,8 +31,14 @@ CLIENTS = ("aiohttp", "httpx", "requests-threads")
 def _body(i: int) -> bytes:
     import orjson
 
-    return orjson.dumps({"model": "mistral-small-latest", "max_tokens": 8, "temperature": 0,
-                         "messages": [{"role": "user", "content": f"Classify review {i}: the battery is great."}]})
+    return orjson.dumps(
+        {
+            "model": "mistral-small-latest",
+            "max_tokens": 8,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": f"Classify review {i}: the battery is great."}],
+        }
+    )
 
 
 async def _aiohttp(url: str, count: int, concurrency: int) -> None:
@@ -41,6 +47,7 @@ async def _aiohttp(url: str, count: int, concurrency: int) -> None:
 
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), headers=headers) as session:
+
         async def one(i: int) -> None:
             async with session.post(url, data=_body(i)) as response:
                 orjson.loads(await response.read())
@@ -55,6 +62,7 @@ async def _httpx(url: str, count: int, concurrency: int) -> None:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     async with httpx.AsyncClient(limits=limits, headers=headers, timeout=60) as client:
+
         async def one(i: int) -> None:
             response = await client.post(url, content=_body(i))
             orjson.loads(response.content)
@@ -123,13 +131,30 @@ def main(argv: list[str] | None = None) -> None:
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     rows = []
-    with EmulatorProcess(api_key=API_KEY, settings=EmulatorSettings(files=5, batch_jobs=2, agents=2, fine_tuning_jobs=2)) as emulator:
+    with EmulatorProcess(
+        api_key=API_KEY, settings=EmulatorSettings(files=5, batch_jobs=2, agents=2, fine_tuning_jobs=2)
+    ) as emulator:
         emulator.configure(latency_ms=args.latency_ms, latency_per_token_ms=0.0, rate_limit_rps=None)
         url = emulator.base_url + "/v1/chat/completions"
         for client in CLIENTS:
-            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", client, "--url", url,
-                                   "--requests", str(args.requests), "--concurrency", str(args.concurrency)],
-                                  capture_output=True, text=True, env=env, timeout=600)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--worker",
+                    client,
+                    "--url",
+                    url,
+                    "--requests",
+                    str(args.requests),
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+            )
             if done.returncode != 0:
                 print(f"  ! {client} failed: {done.stderr[-800:]}", file=sys.stderr)
                 continue
@@ -138,14 +163,17 @@ def main(argv: list[str] | None = None) -> None:
             row["requests_per_s"] = round(row["requests"] / row["seconds"], 1)
             rows.append(row)
             emulator.reset_stats()
-    print(f"\nHTTP clients: {args.requests} chat requests, concurrency {args.concurrency}, emulator latency "
-          f"{args.latency_ms:.0f} ms, {os.cpu_count()} cores")
+    print(
+        f"\nHTTP clients: {args.requests} chat requests, concurrency {args.concurrency}, emulator latency "
+        f"{args.latency_ms:.0f} ms, {os.cpu_count()} cores"
+    )
     print(f"{'client':<18} {'requests/s':>11} {'client CPU ms/request':>22}")
     for row in rows:
         print(f"{row['client']:<18} {row['requests_per_s']:>11.1f} {row['cpu_ms_per_request']:>22.3f}")
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "http_clients.json").write_text(json.dumps({"concurrency": args.concurrency, "latency_ms": args.latency_ms,
-                                                               "rows": rows}, indent=2))
+    (args.output / "http_clients.json").write_text(
+        json.dumps({"concurrency": args.concurrency, "latency_ms": args.latency_ms, "rows": rows}, indent=2)
+    )
     print(f"results kept in {args.output}/http_clients.json")
 
 

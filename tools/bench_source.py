@@ -55,7 +55,12 @@ def _measure(command: list[str], cwd: Path) -> dict:
     elapsed = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{command[0]} exited with status {status}")
-    return {"records": records, "seconds": round(elapsed, 3), "records_per_s": round(records / elapsed), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    return {
+        "records": records,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(records / elapsed),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
 
 
 def _requests_sent(emulator) -> int:
@@ -83,14 +88,44 @@ def main() -> None:
         config = work / "source_config.json"
         config.write_text(json.dumps({"api_key": API_KEY, "base_url": emulator.base_url, "page_size": args.page_size}))
         catalog = work / "source_catalog.json"
-        catalog.write_text(json.dumps({"streams": [
-            {"stream": {"name": s, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]},
-             "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"} for s in STREAMS]}))
+        catalog.write_text(
+            json.dumps(
+                {
+                    "streams": [
+                        {
+                            "stream": {
+                                "name": s,
+                                "json_schema": {},
+                                "supported_sync_modes": ["full_refresh", "incremental"],
+                            },
+                            "sync_mode": "full_refresh",
+                            "destination_sync_mode": "overwrite",
+                        }
+                        for s in STREAMS
+                    ]
+                }
+            )
+        )
 
         results = {}
         contenders = {
-            "source-mistral read": [str(BIN / "source-mistral"), "read", "--config", str(config), "--catalog", str(catalog)],
-            "plain page-by-page loop": [sys.executable, __file__, "--page-size", str(args.page_size), "--plain-loop", emulator.base_url, API_KEY],
+            "source-mistral read": [
+                str(BIN / "source-mistral"),
+                "read",
+                "--config",
+                str(config),
+                "--catalog",
+                str(catalog),
+            ],
+            "plain page-by-page loop": [
+                sys.executable,
+                __file__,
+                "--page-size",
+                str(args.page_size),
+                "--plain-loop",
+                emulator.base_url,
+                API_KEY,
+            ],
         }
         for name, command in contenders.items():
             emulator.reset_stats()
@@ -99,14 +134,24 @@ def main() -> None:
             results[name] = result
 
     expected = args.files + args.batch_jobs
-    print(f"\nSource read: {args.files} files + {args.batch_jobs} batch jobs, page_size {args.page_size}, emulator without latency, {os.cpu_count()} cores")
+    print(
+        f"\nSource read: {args.files} files + {args.batch_jobs} batch jobs, page_size {args.page_size}, emulator without latency, {os.cpu_count()} cores"
+    )
     print(f"{'contender':<26} {'records':>8} {'seconds':>8} {'records/s':>10} {'requests':>9} {'peak RSS MiB':>13}")
     for name, r in results.items():
-        print(f"{name:<26} {r['records']:>8} {r['seconds']:>8} {r['records_per_s']:>10} {r['requests']:>9} {r['peak_rss_mib']:>13}")
+        print(
+            f"{name:<26} {r['records']:>8} {r['seconds']:>8} {r['records_per_s']:>10} {r['requests']:>9} {r['peak_rss_mib']:>13}"
+        )
         if r["records"] != expected:
             raise SystemExit(f"{name} read {r['records']} records, expected {expected}")
     out = REPO / "bench-results" / "source_read.json"
-    out.write_text(json.dumps({"files": args.files, "batch_jobs": args.batch_jobs, "page_size": args.page_size, "results": results}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {"files": args.files, "batch_jobs": args.batch_jobs, "page_size": args.page_size, "results": results},
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"results kept in {out.relative_to(REPO)}")
 
 

@@ -17,8 +17,9 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -58,7 +59,9 @@ def _messages(stdout: str):
 
 def sync_source(base_url: str, api_key: str, work: Path) -> None:
     config = work / "source_config.json"
-    config.write_text(json.dumps({"api_key": api_key, "model": "mistral-small-latest", "base_url": base_url + "/v1/chat/completions"}))
+    config.write_text(
+        json.dumps({"api_key": api_key, "model": "mistral-small-latest", "base_url": base_url + "/v1/chat/completions"})
+    )
     print(f"== source-mistral against {base_url} (base_url pasted as a full chat endpoint)")
 
     check = _run([str(BIN / "source-mistral"), "check", "--config", str(config)])
@@ -118,11 +121,28 @@ def sync_source(base_url: str, api_key: str, work: Path) -> None:
 def _input_messages(records: list[dict], namespace: str) -> str:
     now = int(time.time() * 1000)
     lines = [
-        json.dumps({"type": "RECORD", "record": {"stream": "product_reviews", "namespace": namespace, "data": r, "emitted_at": now}})
+        json.dumps(
+            {
+                "type": "RECORD",
+                "record": {"stream": "product_reviews", "namespace": namespace, "data": r, "emitted_at": now},
+            }
+        )
         for r in records
     ]
-    lines.append(json.dumps({"type": "STATE", "state": {"type": "STREAM", "stream": {
-        "stream_descriptor": {"name": "product_reviews", "namespace": namespace}, "stream_state": {"last_id": records[-1]["id"]}}}}))
+    lines.append(
+        json.dumps(
+            {
+                "type": "STATE",
+                "state": {
+                    "type": "STREAM",
+                    "stream": {
+                        "stream_descriptor": {"name": "product_reviews", "namespace": namespace},
+                        "stream_state": {"last_id": records[-1]["id"]},
+                    },
+                },
+            }
+        )
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +161,11 @@ def _write(work: Path, name: str, config: dict, namespace: str, records: list[di
     started = time.perf_counter()
     result = subprocess.run(
         [str(BIN / "destination-mistral"), "write", "--config", str(config_path), "--catalog", str(catalog_path)],
-        input=_input_messages(records, namespace), capture_output=True, text=True, check=False, cwd=str(work),
+        input=_input_messages(records, namespace),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=str(work),
     )
     elapsed = time.perf_counter() - started
     summary, states, error = "", 0, None
@@ -179,7 +203,9 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def run_demo(base_url: str, api_key: str, work_dir: str | os.PathLike, sample: str | os.PathLike | None = None) -> dict[str, Any]:
+def run_demo(
+    base_url: str, api_key: str, work_dir: str | os.PathLike, sample: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """Enriches the sample reviews against the API at `base_url` and prints what came out.
     Returns the figures it printed (for tests)."""
     import duckdb
@@ -199,18 +225,29 @@ def run_demo(base_url: str, api_key: str, work_dir: str | os.PathLike, sample: s
             "mode": "chat",
             "system_prompt": "You read product reviews and extract structured facts. Answer in JSON.",
             "prompt_template": "Product: {{ product }} (rated {{ rating }}/5)\nReview: {{ review }}\n\n"
-                               "Give the sentiment, the topics the review talks about, and a one-line summary.",
+            "Give the sentiment, the topics the review talks about, and a one-line summary.",
             "temperature": 0,
             "random_seed": 7,
-            "response_format": {"type": "json_schema", "name": "review_facts", "schema": json.dumps(EXTRACTION_SCHEMA), "strict": True},
+            "response_format": {
+                "type": "json_schema",
+                "name": "review_facts",
+                "schema": json.dumps(EXTRACTION_SCHEMA),
+                "strict": True,
+            },
         },
         "output": output,
     }
-    embed_config = {**credentials, "enrichment": {"mode": "embeddings", "fields": ["product", "review"]}, "output": output}
+    embed_config = {
+        **credentials,
+        "enrichment": {"mode": "embeddings", "fields": ["product", "review"]},
+        "output": output,
+    }
 
     print(f"== destination-mistral: enriching {len(records)} product reviews into {database}")
     chat = _write(work, "chat", chat_config, "insights", records)
-    print(f"chat (json_schema extraction) -> insights.product_reviews: {chat['seconds']:.1f} s, {chat['states']} state(s) emitted")
+    print(
+        f"chat (json_schema extraction) -> insights.product_reviews: {chat['seconds']:.1f} s, {chat['states']} state(s) emitted"
+    )
     print(f"  {chat['summary']}")
     vectors = _write(work, "embeddings", embed_config, "vectors", records)
     print(f"embeddings (mistral-embed, fields product + review) -> vectors.product_reviews: {vectors['seconds']:.1f} s")
@@ -230,13 +267,17 @@ def run_demo(base_url: str, api_key: str, work_dir: str | os.PathLike, sample: s
         print(f"  {'id':>3}  {'product':<18} {'rating':>6}  {'sentiment':<9}  {'topics':<28} summary")
         for row_id, product, rating, sentiment, topics, summary, error in rows:
             shown = f"error: {error}" if error else _short(summary or "", 60)
-            print(f"  {row_id:>3}  {_short(product, 18):<18} {rating:>6}  {sentiment or '-':<9}  {_short(topics or '-', 28):<28} {shown}")
+            print(
+                f"  {row_id:>3}  {_short(product, 18):<18} {rating:>6}  {sentiment or '-':<9}  {_short(topics or '-', 28):<28} {shown}"
+            )
         counts = con.execute(
             "SELECT _mistral_answer->>'sentiment' AS sentiment, count(*) FROM insights.product_reviews GROUP BY 1 ORDER BY 2 DESC"
         ).fetchall()
         print("  sentiment counts: " + ", ".join(f"{s}={n}" for s, n in counts))
 
-        dimension = con.execute("SELECT array_length(_mistral_embedding) FROM vectors.product_reviews LIMIT 1").fetchone()[0]
+        dimension = con.execute(
+            "SELECT array_length(_mistral_embedding) FROM vectors.product_reviews LIMIT 1"
+        ).fetchone()[0]
         query_vector = _embed(base_url, api_key, QUERY)
         hits = con.execute(
             f"SELECT id, product, review, array_cosine_similarity(_mistral_embedding, ?::FLOAT[{dimension}]) AS score "

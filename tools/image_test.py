@@ -68,7 +68,11 @@ def run(cmd: list[str], *, check: bool = True, capture: bool = False, **kwargs) 
 
 
 def ensure_tools() -> None:
-    missing = [tool for tool in ("podman", "debootstrap") if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists()]
+    missing = [
+        tool
+        for tool in ("podman", "debootstrap")
+        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists()
+    ]
     if not missing:
         return
     log(f"installing {' '.join(missing)} with apt-get")
@@ -113,8 +117,17 @@ rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man
 def build_base_image(work: Path) -> None:
     rootfs = work / "rootfs"
     log(f"debootstrap --variant=minbase bookworm (python3, python3-venv) into {rootfs}")
-    run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-         "bookworm", str(rootfs), DEBIAN_MIRROR], stdout=subprocess.DEVNULL)
+    run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,ca-certificates",
+            "bookworm",
+            str(rootfs),
+            DEBIAN_MIRROR,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     # The host's resolver, only for pip during `podman build`; removed again before import.
     shutil.copy("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
     # This machine reaches the package registries through a TLS-inspecting egress proxy whose CA
@@ -130,15 +143,26 @@ def build_base_image(work: Path) -> None:
     (rootfs / "etc" / "resolv.conf").unlink()
     log(f"podman import -> {BASE_IMAGE}")
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    run([
-        "podman", "import",
-        "--change", "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "--change", "ENV LANG=C.UTF-8",
-        "--change", "WORKDIR /airbyte/integration_code",
-        "--change", "LABEL io.airbyte.base_image_origin=debootstrap-bookworm-minbase",
-        "--message", "local stand-in for airbyte/python-connector-base",
-        "-", BASE_IMAGE,
-    ], stdin=tar.stdout, stdout=subprocess.DEVNULL)
+    run(
+        [
+            "podman",
+            "import",
+            "--change",
+            "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--change",
+            "ENV LANG=C.UTF-8",
+            "--change",
+            "WORKDIR /airbyte/integration_code",
+            "--change",
+            "LABEL io.airbyte.base_image_origin=debootstrap-bookworm-minbase",
+            "--message",
+            "local stand-in for airbyte/python-connector-base",
+            "-",
+            BASE_IMAGE,
+        ],
+        stdin=tar.stdout,
+        stdout=subprocess.DEVNULL,
+    )
     tar.wait()
     shutil.rmtree(rootfs, ignore_errors=True)
 
@@ -146,10 +170,16 @@ def build_base_image(work: Path) -> None:
 def build_connector(name: str) -> tuple[bool, str]:
     connector_dir = REPO / "connectors" / name
     cmd = [
-        "podman", "build", "--isolation", "chroot",
-        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-        "-f", str(connector_dir / "Dockerfile"),
-        "-t", f"airbyte/{name}:dev",
+        "podman",
+        "build",
+        "--isolation",
+        "chroot",
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "-f",
+        str(connector_dir / "Dockerfile"),
+        "-t",
+        f"airbyte/{name}:dev",
     ]
     ignore = connector_dir / "Dockerfile.dockerignore"
     if ignore.exists():
@@ -178,7 +208,7 @@ class MountedImage:
         self.config = image_config(image)
         self.root: Path | None = None
 
-    def __enter__(self) -> "MountedImage":
+    def __enter__(self) -> MountedImage:
         self.root = Path(run(["podman", "image", "mount", self.image], capture=True).stdout.strip())
         return self
 
@@ -192,14 +222,27 @@ class MountedImage:
         env = [e for e in self.config.get("Env") or [] if not e.startswith("HOME=")] + ["HOME=/tmp"]
         inner = (
             'set -e; root="$1"; scratch="$2"; user="$3"; shift 3; '
-            'mount --make-rprivate /; '
+            "mount --make-rprivate /; "
             'mount -t proc proc "$root/proc"; '
             'mount --rbind /dev "$root/dev"; '
             'mount --bind "$scratch" "$root/tmp"; '
             'exec chroot --userspec="$user:$user" "$root" /usr/bin/env -i "$@"'
         )
-        cmd = ["unshare", "--mount", "--fork", "/bin/sh", "-c", inner, "sh",
-               str(self.root), str(self.scratch), user, *env, *entrypoint, *args]
+        cmd = [
+            "unshare",
+            "--mount",
+            "--fork",
+            "/bin/sh",
+            "-c",
+            inner,
+            "sh",
+            str(self.root),
+            str(self.scratch),
+            user,
+            *env,
+            *entrypoint,
+            *args,
+        ]
         return run(cmd, check=False, capture=True, timeout=timeout)
 
 
@@ -212,9 +255,13 @@ def development_only(root: Path) -> list[str]:
     image's root filesystem holds; the connector images must hold none of it."""
     found = [str(p.relative_to(root)) for p in (root / "usr" / "local" / "bin").glob("mistral-emulator*")]
     for site in (root / "usr" / "local" / "lib").glob("python3*/site-packages"):
-        found += [str(p.relative_to(root)) for pattern in ("mistral_emulator*", "tools", "tests") for p in site.glob(pattern)]
+        found += [
+            str(p.relative_to(root)) for pattern in ("mistral_emulator*", "tools", "tests") for p in site.glob(pattern)
+        ]
         for package in CONNECTOR_PACKAGES:
-            found += [str(p.relative_to(root)) for p in (site / package).rglob("*.py") if p.name in DEVELOPMENT_ONLY_MODULES]
+            found += [
+                str(p.relative_to(root)) for p in (site / package).rglob("*.py") if p.name in DEVELOPMENT_ONLY_MODULES
+            ]
     return sorted(found)
 
 
@@ -237,8 +284,13 @@ def first(msgs: list[dict], kind: str) -> dict | None:
 def start_emulator() -> tuple[subprocess.Popen, str]:
     exe = Path(sys.executable).parent / "mistral-emulator"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mistral_emulator"]
-    proc = subprocess.Popen(cmd + ["--host", "127.0.0.1", "--port", "0", "--api-key", EMULATOR_KEY],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        cmd + ["--host", "127.0.0.1", "--port", "0", "--api-key", EMULATOR_KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
     deadline = time.monotonic() + 60
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -268,7 +320,9 @@ def test_connector(name: str, base_url: str, report: Report) -> None:
     image = f"airbyte/{name}:dev"
     config = image_config(image)
     entry = config.get("Entrypoint") or []
-    report.add(f"{name}: entrypoint is the console script", entry == [name], f"Entrypoint={entry}, User={config.get('User')}")
+    report.add(
+        f"{name}: entrypoint is the console script", entry == [name], f"Entrypoint={entry}, User={config.get('User')}"
+    )
 
     with tempfile.TemporaryDirectory(prefix=f"image-test-{name}-") as tmp:
         scratch = Path(tmp)
@@ -288,17 +342,26 @@ def test_connector(name: str, base_url: str, report: Report) -> None:
             result = mounted.run_entrypoint("spec")
             spec = first(messages(result.stdout), "SPEC")
             ok = bool(spec) and "api_key" in spec["spec"]["connectionSpecification"].get("properties", {})
-            detail = (f"{len(spec['spec']['connectionSpecification']['properties'])} properties, "
-                      f"documentationUrl={spec['spec'].get('documentationUrl')}") if spec else _failure(result)
+            detail = (
+                (
+                    f"{len(spec['spec']['connectionSpecification']['properties'])} properties, "
+                    f"documentationUrl={spec['spec'].get('documentationUrl')}"
+                )
+                if spec
+                else _failure(result)
+            )
             report.add(f"{name}: spec", ok, detail, time.monotonic() - started)
 
             started = time.monotonic()
             result = mounted.run_entrypoint("check", "--config", "/tmp/config.json")
             status = first(messages(result.stdout), "CONNECTION_STATUS")
             ok = bool(status) and status["connectionStatus"]["status"] == "SUCCEEDED"
-            report.add(f"{name}: check against the emulator", ok,
-                       "SUCCEEDED" if ok else (json.dumps(status["connectionStatus"]) if status else _failure(result)),
-                       time.monotonic() - started)
+            report.add(
+                f"{name}: check against the emulator",
+                ok,
+                "SUCCEEDED" if ok else (json.dumps(status["connectionStatus"]) if status else _failure(result)),
+                time.monotonic() - started,
+            )
 
             # A check that cannot fail proves nothing: the same image must refuse a wrong key.
             started = time.monotonic()
@@ -306,10 +369,16 @@ def test_connector(name: str, base_url: str, report: Report) -> None:
             status = first(messages(result.stdout), "CONNECTION_STATUS")
             trace = first(messages(result.stdout), "TRACE")
             failed = (status and status["connectionStatus"]["status"] == "FAILED") or (not status and trace is not None)
-            message = (status or {}).get("connectionStatus", {}).get("message") or ((trace or {}).get("trace", {}).get("error", {}).get("message"))
+            message = (status or {}).get("connectionStatus", {}).get("message") or (
+                (trace or {}).get("trace", {}).get("error", {}).get("message")
+            )
             leaked = "not-the-key" in result.stdout + result.stderr
-            report.add(f"{name}: check with a wrong key fails", bool(failed) and not leaked,
-                       ("key printed in output! " if leaked else "") + f"{message}", time.monotonic() - started)
+            report.add(
+                f"{name}: check with a wrong key fails",
+                bool(failed) and not leaked,
+                ("key printed in output! " if leaked else "") + f"{message}",
+                time.monotonic() - started,
+            )
 
 
 def _failure(result: subprocess.CompletedProcess) -> str:
@@ -375,8 +444,10 @@ def main(argv: list[str] | None = None) -> int:
 def summary(report: Report, started: float) -> int:
     failed = [o for o in report.outcomes if not o.ok]
     print()
-    print(f"image test: {len(report.outcomes) - len(failed)} passed, {len(failed)} failed, "
-          f"{time.monotonic() - started:.0f}s")
+    print(
+        f"image test: {len(report.outcomes) - len(failed)} passed, {len(failed)} failed, "
+        f"{time.monotonic() - started:.0f}s"
+    )
     for outcome in failed:
         print(f"  FAILED {outcome.name}: {outcome.detail}")
     return 1 if failed else 0

@@ -2,7 +2,6 @@
 clear to a remote host."""
 
 import pytest
-
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -39,7 +38,9 @@ def test_missing_base_url_means_the_public_api():
     assert normalize_base_url("") == "https://api.mistral.ai"
 
 
-@pytest.mark.parametrize("remote", ["http://api.mistral.ai", "http://10.0.0.5:8080/v1", "http://proxy.example.com/mistral"])
+@pytest.mark.parametrize(
+    "remote", ["http://api.mistral.ai", "http://10.0.0.5:8080/v1", "http://proxy.example.com/mistral"]
+)
 def test_plain_http_to_a_remote_host_is_a_config_error(remote):
     with pytest.raises(AirbyteTracedException) as raised:
         normalize_base_url(remote)
@@ -88,7 +89,11 @@ def test_bearer_placement_sends_the_key_in_the_authorization_header_only():
 
 def test_query_placement_sends_the_key_as_the_named_parameter_only():
     connection = MistralConnection.from_config(
-        {"api_key": "k2", "base_url": "https://gw.example.com/mistral", "key_placement": {"method": "query_parameter", "parameter_name": "api_token"}}
+        {
+            "api_key": "k2",
+            "base_url": "https://gw.example.com/mistral",
+            "key_placement": {"method": "query_parameter", "parameter_name": "api_token"},
+        }
     )
     assert connection.auth_headers() == {}
     assert connection.auth_params() == {"api_token": "k2"}

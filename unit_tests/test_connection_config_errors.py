@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -94,7 +93,10 @@ def test_key_unfit_for_an_http_header_is_a_config_error_that_never_echoes_it(key
 
 
 def test_internationalised_host_is_sent_in_its_ascii_form():
-    assert MistralConnection.from_config({"api_key": "k", "base_url": "https://bücher.example/v1"}).api_root == "https://xn--bcher-kva.example/v1"
+    assert (
+        MistralConnection.from_config({"api_key": "k", "base_url": "https://bücher.example/v1"}).api_root
+        == "https://xn--bcher-kva.example/v1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -113,8 +115,9 @@ def test_malformed_key_placement_is_a_config_error_naming_the_field(placement, w
 def _run(args, tmp_path, config, stdin=b""):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    done = subprocess.run([str(BIN / args[0]), *args[1:], "--config", str(path)], input=stdin,
-                          capture_output=True, timeout=120)
+    done = subprocess.run(
+        [str(BIN / args[0]), *args[1:], "--config", str(path)], input=stdin, capture_output=True, timeout=120
+    )
     return done.stdout.decode(), done.stderr.decode()
 
 
@@ -142,7 +145,11 @@ CLI_CASES = {
 @pytest.mark.parametrize("connector", ["source-mistral", "destination-mistral"])
 @pytest.mark.parametrize("override, words", list(CLI_CASES.values()), ids=list(CLI_CASES))
 def test_check_through_the_cli_fails_with_the_field_named_and_no_traceback(connector, override, words, tmp_path):
-    config = {"api_key": SECRET, "enrichment": {"mode": "none"}, "output": {"type": "jsonl", "directory": str(tmp_path / "out")}}
+    config = {
+        "api_key": SECRET,
+        "enrichment": {"mode": "none"},
+        "output": {"type": "jsonl", "directory": str(tmp_path / "out")},
+    }
     config.update(override)
     stdout, stderr = _run([connector, "check"], tmp_path, config)
     messages = _failure_messages(stdout)
@@ -151,16 +158,40 @@ def test_check_through_the_cli_fails_with_the_field_named_and_no_traceback(conne
     assert SECRET not in stdout and SECRET not in stderr, "the key must never be echoed"
 
 
-@pytest.mark.parametrize("override, words", [CLI_CASES["port out of range"], CLI_CASES["line break in the key"]],
-                         ids=["port out of range", "line break in the key"])
+@pytest.mark.parametrize(
+    "override, words",
+    [CLI_CASES["port out of range"], CLI_CASES["line break in the key"]],
+    ids=["port out of range", "line break in the key"],
+)
 def test_write_and_read_through_the_cli_stop_with_a_config_error_naming_the_field(override, words, tmp_path):
-    config = {"api_key": SECRET, "enrichment": {"mode": "none"}, "output": {"type": "jsonl", "directory": str(tmp_path / "out")}}
+    config = {
+        "api_key": SECRET,
+        "enrichment": {"mode": "none"},
+        "output": {"type": "jsonl", "directory": str(tmp_path / "out")},
+    }
     config.update(override)
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"streams": [{
-        "stream": {"name": "models", "json_schema": {"type": "object"}, "supported_sync_modes": ["full_refresh"]},
-        "sync_mode": "full_refresh", "destination_sync_mode": "append"}]}))
-    for args in (["destination-mistral", "write", "--catalog", str(catalog)], ["source-mistral", "read", "--catalog", str(catalog)]):
+    catalog.write_text(
+        json.dumps(
+            {
+                "streams": [
+                    {
+                        "stream": {
+                            "name": "models",
+                            "json_schema": {"type": "object"},
+                            "supported_sync_modes": ["full_refresh"],
+                        },
+                        "sync_mode": "full_refresh",
+                        "destination_sync_mode": "append",
+                    }
+                ]
+            }
+        )
+    )
+    for args in (
+        ["destination-mistral", "write", "--catalog", str(catalog)],
+        ["source-mistral", "read", "--catalog", str(catalog)],
+    ):
         stdout, stderr = _run(args, tmp_path, config)
         messages = _failure_messages(stdout)
         assert messages and all(words in m for m in messages), (args[0], stdout, stderr)

@@ -24,7 +24,9 @@ def test_own_fields_are_ordered_after_the_credentials_without_clashing_orders():
     orders = [p["order"] for p in spec["properties"].values()]
     assert len(orders) == len(set(orders)), f"duplicate order values: {orders}"
     credential_orders = [spec["properties"][n]["order"] for n in CREDENTIAL_FIELDS]
-    assert max(credential_orders) < min(o for n, p in spec["properties"].items() if n not in CREDENTIAL_FIELDS for o in [p["order"]])
+    assert max(credential_orders) < min(
+        o for n, p in spec["properties"].items() if n not in CREDENTIAL_FIELDS for o in [p["order"]]
+    )
 
 
 def test_a_connector_field_cannot_shadow_a_credential_field():

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterator, Mapping
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 import yaml
-
 from airbyte_cdk.models import ConnectorSpecificationSerializer
 from airbyte_cdk.models.connector_metadata import MetadataFile
 
@@ -26,12 +26,28 @@ CONNECTORS = {
     "destination-mistral": REPO / "docs" / "integrations" / "destinations" / "mistral.md",
 }
 REQUIRED_METADATA = (
-    "definitionId", "dockerRepository", "dockerImageTag", "connectorType", "connectorSubtype",
-    "allowedHosts", "releaseStage", "supportLevel", "tags", "documentationUrl", "license", "icon", "name",
+    "definitionId",
+    "dockerRepository",
+    "dockerImageTag",
+    "connectorType",
+    "connectorSubtype",
+    "allowedHosts",
+    "releaseStage",
+    "supportLevel",
+    "tags",
+    "documentationUrl",
+    "license",
+    "icon",
+    "name",
 )
 REQUIRED_DOC_SECTIONS = (
-    "Overview", "Prerequisites", "Setup guide", "Supported sync modes", "Configuration reference",
-    "Limitations and troubleshooting", "Changelog",
+    "Overview",
+    "Prerequisites",
+    "Setup guide",
+    "Supported sync modes",
+    "Configuration reference",
+    "Limitations and troubleshooting",
+    "Changelog",
 )
 
 
@@ -63,7 +79,9 @@ def _section(text: str, title: str) -> str:
     return match.group(1)
 
 
-def _property_paths(schema: Mapping[str, Any], prefix: str = "", seen: set[str] | None = None) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def _property_paths(
+    schema: Mapping[str, Any], prefix: str = "", seen: set[str] | None = None
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """Every property path of a spec: `a`, `a.b` through objects and oneOf variants, `a[].b` through
     arrays. A sub-schema met twice (the enrichment modes, shared by YAML anchor with the per-stream
     overrides) is walked once: the docs describe it once."""
@@ -157,9 +175,9 @@ def test_dockerfile_base_image_is_a_build_arg_defaulting_to_the_metadata_pin(con
     match = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, flags=re.M)
     assert match, "BASE_IMAGE must be a build argument with a default"
     assert match.group(1) == _metadata(connector)["connectorBuildOptions"]["baseImage"]
-    assert re.fullmatch(r"docker\.io/airbyte/python-connector-base:\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", match.group(1)), (
-        "pin the base image by tag and digest"
-    )
+    assert re.fullmatch(
+        r"docker\.io/airbyte/python-connector-base:\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", match.group(1)
+    ), "pin the base image by tag and digest"
     assert re.findall(r"^FROM \$\{BASE_IMAGE\}", text, flags=re.M), "every stage builds FROM ${BASE_IMAGE}"
 
 
@@ -171,7 +189,11 @@ def test_dockerfile_entrypoint_is_the_console_script_and_labels_match_metadata(c
     assert f'ENV AIRBYTE_ENTRYPOINT="{connector}"' in text
     assert f"LABEL io.airbyte.name={data['dockerRepository']}" in text
     assert f"LABEL io.airbyte.version={data['dockerImageTag']}" in text
-    scripts = {ep.name for ep in importlib_metadata.distribution("airbyte-mistral").entry_points if ep.group == "console_scripts"}
+    scripts = {
+        ep.name
+        for ep in importlib_metadata.distribution("airbyte-mistral").entry_points
+        if ep.group == "console_scripts"
+    }
     assert connector in scripts, f"the entrypoint {connector} must be a console script of the package"
 
 
@@ -180,10 +202,15 @@ def test_dockerfile_copies_every_package_the_distribution_ships(connector):
     from setuptools import find_packages
 
     text = _dockerfile(connector)
-    top_level = {p.split(".")[0] for p in find_packages(str(REPO), include=["mistral_connection*", "source_mistral*", "destination_mistral*"])}
+    top_level = {
+        p.split(".")[0]
+        for p in find_packages(str(REPO), include=["mistral_connection*", "source_mistral*", "destination_mistral*"])
+    }
     for package in top_level:
         assert re.search(rf"^COPY {package} ", text, flags=re.M), f"{package} is not copied into the build stage"
-    assert re.search(r"^COPY setup\.py .*spec\.yaml", text, flags=re.M), "setup.py and the shared spec.yaml are needed by pip install ."
+    assert re.search(r"^COPY setup\.py .*spec\.yaml", text, flags=re.M), (
+        "setup.py and the shared spec.yaml are needed by pip install ."
+    )
 
 
 # ---- docs -----------------------------------------------------------------------------------------
@@ -209,7 +236,9 @@ def test_every_spec_property_is_in_the_configuration_reference_with_its_default(
     assert not stale, f"{connector}: the configuration reference documents fields the spec does not have: {stale}"
     for path, prop in occurrences:
         if "default" in prop and not prop.get("const"):
-            assert _rendered(prop["default"]) in rows[path], f"{connector}: `{path}` row should show its default {prop['default']!r}"
+            assert _rendered(prop["default"]) in rows[path], (
+                f"{connector}: `{path}` row should show its default {prop['default']!r}"
+            )
 
 
 @pytest.mark.parametrize("connector", CONNECTORS)
@@ -272,9 +301,14 @@ def test_destination_doc_lists_the_declared_sync_modes_and_output_columns():
     from destination_mistral.sinks import schema
 
     columns = _section(doc, "Output columns")
-    names = [value for name, value in vars(schema).items()
-             if name.isupper() and isinstance(value, str) and value.startswith(schema.RESERVED_PREFIXES)]
-    assert len(names) >= 9, f"expected the metadata and enrichment column names in destination_mistral.sinks.schema: {names}"
+    names = [
+        value
+        for name, value in vars(schema).items()
+        if name.isupper() and isinstance(value, str) and value.startswith(schema.RESERVED_PREFIXES)
+    ]
+    assert len(names) >= 9, (
+        f"expected the metadata and enrichment column names in destination_mistral.sinks.schema: {names}"
+    )
     for name in names:
         assert f"`{name}`" in columns, f"output column {name} not documented"
 

@@ -72,8 +72,15 @@ def test_stream_starts_with_role_and_ends_with_usage_and_the_same_text():
 
 
 def test_forced_tool_choice_returns_a_call_with_schema_valid_arguments():
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ]
     r = _chat(tools=tools, tool_choice="any").response["choices"][0]
     assert r["finish_reason"] == "tool_calls"
     args = orjson.loads(r["message"]["tool_calls"][0]["function"]["arguments"])

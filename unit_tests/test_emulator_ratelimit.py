@@ -6,8 +6,15 @@ import calendar
 import pytest
 
 from mistral_emulator.errors import ApiError
-from mistral_emulator.ratelimit import (FixedWindow, MonthQuota, RateLimiter, TokenBucket, build_tpm_meter,
-                                        next_month_start, retry_after_header)
+from mistral_emulator.ratelimit import (
+    FixedWindow,
+    MonthQuota,
+    RateLimiter,
+    TokenBucket,
+    build_tpm_meter,
+    next_month_start,
+    retry_after_header,
+)
 from mistral_emulator.settings import EmulatorSettings
 
 
@@ -32,6 +39,7 @@ def refusal(fn, *args):
 
 
 # ---- requests per second -------------------------------------------------------------------------------
+
 
 def test_bucket_allows_one_second_of_burst_then_refuses_with_the_wait():
     clock = Clock()
@@ -82,6 +90,7 @@ def test_no_limit_configured_means_no_verdict_and_no_headers():
 
 # ---- tokens per minute, smooth -------------------------------------------------------------------------
 
+
 def test_smooth_bucket_holds_a_minute_and_refills_at_a_sixtieth_per_second():
     clock = Clock()
     meter = build_tpm_meter(6000, "smooth", 60, clock)
@@ -127,6 +136,7 @@ def test_a_refused_request_spends_no_tokens():
 
 
 # ---- tokens per minute, fixed window -------------------------------------------------------------------
+
 
 def test_fixed_window_refuses_what_does_not_fit_until_the_window_ends():
     clock = Clock()
@@ -197,6 +207,7 @@ def test_reset_gives_every_key_full_meters():
 
 # ---- tokens per month ----------------------------------------------------------------------------------
 
+
 def test_month_admits_while_anything_is_left_then_refuses_every_request():
     limiter, settings = limiter_with(tokens_per_month=100)
     first = limiter.begin("k", settings)
@@ -209,8 +220,13 @@ def test_month_admits_while_anything_is_left_then_refuses_every_request():
     for cost in (1, 0):
         error = refusal(limiter.begin("k", settings).admit, cost)
         assert error.status == 429 and error.cause == "tokens_month"
-        assert error.body == {"object": "error", "message": "Monthly token limit exceeded", "type": "rate_limited",
-                              "param": None, "code": "1300"}
+        assert error.body == {
+            "object": "error",
+            "message": "Monthly token limit exceeded",
+            "type": "rate_limited",
+            "param": None,
+            "code": "1300",
+        }
         assert error.headers["x-ratelimit-limit-tokens-month"] == "100"
         assert error.headers["x-ratelimit-remaining-tokens-month"] == "0"
 
@@ -232,8 +248,9 @@ def test_next_month_start_wraps_the_year():
 def test_month_quota_is_checked_before_the_minute():
     limiter, settings = limiter_with(tokens_per_minute=1000, tokens_per_month=10)
     limiter.begin("k", settings).admit(10)
-    assert refusal(limiter.begin("k", settings).admit, 5000).cause == "tokens_month", \
+    assert refusal(limiter.begin("k", settings).admit, 5000).cause == "tokens_month", (
         "a spent month is the answer that tells the client to stop, whatever the request"
+    )
 
 
 def test_month_quota_resets_the_used_count_on_a_new_month():
@@ -247,6 +264,7 @@ def test_month_quota_resets_the_used_count_on_a_new_month():
 
 # ---- 429 bodies ----------------------------------------------------------------------------------------
 
+
 def test_legacy_body_shape_is_selectable():
     limiter, settings = limiter_with(rate_limit_rps=1, rate_limit_body="legacy")
     limiter.begin("k", settings)
@@ -255,7 +273,11 @@ def test_legacy_body_shape_is_selectable():
 
 def test_bad_knob_values_are_refused():
     settings = EmulatorSettings()
-    for knobs in ({"tpm_shape": "sliding"}, {"rate_limit_body": "2025"}, {"tpm_window_seconds": 0},
-                  {"tokens_per_minute": -1}):
+    for knobs in (
+        {"tpm_shape": "sliding"},
+        {"rate_limit_body": "2025"},
+        {"tpm_window_seconds": 0},
+        {"tokens_per_minute": -1},
+    ):
         with pytest.raises(ValueError):
             settings.update(**knobs)

@@ -7,7 +7,8 @@ for: the Batch API's delivery calls it on the lines of a result file."""
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from destination_mistral.enrich.results import Result
 

@@ -11,13 +11,14 @@ import asyncio
 import logging
 import sys
 import uuid
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 
 from destination_mistral.enrich.batching import Batcher
-from destination_mistral.http.errors import InvalidAnswer, classify_refusal
 from destination_mistral.enrich.results import Result, failed
+from destination_mistral.http.errors import InvalidAnswer, classify_refusal
 
 logger = logging.getLogger("airbyte")
 
@@ -31,9 +32,18 @@ DEFAULT_REQUESTS_PER_JOB = 10_000
 class BatchApiEnricher:
     kind: str
 
-    def __init__(self, inner: Any, client: Any, *, requests_per_job: int = DEFAULT_REQUESTS_PER_JOB,
-                 linger_seconds: float = 2.0, poll_first_seconds: float = 1.0, poll_max_seconds: float = 30.0,
-                 timeout_hours: int = 24, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        client: Any,
+        *,
+        requests_per_job: int = DEFAULT_REQUESTS_PER_JOB,
+        linger_seconds: float = 2.0,
+        poll_first_seconds: float = 1.0,
+        poll_max_seconds: float = 30.0,
+        timeout_hours: int = 24,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.inner = inner
         self.client = client
         self.kind = inner.kind
@@ -58,10 +68,15 @@ class BatchApiEnricher:
     def count_tokens(self, items: list[Any]) -> None:
         """Nothing to count: a job's requests are not paced by tokens."""
 
-    def submit(self, item: Any) -> "asyncio.Future[Result]":
+    def submit(self, item: Any) -> asyncio.Future[Result]:
         if self._batcher is None:
-            self._batcher = Batcher(self._run_job, lambda _: 0, max_inputs=self._requests_per_job,
-                                    max_tokens=sys.maxsize, linger=self._linger)
+            self._batcher = Batcher(
+                self._run_job,
+                lambda _: 0,
+                max_inputs=self._requests_per_job,
+                max_tokens=sys.maxsize,
+                linger=self._linger,
+            )
         return self._batcher.submit(item)
 
     async def run(self, item: Any) -> Result:
@@ -82,23 +97,35 @@ class BatchApiEnricher:
         return body
 
     async def _run_job(self, items: list[Any]) -> list[Result]:
-        content = b"".join(orjson.dumps({"custom_id": str(i), "body": self._line_body(item)}) + b"\n" for i, item in enumerate(items))
-        uploaded = await self.client.upload_file(f"destination-mistral-{uuid.uuid4().hex}.jsonl", content, purpose="batch")
-        job = await self.client.post("batch/jobs", {
-            "input_files": [uploaded["id"]],
-            "endpoint": ENDPOINTS[self.kind],
-            "model": self.model,
-            "metadata": {"created_by": "destination-mistral"},
-            "timeout_hours": self.timeout_hours,
-        })
+        content = b"".join(
+            orjson.dumps({"custom_id": str(i), "body": self._line_body(item)}) + b"\n" for i, item in enumerate(items)
+        )
+        uploaded = await self.client.upload_file(
+            f"destination-mistral-{uuid.uuid4().hex}.jsonl", content, purpose="batch"
+        )
+        job = await self.client.post(
+            "batch/jobs",
+            {
+                "input_files": [uploaded["id"]],
+                "endpoint": ENDPOINTS[self.kind],
+                "model": self.model,
+                "metadata": {"created_by": "destination-mistral"},
+                "timeout_hours": self.timeout_hours,
+            },
+        )
         logger.info("Batch job %s created for %d requests", job["id"], len(items))
         try:
             job = await self._wait(job)
         except BaseException:
             await self._cancel(job["id"])
             raise
-        logger.info("Batch job %s ended %s: %s succeeded, %s failed", job["id"], job["status"],
-                    job.get("succeeded_requests"), job.get("failed_requests"))
+        logger.info(
+            "Batch job %s ended %s: %s succeeded, %s failed",
+            job["id"],
+            job["status"],
+            job.get("succeeded_requests"),
+            job.get("failed_requests"),
+        )
         answers: dict[str, Result | None] = {}
         if job.get("output_file"):
             await self._read_results(job["output_file"], items, answers)
@@ -109,10 +136,15 @@ class BatchApiEnricher:
         # online, where it is retried and, if the service keeps failing, stops the sync.
         again = [i for i in range(len(items)) if answers.get(str(i)) is None]
         if again:
-            logger.warning("Batch job %s ended %s; %d of %d requests without a usable result are sent online",
-                           job["id"], job["status"], len(again), len(items))
+            logger.warning(
+                "Batch job %s ended %s; %d of %d requests without a usable result are sent online",
+                job["id"],
+                job["status"],
+                len(again),
+                len(items),
+            )
             online = await asyncio.gather(*(self.inner.run(items[i]) for i in again))
-            for index, result in zip(again, online):
+            for index, result in zip(again, online, strict=False):
                 answers[str(index)] = result
         return [answers[str(i)] for i in range(len(items))]
 
@@ -198,7 +230,7 @@ class AutoDeliveryEnricher:
         # Only the online requests are paced by their tokens.
         self.online.count_tokens([item for item in items if item.key in self._online_keys])
 
-    def submit(self, item: Any) -> "asyncio.Future[Result]":
+    def submit(self, item: Any) -> asyncio.Future[Result]:
         if item.key in self._online_keys:
             self._online_keys.discard(item.key)
             return self.online.submit(item)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Awaitable, Callable, Generic, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 # Observed server limits per embeddings request (NOTES §6).
 MAX_INPUTS_PER_REQUEST = 512
@@ -28,8 +29,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def plan_batches(token_counts: Sequence[int], max_inputs: int = MAX_INPUTS_PER_REQUEST,
-                 max_tokens: int = int(MAX_TOKENS_PER_REQUEST * TOKEN_MARGIN)) -> list[list[int]]:
+def plan_batches(
+    token_counts: Sequence[int],
+    max_inputs: int = MAX_INPUTS_PER_REQUEST,
+    max_tokens: int = int(MAX_TOKENS_PER_REQUEST * TOKEN_MARGIN),
+) -> list[list[int]]:
     """Indices grouped into consecutive batches under both limits (an input over the token limit
     alone gets its own batch: the server decides, and it fails alone)."""
     batches: list[list[int]] = []
@@ -83,9 +87,15 @@ class Batcher(Generic[T, R]):
     never waits for a batch to fill). `linger` bounds how long a partial batch may wait anyway when
     nothing else is in flight, `max_linger` when something is."""
 
-    def __init__(self, send_batch: Callable[[list[T]], Awaitable[list[R]]], tokens_of: Callable[[T], int],
-                 max_inputs: int = MAX_INPUTS_PER_REQUEST, max_tokens: int = int(MAX_TOKENS_PER_REQUEST * TOKEN_MARGIN),
-                 linger: float = 0.05, max_linger: float | None = None) -> None:
+    def __init__(
+        self,
+        send_batch: Callable[[list[T]], Awaitable[list[R]]],
+        tokens_of: Callable[[T], int],
+        max_inputs: int = MAX_INPUTS_PER_REQUEST,
+        max_tokens: int = int(MAX_TOKENS_PER_REQUEST * TOKEN_MARGIN),
+        linger: float = 0.05,
+        max_linger: float | None = None,
+    ) -> None:
         self._send_batch = send_batch
         self._tokens_of = tokens_of
         self.max_inputs = max_inputs
@@ -154,6 +164,6 @@ class Batcher(Generic[T, R]):
             if isinstance(error, asyncio.CancelledError):
                 raise
             return
-        for future, result in zip(futures, results):
+        for future, result in zip(futures, results, strict=False):
             if not future.done():
                 future.set_result(result)

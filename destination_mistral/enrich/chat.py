@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import orjson
 
-from destination_mistral.http.client import MistralClient
-from destination_mistral.http.errors import ApiError, InvalidAnswer
-from destination_mistral.settings import ChatSettings
 from destination_mistral.enrich.results import Result, cache_key, failed
 from destination_mistral.enrich.templates import RecordError, compile_template, render
 from destination_mistral.enrich.tokens import upper_bound_for
+from destination_mistral.http.client import MistralClient
+from destination_mistral.http.errors import ApiError, InvalidAnswer
+from destination_mistral.settings import ChatSettings
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 # No token of Mistral's tokenizers spans more characters than this; a prompt longer than the token
@@ -77,14 +78,19 @@ class ChatEnricher:
             raise RecordError("the prompt is empty once the template is filled in (null, empty or blank fields)")
         system = render(self._system, record) if self._system is not None else None
         limit = self.settings.prompt_token_limit
-        what = "max_input_tokens" if self.settings.max_input_tokens and self.settings.max_input_tokens <= limit else \
-            f"what the model's context leaves besides max_tokens {self.settings.effective_max_tokens}"
+        what = (
+            "max_input_tokens"
+            if self.settings.max_input_tokens and self.settings.max_input_tokens <= limit
+            else f"what the model's context leaves besides max_tokens {self.settings.effective_max_tokens}"
+        )
         chars = len(user) + (len(system) if system else 0)
         truncate = self.settings.input_too_long == "truncate"
         if chars > limit * MAX_CHARS_PER_TOKEN and not truncate:
             raise RecordError(f"prompt has {chars} characters, more than {limit} tokens can hold ({what})")
         tokens = None
-        bound = (upper_bound_for(self.model, user) or chars * 4) + (upper_bound_for(self.model, system) or 0 if system else 0)
+        bound = (upper_bound_for(self.model, user) or chars * 4) + (
+            upper_bound_for(self.model, system) or 0 if system else 0
+        )
         if bound > limit:
             if chars > limit * MAX_CHARS_PER_TOKEN:  # truncate: first cut by characters, cheaply
                 user = user[: max(0, limit * MAX_CHARS_PER_TOKEN - (len(system) if system else 0))]
@@ -96,8 +102,12 @@ class ChatEnricher:
                     raise RecordError(f"prompt has {tokens} tokens, over {what} ({limit})")
                 user = self._tokenizer.truncate(user, limit - system_tokens)
                 tokens = system_tokens + self._tokenizer.count(user)
-        messages = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
-        return ChatInput(key=cache_key("chat/completions", self.model, self._key_params, messages), messages=messages, tokens=tokens)
+        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+            {"role": "user", "content": user}
+        ]
+        return ChatInput(
+            key=cache_key("chat/completions", self.model, self._key_params, messages), messages=messages, tokens=tokens
+        )
 
     def count_tokens(self, items: list[ChatInput]) -> None:
         """Prompt token counts of inputs about to be sent (their cost for the pacer), many at once
@@ -105,7 +115,7 @@ class ChatEnricher:
         todo = [item for item in items if item.tokens is None]
         if todo:
             counts = self._tokenizer.count_many(["\n".join(m["content"] for m in item.messages) for item in todo])
-            for item, count in zip(todo, counts):
+            for item, count in zip(todo, counts, strict=False):
                 item.tokens = count
 
     def _tokens_of(self, item: ChatInput) -> int:
@@ -116,7 +126,7 @@ class ChatEnricher:
     def request_body(self, item: ChatInput) -> dict[str, Any]:
         return {"model": self.model, "messages": item.messages, **self._params}
 
-    def submit(self, item: ChatInput) -> "asyncio.Task[Result]":
+    def submit(self, item: ChatInput) -> asyncio.Task[Result]:
         """A task per input: each chat request carries one."""
         return asyncio.get_running_loop().create_task(self.run(item))
 
@@ -126,8 +136,9 @@ class ChatEnricher:
     async def run(self, item: ChatInput) -> Result:
         try:
             # The answer is checked inside the client's retry loop: one of the wrong shape is sent again.
-            return await self.client.post("chat/completions", self.request_body(item), cost=self._tokens_of(item),
-                                          validate=self.read_answer)
+            return await self.client.post(
+                "chat/completions", self.request_body(item), cost=self._tokens_of(item), validate=self.read_answer
+            )
         except ApiError as error:
             if error.kind == "config":
                 raise error.as_config_error("POST /v1/chat/completions") from None
@@ -147,7 +158,11 @@ class ChatEnricher:
             raise InvalidAnswer("a chat answer that is not a JSON object")
         usage = response.get("usage") if isinstance(response.get("usage"), Mapping) else {}
         model = response.get("model") if isinstance(response.get("model"), str) else self.model
-        meta = dict(model=model, prompt_tokens=_count(usage.get("prompt_tokens")), completion_tokens=_count(usage.get("completion_tokens")))
+        meta = dict(
+            model=model,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+        )
         choices = response.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
             raise InvalidAnswer("a chat answer without choices")
@@ -156,11 +171,17 @@ class ChatEnricher:
             raise InvalidAnswer("a chat answer whose choice has no message")
         content = message.get("content")
         if isinstance(content, list):  # content chunks: keep the text ones
-            content = "".join(c.get("text", "") for c in content if isinstance(c, Mapping) and c.get("type", "text") == "text")
+            content = "".join(
+                c.get("text", "") for c in content if isinstance(c, Mapping) and c.get("type", "text") == "text"
+            )
         if content is not None and not isinstance(content, str):
             raise InvalidAnswer("a chat answer whose content is neither text nor chunks")
         if content is None:
-            return Result(error=f"the answer is empty (finish_reason {choices[0].get('finish_reason')})", error_kind="answer", **meta)
+            return Result(
+                error=f"the answer is empty (finish_reason {choices[0].get('finish_reason')})",
+                error_kind="answer",
+                **meta,
+            )
         if not self.settings.response_format.is_json:
             return Result(value=content, **meta)
         text = content
@@ -177,7 +198,11 @@ class ChatEnricher:
             error = next(iter(self._validator.iter_errors(value)), None)
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-                return Result(error=f"the answer does not match the schema at {where}: {error.validator} constraint", error_kind="answer", **meta)
+                return Result(
+                    error=f"the answer does not match the schema at {where}: {error.validator} constraint",
+                    error_kind="answer",
+                    **meta,
+                )
         return Result(value=value, **meta)
 
 

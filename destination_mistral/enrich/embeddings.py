@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from destination_mistral.enrich import batching
-from destination_mistral.enrich.batching import Batcher, lower_input_cap, plan_batches, tokens_max_and_count, too_many_inputs
-from destination_mistral.http.client import MistralClient
-from destination_mistral.http.errors import ApiError, InvalidAnswer
-from destination_mistral.settings import EmbeddingSettings
+from destination_mistral.enrich.batching import (
+    Batcher,
+    lower_input_cap,
+    plan_batches,
+    tokens_max_and_count,
+    too_many_inputs,
+)
 from destination_mistral.enrich.results import Result, cache_key, failed
 from destination_mistral.enrich.templates import RecordError, compile_template, render, text_from_fields
 from destination_mistral.enrich.tokens import upper_bound_for
+from destination_mistral.http.client import MistralClient
+from destination_mistral.http.errors import ApiError, InvalidAnswer
+from destination_mistral.settings import EmbeddingSettings
 
 # Native sizes, so that a table's FLOAT[n] column can be created before the first vector arrives.
-KNOWN_DIMENSIONS = {"mistral-embed": 1024, "mistral-embed-2312": 1024, "codestral-embed": 1536, "codestral-embed-2505": 1536}
+KNOWN_DIMENSIONS = {
+    "mistral-embed": 1024,
+    "mistral-embed-2312": 1024,
+    "codestral-embed": 1536,
+    "codestral-embed-2505": 1536,
+}
 
 
 class EmbeddingInput:
@@ -28,7 +40,9 @@ class EmbeddingInput:
 
     __slots__ = ("key", "text", "_tokens", "_count")
 
-    def __init__(self, key: str, text: str, tokens: int | None = None, count: Callable[[str], int] | None = None) -> None:
+    def __init__(
+        self, key: str, text: str, tokens: int | None = None, count: Callable[[str], int] | None = None
+    ) -> None:
         self.key = key
         self.text = text
         self._tokens = tokens
@@ -83,7 +97,11 @@ class EmbeddingEnricher:
         return tokenizer_for(self.model)
 
     def prepare(self, record: Mapping[str, Any]) -> EmbeddingInput:
-        text = render(self._template, record) if self._template is not None else text_from_fields(record, self.settings.fields)
+        text = (
+            render(self._template, record)
+            if self._template is not None
+            else text_from_fields(record, self.settings.fields)
+        )
         if not text.strip():
             raise RecordError("the text to embed is empty")
         limit = self.settings.max_input_tokens
@@ -94,8 +112,9 @@ class EmbeddingEnricher:
                 raise RecordError(f"the text to embed has {tokens} tokens, over max_input_tokens {limit}")
             text = self._tokenizer.truncate(text, limit)
             tokens = min(limit, self._tokenizer.count(text))
-        return EmbeddingInput(key=cache_key("embeddings", self.model, self._params, text), text=text, tokens=tokens,
-                              count=self.count_text)
+        return EmbeddingInput(
+            key=cache_key("embeddings", self.model, self._params, text), text=text, tokens=tokens, count=self.count_text
+        )
 
     def count_text(self, text: str) -> int:
         return self._tokenizer.count(text)
@@ -114,17 +133,20 @@ class EmbeddingEnricher:
         loop: see the tokenizer's count_many)."""
         todo = [item for item in items if item._tokens is None]
         if todo:
-            for item, count in zip(todo, self._tokenizer.count_many([item.text for item in todo])):
+            for item, count in zip(todo, self._tokenizer.count_many([item.text for item in todo]), strict=False):
                 item._tokens = count
 
     async def run(self, item: EmbeddingInput) -> Result:
         return await self.submit(item)
 
-    def submit(self, item: EmbeddingInput) -> "asyncio.Future[Result]":
+    def submit(self, item: EmbeddingInput) -> asyncio.Future[Result]:
         """The future of the item's result: one batch slot, no task of its own per record."""
         if self._batcher is None:
             self._batcher = Batcher(
-                self._send_first, lambda i: i.tokens, max_inputs=self._input_cap, max_tokens=self._budget(),
+                self._send_first,
+                lambda i: i.tokens,
+                max_inputs=self._input_cap,
+                max_tokens=self._budget(),
                 max_linger=batching.MAX_LINGER_SECONDS,
             )
         elif not self._first_answered and self._batcher.in_flight:
@@ -159,8 +181,10 @@ class EmbeddingEnricher:
         if self._token_ratio is None:
             budget = int(batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN)
         else:
-            budget = min(int(batching.MAX_TOKENS_PER_REQUEST * batching.CALIBRATED_MARGIN / max(self._token_ratio, 0.5)),
-                         batching.MAX_TOKENS_PER_REQUEST)
+            budget = min(
+                int(batching.MAX_TOKENS_PER_REQUEST * batching.CALIBRATED_MARGIN / max(self._token_ratio, 0.5)),
+                batching.MAX_TOKENS_PER_REQUEST,
+            )
         budget = min(budget, self._token_ceiling)
         pacer = getattr(self.client, "pacer", None)
         per_minute = pacer.tokens_per_minute if pacer is not None else None
@@ -190,8 +214,11 @@ class EmbeddingEnricher:
         if len(items) <= 1:
             return True
         tokens = sum(i.tokens for i in items)
-        return (len(items) <= self._input_cap and tokens <= self._token_ceiling
-                and tokens * (self._token_ratio or 1.0) <= batching.MAX_TOKENS_PER_REQUEST)
+        return (
+            len(items) <= self._input_cap
+            and tokens <= self._token_ceiling
+            and tokens * (self._token_ratio or 1.0) <= batching.MAX_TOKENS_PER_REQUEST
+        )
 
     def _precheck(self, items: list[EmbeddingInput]) -> Callable[[], None]:
         def check() -> None:
@@ -207,9 +234,12 @@ class EmbeddingEnricher:
             return await self._send_split(items)
         try:
             return await self.client.post(
-                "embeddings", self.request_body(items), cost=sum(i.tokens for i in items),
+                "embeddings",
+                self.request_body(items),
+                cost=sum(i.tokens for i in items),
                 # Checked inside the client's retry loop: an answer of the wrong shape is sent again.
-                validate=lambda response: self.parse(response, items), precheck=self._precheck(items),
+                validate=lambda response: self.parse(response, items),
+                precheck=self._precheck(items),
                 splittable=len(items) > 1,
             )
         except _Resplit:
@@ -296,7 +326,7 @@ class EmbeddingEnricher:
         if sorted(indexes) != list(range(len(items))):
             raise InvalidAnswer("an embeddings answer whose indexes are not each input's once (duplicate or missing)")
         by_index: list[Any] = [None] * len(items)
-        for index, entry in zip(indexes, data):
+        for index, entry in zip(indexes, data, strict=False):
             by_index[index] = entry
         vectors = []
         for entry in by_index:
@@ -319,7 +349,7 @@ class EmbeddingEnricher:
         if total is not None and total > 0:
             self._calibrate(total / ours)
         results = []
-        for item, vector in zip(items, vectors):
+        for item, vector in zip(items, vectors, strict=False):
             # The API reports tokens per request; each record gets its share, by our token counts.
             share = round(total * item.tokens / ours) if total is not None else item.tokens
             results.append(Result(value=vector, model=model, prompt_tokens=share, completion_tokens=0))

@@ -31,7 +31,7 @@ class Result:
     def paid(self) -> bool:
         return self.error_kind == "answer"
 
-    def as_cached(self) -> "Result":
+    def as_cached(self) -> Result:
         return replace(self, cached=True)
 
 

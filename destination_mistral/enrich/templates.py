@@ -5,20 +5,20 @@ that record rather than a silent empty string in a paid prompt."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping, Sized
 from contextvars import ContextVar
 from functools import lru_cache, wraps
 from time import monotonic
-from typing import Any, Callable, Iterator, Mapping, Sized
+from typing import Any
 
 import orjson
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
-from jinja2.utils import Namespace, missing, object_type_repr
-from markupsafe import Markup
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import _PassArg
+from jinja2.utils import Namespace, _PassArg, missing, object_type_repr
+from markupsafe import Markup
 
 from mistral_connection.errors import config_error
 
@@ -67,7 +67,6 @@ class _Budget:
                 raise TemplateBudgetExceeded(f"more than {MAX_STEPS:,} loop iterations and calls")
             if monotonic() > self.deadline:
                 raise TemplateBudgetExceeded(f"took more than {MAX_SECONDS:g} s")
-
 
     def produce(self, chars: int) -> None:
         self.produced += chars
@@ -197,7 +196,9 @@ def _arg(args: tuple, kwargs: Mapping[str, Any], index: int, name: str, default:
 # larger than their input.
 _FILTER_CHECKS = {
     "join": lambda v, a, k: _check_joined(v, _arg(a, k, 0, "d", "")),
-    "replace": lambda v, a, k: _check_replaced(v, _arg(a, k, 0, "old"), _arg(a, k, 1, "new"), _arg(a, k, 2, "count", -1)),
+    "replace": lambda v, a, k: _check_replaced(
+        v, _arg(a, k, 0, "old"), _arg(a, k, 1, "new"), _arg(a, k, 2, "count", -1)
+    ),
     "center": lambda v, a, k: _check_width(_arg(a, k, 0, "width")),
     "indent": lambda v, a, k: _check_indent(v, _arg(a, k, 0, "width", 4)),
     "format": lambda v, a, k: _check_format(v, a, k),
@@ -234,8 +235,8 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             if name == "join" and not isinstance(args[skip], Sized):
                 # A lazy sequence (`map`, `select`) is counted once it is a list, so that the
                 # separator's repetitions are known before the join.
-                args = (*args[:skip], list(args[skip]), *args[skip + 1:])
-            check(args[skip], args[skip + 1:], kwargs)
+                args = (*args[:skip], list(args[skip]), *args[skip + 1 :])
+            check(args[skip], args[skip + 1 :], kwargs)
         return _check_sized(func(*args, **kwargs))
 
     return bounded
@@ -244,7 +245,9 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 # The string methods whose result can dwarf their input, and the check each needs first.
 _STR_METHOD_CHECKS = {
     "join": lambda s, a, k: _check_joined(_arg(a, k, 0, "iterable"), s),
-    "replace": lambda s, a, k: _check_replaced(s, _arg(a, k, 0, "old"), _arg(a, k, 1, "new"), _arg(a, k, 2, "count", -1)),
+    "replace": lambda s, a, k: _check_replaced(
+        s, _arg(a, k, 0, "old"), _arg(a, k, 1, "new"), _arg(a, k, 2, "count", -1)
+    ),
     "center": lambda s, a, k: _check_width(_arg(a, k, 0, "width")),
     "ljust": lambda s, a, k: _check_width(_arg(a, k, 0, "width")),
     "rjust": lambda s, a, k: _check_width(_arg(a, k, 0, "width")),
@@ -332,12 +335,24 @@ class _Environment(ImmutableSandboxedEnvironment):
                 raise TemplateBudgetExceeded("number too large")
         elif operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_RENDERED_CHARS:
+                if (
+                    isinstance(seq, (str, list, tuple))
+                    and isinstance(times, int)
+                    and len(seq) * times > MAX_RENDERED_CHARS
+                ):
                     raise TemplateBudgetExceeded("repetition too large")
-            if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and left.bit_length() + right.bit_length() > MAX_INT_BITS
+            ):
                 raise TemplateBudgetExceeded("number too large")
         elif operator == "+":
-            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)) and len(left) + len(right) > MAX_RENDERED_CHARS:
+            if (
+                isinstance(left, (str, list, tuple))
+                and isinstance(right, (str, list, tuple))
+                and len(left) + len(right) > MAX_RENDERED_CHARS
+            ):
                 raise _too_long("a concatenation")
         elif operator == "%" and isinstance(left, str):
             _check_format(left, right if isinstance(right, tuple) else (right,), {})
@@ -492,7 +507,9 @@ def render(template, record: Mapping[str, Any]) -> str:
     except SecurityError as error:
         raise RecordError(f"template: blocked by the sandbox ({_security_reason(error)})") from None
     except OverflowError as error:  # jinja's range() refuses more than 100,000 items this way
-        raise RecordError(_over_budget("range too large" if "range" in str(error).lower() else "number too large")) from None
+        raise RecordError(
+            _over_budget("range too large" if "range" in str(error).lower() else "number too large")
+        ) from None
     except RecursionError:
         raise RecordError("template: the record is nested too deeply to render") from None
     except MemoryError:

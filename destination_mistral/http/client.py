@@ -24,15 +24,12 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 
-from mistral_connection import MistralConnection
-from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transient_error
-
-from destination_mistral.settings import Limits
 from destination_mistral.http.errors import (
     RETRYABLE_STATUSES,
     ApiError,
@@ -46,6 +43,9 @@ from destination_mistral.http.errors import (
     transport_cause,
 )
 from destination_mistral.http.pacer import Pacer, Ticket
+from destination_mistral.settings import Limits
+from mistral_connection import MistralConnection
+from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transient_error
 
 logger = logging.getLogger("airbyte")
 
@@ -71,9 +71,15 @@ class RequestStats:
 
 
 class MistralClient:
-    def __init__(self, connection: MistralConnection, limits: Limits, *, sender: Sender | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        connection: MistralConnection,
+        limits: Limits,
+        *,
+        sender: Sender | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.connection = connection
         self.limits = limits
         self.pacer = Pacer(limits.requests_per_second, clock, cap_tpm=limits.tokens_per_minute)
@@ -94,7 +100,7 @@ class MistralClient:
         self._probed: asyncio.Event | None = None
         self._probing = False
 
-    async def __aenter__(self) -> "MistralClient":
+    async def __aenter__(self) -> MistralClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -109,8 +115,14 @@ class MistralClient:
         import aiohttp
 
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.limits.max_concurrent_requests, ttl_dns_cache=300, keepalive_timeout=60)
-            headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "destination-mistral/0.1"}
+            connector = aiohttp.TCPConnector(
+                limit=self.limits.max_concurrent_requests, ttl_dns_cache=300, keepalive_timeout=60
+            )
+            headers = {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": "destination-mistral/0.1",
+            }
             headers.update(self.connection.auth_headers())
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -120,8 +132,9 @@ class MistralClient:
             )
         return self._session
 
-    async def _send(self, method: str, url: str, body: bytes | None,
-                    content_type: str | None = None) -> tuple[int, Mapping[str, str], bytes]:
+    async def _send(
+        self, method: str, url: str, body: bytes | None, content_type: str | None = None
+    ) -> tuple[int, Mapping[str, str], bytes]:
         cap = self.limits.max_response_bytes
         if self._sender is not None:
             status, headers, raw = await self._sender(method, url, body)
@@ -132,8 +145,9 @@ class MistralClient:
         headers = {"Content-Type": content_type} if content_type else None
         # Redirects are not followed: the key goes to the configured host only (a redirect would carry
         # a query-parameter key, and the request itself, to whatever host the answer names).
-        async with session.request(method, url, data=body, params=self.connection.auth_params() or None,
-                                   headers=headers, allow_redirects=False) as response:
+        async with session.request(
+            method, url, data=body, params=self.connection.auth_params() or None, headers=headers, allow_redirects=False
+        ) as response:
             # The answer is read up to a cap: a runaway answer (a 30 MB chat completion) must not
             # take the memory of the whole sync.
             if response.content_length is not None and response.content_length > cap:
@@ -148,11 +162,19 @@ class MistralClient:
     async def get(self, path: str, *, validate: Callable[[Any], Any] | None = None) -> Any:
         return await self.request("GET", path, None, validate=validate)
 
-    async def post(self, path: str, payload: Mapping[str, Any], *, cost: float = 0.0,
-                   validate: Callable[[Any], Any] | None = None, precheck: Callable[[], None] | None = None,
-                   splittable: bool = False) -> Any:
-        return await self.request("POST", path, orjson.dumps(payload), cost=cost, validate=validate, precheck=precheck,
-                                  splittable=splittable)
+    async def post(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        cost: float = 0.0,
+        validate: Callable[[Any], Any] | None = None,
+        precheck: Callable[[], None] | None = None,
+        splittable: bool = False,
+    ) -> Any:
+        return await self.request(
+            "POST", path, orjson.dumps(payload), cost=cost, validate=validate, precheck=precheck, splittable=splittable
+        )
 
     async def get_bytes(self, path: str) -> bytes:
         """A file's raw content (GET /v1/files/{id}/content answers octet-stream, not JSON)."""
@@ -169,12 +191,23 @@ class MistralClient:
             content,
             f"\r\n--{boundary}--\r\n".encode(),
         ]
-        return await self.request("POST", "files", b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}",
-                                  validate=_has_id)
+        return await self.request(
+            "POST", "files", b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}", validate=_has_id
+        )
 
-    async def request(self, method: str, path: str, body: bytes | None, *, content_type: str | None = None,
-                      decode: bool = True, cost: float = 0.0, validate: Callable[[Any], Any] | None = None,
-                      precheck: Callable[[], None] | None = None, splittable: bool = False) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        *,
+        content_type: str | None = None,
+        decode: bool = True,
+        cost: float = 0.0,
+        validate: Callable[[Any], Any] | None = None,
+        precheck: Callable[[], None] | None = None,
+        splittable: bool = False,
+    ) -> Any:
         """Sends one request until it gets a usable answer, and returns it (decoded JSON, passed
         through `validate`, which raises InvalidAnswer for an answer of the wrong shape and may
         return what it read). `cost` is the request's token count as we count it, for the pacer.
@@ -215,7 +248,7 @@ class MistralClient:
                     self.stats.requests += 1
                     try:
                         status, headers, raw = await self._send(method, url, body, content_type)
-                    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError, ResponseTooLarge) as error:
+                    except (TimeoutError, aiohttp.ClientError, ConnectionError, OSError, ResponseTooLarge) as error:
                         cause = transport_cause(error, self.limits.timeout_seconds)
             finally:
                 self._end_probe()
@@ -227,7 +260,9 @@ class MistralClient:
                     self.pacer.on_headers(headers)
                     self.pacer.on_failure(ticket)
                 else:
-                    self.pacer.on_success(headers, ticket, value.get("usage") if decode and isinstance(value, Mapping) else None)
+                    self.pacer.on_success(
+                        headers, ticket, value.get("usage") if decode and isinstance(value, Mapping) else None
+                    )
                     self._last_progress = self._clock()
                     self._refusals_in_a_row = 0
                     self._throttled_in_a_row = 0
@@ -258,7 +293,9 @@ class MistralClient:
                         "limit, or lower the enrichment's max_tokens / max_input_tokens; the records before this one are committed."
                     )
                 self.stats.throttled += 1
-                await self._wait_without_progress(route, max(self._backoff(3), 1.0), "the rate limit refuses every request")
+                await self._wait_without_progress(
+                    route, max(self._backoff(3), 1.0), "the rate limit refuses every request"
+                )
                 continue
             if status is not None and not cause and status not in RETRYABLE_STATUSES:
                 self.pacer.on_failure(ticket)
@@ -319,8 +356,10 @@ class MistralClient:
             self._check_progress(route, why)
             if why and waited >= self.limits.max_retry_seconds:
                 # Others' progress says nothing of this one: it fits no minute of the limit as it stands.
-                raise transient_error(f"A request to {route} waited {waited:.0f} s: {why}. The sync stops so that it can be "
-                                      "retried later; the records before this one are committed.")
+                raise transient_error(
+                    f"A request to {route} waited {waited:.0f} s: {why}. The sync stops so that it can be "
+                    "retried later; the records before this one are committed."
+                )
             step = min(wait, PACE_RECHECK_SECONDS)
             await self._sleep(step)
             wait -= step
@@ -334,8 +373,10 @@ class MistralClient:
         per_minute = self.pacer.tokens_per_minute
         charged = self.pacer.cost_of(route, cost)
         if per_minute and charged > per_minute:
-            return (f"one request costs about {charged:,.0f} tokens, more than the account's limit of {per_minute:,.0f} "
-                    "tokens per minute (lower the enrichment's max_tokens / max_input_tokens, or raise the workspace's limit)")
+            return (
+                f"one request costs about {charged:,.0f} tokens, more than the account's limit of {per_minute:,.0f} "
+                "tokens per minute (lower the enrichment's max_tokens / max_input_tokens, or raise the workspace's limit)"
+            )
         return ""
 
     def _check_progress(self, route: str, why: str = "") -> None:
@@ -434,8 +475,12 @@ class MistralClient:
                 "that the key only goes to the configured host: set `base_url` to the address the API is served from."
             )
         text = api_message(body, raw)
-        if status in (400, 404) and ("invalid model" in text.lower() or (isinstance(body, Mapping) and body.get("type") == "invalid_model")):
-            raise config_error(f"The Mistral API does not know the model ({text}): set the enrichment's `model` to one listed by GET /v1/models.")
+        if status in (400, 404) and (
+            "invalid model" in text.lower() or (isinstance(body, Mapping) and body.get("type") == "invalid_model")
+        ):
+            raise config_error(
+                f"The Mistral API does not know the model ({text}): set the enrichment's `model` to one listed by GET /v1/models."
+            )
         if status == 404 and ("not found" in text.lower() or not text):
             raise config_error(
                 f"The API answered 404 for {route}: check `base_url` (it should be the API root, e.g. https://api.mistral.ai)."

@@ -10,12 +10,11 @@ import re
 import socket
 import ssl
 import time
-from typing import Any, Mapping
-
-from mistral_connection.errors import config_error
+from collections.abc import Mapping
+from typing import Any
 
 from destination_mistral.http.headers import float_header, header
-
+from mistral_connection.errors import config_error
 
 # Statuses that say the service failed this time and may not the next.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
@@ -27,8 +26,9 @@ class ApiError(Exception):
     it is: "input" (the record's content: too long, invalid), "too_large" (the batch, not any one
     record), "config" (a parameter the user set; `field` names it) or "unknown"."""
 
-    def __init__(self, message: str, status: int | None = None, body: Any = None, kind: str = "unknown",
-                 field: str | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, body: Any = None, kind: str = "unknown", field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -94,8 +94,14 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
 _INPUT_WORDS = ("input", "prompt", "token", "context", "content", "message", "too long", "too large", "length", "text")
 _INPUT_FIELDS = frozenset({"input", "inputs", "messages", "prompt", "content", "text"})
-_PARAMETER_WORDS = ("extra inputs are not permitted", "extra_forbidden", "unknown parameter", "unrecognized",
-                    "not supported", "unsupported parameter")
+_PARAMETER_WORDS = (
+    "extra inputs are not permitted",
+    "extra_forbidden",
+    "unknown parameter",
+    "unrecognized",
+    "not supported",
+    "unsupported parameter",
+)
 
 
 def classify_refusal(status: int, body: Any, message: str) -> tuple[str, str | None]:
@@ -157,12 +163,17 @@ def transport_cause(error: BaseException, timeout: float) -> str:
         return str(error)
     if isinstance(error, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return f"no answer within timeout_seconds ({timeout:g} s)"
-    if isinstance(error, aiohttp.ClientConnectorDNSError) or isinstance(getattr(error, "os_error", None), socket.gaierror) \
-            or isinstance(error, socket.gaierror):
+    if (
+        isinstance(error, aiohttp.ClientConnectorDNSError)
+        or isinstance(getattr(error, "os_error", None), socket.gaierror)
+        or isinstance(error, socket.gaierror)
+    ):
         return "the host name could not be resolved (DNS)"
     if isinstance(error, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
         return "the TLS handshake failed"
-    if isinstance(error, ConnectionRefusedError) or isinstance(getattr(error, "os_error", None), ConnectionRefusedError):
+    if isinstance(error, ConnectionRefusedError) or isinstance(
+        getattr(error, "os_error", None), ConnectionRefusedError
+    ):
         return "the connection was refused"
     if isinstance(error, aiohttp.ClientConnectorError):
         return "the connection could not be made"

@@ -3,7 +3,7 @@ error sorting Retry-After and the monthly quota's."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

@@ -29,8 +29,8 @@ import collections
 import itertools
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from destination_mistral.http.headers import float_header, header
 
@@ -45,7 +45,7 @@ class Ticket:
     charged: float  # what the bucket took (estimate x the route's ratio)
     started: float
     window: int | None = None  # the fixed window it was booked in (fixed-window mode)
-    logged: "_Start | None" = None  # its entry in the log of the last minute's starts
+    logged: _Start | None = None  # its entry in the log of the last minute's starts
 
 
 class _Start:
@@ -85,8 +85,9 @@ class Pacer:
     # The length of a fixed window: the limit is per minute.
     WINDOW_SECONDS = 60.0
 
-    def __init__(self, cap_rps: float | None = None, clock: Callable[[], float] = time.monotonic, *,
-                 cap_tpm: float | None = None) -> None:
+    def __init__(
+        self, cap_rps: float | None = None, clock: Callable[[], float] = time.monotonic, *, cap_tpm: float | None = None
+    ) -> None:
         self._clock = clock
         # ---- requests
         self.cap = cap_rps
@@ -353,8 +354,10 @@ class Pacer:
         now = self._clock()
         # The server counted every request that reached it before this answer was made; those
         # started after this one may not have been counted yet, so they come off its figure.
-        self._most_remaining = max(self._most_remaining, min(remaining + (ticket.charged if ticket is not None else 0.0),
-                                                             self.tokens_per_minute))
+        self._most_remaining = max(
+            self._most_remaining,
+            min(remaining + (ticket.charged if ticket is not None else 0.0), self.tokens_per_minute),
+        )
         self._notice_reset(remaining, now)
         self._most_left = max(self._most_left, remaining)
         if self._window_end is not None:
@@ -368,7 +371,8 @@ class Pacer:
             # after now. (Taking its figure as of the request's own start would count ours twice, and
             # leave every window a latency's worth of requests short.)
             ours = self._window_used.get(current, 0.0) - sum(
-                t.charged for t in self._inflight.values() if t.window == current and t.started > now)
+                t.charged for t in self._inflight.values() if t.window == current and t.started > now
+            )
             others = self._window_limit() - remaining - ours
             if others > self._window_others.get(current, 0.0):
                 self._window_others[current] = others
@@ -380,7 +384,9 @@ class Pacer:
             # full, a fixed window has its remainder): a sync may spend it at once rather than pace
             # from an empty bucket. Only the first: later ones are read as ceilings, below.
             self._tokens_heard = True
-            self._set_level(min(max(ceiling, self._level_at(now) if self._level is not None else 0.0), self.tokens_per_minute), now)
+            self._set_level(
+                min(max(ceiling, self._level_at(now) if self._level is not None else 0.0), self.tokens_per_minute), now
+            )
             return
         self._tokens_heard = True
         if self._level is None:
@@ -437,7 +443,9 @@ class Pacer:
         if -self._window_seconds / 4 <= shift < 0:
             self._window_end += shift
 
-    def settle(self, ticket: Ticket | None, headers: Mapping[str, str], usage: Mapping[str, object] | None = None) -> None:
+    def settle(
+        self, ticket: Ticket | None, headers: Mapping[str, str], usage: Mapping[str, object] | None = None
+    ) -> None:
         """The answer to `ticket` arrived: the server's own count of its cost replaces our estimate
         in the bucket and teaches the route's ratio."""
         if ticket is None:
@@ -465,8 +473,9 @@ class Pacer:
             self._level -= actual - ticket.charged
             self._unlog(ticket, ticket.charged - actual)
 
-    def on_success(self, headers: Mapping[str, str], ticket: Ticket | None = None,
-                   usage: Mapping[str, object] | None = None) -> None:
+    def on_success(
+        self, headers: Mapping[str, str], ticket: Ticket | None = None, usage: Mapping[str, object] | None = None
+    ) -> None:
         self.settle(ticket, headers, usage)
         self.on_headers(headers, ticket)
         self._forget_unannounced(headers)
@@ -547,8 +556,9 @@ class Pacer:
                 self._window_end += (latest if edge > latest else (earliest + latest) / 2) - edge
         self._rebook_ahead(now)
 
-    def on_throttled(self, retry_after: float | None, headers: Mapping[str, str] | None = None,
-                     ticket: Ticket | None = None) -> bool:
+    def on_throttled(
+        self, retry_after: float | None, headers: Mapping[str, str] | None = None, ticket: Ticket | None = None
+    ) -> bool:
         """A 429. Returns True when the headers say a budget is spent: then every start is held
         until the Retry-After (a fixed window refuses everything until it ends, so starting others
         would only collect more refusals); otherwise only the refused request waits and the pace is
@@ -561,8 +571,9 @@ class Pacer:
         now = self._clock()
         tokens_left = float_header(headers, "x-ratelimit-remaining-tokens-minute")
         requests_left = float_header(headers, "x-ratelimit-remaining-req-minute")
-        spent = (tokens_left is not None and tokens_left <= (ticket.charged if ticket else 0.0)) or \
-                (requests_left is not None and requests_left <= 0)
+        spent = (tokens_left is not None and tokens_left <= (ticket.charged if ticket else 0.0)) or (
+            requests_left is not None and requests_left <= 0
+        )
         if spent:
             wait = retry_after if retry_after is not None else 1.0
             # Refusals of requests that were already on their way when the hold began repeat what the
@@ -602,8 +613,12 @@ class Pacer:
                 self._stamp = max(self.hold_until, now)
             if tokens_left is not None and tokens_left <= 0 and self.tokens_per_minute:
                 return True  # tokens bind: the request pace is not to blame
-        if not spent and requests_left is not None and requests_left > 0 and (
-                tokens_left is None or ticket is None or tokens_left > ticket.charged):
+        if (
+            not spent
+            and requests_left is not None
+            and requests_left > 0
+            and (tokens_left is None or ticket is None or tokens_left > ticket.charged)
+        ):
             # The server says it has requests and tokens left: this refusal is not about the pace
             # (a passing overload), so only the refused request waits. Cutting the pace for it
             # would crawl the whole sync, and hold every commit behind the slowest record.

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import orjson
 from airbyte_protocol_dataclasses.models import Change
-
-from mistral_connection.errors import config_error
 
 from destination_mistral.protocol.describe import first_line, json_kind
 from destination_mistral.protocol.messages import Record, State, StreamStatus
 from destination_mistral.protocol.repair import MAX_DEPTH, scrub, too_deep, without_non_finite
 from destination_mistral.protocol.state import StateProblem, state_message
+from mistral_connection.errors import config_error
 
 logger = logging.getLogger("airbyte")
 
@@ -55,7 +55,9 @@ class InputParser:
                 try:
                     parsed = state_message(message.get("state"))
                 except StateProblem as problem:
-                    raise config_error(f"Input line {self.line_number} is a STATE message that is not valid ({problem}).") from None
+                    raise config_error(
+                        f"Input line {self.line_number} is a STATE message that is not valid ({problem})."
+                    ) from None
                 yield State(message, parsed)
             elif kind == "TRACE":
                 status = self._stream_status(message)
@@ -70,9 +72,11 @@ class InputParser:
                     "output of a source's `read`, one JSON message per line."
                 )
         if self.repaired:
-            logger.warning(f"{self.repaired} input line(s) were not strict JSON (invalid UTF-8, lone surrogates, NaN or Infinity, "
-                           "integers past 64 bits): characters were replaced by U+FFFD, and numbers no output holds stored "
-                           "as NULL and named in _airbyte_meta.")
+            logger.warning(
+                f"{self.repaired} input line(s) were not strict JSON (invalid UTF-8, lone surrogates, NaN or Infinity, "
+                "integers past 64 bits): characters were replaced by U+FFFD, and numbers no output holds stored "
+                "as NULL and named in _airbyte_meta."
+            )
 
     def _load(self, raw: bytes | str) -> Any:
         self.line_repaired = False
@@ -105,8 +109,10 @@ class InputParser:
         name = descriptor.get("name") if isinstance(descriptor, dict) else None
         namespace = descriptor.get("namespace") if isinstance(descriptor, dict) else None
         if not isinstance(name, str) or not name or (namespace is not None and not isinstance(namespace, str)):
-            raise config_error(f"Input line {self.line_number} is a STREAM_STATUS trace without a valid "
-                               "`stream_status.stream_descriptor.name`.")
+            raise config_error(
+                f"Input line {self.line_number} is a STREAM_STATUS trace without a valid "
+                "`stream_status.stream_descriptor.name`."
+            )
         status = body.get("status")
         return StreamStatus(name, namespace, status if isinstance(status, str) else "")
 
@@ -140,7 +146,9 @@ class InputParser:
             for key in list(data):
                 data[key], nulled = without_non_finite(data[key])
                 if nulled:
-                    changes = (changes or []) + [{"field": key, "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"}]
+                    changes = (changes or []) + [
+                        {"field": key, "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"}
+                    ]
         if isinstance(emitted_at, bool) or not isinstance(emitted_at, (int, float)) or emitted_at != emitted_at:
             if emitted_at is not None:  # a value that is not a time at all: say that it was replaced
                 changes = (changes or []) + [EXTRACTED_AT_REPLACED]
@@ -179,8 +187,11 @@ def source_changes(meta: Any) -> list | None:
     kept = [
         {"field": c["field"], "change": c["change"], "reason": c["reason"]}
         for c in changes
-        if isinstance(c, dict) and isinstance(c.get("field"), str) and isinstance(c.get("change"), str)
-        and c["change"] in CHANGE_KINDS and isinstance(c.get("reason"), str)
+        if isinstance(c, dict)
+        and isinstance(c.get("field"), str)
+        and isinstance(c.get("change"), str)
+        and c["change"] in CHANGE_KINDS
+        and isinstance(c.get("reason"), str)
     ]
     return kept or None
 
@@ -201,7 +212,9 @@ def check_records(messages: Iterable[Record | State], known: set[tuple[str | Non
                     "to the connection, or check the source's stream names and namespaces."
                 )
             if not isinstance(record.data, dict):
-                raise config_error(f"Record {count} of stream {record.stream!r} has {json_kind(record.data)} as its data, not a JSON object.")
+                raise config_error(
+                    f"Record {count} of stream {record.stream!r} has {json_kind(record.data)} as its data, not a JSON object."
+                )
         elif type(message) is StreamStatus and (message.status != "COMPLETE" or message.key not in known):
             # STARTED, RUNNING and INCOMPLETE change nothing here; a status for a stream this sync
             # does not write has nothing to complete.

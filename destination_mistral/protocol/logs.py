@@ -12,8 +12,13 @@ from destination_mistral.protocol.masking import mask
 from destination_mistral.protocol.stdout import LockedStdout, message_line
 from destination_mistral.protocol.wire import as_wire
 
-_LEVELS = {logging.CRITICAL: Level.FATAL, logging.ERROR: Level.ERROR, logging.WARNING: Level.WARN, logging.INFO: Level.INFO,
-           logging.DEBUG: Level.DEBUG}
+_LEVELS = {
+    logging.CRITICAL: Level.FATAL,
+    logging.ERROR: Level.ERROR,
+    logging.WARNING: Level.WARN,
+    logging.INFO: Level.INFO,
+    logging.DEBUG: Level.DEBUG,
+}
 
 
 def log_message(level: Level, text: str) -> AirbyteMessage:

@@ -15,8 +15,9 @@ class Record:
 
     __slots__ = ("stream", "namespace", "data", "emitted_at", "changes")
 
-    def __init__(self, stream: str, data: dict, emitted_at: int, namespace: str | None = None,
-                 changes: list | None = None) -> None:
+    def __init__(
+        self, stream: str, data: dict, emitted_at: int, namespace: str | None = None, changes: list | None = None
+    ) -> None:
         self.stream = stream
         self.data = data
         self.emitted_at = emitted_at

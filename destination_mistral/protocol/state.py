@@ -59,5 +59,7 @@ def state_message(state: Any) -> AirbyteStateMessage:
             raise StateProblem("a GLOBAL state needs a `global` object")
         entries = shared.get("stream_states")
         descriptors = (_descriptor(entry) for entry in entries) if isinstance(entries, list) else ()
-        message.global_ = AirbyteGlobalState(stream_states=[AirbyteStreamState(stream_descriptor=d) for d in descriptors if d])
+        message.global_ = AirbyteGlobalState(
+            stream_states=[AirbyteStreamState(stream_descriptor=d) for d in descriptors if d]
+        )
     return message

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 

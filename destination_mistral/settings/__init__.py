@@ -29,7 +29,20 @@ from destination_mistral.settings.typed import (
 )
 
 __all__ = [
-    "CHAT_DEFAULT_MAX_TOKENS", "DEFAULT_EMBED_MODEL", "EMBED_CONTEXT_TOKENS", "ChatSettings", "Delivery",
-    "DestinationConfig", "EmbeddingSettings", "Enrichment", "Limits", "NoEnrichment", "OutputSettings",
-    "ResponseFormat", "chat_context_tokens", "check_stream_fields", "own_fields", "parse_config",
+    "CHAT_DEFAULT_MAX_TOKENS",
+    "DEFAULT_EMBED_MODEL",
+    "EMBED_CONTEXT_TOKENS",
+    "ChatSettings",
+    "Delivery",
+    "DestinationConfig",
+    "EmbeddingSettings",
+    "Enrichment",
+    "Limits",
+    "NoEnrichment",
+    "OutputSettings",
+    "ResponseFormat",
+    "chat_context_tokens",
+    "check_stream_fields",
+    "own_fields",
+    "parse_config",
 ]

@@ -4,12 +4,11 @@ spec's."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
-
-from mistral_connection import MistralConnection
 
 from destination_mistral.settings.rules import field_path
 from destination_mistral.settings.spec_fields import field_schema
@@ -25,17 +24,34 @@ from destination_mistral.settings.typed import (
     OutputSettings,
     ResponseFormat,
 )
+from mistral_connection import MistralConnection
 
-_CHAT_VALUES = ("temperature", "top_p", "max_tokens", "random_seed", "safe_prompt", "max_input_tokens", "input_too_long")
+_CHAT_VALUES = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "random_seed",
+    "safe_prompt",
+    "max_input_tokens",
+    "input_too_long",
+)
 _EMBEDDING_VALUES = ("output_dimension", "max_input_tokens", "input_too_long")
-_LIMIT_VALUES = ("max_concurrent_requests", "requests_per_second", "tokens_per_minute", "max_retries",
-                 "max_retry_seconds", "timeout_seconds")
+_LIMIT_VALUES = (
+    "max_concurrent_requests",
+    "requests_per_second",
+    "tokens_per_minute",
+    "max_retries",
+    "max_retry_seconds",
+    "timeout_seconds",
+)
 _DELIVERY_VALUES = ("mode", "auto_threshold", "requests_per_job", "poll_max_seconds")
 
 
 def build_config(config: Mapping[str, Any], connection: MistralConnection) -> DestinationConfig:
-    overrides = {item["stream_name"]: build_enrichment(item["enrichment"], connection.model)
-                 for item in config.get("stream_overrides") or []}
+    overrides = {
+        item["stream_name"]: build_enrichment(item["enrichment"], connection.model)
+        for item in config.get("stream_overrides") or []
+    }
     given = {}
     if "on_error" in config:
         given["on_error"] = config["on_error"]
@@ -66,8 +82,11 @@ def build_enrichment(raw: Mapping[str, Any], default_model: str) -> Enrichment:
         given = _values(raw, _EMBEDDING_VALUES, "enrichment", "embeddings")
         if _text(raw.get("model")):
             given["model"] = _text(raw["model"])
-        return EmbeddingSettings(fields=tuple(field_path(text) for text in raw.get("fields") or ()),
-                                 template=raw.get("template") or None, **given)
+        return EmbeddingSettings(
+            fields=tuple(field_path(text) for text in raw.get("fields") or ()),
+            template=raw.get("template") or None,
+            **given,
+        )
     return NoEnrichment()
 
 
@@ -97,7 +116,9 @@ def _values(raw: Mapping[str, Any], names: tuple[str, ...], *schema_path: str) -
     passes the schema and is stored as 3, a number written 3 as 3.0."""
     properties = field_schema(*schema_path)["properties"]
     cast = {"integer": int, "number": float}
-    return {name: cast.get(properties[name].get("type"), lambda value: value)(raw[name]) for name in names if name in raw}
+    return {
+        name: cast.get(properties[name].get("type"), lambda value: value)(raw[name]) for name in names if name in raw
+    }
 
 
 def _text(value: Any) -> str:

@@ -5,8 +5,8 @@ mistake must not reach the logs through them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from mistral_connection import secret_forms
 

@@ -5,16 +5,16 @@ spec cannot state, then the typed settings."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-from mistral_connection import MistralConnection
-from mistral_connection.errors import config_error
+from collections.abc import Mapping
+from typing import Any
 
 from destination_mistral.settings.conversion import build_config
 from destination_mistral.settings.key_masking import key_kept_out
 from destination_mistral.settings.rules import check_rules
 from destination_mistral.settings.typed import DestinationConfig
 from destination_mistral.settings.validation import schema_problem
+from mistral_connection import MistralConnection
+from mistral_connection.errors import config_error
 
 
 def parse_config(config: Mapping[str, Any]) -> DestinationConfig:

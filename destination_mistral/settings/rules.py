@@ -5,15 +5,15 @@ stream, a local DuckDB file. Each broken rule is a config error naming the field
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jsonschema
 import orjson
 from jsonschema.exceptions import best_match
 
-from mistral_connection.errors import config_error
-
 from destination_mistral.settings.validation import kind_words, or_words
+from mistral_connection.errors import config_error
 
 _SCHEMA_EXAMPLE = '{"type": "object", "properties": {...}}'
 
@@ -26,8 +26,10 @@ def check_rules(config: Mapping[str, Any]) -> None:
         if not name.strip():
             raise config_error(f"`stream_overrides[{index}].stream_name` is empty: name the stream it applies to.")
         if name in seen:
-            raise config_error(f"`stream_overrides[{index}].stream_name` names the same stream as `stream_overrides[{seen[name]}]`: "
-                               "keep one entry per stream.")
+            raise config_error(
+                f"`stream_overrides[{index}].stream_name` names the same stream as `stream_overrides[{seen[name]}]`: "
+                "keep one entry per stream."
+            )
         seen[name] = index
         check_enrichment(item["enrichment"], f"stream_overrides[{index}].enrichment")
     _check_output(config["output"])
@@ -38,7 +40,9 @@ def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
 
     if raw["mode"] == "chat":
         if not raw["prompt_template"].strip():
-            raise config_error(f"`{where}.prompt_template` is empty: write the prompt, e.g. \"Summarise: {{{{ review }}}}\".")
+            raise config_error(
+                f'`{where}.prompt_template` is empty: write the prompt, e.g. "Summarise: {{{{ review }}}}".'
+            )
         compile_template(raw["prompt_template"], f"{where}.prompt_template")
         if raw.get("system_prompt"):
             compile_template(raw["system_prompt"], f"{where}.system_prompt")
@@ -54,7 +58,9 @@ def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
             )
         for index, text in enumerate(fields):
             if not all(field_path(text)):
-                raise config_error(f"`{where}.fields[{index}]` has an empty name in it: write a field path such as \"review.text\".")
+                raise config_error(
+                    f'`{where}.fields[{index}]` has an empty name in it: write a field path such as "review.text".'
+                )
         if template:
             compile_template(template, f"{where}.template")
 
@@ -97,6 +103,8 @@ def _check_output(raw: Mapping[str, Any]) -> None:
     key = "path" if raw["type"] == "duckdb" else "directory"
     location = raw[key].strip()
     if not location:
-        raise config_error(f"`output.{key}` is empty: give the {'DuckDB file' if key == 'path' else 'directory'} to write to.")
+        raise config_error(
+            f"`output.{key}` is empty: give the {'DuckDB file' if key == 'path' else 'directory'} to write to."
+        )
     if key == "path" and location.startswith("md:"):
         raise config_error("`output.path` points to MotherDuck; only a local DuckDB file is supported.")

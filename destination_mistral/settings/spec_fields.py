@@ -4,9 +4,10 @@ their defaults from. One file, so that the form, the validation and the defaults
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 

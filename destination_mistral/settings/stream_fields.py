@@ -10,15 +10,15 @@ at times, so a guarded name is not refused either."""
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from jinja2 import Environment, nodes
 from jinja2.defaults import DEFAULT_NAMESPACE
 
-from mistral_connection.errors import config_error
-
 from destination_mistral.settings.key_masking import key_kept_out
 from destination_mistral.settings.typed import ChatSettings, DestinationConfig, EmbeddingSettings
+from mistral_connection.errors import config_error
 
 # The name under which templates see the whole record (templates.render).
 RECORD = "record"
@@ -99,8 +99,12 @@ def _field_name(node: Any, free: set[str]) -> str | None:
         return node.name
     if isinstance(node, nodes.Getattr) and _is_record(node.node):
         return node.attr
-    if isinstance(node, nodes.Getitem) and _is_record(node.node) and isinstance(node.arg, nodes.Const) \
-            and isinstance(node.arg.value, str):
+    if (
+        isinstance(node, nodes.Getitem)
+        and _is_record(node.node)
+        and isinstance(node.arg, nodes.Const)
+        and isinstance(node.arg.value, str)
+    ):
         return node.arg.value
     return None
 
@@ -144,5 +148,7 @@ def _message(setting: str, path: tuple[str, ...], stream: str, schema: Mapping[s
     hint = f" Did you mean `{'.'.join((*path[:-1], near[0]))}`?" if near else ""
     shown = ", ".join(known[:_FIELDS_SHOWN]) + (", …" if len(known) > _FIELDS_SHOWN else "")
     guard = f" or guard it (`{{{{ {path[0]} | default('') }}}}`)" if setting.rsplit(".", 1)[-1] != "fields" else ""
-    return (f"`{setting}` names the field `{field}`, which stream {stream!r} does not have (its schema lists: {shown}): "
-            f"fix the name{guard}.{hint}")
+    return (
+        f"`{setting}` names the field `{field}`, which stream {stream!r} does not have (its schema lists: {shown}): "
+        f"fix the name{guard}.{hint}"
+    )

@@ -4,13 +4,13 @@ what a sync does when a field is left empty."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
-
-from mistral_connection import MistralConnection
+from typing import Any, Union
 
 from destination_mistral.settings.spec_fields import defaults, field_schema
+from mistral_connection import MistralConnection
 
 _CHAT = defaults("enrichment", "chat")
 _JSON_SCHEMA = defaults("enrichment", "chat", "response_format", "json_schema")
@@ -31,10 +31,19 @@ CHAT_DEFAULT_MAX_TOKENS = 4096
 # A model not listed gets UNKNOWN_CHAT_CONTEXT: a prompt over the real context is refused by the
 # server with a 400 naming the prompt, which becomes that record's error row anyway.
 CHAT_CONTEXT_TOKENS = (
-    ("mistral-large", 262_144), ("mistral-medium", 262_144), ("mistral-small", 262_144), ("ministral", 262_144),
-    ("magistral", 131_072), ("devstral", 131_072), ("codestral", 131_072), ("pixtral", 131_072),
-    ("open-mistral-nemo", 131_072), ("mistral-moderation", 131_072), ("open-mistral-7b", 32_768),
-    ("open-mixtral-8x7b", 32_768), ("open-mixtral-8x22b", 65_536),
+    ("mistral-large", 262_144),
+    ("mistral-medium", 262_144),
+    ("mistral-small", 262_144),
+    ("ministral", 262_144),
+    ("magistral", 131_072),
+    ("devstral", 131_072),
+    ("codestral", 131_072),
+    ("pixtral", 131_072),
+    ("open-mistral-nemo", 131_072),
+    ("mistral-moderation", 131_072),
+    ("open-mistral-7b", 32_768),
+    ("open-mixtral-8x7b", 32_768),
+    ("open-mixtral-8x22b", 65_536),
 )
 UNKNOWN_CHAT_CONTEXT = 131_072
 

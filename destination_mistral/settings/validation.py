@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from jsonschema import Draft7Validator
 
@@ -20,8 +21,15 @@ from destination_mistral.settings.spec_fields import discriminator, option_value
 
 FieldPath = tuple[str | int, ...]
 
-_KINDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-          "object": "an object", "array": "a list", "null": "empty"}
+_KINDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "an object",
+    "array": "a list",
+    "null": "empty",
+}
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _LONGEST_EXAMPLE = 80
 
@@ -58,10 +66,13 @@ def _option_problem(instance: Any, options: Sequence[Mapping[str, Any]], where: 
         return f"`{dotted(where)}` must be an object with `{key}` set to {or_words(values)}, not {_kind_of(instance)}."
     if key not in instance:
         return f"`{dotted(where + (key,))}` is missing: set it to {or_words(values)}."
-    chosen = next((option for option, value in zip(options, values) if value == instance[key]), None)
+    chosen = next((option for option, value in zip(options, values, strict=False) if value == instance[key]), None)
     if chosen is None:
         return f"`{dotted(where + (key,))}` must be {or_words(values)}."
-    return _first_problem(instance, chosen, where) or f"`{dotted(where)}` is not valid: see the form's {instance[key]} option."
+    return (
+        _first_problem(instance, chosen, where)
+        or f"`{dotted(where)}` is not valid: see the form's {instance[key]} option."
+    )
 
 
 def _describe(error: Any, where: FieldPath) -> str:
@@ -95,7 +106,9 @@ def _missing(path: FieldPath, schema: Mapping[str, Any]) -> str:
     if "enum" in schema:
         return f"{name}: set it to {or_words(schema['enum'])}."
     title = schema.get("title")
-    what = f"give the {title[0].lower() + title[1:] if not title[:2].isupper() else title}" if title else "give it a value"
+    what = (
+        f"give the {title[0].lower() + title[1:] if not title[:2].isupper() else title}" if title else "give it a value"
+    )
     return f"{name}: {what}{_fix(schema)}."
 
 
@@ -133,10 +146,20 @@ def _default_hint(schema: Mapping[str, Any]) -> str:
 
 def _range(schema: Mapping[str, Any]) -> str:
     kind = "a whole number" if schema.get("type") == "integer" else "a number"
-    low = (f"at least {_number(schema['minimum'])}" if "minimum" in schema
-           else f"above {_number(schema['exclusiveMinimum'])}" if "exclusiveMinimum" in schema else "")
-    high = (f"at most {_number(schema['maximum'])}" if "maximum" in schema
-            else f"below {_number(schema['exclusiveMaximum'])}" if "exclusiveMaximum" in schema else "")
+    low = (
+        f"at least {_number(schema['minimum'])}"
+        if "minimum" in schema
+        else f"above {_number(schema['exclusiveMinimum'])}"
+        if "exclusiveMinimum" in schema
+        else ""
+    )
+    high = (
+        f"at most {_number(schema['maximum'])}"
+        if "maximum" in schema
+        else f"below {_number(schema['exclusiveMaximum'])}"
+        if "exclusiveMaximum" in schema
+        else ""
+    )
     if "minimum" in schema and "maximum" in schema:
         return f"{kind} from {_number(schema['minimum'])} to {_number(schema['maximum'])}"
     return f"{kind} " + " and ".join(part for part in (low, high) if part)

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
-
-from mistral_connection.errors import config_error
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.sinks.schema import (
@@ -21,6 +20,7 @@ from destination_mistral.sinks.schema import (
     RAW_ID,
     StreamPlan,
 )
+from mistral_connection.errors import config_error
 
 
 @dataclass
@@ -73,7 +73,7 @@ def check_distinct_locations(plans: Sequence[StreamPlan], location: Callable[[St
 
 
 def extracted_at_iso(emitted_at: int) -> str:
-    return dt.datetime.fromtimestamp(emitted_at / 1000.0, tz=dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(emitted_at / 1000.0, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
 class Sink(Protocol):
@@ -81,8 +81,12 @@ class Sink(Protocol):
 
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]: ...
 
-    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]],
-               completes: Sequence[StreamPlan] = ()) -> None:
+    def commit(
+        self,
+        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
+        cache_entries: Iterable[tuple[str, str, Result]],
+        completes: Sequence[StreamPlan] = (),
+    ) -> None:
         """Stores the batches and the cache entries, then, for each stream in `completes` (whose
         COMPLETE status arrived and whose records are all in this commit or earlier ones), replaces
         what the stream held if this sync stages it. Atomic where the store allows."""
@@ -95,4 +99,12 @@ class Sink(Protocol):
     def location(self) -> str: ...
 
 
-__all__ = ["WriteItem", "Sink", "enrichment_fields", "extracted_at_iso", "check_distinct_locations", "RAW_ID", "EXTRACTED_AT"]
+__all__ = [
+    "WriteItem",
+    "Sink",
+    "enrichment_fields",
+    "extracted_at_iso",
+    "check_distinct_locations",
+    "RAW_ID",
+    "EXTRACTED_AT",
+]

@@ -15,7 +15,8 @@ runs everything else."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import orjson
@@ -59,7 +60,7 @@ def list_vectors(vectors: pa.Array) -> list[np.ndarray | None]:
     values = vectors.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     valid = vectors.is_valid().to_numpy(zero_copy_only=False)
     starts, ends = offsets[:-1].tolist(), offsets[1:].tolist()
-    return [values[start:end] if valid[i] else None for i, (start, end) in enumerate(zip(starts, ends))]
+    return [values[start:end] if valid[i] else None for i, (start, end) in enumerate(zip(starts, ends, strict=False))]
 
 
 def vectors_to_list_array(vectors: Sequence[np.ndarray | None]) -> pa.Array:
@@ -90,7 +91,9 @@ class ResultCache:
         # A table made with a primary key (earlier versions) refuses a second row for a key.
         keyed = self._con.execute(
             "SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND constraint_type = 'PRIMARY KEY' "
-            "AND schema_name = current_schema()", [TABLE]).fetchall()[0][0]
+            "AND schema_name = current_schema()",
+            [TABLE],
+        ).fetchall()[0][0]
         self._insert = f"INSERT OR IGNORE INTO {TABLE}" if keyed else f"INSERT INTO {TABLE}"
 
     def close(self) -> None:
@@ -101,7 +104,9 @@ class ResultCache:
         already paid for is lost by the upgrade."""
         kind = self._con.execute(
             "SELECT data_type FROM information_schema.columns WHERE table_name = ? AND column_name = 'vector' "
-            "AND table_schema = current_schema()", [TABLE]).fetchall()
+            "AND table_schema = current_schema()",
+            [TABLE],
+        ).fetchall()
         if not kind or kind[0][0] != "BLOB":
             return
         staging = TABLE + "_migrating"
@@ -117,7 +122,9 @@ class ResultCache:
                 rows = rows.set_column(rows.schema.get_field_index("vector"), "vector", vectors)
                 self._con.register(_ROWS_VIEW, rows)
                 try:
-                    self._con.execute(f"INSERT INTO {staging} ({_COLUMNS}, created_at) SELECT {_COLUMNS}, created_at FROM {_ROWS_VIEW}")
+                    self._con.execute(
+                        f"INSERT INTO {staging} ({_COLUMNS}, created_at) SELECT {_COLUMNS}, created_at FROM {_ROWS_VIEW}"
+                    )
                 finally:
                     self._con.unregister(_ROWS_VIEW)
             source.close()
@@ -146,26 +153,40 @@ class ResultCache:
             ).to_arrow_table()
             vectors: dict[str, np.ndarray | None] = {}
             endpoints = rows.column("endpoint").to_pylist()
-            hits = [row for row, endpoint in zip(rows.column("row_id").to_pylist(), endpoints) if endpoint == "embeddings"]
+            hits = [
+                row for row, endpoint in zip(rows.column("row_id").to_pylist(), endpoints, strict=False) if endpoint == "embeddings"
+            ]
             if hits:
                 reader.register(_ROWS_VIEW, pa.table({"row_id": pa.array(hits, pa.int64())}))
                 try:
                     found = reader.sql(
-                        f"SELECT key, vector FROM {TABLE} WHERE rowid IN (SELECT row_id FROM {_ROWS_VIEW})").to_arrow_table()
+                        f"SELECT key, vector FROM {TABLE} WHERE rowid IN (SELECT row_id FROM {_ROWS_VIEW})"
+                    ).to_arrow_table()
                 finally:
                     reader.unregister(_ROWS_VIEW)
-                vectors = dict(zip(found.column("key").to_pylist(), list_vectors(found.column("vector"))))
+                vectors = dict(zip(found.column("key").to_pylist(), list_vectors(found.column("vector")), strict=False))
         finally:
             reader.unregister(_KEYS_VIEW)
             reader.commit()
         result = {}
         for key, endpoint, model, answer, prompt_tokens, completion_tokens, error in zip(
-            rows.column("key").to_pylist(), endpoints, rows.column("model").to_pylist(), rows.column("answer").to_pylist(),
-            rows.column("prompt_tokens").to_pylist(), rows.column("completion_tokens").to_pylist(), rows.column("error").to_pylist(),
+            rows.column("key").to_pylist(),
+            endpoints,
+            rows.column("model").to_pylist(),
+            rows.column("answer").to_pylist(),
+            rows.column("prompt_tokens").to_pylist(),
+            rows.column("completion_tokens").to_pylist(),
+            rows.column("error").to_pylist(), strict=False,
         ):
             if error is not None:
-                result[key] = Result(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                     error=error, error_kind="answer", cached=True)
+                result[key] = Result(
+                    model=model,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    error=error,
+                    error_kind="answer",
+                    cached=True,
+                )
                 continue
             if endpoint == "embeddings":
                 value: Any = vectors.get(key)
@@ -173,8 +194,9 @@ class ResultCache:
                     continue  # no usable vector: ask the API again
             else:
                 value = orjson.loads(answer) if answer is not None else None
-            result[key] = Result(value=value, model=model, prompt_tokens=prompt_tokens,
-                                 completion_tokens=completion_tokens, cached=True)
+            result[key] = Result(
+                value=value, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached=True
+            )
         return result
 
     def store(self, entries: Iterable[tuple[str, str, Result]]) -> None:
@@ -200,16 +222,18 @@ class ResultCache:
             completions.append(result.completion_tokens)
         if not keys:
             return
-        rows = pa.table({
-            "key": pa.array(keys, pa.string()),
-            "endpoint": pa.array(endpoints, pa.string()),
-            "model": pa.array(models, pa.string()),
-            "answer": pa.array(answers, pa.string()),
-            "vector": vectors_to_list_array(vectors),
-            "prompt_tokens": pa.array(prompts, pa.int32()),
-            "completion_tokens": pa.array(completions, pa.int32()),
-            "error": pa.array(errors, pa.string()),
-        })
+        rows = pa.table(
+            {
+                "key": pa.array(keys, pa.string()),
+                "endpoint": pa.array(endpoints, pa.string()),
+                "model": pa.array(models, pa.string()),
+                "answer": pa.array(answers, pa.string()),
+                "vector": vectors_to_list_array(vectors),
+                "prompt_tokens": pa.array(prompts, pa.int32()),
+                "completion_tokens": pa.array(completions, pa.int32()),
+                "error": pa.array(errors, pa.string()),
+            }
+        )
         view = _ROWS_VIEW
         self._con.register(view, rows)
         try:

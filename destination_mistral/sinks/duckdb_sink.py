@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
 
-from mistral_connection.errors import config_error
-
-from destination_mistral.sinks.cache import ResultCache, vectors_to_list_array
-from destination_mistral.settings import OutputSettings
 from destination_mistral.enrich.results import Result
+from destination_mistral.settings import OutputSettings
+from destination_mistral.sinks.base import WriteItem, check_distinct_locations
+from destination_mistral.sinks.cache import ResultCache, vectors_to_list_array
 from destination_mistral.sinks.schema import (
     ANSWER,
     CACHED,
@@ -37,7 +37,7 @@ from destination_mistral.sinks.schema import (
     Column,
     StreamPlan,
 )
-from destination_mistral.sinks.base import WriteItem, check_distinct_locations
+from mistral_connection.errors import config_error
 
 STAGING_PREFIX = "_airbyte_tmp_"
 # Which generation each staging table holds, so that the next attempt of the same generation resumes
@@ -72,7 +72,9 @@ def connect(path: Path):
             raise config_error(
                 f"The DuckDB file {str(path)!r} is open in another process (DuckDB allows one writer): close it and retry."
             ) from None
-        raise config_error(f"`output.path` {str(path)!r} cannot be opened as a DuckDB file: {text.splitlines()[0]}") from None
+        raise config_error(
+            f"`output.path` {str(path)!r} cannot be opened as a DuckDB file: {text.splitlines()[0]}"
+        ) from None
     except (OSError, duckdb.Error) as error:
         raise config_error(f"`output.path` {str(path)!r} cannot be written: {str(error).splitlines()[0]}") from None
     con.execute("SET TimeZone = 'UTC'")
@@ -106,7 +108,9 @@ def check_writable(output: OutputSettings) -> None:
         con.execute("CREATE TABLE IF NOT EXISTS _mistral_check (x INTEGER)")
         con.execute("DROP TABLE _mistral_check")
     except Exception as error:
-        raise config_error(f"`output.path` {str(output.path)!r} is not writable: {str(error).splitlines()[0]}") from None
+        raise config_error(
+            f"`output.path` {str(output.path)!r} is not writable: {str(error).splitlines()[0]}"
+        ) from None
     finally:
         con.close()
 
@@ -121,7 +125,9 @@ def _meta_expr(plan: StreamPlan, target_types: dict[str, str]) -> str:
         if target in ("JSON", "VARCHAR"):
             continue
         source = q(column.name)
-        checks.append(f"CASE WHEN json_type({source}) <> 'NULL' AND {_select_expr(column, target)} IS NULL THEN {_sql_str(column.name)} END")
+        checks.append(
+            f"CASE WHEN json_type({source}) <> 'NULL' AND {_select_expr(column, target)} IS NULL THEN {_sql_str(column.name)} END"
+        )
     fields = "[" + ", ".join(checks + ["NULL::VARCHAR"]) + "]"
     sync = f"'sync_id': {int(plan.sync_id)}, " if plan.sync_id is not None else ""
     # Changes made before the sink (the source's own, a stand-in row's) come first, as JSON text.
@@ -184,10 +190,17 @@ class DuckDBSink:
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # DuckDB compares identifiers without case: "Users" and "users" are one table.
         check_distinct_locations(plans, lambda p: f"{self.schema_of(p)}.{p.name}".lower(), "the DuckDB table")
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS {GENERATIONS_TABLE} (schema_name VARCHAR, table_name VARCHAR, generation_id BIGINT, sync_id BIGINT)")
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {GENERATIONS_TABLE} (schema_name VARCHAR, table_name VARCHAR, generation_id BIGINT, sync_id BIGINT)"
+        )
         for plan in plans:
             self._plans[plan.key] = plan
-            if plan.staged and plan.generation_id is not None and plan.sync_id is not None and self._generation_applied(plan):
+            if (
+                plan.staged
+                and plan.generation_id is not None
+                and plan.sync_id is not None
+                and self._generation_applied(plan)
+            ):
                 # An earlier attempt of this sync (same sync_id and generation) already swapped its
                 # table in, and the platform replays from a STATE before that COMPLETE: the table in
                 # place is this generation's, and the replayed records go into it.
@@ -196,17 +209,24 @@ class DuckDBSink:
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
             existing = self._existing_columns(schema, table)
             if plan.staged and plan.key not in self._swapped:
-                resumed = existing and self.con.execute(
-                    f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? "
-                    "AND generation_id IS NOT DISTINCT FROM ?",
-                    [schema, table, plan.generation_id],
-                ).fetchone()[0]
+                resumed = (
+                    existing
+                    and self.con.execute(
+                        f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? "
+                        "AND generation_id IS NOT DISTINCT FROM ?",
+                        [schema, table, plan.generation_id],
+                    ).fetchone()[0]
+                )
                 if not resumed:
                     # A staging table of another generation holds data of a sync the platform has
                     # given up on; this one sends everything again.
                     self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
-                    self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, table])
-                    self.con.execute(f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?, NULL)", [schema, table, plan.generation_id])
+                    self.con.execute(
+                        f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, table]
+                    )
+                    self.con.execute(
+                        f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?, NULL)", [schema, table, plan.generation_id]
+                    )
                     existing = {}
             if not existing:
                 self._create(schema, table, plan.all_columns())
@@ -241,29 +261,47 @@ class DuckDBSink:
         columns["raw_id"] = pa.array([item.raw_id for item in items], pa.string())
         columns["extracted_at"] = pa.array([item.emitted_at for item in items], pa.int64())
         columns["seq"] = pa.array([item.seq for item in items], pa.int64())
-        columns["changes"] = pa.array([_json_text(item.changes) if item.changes else None for item in items], pa.string())
-        select += [f"raw_id AS {q(RAW_ID)}", f"extracted_at AS {q(EXTRACTED_AT)}", f"seq AS {q(SEQ)}", f"changes AS {q(EARLIER_CHANGES)}"]
+        columns["changes"] = pa.array(
+            [_json_text(item.changes) if item.changes else None for item in items], pa.string()
+        )
+        select += [
+            f"raw_id AS {q(RAW_ID)}",
+            f"extracted_at AS {q(EXTRACTED_AT)}",
+            f"seq AS {q(SEQ)}",
+            f"changes AS {q(EARLIER_CHANGES)}",
+        ]
         if plan.enrichment != "none":
             results = [item.result for item in items]
             ok = [r is not None and r.ok for r in results]
-            values = [r.value if good else None for r, good in zip(results, ok)]
+            values = [r.value if good else None for r, good in zip(results, ok, strict=False)]
             if plan.enrichment == "chat":
                 if plan.answer_json:
                     columns["answer"] = pa.array([_json_text(v) for v in values], pa.string())
                     select.append(f"json(answer) AS {q(ANSWER)}")
                 else:
-                    columns["answer"] = pa.array([v if v is None or isinstance(v, str) else _json_text(v) for v in values], pa.string())
+                    columns["answer"] = pa.array(
+                        [v if v is None or isinstance(v, str) else _json_text(v) for v in values], pa.string()
+                    )
                     select.append(f"answer AS {q(ANSWER)}")
             else:
                 columns["embedding"] = _vector_array(values, plan.embedding_dim)
                 select.append(f"embedding AS {q(EMBEDDING)}")
             columns["model"] = pa.array([r.model if r is not None else None for r in results], pa.string())
-            columns["prompt_tokens"] = pa.array([r.prompt_tokens if r is not None else None for r in results], pa.int64())
-            columns["completion_tokens"] = pa.array([r.completion_tokens if r is not None else None for r in results], pa.int64())
+            columns["prompt_tokens"] = pa.array(
+                [r.prompt_tokens if r is not None else None for r in results], pa.int64()
+            )
+            columns["completion_tokens"] = pa.array(
+                [r.completion_tokens if r is not None else None for r in results], pa.int64()
+            )
             columns["cached"] = pa.array([r.cached if r is not None else False for r in results], pa.bool_())
             columns["error"] = pa.array([r.error if r is not None else None for r in results], pa.string())
-            select += [f"model AS {q(MODEL)}", f"prompt_tokens AS {q(PROMPT_TOKENS)}", f"completion_tokens AS {q(COMPLETION_TOKENS)}",
-                       f"cached AS {q(CACHED)}", f"error AS {q(ERROR)}"]
+            select += [
+                f"model AS {q(MODEL)}",
+                f"prompt_tokens AS {q(PROMPT_TOKENS)}",
+                f"completion_tokens AS {q(COMPLETION_TOKENS)}",
+                f"cached AS {q(CACHED)}",
+                f"error AS {q(ERROR)}",
+            ]
         return pa.table(columns), select
 
     def _insert_batch(self, plan: StreamPlan, items: list[WriteItem]) -> None:
@@ -296,7 +334,7 @@ class DuckDBSink:
         schema, table = self._write_table(plan)
         target = f"{q(schema)}.{q(table)}"
         column_list = ", ".join(q(n) for n in names)
-        select = ", ".join(f"{e} AS {q(n)}" for e, n in zip(exprs, names))
+        select = ", ".join(f"{e} AS {q(n)}" for e, n in zip(exprs, names, strict=False))
         if plan.sync_mode != "append_dedup":
             self.con.execute(f"INSERT INTO {target} ({column_list}) SELECT {select} FROM {source}")
             return
@@ -314,12 +352,18 @@ class DuckDBSink:
         )
         without_key = self.con.execute(f"SELECT count(*) FROM _mistral_batch WHERE {keyless}").fetchone()[0]
         if without_key:
-            logger.warning(f"{without_key} record(s) of stream {plan.label!r} have no value for primary key "
-                           f"{', '.join(keys)}: each is kept as a row of its own, never merged.")
+            logger.warning(
+                f"{without_key} record(s) of stream {plan.label!r} have no value for primary key "
+                f"{', '.join(keys)}: each is kept as a row of its own, never merged."
+            )
         self.con.execute("DROP TABLE _mistral_batch")
 
-    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]],
-               completes: Sequence[StreamPlan] = ()) -> None:
+    def commit(
+        self,
+        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
+        cache_entries: Iterable[tuple[str, str, Result]],
+        completes: Sequence[StreamPlan] = (),
+    ) -> None:
         cache_entries = list(cache_entries)
         try:
             self._commit(batches, cache_entries, completes)
@@ -358,17 +402,25 @@ class DuckDBSink:
         _, staging = self._table(plan, staging=True)
         self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
         self.con.execute(f"ALTER TABLE {q(schema)}.{q(staging)} RENAME TO {q(table)}")
-        self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name IN (?, ?)", [schema, staging, table])
+        self.con.execute(
+            f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name IN (?, ?)", [schema, staging, table]
+        )
         if plan.generation_id is not None and plan.sync_id is not None:
             # The table now holds this sync's generation: a replay of it (another attempt of the same
             # sync) writes there. Without a sync_id a replay cannot be told from a new sync.
-            self.con.execute(f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?, ?)", [schema, table, plan.generation_id, plan.sync_id])
+            self.con.execute(
+                f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?, ?)",
+                [schema, table, plan.generation_id, plan.sync_id],
+            )
 
     def _generation_applied(self, plan: StreamPlan) -> bool:
         schema, table = self._table(plan)
-        return bool(self.con.execute(
-            f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? AND generation_id = ? AND sync_id = ?",
-            [schema, table, plan.generation_id, plan.sync_id]).fetchone()[0])
+        return bool(
+            self.con.execute(
+                f"SELECT count(*) FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ? AND generation_id = ? AND sync_id = ?",
+                [schema, table, plan.generation_id, plan.sync_id],
+            ).fetchone()[0]
+        )
 
     def finish(self) -> None:
         """Nothing is swapped at the end of the input: a staged stream whose COMPLETE never came keeps
@@ -396,8 +448,9 @@ def _vector_array(vectors: list[Any], dim: int | None) -> pa.Array:
         block = np.zeros((len(vectors), dim), dtype=np.float32)
         if present:
             block[~mask] = np.stack(present)
-        return pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), dim,
-                                                 mask=pa.array(mask) if mask.any() else None)
+        return pa.FixedSizeListArray.from_arrays(
+            pa.array(block.reshape(-1)), dim, mask=pa.array(mask) if mask.any() else None
+        )
     return vectors_to_list_array(vectors)
 
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, Iterable, Sequence
+from typing import IO, Any
 
 import orjson
 
-from mistral_connection.errors import config_error
-
-from destination_mistral.sinks.cache import ResultCache
-from destination_mistral.settings import OutputSettings
 from destination_mistral.enrich.results import Result
-from destination_mistral.sinks.schema import EXTRACTED_AT, META, RAW_ID, RESERVED_PREFIXES, StreamPlan
+from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.base import WriteItem, check_distinct_locations, enrichment_fields, extracted_at_iso
+from destination_mistral.sinks.cache import ResultCache
+from destination_mistral.sinks.schema import EXTRACTED_AT, META, RAW_ID, RESERVED_PREFIXES, StreamPlan
+from mistral_connection.errors import config_error
 
 logger = logging.getLogger("airbyte")
 
@@ -37,7 +37,9 @@ def check_writable(output: OutputSettings) -> None:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as error:
-        raise config_error(f"`output.directory` {str(output.path)!r} is not writable: {error.strerror or error}.") from None
+        raise config_error(
+            f"`output.directory` {str(output.path)!r} is not writable: {error.strerror or error}."
+        ) from None
 
 
 # File systems cap a name at 255 bytes; the suffixes added here (".jsonl.generation") need room too.
@@ -51,7 +53,7 @@ def _safe_name(name: str) -> str:
     # A long name keeps a readable start and a digest of the whole, so that two long names that
     # share their start still get files of their own.
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    start = cleaned.encode()[:MAX_NAME_BYTES - 17].decode(errors="ignore")
+    start = cleaned.encode()[: MAX_NAME_BYTES - 17].decode(errors="ignore")
     return f"{start}-{digest}"
 
 
@@ -95,12 +97,19 @@ class JsonlSink:
             target = self.path_of(plan)
             target.parent.mkdir(parents=True, exist_ok=True)
             applied = {"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True}
-            if plan.staged and plan.generation_id is not None and plan.sync_id is not None and self._sidecar(plan) == applied:
+            if (
+                plan.staged
+                and plan.generation_id is not None
+                and plan.sync_id is not None
+                and self._sidecar(plan) == applied
+            ):
                 # An earlier attempt of this sync already swapped its file in, and the platform
                 # replays from a STATE before that COMPLETE: the replayed records go into that file.
                 self._swapped.add(plan.key)
             if plan.staged and plan.key not in self._swapped:
-                resumed = self._staging_path(plan).exists() and self._sidecar(plan) == {"generation_id": plan.generation_id}
+                resumed = self._staging_path(plan).exists() and self._sidecar(plan) == {
+                    "generation_id": plan.generation_id
+                }
                 if not resumed:
                     # A staging file of another generation belongs to a sync the platform gave up on.
                     with open(self._staging_path(plan), "wb") as handle:
@@ -155,8 +164,10 @@ class JsonlSink:
             rows.pop(key, None)  # an update moves to the end, like a fresh insert
             rows[key] = self._line(plan, item)
         if keyless:
-            logger.warning(f"{keyless} record(s) of stream {plan.label!r} have no value for primary key "
-                           f"{', '.join(plan.primary_key)}: each is kept as a row of its own, never merged.")
+            logger.warning(
+                f"{keyless} record(s) of stream {plan.label!r} have no value for primary key "
+                f"{', '.join(plan.primary_key)}: each is kept as a row of its own, never merged."
+            )
         temporary = target.with_suffix(".jsonl.tmp")
         with open(temporary, "wb") as handle:
             handle.writelines(rows.values())
@@ -164,8 +175,12 @@ class JsonlSink:
             os.fsync(handle.fileno())
         os.replace(temporary, target)
 
-    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], cache_entries: Iterable[tuple[str, str, Result]],
-               completes: Sequence[StreamPlan] = ()) -> None:
+    def commit(
+        self,
+        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
+        cache_entries: Iterable[tuple[str, str, Result]],
+        completes: Sequence[StreamPlan] = (),
+    ) -> None:
         touched = []
         for plan, items in batches:
             if not items:
@@ -203,7 +218,8 @@ class JsonlSink:
         os.replace(self._staging_path(plan), self.path_of(plan))
         if plan.generation_id is not None and plan.sync_id is not None:
             self._generation_path(plan).write_bytes(
-                orjson.dumps({"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True}))
+                orjson.dumps({"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True})
+            )
         else:
             self._generation_path(plan).unlink(missing_ok=True)
         self._swapped.add(plan.key)

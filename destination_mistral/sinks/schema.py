@@ -4,12 +4,12 @@ metadata columns, and the enrichment columns (documented in the README)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
-
-from mistral_connection.errors import config_error
+from typing import TYPE_CHECKING, Any
 
 from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings
+from mistral_connection.errors import config_error
 
 if TYPE_CHECKING:  # the protocol's dataclass, which destination_mistral.protocol.catalog reads a catalog into
     from airbyte_cdk.models import ConfiguredAirbyteStream
@@ -135,16 +135,22 @@ def columns_from_schema(json_schema: Mapping[str, Any] | None, stream_label: str
         raise config_error(f"Stream {stream_label!r}: its json_schema is not an object; the catalog is malformed.")
     properties = (json_schema or {}).get("properties") or {}
     if not isinstance(properties, Mapping):
-        raise config_error(f"Stream {stream_label!r}: its json_schema `properties` is not an object; the catalog is malformed.")
+        raise config_error(
+            f"Stream {stream_label!r}: its json_schema `properties` is not an object; the catalog is malformed."
+        )
     columns: list[Column] = []
     seen: set[str] = set()
     for name, prop in properties.items():
         lowered = name.lower()
         if lowered.startswith(RESERVED_PREFIXES):
-            logger.warning(f"Stream {stream_label}: field {name!r} uses a reserved prefix (_airbyte_, _mistral_) and is not written as a column.")
+            logger.warning(
+                f"Stream {stream_label}: field {name!r} uses a reserved prefix (_airbyte_, _mistral_) and is not written as a column."
+            )
             continue
         if lowered in seen:  # DuckDB column names are case-insensitive
-            logger.warning(f"Stream {stream_label}: field {name!r} differs from another field only by case and is not written as a column.")
+            logger.warning(
+                f"Stream {stream_label}: field {name!r} differs from another field only by case and is not written as a column."
+            )
             continue
         seen.add(lowered)
         columns.append(Column(name, sql_type(prop)))

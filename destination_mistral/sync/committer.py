@@ -15,22 +15,33 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Iterable, Sequence
-
-from mistral_connection.errors import system_error, transient_error
+from typing import Any
 
 from destination_mistral.enrich.results import failed
-from destination_mistral.sinks.schema import StreamPlan
 from destination_mistral.sinks.base import Sink, WriteItem
+from destination_mistral.sinks.schema import StreamPlan
+from mistral_connection.errors import system_error, transient_error
 
 logger = logging.getLogger("airbyte")
 
 # How DuckDB words the failures of the file beneath it (it raises its own exception types, with
 # the operating system's text inside).
-STORE_TEXTS = ("no space left", "disk quota", "input/output error", "read-only file system", "file too large",
-               "could not write", "could not read", "database has been invalidated", "fatal error", "connection already closed",
-               "i/o error", "ioexception")
+STORE_TEXTS = (
+    "no space left",
+    "disk quota",
+    "input/output error",
+    "read-only file system",
+    "file too large",
+    "could not write",
+    "could not read",
+    "database has been invalidated",
+    "fatal error",
+    "connection already closed",
+    "i/o error",
+    "ioexception",
+)
 DISK_FULL_TEXTS = ("no space left", "disk quota", "file too large")
 
 
@@ -52,7 +63,9 @@ def is_store_failure(error: BaseException) -> bool:
 def store_error(location: str, error: BaseException) -> Exception:
     """The failure that ends the sync when the store fails: names the location, never a record."""
     text = str(error).lower()
-    if any(t in text for t in DISK_FULL_TEXTS) or (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):
+    if any(t in text for t in DISK_FULL_TEXTS) or (
+        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    ):
         return transient_error(
             f"The output at {location} could not be written: the disk (or the file size limit) is full "
             f"({first_line(error)}). Free space and run the sync again; every record up to the last STATE is stored."
@@ -66,10 +79,15 @@ def store_error(location: str, error: BaseException) -> Exception:
 def stand_in(plan: StreamPlan, item: WriteItem, error: BaseException) -> WriteItem:
     """The row that takes the place of a record the store refused: its primary key (so that
     append_dedup still replaces the right row), its error, and each field it lost."""
-    kept = {name: item.record.get(name) for name in plan.primary_key if isinstance(item.record.get(name), (str, int, float, bool))}
+    kept = {
+        name: item.record.get(name)
+        for name in plan.primary_key
+        if isinstance(item.record.get(name), (str, int, float, bool))
+    }
     lost = [name for name in item.record if name not in kept]
     changes = list(item.changes or []) + [
-        {"field": name, "change": "NULLED", "reason": "DESTINATION_SERIALIZATION_ERROR"} for name in lost]
+        {"field": name, "change": "NULLED", "reason": "DESTINATION_SERIALIZATION_ERROR"} for name in lost
+    ]
     message = f"the record could not be stored ({first_line(error, 120)})"
     return replace(item, record=kept, changes=changes, result=failed(message, kind="input"))
 
@@ -81,8 +99,12 @@ class Committer:
         self.sink = sink
         self.isolated = 0  # records stored as error rows because the store refused them
 
-    def commit(self, batches: Sequence[tuple[StreamPlan, list[WriteItem]]], entries: Iterable[tuple[str, str, Any]],
-               completes: Sequence[StreamPlan] = ()) -> None:
+    def commit(
+        self,
+        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
+        entries: Iterable[tuple[str, str, Any]],
+        completes: Sequence[StreamPlan] = (),
+    ) -> None:
         entries = list(entries)
         try:
             self.sink.commit(batches, entries, completes)
@@ -118,13 +140,17 @@ class Committer:
         except Exception as error:  # noqa: BLE001 - even the error row is refused: the store is at fault
             raise self._fatal(error) from None
         self.isolated += 1
-        logger.warning(f"Record {items[0].seq + 1} of stream {plan.label!r} could not be stored as it is "
-                       f"({type(refused).__name__}); it is stored as an error row with its fields named in _airbyte_meta.")
+        logger.warning(
+            f"Record {items[0].seq + 1} of stream {plan.label!r} could not be stored as it is "
+            f"({type(refused).__name__}); it is stored as an error row with its fields named in _airbyte_meta."
+        )
 
     def _fatal(self, error: BaseException) -> Exception:
         if getattr(error, "failure_type", None) is not None:  # already an Airbyte error with its own words
             return error
         if is_store_failure(error):
             return store_error(self.sink.location, error)
-        return system_error(f"The output at {self.sink.location} refused a commit ({first_line(error)}).",
-                            internal_message=first_line(error))
+        return system_error(
+            f"The output at {self.sink.location} refused a commit ({first_line(error)}).",
+            internal_message=first_line(error),
+        )

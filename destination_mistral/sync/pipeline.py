@@ -24,22 +24,22 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import orjson
 
-from mistral_connection.errors import config_error, system_error, transient_error
-
 from destination_mistral.enrich.base import Enricher
-from destination_mistral.protocol.messages import Record, State, StreamStatus
-from destination_mistral.sync.progress import Counters
 from destination_mistral.enrich.results import Result, failed
-from destination_mistral.sinks.schema import StreamPlan
-from destination_mistral.sinks.base import Sink, WriteItem
-from destination_mistral.sync.committer import Committer
 from destination_mistral.enrich.templates import RecordError
+from destination_mistral.protocol.messages import Record, State, StreamStatus
+from destination_mistral.sinks.base import Sink, WriteItem
+from destination_mistral.sinks.schema import StreamPlan
+from destination_mistral.sync.committer import Committer
+from destination_mistral.sync.progress import Counters
+from mistral_connection.errors import config_error, system_error, transient_error
 
 logger = logging.getLogger("airbyte")
 
@@ -75,7 +75,7 @@ class RawIds:
     def next(self) -> str:
         if not self._pool:
             raw = os.urandom(16 * 1024)
-            self._pool = [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, len(raw), 16)]
+            self._pool = [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, len(raw), 16)]
         return self._pool.pop()
 
 
@@ -160,9 +160,19 @@ class Barrier:
 
 
 class Pipeline:
-    def __init__(self, plans: Iterable[StreamPlan], enrichers: Mapping[tuple, Enricher | None], sink: Sink, client: Any,
-                 emit: Callable[[dict], None], *, on_error: str = "record", max_buffer_bytes: int = 64 << 20,
-                 cache_enabled: bool = True, request_stats: Any = None) -> None:
+    def __init__(
+        self,
+        plans: Iterable[StreamPlan],
+        enrichers: Mapping[tuple, Enricher | None],
+        sink: Sink,
+        client: Any,
+        emit: Callable[[dict], None],
+        *,
+        on_error: str = "record",
+        max_buffer_bytes: int = 64 << 20,
+        cache_enabled: bool = True,
+        request_stats: Any = None,
+    ) -> None:
         self.streams = {plan.key: StreamRuntime(plan, enrichers.get(plan.key)) for plan in plans}
         self.sink = sink
         self.committer = Committer(sink)
@@ -282,7 +292,11 @@ class Pipeline:
             await asyncio.gather(committer, reporter, return_exceptions=True)
             self.lookups.shutdown(wait=True)
             stats = self.request_stats
-            logger.info(self.counters.summary(stats.requests if stats else 0, stats.retries if stats else 0, stats.throttled if stats else 0))
+            logger.info(
+                self.counters.summary(
+                    stats.requests if stats else 0, stats.retries if stats else 0, stats.throttled if stats else 0
+                )
+            )
 
     async def _dispatch(self) -> None:
         inbox = self.inbox
@@ -321,13 +335,25 @@ class Pipeline:
         key = (record.namespace or None, record.stream)
         runtime = self.streams.get(key)
         if runtime is None:
-            raise system_error(f"A record arrived for stream {record.stream!r}, which is not in the configured catalog.",
-                               "record for a stream missing from the catalog")
+            raise system_error(
+                f"A record arrived for stream {record.stream!r}, which is not in the configured catalog.",
+                "record for a stream missing from the catalog",
+            )
         if runtime.completed:
-            raise config_error(f"A record of stream {runtime.plan.label!r} arrived after the stream's COMPLETE status: a "
-                               "source must send a stream's status last.")
-        item = PendingItem(seq=runtime.next_seq, record=record.data, emitted_at=record.emitted_at or int(time.time() * 1000),
-                           raw_id=self._raw_ids.next(), result=None, changes=record.changes, gseq=self._next_gseq, cost=cost)
+            raise config_error(
+                f"A record of stream {runtime.plan.label!r} arrived after the stream's COMPLETE status: a "
+                "source must send a stream's status last."
+            )
+        item = PendingItem(
+            seq=runtime.next_seq,
+            record=record.data,
+            emitted_at=record.emitted_at or int(time.time() * 1000),
+            raw_id=self._raw_ids.next(),
+            result=None,
+            changes=record.changes,
+            gseq=self._next_gseq,
+            cost=cost,
+        )
         runtime.next_seq += 1
         self._next_gseq += 1
         self._records_since_state += 1
@@ -493,7 +519,7 @@ class Pipeline:
         while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=FRESH_ANSWERS_INTERVAL_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # Woken by the clock: paid answers not yet in the cache go in now (a kill would
                 # lose them); rows alone wait for the longer interval.
                 if not self._fresh and time.monotonic() - self._last_commit < COMMIT_INTERVAL_SECONDS:
@@ -545,8 +571,9 @@ class Pipeline:
             if batches:
                 self._committing_floor = min(items[0].gseq for _, items in batches)
             try:
-                await self.loop.run_in_executor(self.db, self.committer.commit, batches, entries,
-                                                [b.complete for b in completes])
+                await self.loop.run_in_executor(
+                    self.db, self.committer.commit, batches, entries, [b.complete for b in completes]
+                )
             except BaseException as error:
                 # Whoever called this commit, the store has failed: no later commit may run and no
                 # STATE may leave (the floor stays where the lost batch began).
@@ -623,4 +650,8 @@ class Pipeline:
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
             stats = self.request_stats
-            logger.info(self.counters.line(stats.requests if stats else 0, stats.retries if stats else 0, stats.throttled if stats else 0))
+            logger.info(
+                self.counters.line(
+                    stats.requests if stats else 0, stats.retries if stats else 0, stats.throttled if stats else 0
+                )
+            )

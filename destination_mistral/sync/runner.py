@@ -14,15 +14,21 @@ import os
 import queue
 import sys
 import threading
-from typing import Any, Iterable, Iterator, Mapping
-
-from mistral_connection.errors import config_error
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from destination_mistral.protocol.describe import first_line
 from destination_mistral.protocol.files import read_config, read_configured_catalog
 from destination_mistral.protocol.input_lines import InputParser, check_records
 from destination_mistral.protocol.messages import Record, State
-from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings, check_stream_fields, parse_config
+from destination_mistral.settings import (
+    ChatSettings,
+    DestinationConfig,
+    EmbeddingSettings,
+    check_stream_fields,
+    parse_config,
+)
+from mistral_connection.errors import config_error
 
 logger = logging.getLogger("airbyte")
 
@@ -36,8 +42,9 @@ def with_delivery(enricher, delivery, client):
         return enricher
     from destination_mistral.enrich.batch_api import AutoDeliveryEnricher, BatchApiEnricher
 
-    batch = BatchApiEnricher(enricher, client, requests_per_job=delivery.requests_per_job,
-                             poll_max_seconds=delivery.poll_max_seconds)
+    batch = BatchApiEnricher(
+        enricher, client, requests_per_job=delivery.requests_per_job, poll_max_seconds=delivery.poll_max_seconds
+    )
     return batch if delivery.mode == "batch" else AutoDeliveryEnricher(enricher, batch, delivery.auto_threshold)
 
 
@@ -80,7 +87,9 @@ def write_messages(config: Mapping[str, Any], catalog, messages: Iterable[Record
         if name not in known:
             logger.warning(f"`stream_overrides` names stream {name!r}, which is not in this sync's catalog.")
     outbox: queue.Queue = queue.Queue()
-    worker = threading.Thread(target=_run_sync, args=(settings, plans, messages, outbox), name="destination-mistral", daemon=True)
+    worker = threading.Thread(
+        target=_run_sync, args=(settings, plans, messages, outbox), name="destination-mistral", daemon=True
+    )
     worker.start()
     while True:
         item = outbox.get()
@@ -97,8 +106,11 @@ def load_tokenizers_early(settings: DestinationConfig, plans) -> None:
     """Starts loading the tokenizers the sync counts with beside opening the output and reading the
     first records, instead of after them: the first request waits for its count, and the newer
     models' tokenizer takes one to two seconds to load."""
-    models = {enrichment.model for enrichment in (settings.enrichment_for(plan.name) for plan in plans)
-              if isinstance(enrichment, (ChatSettings, EmbeddingSettings))}
+    models = {
+        enrichment.model
+        for enrichment in (settings.enrichment_for(plan.name) for plan in plans)
+        if isinstance(enrichment, (ChatSettings, EmbeddingSettings))
+    }
     if not models or settings.cache_enabled:
         # With the cache on, every input may be answered from it, and a sync answered wholly by
         # the cache never loads a tokenizer: it is loaded when the first input needs counting.
@@ -126,8 +138,8 @@ def _run_sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue)
 
 async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue) -> None:
     from destination_mistral.http.client import MistralClient
-    from destination_mistral.sync.pipeline import Pipeline
     from destination_mistral.sinks import open_sink
+    from destination_mistral.sync.pipeline import Pipeline
 
     loop = asyncio.get_running_loop()
     sink = await loop.run_in_executor(None, open_sink, settings.output, settings.cache_enabled)
@@ -136,7 +148,11 @@ async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queu
     try:
         enrichers = build_enrichers(settings, plans, client)
         pipeline = Pipeline(
-            plans, enrichers, sink, client, outbox.put,
+            plans,
+            enrichers,
+            sink,
+            client,
+            outbox.put,
             on_error=settings.on_error,
             max_buffer_bytes=settings.limits.max_buffer_bytes,
             cache_enabled=settings.cache_enabled,
@@ -145,7 +161,9 @@ async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queu
         await loop.run_in_executor(pipeline.db, sink.start, plans)
         pipeline.inbox = asyncio.Queue()
         pipeline.loop = loop
-        reader = threading.Thread(target=pipeline.feed, args=(messages,), name="destination-mistral-reader", daemon=True)
+        reader = threading.Thread(
+            target=pipeline.feed, args=(messages,), name="destination-mistral-reader", daemon=True
+        )
         reader.start()
         await pipeline.run()
     finally:

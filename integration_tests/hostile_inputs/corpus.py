@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -108,44 +109,128 @@ INTERNALS = [
 
 CASES: list[Case] = [
     # ---- the input stream ----
-    Case("malformed_json_line", "config_error", "is not valid JSON", (b'{"type": "RECORD", "record": {"stream": "reviews", "data": {"id": 9\n',)),
+    Case(
+        "malformed_json_line",
+        "config_error",
+        "is not valid JSON",
+        (b'{"type": "RECORD", "record": {"stream": "reviews", "data": {"id": 9\n',),
+    ),
     Case("plain_text_line", "config_error", "is not valid JSON", (b"this is not a message\n",)),
     Case("unknown_message_type", "config_error", "message type 'FOO'", (b'{"type": "FOO", "foo": {}}\n',)),
-    Case("message_without_type", "config_error", "message type missing", (orjson.dumps({"record": {"stream": "reviews", "data": {}}}) + b"\n",)),
-    Case("log_message_is_ignored", "ok", "", (b'{"type": "LOG", "log": {"level": "INFO", "message": "hello"}}\n', _record())),
-    Case("invalid_state_message", "config_error", "STATE message that is not valid", (b'{"type": "STATE", "state": {"type": "BOGUS"}}\n',)),
-    Case("stream_not_in_catalog", "config_error", "not in the configured catalog", (record_line(review(HOSTILE_ID), stream="elsewhere"),)),
-    Case("namespace_not_in_catalog", "config_error", "not in the configured catalog", (record_line(review(HOSTILE_ID), namespace="other"),)),
+    Case(
+        "message_without_type",
+        "config_error",
+        "message type missing",
+        (orjson.dumps({"record": {"stream": "reviews", "data": {}}}) + b"\n",),
+    ),
+    Case(
+        "log_message_is_ignored",
+        "ok",
+        "",
+        (b'{"type": "LOG", "log": {"level": "INFO", "message": "hello"}}\n', _record()),
+    ),
+    Case(
+        "invalid_state_message",
+        "config_error",
+        "STATE message that is not valid",
+        (b'{"type": "STATE", "state": {"type": "BOGUS"}}\n',),
+    ),
+    Case(
+        "stream_not_in_catalog",
+        "config_error",
+        "not in the configured catalog",
+        (record_line(review(HOSTILE_ID), stream="elsewhere"),),
+    ),
+    Case(
+        "namespace_not_in_catalog",
+        "config_error",
+        "not in the configured catalog",
+        (record_line(review(HOSTILE_ID), namespace="other"),),
+    ),
     Case("record_data_is_an_array", "config_error", "an array as its data", (record_line([1, 2, 3]),)),
     Case("record_data_is_null", "config_error", "null as its data", (record_line(None),)),
     Case("record_data_is_a_string", "config_error", "a string as its data", (record_line(RECORD_MARK),)),
     Case("record_message_without_record", "config_error", "`record` is null", (b'{"type": "RECORD"}\n',)),
-    Case("record_without_stream", "config_error", "without a stream name", (orjson.dumps({"type": "RECORD", "record": {"data": {}}}) + b"\n",)),
+    Case(
+        "record_without_stream",
+        "config_error",
+        "without a stream name",
+        (orjson.dumps({"type": "RECORD", "record": {"data": {}}}) + b"\n",),
+    ),
     # ---- record contents against the template ----
     Case("template_field_missing", "record_error", "'review' is undefined", (_record(review=_DROP),)),
     Case("null_text", "record_error", "prompt is empty", (_record(review=None),), config=_BARE_TEMPLATE),
     Case("empty_text", "record_error", "prompt is empty", (_record(review=""),), config=_BARE_TEMPLATE),
     Case("whitespace_text", "record_error", "prompt is empty", (_record(review=" \n\t  "),), config=_BARE_TEMPLATE),
-    Case("embeddings_null_text", "record_error", "none of the fields to embed", (_record(review=None),), config=embed_config),
-    Case("embeddings_empty_text", "record_error", "none of the fields to embed", (_record(review=""),), config=embed_config),
-    Case("embeddings_whitespace_text", "record_error", "none of the fields to embed", (_record(review="   \n "),), config=embed_config),
-    Case("chat_text_beyond_context", "record_error", "over max_input_tokens", (_record(review="word " * 40_000),),
-         config=_with(chat_config, enrichment__max_input_tokens=32_000)),
-    Case("chat_text_beyond_context_truncated", "ok", "", (_record(review="word " * 40_000),),
-         config=_with(chat_config, enrichment__max_input_tokens=32_000, enrichment__input_too_long="truncate")),
-    Case("embeddings_text_beyond_context_truncated", "ok", "", (_record(review="word " * 40_000),), config=embed_config),
-    Case("embeddings_text_beyond_context_error", "record_error", "over max_input_tokens", (_record(review="word " * 40_000),),
-         config=_with(embed_config, enrichment__input_too_long="error")),
+    Case(
+        "embeddings_null_text",
+        "record_error",
+        "none of the fields to embed",
+        (_record(review=None),),
+        config=embed_config,
+    ),
+    Case(
+        "embeddings_empty_text",
+        "record_error",
+        "none of the fields to embed",
+        (_record(review=""),),
+        config=embed_config,
+    ),
+    Case(
+        "embeddings_whitespace_text",
+        "record_error",
+        "none of the fields to embed",
+        (_record(review="   \n "),),
+        config=embed_config,
+    ),
+    Case(
+        "chat_text_beyond_context",
+        "record_error",
+        "over max_input_tokens",
+        (_record(review="word " * 40_000),),
+        config=_with(chat_config, enrichment__max_input_tokens=32_000),
+    ),
+    Case(
+        "chat_text_beyond_context_truncated",
+        "ok",
+        "",
+        (_record(review="word " * 40_000),),
+        config=_with(chat_config, enrichment__max_input_tokens=32_000, enrichment__input_too_long="truncate"),
+    ),
+    Case(
+        "embeddings_text_beyond_context_truncated", "ok", "", (_record(review="word " * 40_000),), config=embed_config
+    ),
+    Case(
+        "embeddings_text_beyond_context_error",
+        "record_error",
+        "over max_input_tokens",
+        (_record(review="word " * 40_000),),
+        config=_with(embed_config, enrichment__input_too_long="error"),
+    ),
     # ---- characters and structure ----
     Case("invalid_utf8_bytes", "ok", "", (_raw_record_with_text(b"\xff\xfe\xc3("),)),
     Case("lone_surrogate_escape", "ok", "", (_raw_record_with_text(b"\\ud800 and \\udfff"),)),
     Case("nul_and_control_characters", "ok", "", (_record(review="a\u0000b\u0007c\u001b[31m"),)),
-    Case("right_to_left_and_emoji", "ok", "", (_record(review="\u202eevil\u202c \U0001F600 \u00e9"),)),
+    Case("right_to_left_and_emoji", "ok", "", (_record(review="\u202eevil\u202c \U0001f600 \u00e9"),)),
     Case("nested_300_levels", "config_error", "nested more than 254 levels", (_record(tags=_nested(300)),)),
-    Case("nested_5000_levels", "config_error", "nested too deeply", (b'{"type": "RECORD", "record": {"stream": "reviews", "data": {"id": 50, "x": '
-                                                                     + b"[" * 5000 + b"]" * 5000 + b"}}}\n",)),
+    Case(
+        "nested_5000_levels",
+        "config_error",
+        "nested too deeply",
+        (
+            b'{"type": "RECORD", "record": {"stream": "reviews", "data": {"id": 50, "x": '
+            + b"[" * 5000
+            + b"]" * 5000
+            + b"}}}\n",
+        ),
+    ),
     Case("nested_100_levels_is_stored", "ok", "", (_record(tags=_nested(100)),)),
-    Case("reserved_column_names", "ok", "", (_record(_mistral_answer="forged", _airbyte_raw_id="forged", _mistral_error="forged"),)),
+    Case(
+        "reserved_column_names",
+        "ok",
+        "",
+        (_record(_mistral_answer="forged", _airbyte_raw_id="forged", _mistral_error="forged"),),
+    ),
     Case("duplicate_json_keys", "ok", "", (record_line(review(HOSTILE_ID))[:-3] + b', "id": 50}}\n',)),
     # ---- records against the schema ----
     Case("number_as_string_is_cast", "ok", "", (_record(rating="4"),)),
@@ -157,58 +242,238 @@ CASES: list[Case] = [
     Case("huge_integer", "meta", "rating", (_record(rating=10**30),)),
     Case("unknown_extra_fields", "ok", "", (_record(surprise={"a": [1, 2]}, other=None),)),
     # ---- templates reaching for Python internals ----
-    *[Case(f"template_internals_{i}", "record_error", "blocked by the sandbox", (_record(),),
-           config=_with(chat_config, enrichment__prompt_template=template), every_record=True) for i, template in enumerate(INTERNALS)],
+    *[
+        Case(
+            f"template_internals_{i}",
+            "record_error",
+            "blocked by the sandbox",
+            (_record(),),
+            config=_with(chat_config, enrichment__prompt_template=template),
+            every_record=True,
+        )
+        for i, template in enumerate(INTERNALS)
+    ],
     # ---- the catalog ----
     Case("catalog_not_json", "config_error", "catalog", catalog=b"{streams: nope", fails_before_input=True),
-    Case("catalog_without_streams", "config_error", "no `streams` list", catalog={"streams": None}, fails_before_input=True),
-    Case("catalog_stream_without_schema", "config_error", "json_schema", catalog={"streams": [{"stream": {"name": "reviews"}, "sync_mode": "full_refresh", "destination_sync_mode": "append"}]},
-         fails_before_input=True),
-    Case("catalog_schema_properties_not_object", "config_error", "not an object",
-         catalog={"streams": [{"stream": {"name": "reviews", "json_schema": {"properties": [1]}, "supported_sync_modes": ["full_refresh"]},
-                               "sync_mode": "full_refresh", "destination_sync_mode": "append"}]}, fails_before_input=True),
-    Case("catalog_unknown_sync_mode", "config_error", "catalog", catalog={"streams": [{"stream": {"name": "reviews", "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
-                                                                          "sync_mode": "full_refresh", "destination_sync_mode": "upsert_maybe"}]},
-         fails_before_input=True),
-    Case("catalog_dedup_without_primary_key", "config_error", "no primary key",
-         catalog={"streams": [{"stream": {"name": "reviews", "json_schema": {"properties": {"id": {"type": "integer"}}}, "supported_sync_modes": ["full_refresh"]},
-                               "sync_mode": "full_refresh", "destination_sync_mode": "append_dedup"}]}, fails_before_input=True),
+    Case(
+        "catalog_without_streams",
+        "config_error",
+        "no `streams` list",
+        catalog={"streams": None},
+        fails_before_input=True,
+    ),
+    Case(
+        "catalog_stream_without_schema",
+        "config_error",
+        "json_schema",
+        catalog={
+            "streams": [{"stream": {"name": "reviews"}, "sync_mode": "full_refresh", "destination_sync_mode": "append"}]
+        },
+        fails_before_input=True,
+    ),
+    Case(
+        "catalog_schema_properties_not_object",
+        "config_error",
+        "not an object",
+        catalog={
+            "streams": [
+                {
+                    "stream": {
+                        "name": "reviews",
+                        "json_schema": {"properties": [1]},
+                        "supported_sync_modes": ["full_refresh"],
+                    },
+                    "sync_mode": "full_refresh",
+                    "destination_sync_mode": "append",
+                }
+            ]
+        },
+        fails_before_input=True,
+    ),
+    Case(
+        "catalog_unknown_sync_mode",
+        "config_error",
+        "catalog",
+        catalog={
+            "streams": [
+                {
+                    "stream": {"name": "reviews", "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
+                    "sync_mode": "full_refresh",
+                    "destination_sync_mode": "upsert_maybe",
+                }
+            ]
+        },
+        fails_before_input=True,
+    ),
+    Case(
+        "catalog_dedup_without_primary_key",
+        "config_error",
+        "no primary key",
+        catalog={
+            "streams": [
+                {
+                    "stream": {
+                        "name": "reviews",
+                        "json_schema": {"properties": {"id": {"type": "integer"}}},
+                        "supported_sync_modes": ["full_refresh"],
+                    },
+                    "sync_mode": "full_refresh",
+                    "destination_sync_mode": "append_dedup",
+                }
+            ]
+        },
+        fails_before_input=True,
+    ),
     Case("catalog_stream_listed_twice", "config_error", "twice", catalog="twice", fails_before_input=True),
     # ---- every config field wrong in turn ----
-    Case("config_not_json", "config_error", "config file", config=lambda url, out: b"{not json", fails_before_input=True),
-    Case("config_missing_key", "config_error", "api_key", config=_with(chat_config, api_key=_DROP), fails_before_input=True),
-    Case("config_blank_key", "config_error", "api_key", config=_with(chat_config, api_key="   "), fails_before_input=True),
-    Case("config_wrong_key", "config_error", "rejected the API key", config=_with(chat_config, api_key="sk-wrong-000"), fails_before_input=True),
-    Case("config_unknown_model", "config_error", "does not know the model", config=_with(chat_config, model="mistral-smal-latest"),
-         fails_before_input=True),
-    Case("config_model_without_chat", "config_error", "does not know the model", config=_with(chat_config, model="mistral-embed"),
-         fails_before_input=True),
-    Case("config_model_without_embeddings", "config_error", "does not know the model",
-         config=_with(embed_config, enrichment__model="mistral-small-latest"), fails_before_input=True),
-    Case("config_plain_http_remote_url", "config_error", "plain http", config=_with(chat_config, base_url="http://api.mistral.ai"),
-         fails_before_input=True),
-    Case("config_url_with_credentials", "config_error", "must not carry credentials",
-         config=_with(chat_config, base_url="https://user:pw@api.mistral.ai"), fails_before_input=True),
-    Case("config_url_not_http", "config_error", "not an http(s) URL", config=_with(chat_config, base_url="ftp://api.mistral.ai"),
-         fails_before_input=True),
-    Case("config_unwritable_duckdb_path", "config_error", "output.path", config=_with(chat_config, output__path="/proc/forbidden/out.duckdb"),
-         fails_before_input=True),
-    Case("config_unwritable_jsonl_directory", "config_error", "output.directory",
-         config=_with(chat_config, output={"type": "jsonl", "directory": "/proc/forbidden"}), fails_before_input=True),
-    Case("config_bad_template", "config_error", "not a valid Jinja template", config=_with(chat_config, enrichment__prompt_template="{{ review "),
-         fails_before_input=True),
-    Case("config_empty_template", "config_error", "prompt_template", config=_with(chat_config, enrichment__prompt_template=""), fails_before_input=True),
-    Case("config_schema_not_json", "config_error", "not valid JSON",
-         config=_with(chat_config, enrichment__response_format={"type": "json_schema", "schema": "{type: object"}), fails_before_input=True),
-    Case("config_schema_invalid", "config_error", "not a valid JSON schema",
-         config=_with(chat_config, enrichment__response_format={"type": "json_schema", "schema": json.dumps({"type": 12})}), fails_before_input=True),
-    Case("config_unknown_mode", "config_error", "enrichment.mode", config=_with(chat_config, enrichment__mode="translate"), fails_before_input=True),
-    Case("config_temperature_out_of_range", "config_error", "temperature", config=_with(chat_config, enrichment__temperature=7), fails_before_input=True),
-    Case("config_negative_retries", "config_error", "max_retries", config=_with(chat_config, limits={"max_retries": -1}), fails_before_input=True),
-    Case("config_unknown_on_error", "config_error", "on_error", config=_with(chat_config, on_error="ignore"), fails_before_input=True),
-    Case("config_fields_and_template", "config_error", "not both", config=_with(embed_config, enrichment__template="{{ review }}"),
-         fails_before_input=True),
-    Case("config_motherduck_path", "config_error", "MotherDuck", config=_with(chat_config, output__path="md:my_db"), fails_before_input=True),
+    Case(
+        "config_not_json", "config_error", "config file", config=lambda url, out: b"{not json", fails_before_input=True
+    ),
+    Case(
+        "config_missing_key",
+        "config_error",
+        "api_key",
+        config=_with(chat_config, api_key=_DROP),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_blank_key", "config_error", "api_key", config=_with(chat_config, api_key="   "), fails_before_input=True
+    ),
+    Case(
+        "config_wrong_key",
+        "config_error",
+        "rejected the API key",
+        config=_with(chat_config, api_key="sk-wrong-000"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_unknown_model",
+        "config_error",
+        "does not know the model",
+        config=_with(chat_config, model="mistral-smal-latest"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_model_without_chat",
+        "config_error",
+        "does not know the model",
+        config=_with(chat_config, model="mistral-embed"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_model_without_embeddings",
+        "config_error",
+        "does not know the model",
+        config=_with(embed_config, enrichment__model="mistral-small-latest"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_plain_http_remote_url",
+        "config_error",
+        "plain http",
+        config=_with(chat_config, base_url="http://api.mistral.ai"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_url_with_credentials",
+        "config_error",
+        "must not carry credentials",
+        config=_with(chat_config, base_url="https://user:pw@api.mistral.ai"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_url_not_http",
+        "config_error",
+        "not an http(s) URL",
+        config=_with(chat_config, base_url="ftp://api.mistral.ai"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_unwritable_duckdb_path",
+        "config_error",
+        "output.path",
+        config=_with(chat_config, output__path="/proc/forbidden/out.duckdb"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_unwritable_jsonl_directory",
+        "config_error",
+        "output.directory",
+        config=_with(chat_config, output={"type": "jsonl", "directory": "/proc/forbidden"}),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_bad_template",
+        "config_error",
+        "not a valid Jinja template",
+        config=_with(chat_config, enrichment__prompt_template="{{ review "),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_empty_template",
+        "config_error",
+        "prompt_template",
+        config=_with(chat_config, enrichment__prompt_template=""),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_schema_not_json",
+        "config_error",
+        "not valid JSON",
+        config=_with(chat_config, enrichment__response_format={"type": "json_schema", "schema": "{type: object"}),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_schema_invalid",
+        "config_error",
+        "not a valid JSON schema",
+        config=_with(
+            chat_config, enrichment__response_format={"type": "json_schema", "schema": json.dumps({"type": 12})}
+        ),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_unknown_mode",
+        "config_error",
+        "enrichment.mode",
+        config=_with(chat_config, enrichment__mode="translate"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_temperature_out_of_range",
+        "config_error",
+        "temperature",
+        config=_with(chat_config, enrichment__temperature=7),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_negative_retries",
+        "config_error",
+        "max_retries",
+        config=_with(chat_config, limits={"max_retries": -1}),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_unknown_on_error",
+        "config_error",
+        "on_error",
+        config=_with(chat_config, on_error="ignore"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_fields_and_template",
+        "config_error",
+        "not both",
+        config=_with(embed_config, enrichment__template="{{ review }}"),
+        fails_before_input=True,
+    ),
+    Case(
+        "config_motherduck_path",
+        "config_error",
+        "MotherDuck",
+        config=_with(chat_config, output__path="md:my_db"),
+        fails_before_input=True,
+    ),
 ]
 
 BY_NAME = {case.name: case for case in CASES}
@@ -226,8 +491,13 @@ def _catalog_for(case: Case) -> Any:
 def earlier_sync(workdir: Path, base_url: str) -> tuple[Path, Capture]:
     """A good sync of records 100-102: the committed data that no hostile input may lose."""
     out = workdir / "out.duckdb"
-    earlier = write_in_process("earlier sync", workdir / "earlier", chat_config(base_url, out), catalog_dict(),
-                               input_lines([review(i) for i in range(100, 103)], every=3, start=100))
+    earlier = write_in_process(
+        "earlier sync",
+        workdir / "earlier",
+        chat_config(base_url, out),
+        catalog_dict(),
+        input_lines([review(i) for i in range(100, 103)], every=3, start=100),
+    )
     assert earlier.returncode == 0 and not earlier.errors, earlier.describe()
     earlier.files = output_files(out)
     return out, earlier
@@ -242,8 +512,11 @@ def run_case(case: Case, workdir: Path, base_url: str, earlier: tuple[Path, Capt
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(earlier[0], out)
     config = (case.config or chat_config)(base_url, out)
-    lines = input_lines([review(i) for i in range(3)], every=3, completed=False) + list(case.lines) + input_lines(
-        [review(i) for i in range(3, 6)], every=3, start=3)
+    lines = (
+        input_lines([review(i) for i in range(3)], every=3, completed=False)
+        + list(case.lines)
+        + input_lines([review(i) for i in range(3, 6)], every=3, start=3)
+    )
     capture = write_in_process(case.name, workdir / "hostile", config, _catalog_for(case), lines)
     capture.files = output_files(workdir)
     _check(case, capture, out)
@@ -265,28 +538,42 @@ def _check(case: Case, capture: Capture, out: Path) -> None:
         assert capture.returncode != 0, f"{case.name}: a failed sync must not exit 0"
         if not case.fails_before_input:
             positions = [m["state"]["stream"]["stream_state"]["position"] for m in capture.states]
-            assert positions == [3], f"{case.name}: the STATE of the records before the bad line should be echoed: {positions}"
+            assert positions == [3], (
+                f"{case.name}: the STATE of the records before the bad line should be echoed: {positions}"
+            )
             ids = {r[0] for r in query(out, "SELECT id FROM reviews WHERE id < 100")}
-            assert ids == {0, 1, 2}, f"{case.name}: the records before the bad line should be committed, and only they: {ids}"
+            assert ids == {0, 1, 2}, (
+                f"{case.name}: the records before the bad line should be committed, and only they: {ids}"
+            )
         return
     assert capture.returncode == 0 and not capture.errors, f"{case.name}: the sync should succeed\n{where}"
     positions = [m["state"]["stream"]["stream_state"]["position"] for m in capture.states]
     assert positions == [3, 6], f"{case.name}: every STATE should be echoed: {positions}"
     rows = query(out, "SELECT id, _mistral_error, _airbyte_meta FROM reviews WHERE id < 100 ORDER BY id")
     by_id = {row[0]: row for row in rows}
-    assert set(by_id) == {0, 1, 2, 3, 4, 5, HOSTILE_ID} - ({HOSTILE_ID} if not case.lines or case.lines[0].startswith(b'{"type": "LOG"') and len(case.lines) == 1 else set()), (
-        f"{case.name}: every record exactly once: {sorted(by_id)}"
-    )
+    assert set(by_id) == {0, 1, 2, 3, 4, 5, HOSTILE_ID} - (
+        {HOSTILE_ID}
+        if not case.lines or case.lines[0].startswith(b'{"type": "LOG"') and len(case.lines) == 1
+        else set()
+    ), f"{case.name}: every record exactly once: {sorted(by_id)}"
     hostile = by_id[HOSTILE_ID]
     if case.every_record:
-        assert all(row[1] and case.expect in row[1] for row in rows), f"{case.name}: every record should carry the error: {rows}"
+        assert all(row[1] and case.expect in row[1] for row in rows), (
+            f"{case.name}: every record should carry the error: {rows}"
+        )
         return
-    assert all(by_id[i][1] is None for i in range(6)), f"{case.name}: the good records around it should be enriched: {rows}"
+    assert all(by_id[i][1] is None for i in range(6)), (
+        f"{case.name}: the good records around it should be enriched: {rows}"
+    )
     if case.outcome == "record_error":
-        assert hostile[1] and case.expect in hostile[1], f"{case.name}: the record's error should say {case.expect!r}, got {hostile[1]!r}"
+        assert hostile[1] and case.expect in hostile[1], (
+            f"{case.name}: the record's error should say {case.expect!r}, got {hostile[1]!r}"
+        )
     elif case.outcome == "ok":
         assert hostile[1] is None, f"{case.name}: the record should be enriched, got error {hostile[1]!r}"
     elif case.outcome == "meta":
         changes = json.loads(hostile[2])["changes"]
-        assert [c["field"] for c in changes] == [case.expect], f"{case.name}: _airbyte_meta should name {case.expect!r}: {changes}"
+        assert [c["field"] for c in changes] == [case.expect], (
+            f"{case.name}: _airbyte_meta should name {case.expect!r}: {changes}"
+        )
         assert hostile[1] is None, f"{case.name}: a schema mismatch is not an enrichment error: {hostile[1]!r}"

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from integration_tests.hostile_inputs.faults import CHAT_ROUTE, leak_emulator
 from integration_tests.hostile_inputs.harness import (
-    Scenario,
     Capture,
+    Scenario,
     catalog_dict,
     chat_config,
     embed_config,
@@ -72,8 +72,18 @@ def _records(n: int, tag: str = "") -> list[dict]:
     return [review(i, f"{tag} distinct review {i} about sound and shipping") for i in range(n)]
 
 
-def _kill_and_resume(name: str, workdir: Path, mode: str, kill_when, records: list[dict], *, every: int = 10,
-                     config_of=chat_config, sync_id: int | None = None, latency_ms: float = 40):
+def _kill_and_resume(
+    name: str,
+    workdir: Path,
+    mode: str,
+    kill_when,
+    records: list[dict],
+    *,
+    every: int = 10,
+    config_of=chat_config,
+    sync_id: int | None = None,
+    latency_ms: float = 40,
+):
     """Runs the sync in a process killed by `kill_when`, checks the file, then resumes in process
     with the replayed input. Returns (captures, rows before, committed ids, replayed lines, API calls of the resume)."""
     out = workdir / "out.duckdb"
@@ -108,15 +118,21 @@ def _dedup(name: str, workdir: Path, kill_when, expect_states: int | None) -> li
         # The kill is sent once the k-th STATE is seen; lines already in the pipe by then may hold
         # one more, and the replay starts after whichever came last.
         seen = len(killed.states)
-        assert (seen >= expect_states) if expect_states else seen == 0, f"{name}: killed after {expect_states} STATE(s): {seen}"
+        assert (seen >= expect_states) if expect_states else seen == 0, (
+            f"{name}: killed after {expect_states} STATE(s): {seen}"
+        )
     ids = _ids(out)
-    assert ids == list(range(60)), f"{name}: every record exactly once after the resume: {collections.Counter(ids).most_common(3)}"
+    assert ids == list(range(60)), (
+        f"{name}: every record exactly once after the resume: {collections.Counter(ids).most_common(3)}"
+    )
     committed = tables.get("main.reviews", 0)
     replayed = _replayed_ids(replay)
     cached = {r[0] for r in query(out, "SELECT id FROM reviews WHERE _mistral_cached")}
     sent = sum(v for k, v in calls.get(CHAT_ROUTE, {}).items() if k == "200")
     # The committed rows among the replayed ones come from the cache: only the others are sent.
-    assert sent == len(replayed) - len(replayed & cached), f"{name}: {sent} requests for {len(replayed)} replayed, {len(replayed & cached)} cached"
+    assert sent == len(replayed) - len(replayed & cached), (
+        f"{name}: {sent} requests for {len(replayed)} replayed, {len(replayed & cached)} cached"
+    )
     committed_replayed = set(range(60 - len(replayed), committed))
     assert committed_replayed <= cached, (
         f"{name}: every replayed record committed before the crash ({committed} rows) should be answered from the cache"
@@ -127,7 +143,9 @@ def _dedup(name: str, workdir: Path, kill_when, expect_states: int | None) -> li
     assert len(replayed & cached) == _stored_answers(tables) - (60 - len(replayed)), (
         f"{name}: the replayed records answered from the cache should be exactly those stored before the crash"
     )
-    assert all(r[0] is None for r in query(out, "SELECT _mistral_error FROM reviews")), f"{name}: no record should carry an error"
+    assert all(r[0] is None for r in query(out, "SELECT _mistral_error FROM reviews")), (
+        f"{name}: no record should carry an error"
+    )
     return [killed, resumed]
 
 
@@ -147,18 +165,29 @@ def overwrite_killed_keeps_previous_data(workdir: Path) -> list[Capture]:
     name = "overwrite, killed after the second STATE"
     out = workdir / "out.duckdb"
     with leak_emulator() as emu:
-        previous = write_in_process(f"{name} (previous sync)", workdir / "previous", chat_config(emu.base_url, out),
-                                    catalog_dict("overwrite", sync_id=1), input_lines([review(i) for i in range(100, 110)]))
+        previous = write_in_process(
+            f"{name} (previous sync)",
+            workdir / "previous",
+            chat_config(emu.base_url, out),
+            catalog_dict("overwrite", sync_id=1),
+            input_lines([review(i) for i in range(100, 110)]),
+        )
     assert not previous.errors, previous.describe()
     records = _records(50, "new")
-    killed, resumed, tables, replay, _ = _kill_and_resume(name, workdir, "overwrite", _after_states(2), records, sync_id=2)
+    killed, resumed, tables, replay, _ = _kill_and_resume(
+        name, workdir, "overwrite", _after_states(2), records, sync_id=2
+    )
     assert tables.get("main.reviews") == 10, f"{name}: the previous table must be intact after the kill: {tables}"
     ids = _ids(out)
     counts = collections.Counter(ids)
-    assert set(ids) == set(range(50)), f"{name}: the new sync replaces the old rows with every new record: {sorted(set(ids))[:5]}..."
+    assert set(ids) == set(range(50)), (
+        f"{name}: the new sync replaces the old rows with every new record: {sorted(set(ids))[:5]}..."
+    )
     replayed = _replayed_ids(replay)
     twice = {i for i, c in counts.items() if c > 1}
-    assert twice <= replayed and max(counts.values()) <= 2, f"{name}: only rows committed after the last STATE may repeat: {twice}"
+    assert twice <= replayed and max(counts.values()) <= 2, (
+        f"{name}: only rows committed after the last STATE may repeat: {twice}"
+    )
     previous.files = output_files(workdir)
     return [previous, killed, resumed]
 
@@ -171,13 +200,16 @@ def append_killed_writes_every_record_at_least_once(workdir: Path) -> list[Captu
     assert set(counts) == set(range(50)), f"{name}: every record at least once"
     replayed = _replayed_ids(replay)
     twice = {i for i, c in counts.items() if c > 1}
-    assert twice <= replayed and max(counts.values()) <= 2, f"{name}: only rows committed after the last STATE may repeat: {twice}"
+    assert twice <= replayed and max(counts.values()) <= 2, (
+        f"{name}: only rows committed after the last STATE may repeat: {twice}"
+    )
     sent = sum(v for k, v in calls.get(CHAT_ROUTE, {}).items() if k == "200")
     cached = {r[0] for r in query(out, "SELECT id FROM reviews WHERE _mistral_cached")}
     assert twice <= cached, f"{name}: a repeated row's answer comes from the cache"
     # Answers stored before the crash, of committed rows and of records after them alike, are not paid again.
     assert sent == len(replayed) - (_stored_answers(tables) - (50 - len(replayed))), (
-        f"{name}: only replayed records without a stored answer are sent ({sent} requests)")
+        f"{name}: only replayed records without a stored answer are sent ({sent} requests)"
+    )
     return [killed, resumed]
 
 
@@ -194,8 +226,9 @@ def _timed_kill(name: str, workdir: Path, seconds: float) -> list[Capture]:
             started.append(time.monotonic())
         return time.monotonic() - started[0] >= seconds
 
-    killed, resumed, tables, replay, _ = _kill_and_resume(name, workdir, "append_dedup", at_time, records, every=25,
-                                                          config_of=embed_config, latency_ms=20)
+    killed, resumed, tables, replay, _ = _kill_and_resume(
+        name, workdir, "append_dedup", at_time, records, every=25, config_of=embed_config, latency_ms=20
+    )
     assert _ids(out) == list(range(400)), f"{name}: every record exactly once after the resume"
     return [killed, resumed]
 
@@ -208,13 +241,15 @@ def killed_at_0_8_seconds_file_stays_readable(workdir: Path) -> list[Capture]:
     return _timed_kill("embeddings, killed 0.8 s into the sync", workdir, 0.8)
 
 
-
-SCENARIOS = [Scenario(f.__name__, f) for f in (
-    dedup_killed_after_first_state,
-    dedup_killed_after_third_state,
-    dedup_killed_before_any_state,
-    overwrite_killed_keeps_previous_data,
-    append_killed_writes_every_record_at_least_once,
-    killed_at_0_3_seconds_file_stays_readable,
-    killed_at_0_8_seconds_file_stays_readable,
-)]
+SCENARIOS = [
+    Scenario(f.__name__, f)
+    for f in (
+        dedup_killed_after_first_state,
+        dedup_killed_after_third_state,
+        dedup_killed_before_any_state,
+        overwrite_killed_keeps_previous_data,
+        append_killed_writes_every_record_at_least_once,
+        killed_at_0_3_seconds_file_stays_readable,
+        killed_at_0_8_seconds_file_stays_readable,
+    )
+]

@@ -13,16 +13,17 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import duckdb
 import orjson
-
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
-from tests.support.builders import catalog as build_catalog, configured_stream
+from tests.support.builders import catalog as build_catalog
+from tests.support.builders import configured_stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Distinctive, so that a hit can only be a leak: the key, a marker inside every record's text and a
@@ -60,7 +61,9 @@ class Capture:
 
     @property
     def errors(self) -> list[dict[str, Any]]:
-        return [m["trace"]["error"] for m in self.messages if m.get("type") == "TRACE" and m["trace"].get("type") == "ERROR"]
+        return [
+            m["trace"]["error"] for m in self.messages if m.get("type") == "TRACE" and m["trace"].get("type") == "ERROR"
+        ]
 
     def log_text(self) -> str:
         """Everything a person reads: log and trace messages, and stderr (not the data channel)."""
@@ -72,8 +75,18 @@ class Capture:
 
 
 def state_line(position: int, stream: str = "reviews") -> bytes:
-    return orjson.dumps({"type": "STATE", "state": {"type": "STREAM", "stream": {"stream_descriptor": {"name": stream},
-                                                                                "stream_state": {"position": position}}}}) + b"\n"
+    return (
+        orjson.dumps(
+            {
+                "type": "STATE",
+                "state": {
+                    "type": "STREAM",
+                    "stream": {"stream_descriptor": {"name": stream}, "stream_state": {"position": position}},
+                },
+            }
+        )
+        + b"\n"
+    )
 
 
 def record_line(data: Any, stream: str = "reviews", namespace: str | None = None) -> bytes:
@@ -85,20 +98,38 @@ def record_line(data: Any, stream: str = "reviews", namespace: str | None = None
 
 
 def review(i: int, text: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"id": i, "product": f"product-{i % 5}", "rating": 1 + i % 5,
-            "review": text if text is not None else f"{RECORD_MARK} review {i}: the battery and screen number {i}",
-            "tags": ["t", str(i % 3)], "reviewed_at": "2025-03-01T10:00:00Z", **extra}
+    return {
+        "id": i,
+        "product": f"product-{i % 5}",
+        "rating": 1 + i % 5,
+        "review": text if text is not None else f"{RECORD_MARK} review {i}: the battery and screen number {i}",
+        "tags": ["t", str(i % 3)],
+        "reviewed_at": "2025-03-01T10:00:00Z",
+        **extra,
+    }
 
 
 def complete_line(stream: str = "reviews", namespace: str | None = None) -> bytes:
     """The stream status the platform sends when the source has read a stream whole."""
     descriptor: dict[str, Any] = {"name": stream, **({"namespace": namespace} if namespace else {})}
-    return orjson.dumps({"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1_700_000_000_000,
-                                                    "stream_status": {"stream_descriptor": descriptor, "status": "COMPLETE"}}}) + b"\n"
+    return (
+        orjson.dumps(
+            {
+                "type": "TRACE",
+                "trace": {
+                    "type": "STREAM_STATUS",
+                    "emitted_at": 1_700_000_000_000,
+                    "stream_status": {"stream_descriptor": descriptor, "status": "COMPLETE"},
+                },
+            }
+        )
+        + b"\n"
+    )
 
 
-def input_lines(records: Iterable[dict[str, Any]], every: int = 10, stream: str = "reviews", start: int = 0,
-                completed: bool = True) -> list[bytes]:
+def input_lines(
+    records: Iterable[dict[str, Any]], every: int = 10, stream: str = "reviews", start: int = 0, completed: bool = True
+) -> list[bytes]:
     """Records with a STATE after every `every` of them (positions count from `start`) and, unless
     the source is to fail, the stream's COMPLETE status last."""
     lines, count = [], start
@@ -115,20 +146,31 @@ def input_lines(records: Iterable[dict[str, Any]], every: int = 10, stream: str 
 
 
 def catalog_dict(mode: str = "append_dedup", *streams: str, sync_id: int | None = None) -> dict[str, Any]:
-    configured = build_catalog(*[configured_stream(name, mode=mode, sync_id=sync_id) for name in (streams or ("reviews",))])
+    configured = build_catalog(
+        *[configured_stream(name, mode=mode, sync_id=sync_id) for name in (streams or ("reviews",))]
+    )
     return ConfiguredAirbyteCatalogSerializer.dump(configured)
 
 
 def chat_config(base_url: str, out: Path, **extra: Any) -> dict[str, Any]:
-    return {"api_key": LEAK_KEY, "base_url": base_url, "model": "mistral-small-latest",
-            "enrichment": {"mode": "chat", "prompt_template": PROMPT_MARK + " {{ review }}", "temperature": 0},
-            "output": {"type": "duckdb", "path": str(out)}, **extra}
+    return {
+        "api_key": LEAK_KEY,
+        "base_url": base_url,
+        "model": "mistral-small-latest",
+        "enrichment": {"mode": "chat", "prompt_template": PROMPT_MARK + " {{ review }}", "temperature": 0},
+        "output": {"type": "duckdb", "path": str(out)},
+        **extra,
+    }
 
 
 def embed_config(base_url: str, out: Path, **extra: Any) -> dict[str, Any]:
-    return {"api_key": LEAK_KEY, "base_url": base_url,
-            "enrichment": {"mode": "embeddings", "fields": ["review"]},
-            "output": {"type": "duckdb", "path": str(out)}, **extra}
+    return {
+        "api_key": LEAK_KEY,
+        "base_url": base_url,
+        "enrichment": {"mode": "embeddings", "fields": ["review"]},
+        "output": {"type": "duckdb", "path": str(out)},
+        **extra,
+    }
 
 
 def _write_files(workdir: Path, config: Any, catalog: Any) -> tuple[Path, Path]:
@@ -203,14 +245,27 @@ def destination_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "destination_mistral"]
 
 
-def write_subprocess(label: str, workdir: Path, config: Any, catalog: Any, lines: list[bytes],
-                     kill_when: Callable[[dict[str, Any], int], bool] | None = None, timeout: float = 60) -> Capture:
+def write_subprocess(
+    label: str,
+    workdir: Path,
+    config: Any,
+    catalog: Any,
+    lines: list[bytes],
+    kill_when: Callable[[dict[str, Any], int], bool] | None = None,
+    timeout: float = 60,
+) -> Capture:
     """A real `destination-mistral write` process. `kill_when(message, states_so_far)` is asked after
     every stdout message; when it says so, the process gets SIGKILL at once (as when a container is
     killed), with whatever it had in flight."""
     config_path, catalog_path = _write_files(workdir, config, catalog)
-    process = subprocess.Popen([*destination_command(), "write", "--config", str(config_path), "--catalog", str(catalog_path)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=workdir)
+    process = subprocess.Popen(
+        [*destination_command(), "write", "--config", str(config_path), "--catalog", str(catalog_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=workdir,
+    )
 
     def feed() -> None:
         try:
@@ -252,8 +307,13 @@ def write_subprocess(label: str, workdir: Path, config: Any, catalog: Any, lines
     stdout.append(rest)
     drain.join(10)
     writer.join(10)
-    return Capture(label, "".join(stdout), (errors[0] if errors else b"").decode("utf-8", "replace"), process.returncode,
-                   output_files(workdir))
+    return Capture(
+        label,
+        "".join(stdout),
+        (errors[0] if errors else b"").decode("utf-8", "replace"),
+        process.returncode,
+        output_files(workdir),
+    )
 
 
 def query(path: Path, sql: str) -> list[tuple]:
@@ -273,7 +333,7 @@ def replay_after_last_state(lines: list[bytes], capture: Capture) -> list[bytes]
     last = emitted[-1]
     for index, line in enumerate(lines):
         if line == state_line(last):
-            return lines[index + 1:]
+            return lines[index + 1 :]
     raise AssertionError(f"the echoed STATE position {last} is not in the input")
 
 

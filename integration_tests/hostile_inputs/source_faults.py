@@ -14,12 +14,11 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 from pathlib import Path
 from unittest import mock
+from urllib.parse import urlsplit
 
 import orjson
-
 from airbyte_cdk.models import AirbyteMessageSerializer, SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
@@ -80,7 +79,7 @@ class ReframingProxy:
         self.server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> "ReframingProxy":
+    def __enter__(self) -> ReframingProxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -127,7 +126,9 @@ def mixed_faults_on_every_stream(workdir: Path) -> list[Capture]:
     for stream in STREAMS:
         got, expected = _ids(faulty, stream), _ids(clean, stream)
         assert len(got) == len(set(got)), f"{stream}: a record came twice under faults"
-        assert sorted(got) == sorted(expected), f"{stream}: records missing or extra under faults ({len(got)} vs {len(expected)})"
+        assert sorted(got) == sorted(expected), (
+            f"{stream}: records missing or extra under faults ({len(got)} vs {len(expected)})"
+        )
     return [_capture("source, mixed faults", clean), _capture("source, mixed faults", faulty)]
 
 
@@ -139,8 +140,12 @@ def exhausted_retries_fail_the_stream_clearly(workdir: Path) -> list[Capture]:
     assert errors, "a stream whose API keeps failing must fail the sync"
     failure_types = {getattr(e.failure_type, "value", e.failure_type) for e in errors}
     assert failure_types <= {"transient_error"}, f"an API that keeps failing is a transient error: {failure_types}"
-    assert any("files" in (e.message or "") or "files" in (e.internal_message or "") or "server error" in (e.message or "").lower()
-               for e in errors), [e.message for e in errors]
+    assert any(
+        "files" in (e.message or "")
+        or "files" in (e.internal_message or "")
+        or "server error" in (e.message or "").lower()
+        for e in errors
+    ), [e.message for e in errors]
     # One request for the row estimate (best effort, not retried), then the read: one attempt and
     # the manifest's six retries.
     assert attempts == 1 + 7, f"retries must be bounded by max_retries 6: {attempts} requests"
@@ -157,13 +162,17 @@ def truncated_bodies_are_retried(workdir: Path) -> list[Capture]:
     assert not faulty.errors, faulty.get_formatted_error_message()
     assert truncated > 0, "the emulator should have truncated bodies"
     for stream in ("files", "agents"):
-        assert sorted(_ids(faulty, stream)) == sorted(_ids(clean, stream)), f"{stream}: a truncated page must be read again, not skipped"
+        assert sorted(_ids(faulty, stream)) == sorted(_ids(clean, stream)), (
+            f"{stream}: a truncated page must be read again, not skipped"
+        )
     return [_capture("source, truncated bodies", faulty)]
 
 
-
-SCENARIOS = [Scenario(f.__name__, f) for f in (
-    mixed_faults_on_every_stream,
-    exhausted_retries_fail_the_stream_clearly,
-    truncated_bodies_are_retried,
-)]
+SCENARIOS = [
+    Scenario(f.__name__, f)
+    for f in (
+        mixed_faults_on_every_stream,
+        exhausted_retries_fail_the_stream_clearly,
+        truncated_bodies_are_retried,
+    )
+]

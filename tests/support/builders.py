@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from airbyte_cdk.models import (
     AirbyteMessage,
@@ -37,19 +38,31 @@ REVIEW_SCHEMA = {
 }
 
 
-def configured_stream(name: str = "reviews", mode: str = "append", primary_key: Sequence[str] | None = ("id",),
-                      schema: Mapping[str, Any] | None = None, namespace: str | None = None,
-                      sync_id: int | None = None, generation_id: int | None = None,
-                      minimum_generation_id: int | None = None) -> ConfiguredAirbyteStream:
+def configured_stream(
+    name: str = "reviews",
+    mode: str = "append",
+    primary_key: Sequence[str] | None = ("id",),
+    schema: Mapping[str, Any] | None = None,
+    namespace: str | None = None,
+    sync_id: int | None = None,
+    generation_id: int | None = None,
+    minimum_generation_id: int | None = None,
+) -> ConfiguredAirbyteStream:
     return ConfiguredAirbyteStream(
-        stream=AirbyteStream(name=name, json_schema=dict(schema or REVIEW_SCHEMA), supported_sync_modes=[SyncMode.full_refresh],
-                             namespace=namespace),
+        stream=AirbyteStream(
+            name=name,
+            json_schema=dict(schema or REVIEW_SCHEMA),
+            supported_sync_modes=[SyncMode.full_refresh],
+            namespace=namespace,
+        ),
         sync_mode=SyncMode.full_refresh,
         destination_sync_mode=DestinationSyncMode(mode),
         primary_key=[[k] for k in primary_key] if primary_key else None,
         sync_id=sync_id,
         generation_id=generation_id if generation_id is not None else (0 if sync_id is not None else None),
-        minimum_generation_id=minimum_generation_id if minimum_generation_id is not None else (0 if sync_id is not None else None),
+        minimum_generation_id=minimum_generation_id
+        if minimum_generation_id is not None
+        else (0 if sync_id is not None else None),
     )
 
 
@@ -57,8 +70,13 @@ def catalog(*streams: ConfiguredAirbyteStream) -> ConfiguredAirbyteCatalog:
     return ConfiguredAirbyteCatalog(streams=list(streams) or [configured_stream()])
 
 
-def record(data: Mapping[str, Any], stream: str = "reviews", namespace: str | None = None, emitted_at: int = 1_700_000_000_000) -> AirbyteMessage:
-    return AirbyteMessage(type=Type.RECORD, record=AirbyteRecordMessage(stream=stream, data=dict(data), emitted_at=emitted_at, namespace=namespace))
+def record(
+    data: Mapping[str, Any], stream: str = "reviews", namespace: str | None = None, emitted_at: int = 1_700_000_000_000
+) -> AirbyteMessage:
+    return AirbyteMessage(
+        type=Type.RECORD,
+        record=AirbyteRecordMessage(stream=stream, data=dict(data), emitted_at=emitted_at, namespace=namespace),
+    )
 
 
 def state(value: Mapping[str, Any], stream: str = "reviews", namespace: str | None = None) -> AirbyteMessage:
@@ -66,8 +84,10 @@ def state(value: Mapping[str, Any], stream: str = "reviews", namespace: str | No
         type=Type.STATE,
         state=AirbyteStateMessage(
             type=AirbyteStateType.STREAM,
-            stream=AirbyteStreamState(stream_descriptor=StreamDescriptor(name=stream, namespace=namespace),
-                                      stream_state=AirbyteStateBlob(**value)),
+            stream=AirbyteStreamState(
+                stream_descriptor=StreamDescriptor(name=stream, namespace=namespace),
+                stream_state=AirbyteStateBlob(**value),
+            ),
         ),
     )
 
@@ -77,9 +97,12 @@ def complete(stream: str = "reviews", namespace: str | None = None) -> AirbyteMe
     return AirbyteMessage(
         type=Type.TRACE,
         trace=AirbyteTraceMessage(
-            type=TraceType.STREAM_STATUS, emitted_at=1_700_000_000_000,
+            type=TraceType.STREAM_STATUS,
+            emitted_at=1_700_000_000_000,
             stream_status=AirbyteStreamStatusTraceMessage(
-                stream_descriptor=StreamDescriptor(name=stream, namespace=namespace), status=AirbyteStreamStatus.COMPLETE),
+                stream_descriptor=StreamDescriptor(name=stream, namespace=namespace),
+                status=AirbyteStreamStatus.COMPLETE,
+            ),
         ),
     )
 
@@ -97,8 +120,13 @@ def review(i: int, text: str | None = None, **extra: Any) -> dict[str, Any]:
     }
 
 
-def messages_with_states(records: Iterable[Mapping[str, Any]], every: int = 10, stream: str = "reviews",
-                         namespace: str | None = None, completed: bool = True) -> list[AirbyteMessage]:
+def messages_with_states(
+    records: Iterable[Mapping[str, Any]],
+    every: int = 10,
+    stream: str = "reviews",
+    namespace: str | None = None,
+    completed: bool = True,
+) -> list[AirbyteMessage]:
     """The records with a STATE every `every` of them and, as the platform sends it when the source
     succeeds, the stream's COMPLETE status at the end (`completed=False`: the source failed)."""
     out: list[AirbyteMessage] = []
@@ -117,7 +145,6 @@ def messages_with_states(records: Iterable[Mapping[str, Any]], every: int = 10, 
 
 def serialize(messages: Iterable[AirbyteMessage]) -> str:
     import orjson
-
     from airbyte_cdk.models import AirbyteMessageSerializer
 
     return "".join(orjson.dumps(AirbyteMessageSerializer.dump(m)).decode() + "\n" for m in messages)

@@ -4,11 +4,11 @@ about configs. No API is reached: `check`'s model lookup answers that every mode
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
-
 from airbyte_cdk.models import FailureType, Status, Type
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -44,7 +44,11 @@ def run_check(config: Mapping[str, Any], tmp_path: Path) -> str | None:
 def write_error(config: Mapping[str, Any], streams=(), messages=()) -> AirbyteTracedException | None:
     """The config error `write` ends with (any other failure fails the test), or None."""
     try:
-        list(DestinationMistral().write(config, catalog(*streams) if streams else catalog(configured_stream()), list(messages)))
+        list(
+            DestinationMistral().write(
+                config, catalog(*streams) if streams else catalog(configured_stream()), list(messages)
+            )
+        )
     except AirbyteTracedException as error:
         assert error.failure_type == FailureType.config_error, error.message
         return error

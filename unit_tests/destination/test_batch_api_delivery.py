@@ -3,7 +3,6 @@ service's failure, so they are sent again online rather than written as errors; 
 its input is that record's error; a sync that stops while a job runs cancels it."""
 
 import asyncio
-
 import base64
 
 import numpy as np
@@ -11,9 +10,8 @@ import orjson
 import pytest
 
 from destination_mistral.enrich.batch_api import BatchApiEnricher
-from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.enrich.embeddings import EmbeddingEnricher
-
+from destination_mistral.settings import EmbeddingSettings
 
 NAN_BASE64 = base64.b64encode(np.array([np.nan, 1.0], dtype="<f4").tobytes()).decode()
 
@@ -33,8 +31,11 @@ class FakeBatchApi:
     async def post(self, path, payload, cost=0, validate=None, precheck=None, splittable=False):
         self.calls.append(f"POST {path}")
         if path == "embeddings":  # online
-            answer = {"model": "mistral-embed", "usage": {"prompt_tokens": 1},
-                      "data": [{"index": i, "embedding": [0.25, 0.75]} for i in range(len(payload["input"]))]}
+            answer = {
+                "model": "mistral-embed",
+                "usage": {"prompt_tokens": 1},
+                "data": [{"index": i, "embedding": [0.25, 0.75]} for i in range(len(payload["input"]))],
+            }
             return validate(answer) if validate else answer
         return {"id": "job-1", "status": "QUEUED"}
 
@@ -65,27 +66,53 @@ def test_a_job_that_times_out_without_output_sends_its_requests_online():
     results = asyncio.run(_run_all(enricher, inner, ["a", "b", "c"]))
     assert [r.ok for r in results] == [True, True, True], [r.error for r in results]
     assert "POST embeddings" in api.calls, "the unanswered requests go online"
-    assert api.uploaded[0]["custom_id"] == "0" and "model" not in api.uploaded[0]["body"], "the job names the model, lines do not"
+    assert api.uploaded[0]["custom_id"] == "0" and "model" not in api.uploaded[0]["body"], (
+        "the job names the model, lines do not"
+    )
 
 
 def test_only_the_lines_missing_from_a_partial_output_are_sent_online():
-    vector = {"object": "list", "model": "mistral-embed", "usage": {"prompt_tokens": 1, "total_tokens": 1},
-              "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}]}
-    api = FakeBatchApi("FAILED", output_lines=[{"id": "b-0", "custom_id": "1", "response": {"status_code": 200, "body": vector}, "error": None}])
+    vector = {
+        "object": "list",
+        "model": "mistral-embed",
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}],
+    }
+    api = FakeBatchApi(
+        "FAILED",
+        output_lines=[{"id": "b-0", "custom_id": "1", "response": {"status_code": 200, "body": vector}, "error": None}],
+    )
     inner, enricher = _enricher(api)
     results = asyncio.run(_run_all(enricher, inner, ["a", "b", "c"]))
     assert [r.ok for r in results] == [True, True, True], [r.error for r in results]
-    assert [list(r.value) for r in results] == [[0.25, 0.75], [0.5, 0.5], [0.25, 0.75]], "the job's answer is kept, the rest came online"
+    assert [list(r.value) for r in results] == [[0.25, 0.75], [0.5, 0.5], [0.25, 0.75]], (
+        "the job's answer is kept, the rest came online"
+    )
 
 
 def test_a_line_refused_for_its_input_is_that_records_error_and_a_5xx_line_goes_online():
-    vector = {"object": "list", "model": "mistral-embed", "usage": {"prompt_tokens": 1, "total_tokens": 1},
-              "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}]}
-    api = FakeBatchApi("SUCCESS", output_lines=[
-        {"custom_id": "0", "response": {"status_code": 400, "body": {"message": "Input contains invalid content"}}, "error": None},
-        {"custom_id": "1", "response": {"status_code": 500, "body": {"message": "internal"}}, "error": None},
-        {"custom_id": "2", "response": {"status_code": 200, "body": {**vector, "data": [{"index": 0, "embedding": NAN_BASE64}]}}, "error": None},
-    ])
+    vector = {
+        "object": "list",
+        "model": "mistral-embed",
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}],
+    }
+    api = FakeBatchApi(
+        "SUCCESS",
+        output_lines=[
+            {
+                "custom_id": "0",
+                "response": {"status_code": 400, "body": {"message": "Input contains invalid content"}},
+                "error": None,
+            },
+            {"custom_id": "1", "response": {"status_code": 500, "body": {"message": "internal"}}, "error": None},
+            {
+                "custom_id": "2",
+                "response": {"status_code": 200, "body": {**vector, "data": [{"index": 0, "embedding": NAN_BASE64}]}},
+                "error": None,
+            },
+        ],
+    )
     inner, enricher = _enricher(api)
     results = asyncio.run(_run_all(enricher, inner, ["a", "b", "c"]))
     assert not results[0].ok and results[0].error_kind == "input" and "invalid content" in results[0].error

@@ -3,10 +3,10 @@
 import asyncio
 
 from destination_mistral.enrich.batching import MAX_INPUTS_PER_REQUEST, plan_batches
-from destination_mistral.http.errors import ApiError, is_batch_too_large
-from destination_mistral.settings import EmbeddingSettings
 from destination_mistral.enrich.embeddings import EmbeddingEnricher
 from destination_mistral.enrich.tokens import tokenizer_for
+from destination_mistral.http.errors import ApiError, is_batch_too_large
+from destination_mistral.settings import EmbeddingSettings
 
 
 def test_batches_respect_input_and_token_limits():
@@ -14,7 +14,9 @@ def test_batches_respect_input_and_token_limits():
     assert [len(b) for b in batches] == [512, 512, 176]
     batches = plan_batches([4000] * 10, max_inputs=512, max_tokens=14_000)
     assert all(len(b) * 4000 <= 14_000 for b in batches), "a batch exceeds the token budget"
-    assert sum(len(b) for b in batches) == 10 and [i for b in batches for i in b] == list(range(10)), "inputs lost or reordered"
+    assert sum(len(b) for b in batches) == 10 and [i for b in batches for i in b] == list(range(10)), (
+        "inputs lost or reordered"
+    )
 
 
 def test_an_input_over_the_budget_travels_alone():
@@ -46,8 +48,11 @@ class SplittingClient:
         self.sizes.append(len(body["input"]))
         if len(body["input"]) > self.limit:
             raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400, kind="too_large")
-        answer = {"model": body["model"], "usage": {"prompt_tokens": 3 * len(body["input"])},
-                  "data": [{"index": i, "embedding": [float(i), 1.0]} for i in range(len(body["input"]))]}
+        answer = {
+            "model": body["model"],
+            "usage": {"prompt_tokens": 3 * len(body["input"])},
+            "data": [{"index": i, "embedding": [float(i), 1.0]} for i in range(len(body["input"]))],
+        }
         return validate(answer) if validate else answer
 
 
@@ -120,7 +125,13 @@ def test_partial_batch_waits_for_more_input_only_while_another_batch_is_in_fligh
 
 def test_byte_bounded_families_match_the_loaded_tokenizers():
     """The bound used before any tokenizer is loaded must be one the tokenizer really honours."""
-    from destination_mistral.enrich.tokens import BYTE_BOUNDED_FAMILIES, _bounded_by_bytes, _family, _load, upper_bound_for
+    from destination_mistral.enrich.tokens import (
+        BYTE_BOUNDED_FAMILIES,
+        _bounded_by_bytes,
+        _family,
+        _load,
+        upper_bound_for,
+    )
 
     for family in ("v1", "v3", "tekken"):
         assert _bounded_by_bytes(_load(family)._raw) == (family in BYTE_BOUNDED_FAMILIES), family
@@ -137,16 +148,27 @@ def test_a_server_that_refuses_base64_gets_floats_and_nothing_is_lost():
         async def post(self, path, body, cost=0, validate=None, precheck=None, splittable=False):
             self.bodies.append(dict(body))
             if "encoding_format" in body:
-                raise ApiError("HTTP 422: Extra inputs are not permitted (body.encoding_format)", 422, kind="config",
-                               field="encoding_format")
-            answer = {"model": body["model"], "usage": {"prompt_tokens": 2 * len(body["input"])},
-                      "data": [{"index": i, "embedding": [float(i), 0.5]} for i in range(len(body["input"]))]}
+                raise ApiError(
+                    "HTTP 422: Extra inputs are not permitted (body.encoding_format)",
+                    422,
+                    kind="config",
+                    field="encoding_format",
+                )
+            answer = {
+                "model": body["model"],
+                "usage": {"prompt_tokens": 2 * len(body["input"])},
+                "data": [{"index": i, "embedding": [float(i), 0.5]} for i in range(len(body["input"]))],
+            }
             return validate(answer) if validate else answer
 
     client = NoBase64Client()
     enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), client)
     items = [enricher.prepare({"t": f"text {i}"}) for i in range(3)]
     first = asyncio.run(enricher._send(items))
-    assert all(r.ok for r in first) and [r.value[0] for r in first] == [0.0, 1.0, 2.0], "the refused batch is sent again as floats"
+    assert all(r.ok for r in first) and [r.value[0] for r in first] == [0.0, 1.0, 2.0], (
+        "the refused batch is sent again as floats"
+    )
     asyncio.run(enricher._send(items[:1]))
-    assert [("encoding_format" in b) for b in client.bodies] == [True, False, False], "base64 is asked for once, then never again"
+    assert [("encoding_format" in b) for b in client.bodies] == [True, False, False], (
+        "base64 is asked for once, then never again"
+    )

@@ -8,9 +8,9 @@ import base64
 import numpy as np
 
 from destination_mistral.enrich import batching
+from destination_mistral.enrich.embeddings import EmbeddingEnricher, decode_vector
 from destination_mistral.http.errors import ApiError
 from destination_mistral.settings import EmbeddingSettings
-from destination_mistral.enrich.embeddings import EmbeddingEnricher, decode_vector
 
 
 class CountingServer:
@@ -27,17 +27,23 @@ class CountingServer:
         self.batches.append((len(body["input"]), tokens))
         if tokens > self.limit:
             raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400, kind="too_large")
-        answer = {"model": body["model"], "usage": {"prompt_tokens": tokens},
-                  "data": [{"index": i, "embedding": [1.0, 2.0]} for i in range(len(body["input"]))]}
+        answer = {
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens},
+            "data": [{"index": i, "embedding": [1.0, 2.0]} for i in range(len(body["input"]))],
+        }
         return validate(answer) if validate else answer
 
 
 def run_all(enricher, count):
     async def main():
-        items = [enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5}) for i in range(count)]
+        items = [
+            enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5})
+            for i in range(count)
+        ]
         results = []
         # Two waves: the second is batched after the first's answers have been seen.
-        for wave in (items[: count // 3], items[count // 3:]):
+        for wave in (items[: count // 3], items[count // 3 :]):
             futures = [asyncio.ensure_future(enricher.run(item)) for item in wave]
             await asyncio.sleep(0)
             enricher.flush()
@@ -101,9 +107,12 @@ class QueuedCountingServer(CountingServer):
 
 def submit_all_at_once(enricher, count):
     """Every input submitted before any answer (as a fast source does), then flushed."""
+
     async def main():
-        items = [enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5})
-                 for i in range(count)]
+        items = [
+            enricher.prepare({"t": f"review {i}: " + "the battery and the screen are fine, shipping was slow; " * 5})
+            for i in range(count)
+        ]
         futures = [enricher.submit(item) for item in items]
         enricher.flush()
         return await asyncio.gather(*futures)
@@ -135,4 +144,6 @@ def test_only_the_first_batch_is_formed_blind_the_rest_wait_for_its_calibration(
     blind = batching.MAX_TOKENS_PER_REQUEST * batching.TOKEN_MARGIN
     tokens = [t for _, t in server.batches]
     assert tokens[0] <= blind
-    assert all(t > blind for t in tokens[1:-1]), f"batches after the first answer fill to the calibrated budget: {tokens}"
+    assert all(t > blind for t in tokens[1:-1]), (
+        f"batches after the first answer fill to the calibrated budget: {tokens}"
+    )

@@ -5,9 +5,9 @@ are sent, so each kind of refusal happens once per sync, not on every full batch
 import asyncio
 
 from destination_mistral.enrich import batching
+from destination_mistral.enrich.embeddings import EmbeddingEnricher
 from destination_mistral.http.errors import ApiError
 from destination_mistral.settings import EmbeddingSettings
-from destination_mistral.enrich.embeddings import EmbeddingEnricher
 
 
 class LimitedServer:
@@ -46,12 +46,18 @@ class LimitedServer:
             raise ApiError("HTTP 400: Too many inputs in request, split into more batches.", 400, kind="too_large")
         if tokens > self.max_tokens:
             self.refusals["tokens"] += 1
-            text = (f"HTTP 400: Too many tokens in batch. Max is {self.max_tokens} got {tokens}" if self.message == "stated"
-                    else "HTTP 400: Too many tokens overall, split into more batches.")
+            text = (
+                f"HTTP 400: Too many tokens in batch. Max is {self.max_tokens} got {tokens}"
+                if self.message == "stated"
+                else "HTTP 400: Too many tokens overall, split into more batches."
+            )
             raise ApiError(text, 400, kind="too_large")
         self.sizes.append(len(inputs))
-        answer = {"model": "mistral-embed", "usage": {"prompt_tokens": tokens},
-                  "data": [{"index": i, "embedding": [0.5, 0.5]} for i in range(len(inputs))]}
+        answer = {
+            "model": "mistral-embed",
+            "usage": {"prompt_tokens": tokens},
+            "data": [{"index": i, "embedding": [0.5, 0.5]} for i in range(len(inputs))],
+        }
         return validate(answer)
 
 
@@ -95,7 +101,9 @@ def test_a_server_counting_more_than_us_refuses_rarely_and_every_record_gets_its
 
 def test_refusal_messages_are_read_for_their_numbers():
     assert batching.tokens_max_and_count("Too many tokens in batch. Max is 16384 got 17001") == (16384, 17001)
-    assert batching.tokens_max_and_count("the request costs 20500 tokens and the limit of 20000 tokens per minute "
-                                         "allows at most 20000 at once; split into more batches.") == (20000, 20500)
+    assert batching.tokens_max_and_count(
+        "the request costs 20500 tokens and the limit of 20000 tokens per minute "
+        "allows at most 20000 at once; split into more batches."
+    ) == (20000, 20500)
     assert batching.tokens_max_and_count("Too many tokens overall, split into more batches.") is None
     assert batching.lower_input_cap(512) == 128 and batching.lower_input_cap(100) == 50

@@ -3,17 +3,31 @@
 from destination_mistral.enrich.chat import ChatEnricher
 from destination_mistral.settings import ChatSettings, ResponseFormat
 
-SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}}, "required": ["sentiment"]}
+SCHEMA = {
+    "type": "object",
+    "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}},
+    "required": ["sentiment"],
+}
 
 
 def response(content, finish="stop"):
-    return {"model": "mistral-small-latest", "usage": {"prompt_tokens": 11, "completion_tokens": 5},
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}]}
+    return {
+        "model": "mistral-small-latest",
+        "usage": {"prompt_tokens": 11, "completion_tokens": 5},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+    }
 
 
 def enricher(kind="text", schema=None, **kw):
-    return ChatEnricher(ChatSettings(model="mistral-small-latest", prompt_template="{{ review }}",
-                                     response_format=ResponseFormat(type=kind, schema=schema), **kw), None)
+    return ChatEnricher(
+        ChatSettings(
+            model="mistral-small-latest",
+            prompt_template="{{ review }}",
+            response_format=ResponseFormat(type=kind, schema=schema),
+            **kw,
+        ),
+        None,
+    )
 
 
 def test_text_answer_and_usage():
@@ -28,7 +42,9 @@ def test_json_schema_answer_is_stored_parsed():
 
 def test_answer_violating_the_schema_is_a_record_error():
     result = enricher("json_schema", SCHEMA).read_answer(response('{"sentiment": "meh"}'))
-    assert result.value is None and "schema" in result.error and "meh" not in result.error, "no answer content in errors"
+    assert result.value is None and "schema" in result.error and "meh" not in result.error, (
+        "no answer content in errors"
+    )
 
 
 def test_truncated_json_says_so():
@@ -41,7 +57,16 @@ def test_request_body_has_only_known_fields_and_cache_key_tracks_parameters():
     b = enricher(temperature=0.5, random_seed=1)
     item_a = a.prepare({"review": "ok"})
     body = a.request_body(item_a)
-    assert set(body) <= {"model", "messages", "temperature", "top_p", "max_tokens", "random_seed", "safe_prompt", "response_format"}
+    assert set(body) <= {
+        "model",
+        "messages",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "random_seed",
+        "safe_prompt",
+        "response_format",
+    }
     assert item_a.key != b.prepare({"review": "ok"}).key, "a different temperature must not reuse a cached answer"
     assert item_a.key == a.prepare({"review": "ok", "other": 1}).key, "same prompt, same parameters: same key"
 

@@ -22,47 +22,133 @@ CHAT = {"mode": "chat", "prompt_template": "Review of {{ product }}: {{ review }
 # (id, what the config changes, whether the spec's JSON schema itself accepts it)
 VALID = [
     ("chat", {"enrichment": CHAT}),
-    ("chat_every_field", {"enrichment": {**CHAT, "system_prompt": "Be brief.", "model": "mistral-large-latest", "temperature": 0,
-                                         "top_p": 0.5, "max_tokens": 100, "random_seed": 3, "safe_prompt": True,
-                                         "max_input_tokens": 1000, "input_too_long": "truncate"}}),
+    (
+        "chat_every_field",
+        {
+            "enrichment": {
+                **CHAT,
+                "system_prompt": "Be brief.",
+                "model": "mistral-large-latest",
+                "temperature": 0,
+                "top_p": 0.5,
+                "max_tokens": 100,
+                "random_seed": 3,
+                "safe_prompt": True,
+                "max_input_tokens": 1000,
+                "input_too_long": "truncate",
+            }
+        },
+    ),
     ("json_object", {"enrichment": {**CHAT, "response_format": {"type": "json_object"}}}),
-    ("json_schema", {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "name": "facts-1", "schema": SCHEMA_TEXT,
-                                                                "strict": False}}}),
+    (
+        "json_schema",
+        {
+            "enrichment": {
+                **CHAT,
+                "response_format": {"type": "json_schema", "name": "facts-1", "schema": SCHEMA_TEXT, "strict": False},
+            }
+        },
+    ),
     ("embeddings_fields", {"enrichment": {"mode": "embeddings", "fields": ["product", "review"]}}),
-    ("embeddings_template", {"enrichment": {"mode": "embeddings", "template": "{{ product }}: {{ review }}", "output_dimension": 256}}),
+    (
+        "embeddings_template",
+        {"enrichment": {"mode": "embeddings", "template": "{{ product }}: {{ review }}", "output_dimension": 256}},
+    ),
     ("none", {"enrichment": {"mode": "none"}}),
-    ("override", {"enrichment": CHAT, "stream_overrides": [{"stream_name": "reviews", "enrichment": {"mode": "embeddings",
-                                                                                                      "fields": ["review"]}}]}),
-    ("limits_and_delivery", {"enrichment": CHAT, "on_error": "fail", "cache": {"enabled": False},
-                             "limits": {"max_concurrent_requests": 4, "requests_per_second": 2.5, "tokens_per_minute": 1000,
-                                        "max_retries": 0, "max_retry_seconds": 0, "timeout_seconds": 5, "max_response_mb": 1,
-                                        "max_buffer_mb": 8},
-                             "delivery": {"mode": "auto", "auto_threshold": 0, "requests_per_job": 5, "poll_max_seconds": 1}}),
+    (
+        "override",
+        {
+            "enrichment": CHAT,
+            "stream_overrides": [
+                {"stream_name": "reviews", "enrichment": {"mode": "embeddings", "fields": ["review"]}}
+            ],
+        },
+    ),
+    (
+        "limits_and_delivery",
+        {
+            "enrichment": CHAT,
+            "on_error": "fail",
+            "cache": {"enabled": False},
+            "limits": {
+                "max_concurrent_requests": 4,
+                "requests_per_second": 2.5,
+                "tokens_per_minute": 1000,
+                "max_retries": 0,
+                "max_retry_seconds": 0,
+                "timeout_seconds": 5,
+                "max_response_mb": 1,
+                "max_buffer_mb": 8,
+            },
+            "delivery": {"mode": "auto", "auto_threshold": 0, "requests_per_job": 5, "poll_max_seconds": 1},
+        },
+    ),
     ("whole_number_written_as_float", {"enrichment": {**CHAT, "max_tokens": 100.0}}),
 ]
 
 # (id, what the config changes, the field the message must name, whether the spec's JSON schema refuses it too)
 INVALID = [
     # Passed `write` and failed `check` with a dump of the config before both used the spec.
-    ("schema_as_object", {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": json.loads(SCHEMA_TEXT)}}},
-     "enrichment.response_format.schema", True),
+    (
+        "schema_as_object",
+        {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": json.loads(SCHEMA_TEXT)}}},
+        "enrichment.response_format.schema",
+        True,
+    ),
     # The spec's pattern for the schema's name, which `write` did not enforce.
-    ("schema_name_pattern", {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "name": "my schema!", "schema": SCHEMA_TEXT}}},
-     "enrichment.response_format.name", True),
-    ("schema_not_json", {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": "{type: object"}}},
-     "enrichment.response_format.schema", False),
-    ("schema_not_a_schema", {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": '{"type": 5}'}}},
-     "enrichment.response_format.schema", False),
-    ("schema_missing", {"enrichment": {**CHAT, "response_format": {"type": "json_schema"}}}, "enrichment.response_format.schema", True),
-    ("response_format_as_text", {"enrichment": {**CHAT, "response_format": "json_object"}}, "enrichment.response_format", True),
-    ("response_format_unknown", {"enrichment": {**CHAT, "response_format": {"type": "yaml"}}}, "enrichment.response_format.type", True),
+    (
+        "schema_name_pattern",
+        {
+            "enrichment": {
+                **CHAT,
+                "response_format": {"type": "json_schema", "name": "my schema!", "schema": SCHEMA_TEXT},
+            }
+        },
+        "enrichment.response_format.name",
+        True,
+    ),
+    (
+        "schema_not_json",
+        {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": "{type: object"}}},
+        "enrichment.response_format.schema",
+        False,
+    ),
+    (
+        "schema_not_a_schema",
+        {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": '{"type": 5}'}}},
+        "enrichment.response_format.schema",
+        False,
+    ),
+    (
+        "schema_missing",
+        {"enrichment": {**CHAT, "response_format": {"type": "json_schema"}}},
+        "enrichment.response_format.schema",
+        True,
+    ),
+    (
+        "response_format_as_text",
+        {"enrichment": {**CHAT, "response_format": "json_object"}},
+        "enrichment.response_format",
+        True,
+    ),
+    (
+        "response_format_unknown",
+        {"enrichment": {**CHAT, "response_format": {"type": "yaml"}}},
+        "enrichment.response_format.type",
+        True,
+    ),
     ("enrichment_missing", {}, "enrichment", True),
     ("mode_missing", {"enrichment": {"prompt_template": "x"}}, "enrichment.mode", True),
     ("mode_unknown", {"enrichment": {"mode": "rerank"}}, "enrichment.mode", True),
     ("prompt_missing", {"enrichment": {"mode": "chat"}}, "enrichment.prompt_template", True),
     ("prompt_blank", {"enrichment": {"mode": "chat", "prompt_template": "  "}}, "enrichment.prompt_template", False),
     ("prompt_not_text", {"enrichment": {"mode": "chat", "prompt_template": ["x"]}}, "enrichment.prompt_template", True),
-    ("prompt_not_jinja", {"enrichment": {"mode": "chat", "prompt_template": "{{ review "}}, "enrichment.prompt_template", False),
+    (
+        "prompt_not_jinja",
+        {"enrichment": {"mode": "chat", "prompt_template": "{{ review "}},
+        "enrichment.prompt_template",
+        False,
+    ),
     ("system_not_jinja", {"enrichment": {**CHAT, "system_prompt": "{% if %}"}}, "enrichment.system_prompt", False),
     ("temperature_too_high", {"enrichment": {**CHAT, "temperature": 3}}, "enrichment.temperature", True),
     ("top_p_zero", {"enrichment": {**CHAT, "top_p": 0}}, "enrichment.top_p", True),
@@ -71,21 +157,61 @@ INVALID = [
     ("safe_prompt_text", {"enrichment": {**CHAT, "safe_prompt": "yes"}}, "enrichment.safe_prompt", True),
     ("input_too_long_unknown", {"enrichment": {**CHAT, "input_too_long": "drop"}}, "enrichment.input_too_long", True),
     ("embeddings_neither", {"enrichment": {"mode": "embeddings"}}, "enrichment", False),
-    ("embeddings_both", {"enrichment": {"mode": "embeddings", "fields": ["review"], "template": "{{ review }}"}}, "enrichment", False),
+    (
+        "embeddings_both",
+        {"enrichment": {"mode": "embeddings", "fields": ["review"], "template": "{{ review }}"}},
+        "enrichment",
+        False,
+    ),
     ("fields_as_text", {"enrichment": {"mode": "embeddings", "fields": "review"}}, "enrichment.fields", True),
-    ("field_path_with_gap", {"enrichment": {"mode": "embeddings", "fields": ["review", "a..b"]}}, "enrichment.fields[1]", False),
-    ("output_dimension_zero", {"enrichment": {"mode": "embeddings", "fields": ["review"], "output_dimension": 0}},
-     "enrichment.output_dimension", True),
-    ("override_without_name", {"enrichment": CHAT, "stream_overrides": [{"enrichment": {"mode": "none"}}]},
-     "stream_overrides[0].stream_name", True),
-    ("override_blank_name", {"enrichment": CHAT, "stream_overrides": [{"stream_name": " ", "enrichment": {"mode": "none"}}]},
-     "stream_overrides[0].stream_name", False),
-    ("override_twice", {"enrichment": CHAT, "stream_overrides": [{"stream_name": "a", "enrichment": {"mode": "none"}},
-                                                                 {"stream_name": "a", "enrichment": {"mode": "none"}}]},
-     "stream_overrides[1].stream_name", False),
-    ("override_bad_enrichment", {"enrichment": CHAT, "stream_overrides": [{"stream_name": "a", "enrichment": {"mode": "chat"}}]},
-     "stream_overrides[0].enrichment.prompt_template", True),
-    ("overrides_not_a_list", {"enrichment": CHAT, "stream_overrides": {"a": {"mode": "none"}}}, "stream_overrides", True),
+    (
+        "field_path_with_gap",
+        {"enrichment": {"mode": "embeddings", "fields": ["review", "a..b"]}},
+        "enrichment.fields[1]",
+        False,
+    ),
+    (
+        "output_dimension_zero",
+        {"enrichment": {"mode": "embeddings", "fields": ["review"], "output_dimension": 0}},
+        "enrichment.output_dimension",
+        True,
+    ),
+    (
+        "override_without_name",
+        {"enrichment": CHAT, "stream_overrides": [{"enrichment": {"mode": "none"}}]},
+        "stream_overrides[0].stream_name",
+        True,
+    ),
+    (
+        "override_blank_name",
+        {"enrichment": CHAT, "stream_overrides": [{"stream_name": " ", "enrichment": {"mode": "none"}}]},
+        "stream_overrides[0].stream_name",
+        False,
+    ),
+    (
+        "override_twice",
+        {
+            "enrichment": CHAT,
+            "stream_overrides": [
+                {"stream_name": "a", "enrichment": {"mode": "none"}},
+                {"stream_name": "a", "enrichment": {"mode": "none"}},
+            ],
+        },
+        "stream_overrides[1].stream_name",
+        False,
+    ),
+    (
+        "override_bad_enrichment",
+        {"enrichment": CHAT, "stream_overrides": [{"stream_name": "a", "enrichment": {"mode": "chat"}}]},
+        "stream_overrides[0].enrichment.prompt_template",
+        True,
+    ),
+    (
+        "overrides_not_a_list",
+        {"enrichment": CHAT, "stream_overrides": {"a": {"mode": "none"}}},
+        "stream_overrides",
+        True,
+    ),
     ("output_missing", {"enrichment": CHAT, "output": None}, "output", True),
     ("output_type_missing", {"enrichment": CHAT, "output": {"path": "x.duckdb"}}, "output.type", True),
     ("output_path_missing", {"enrichment": CHAT, "output": {"type": "duckdb"}}, "output.path", True),
@@ -93,19 +219,32 @@ INVALID = [
     ("output_motherduck", {"enrichment": CHAT, "output": {"type": "duckdb", "path": "md:my_db"}}, "output.path", False),
     ("on_error_unknown", {"enrichment": CHAT, "on_error": "ignore"}, "on_error", True),
     ("limits_not_an_object", {"enrichment": CHAT, "limits": "fast"}, "limits", True),
-    ("concurrency_zero", {"enrichment": CHAT, "limits": {"max_concurrent_requests": 0}}, "limits.max_concurrent_requests", True),
+    (
+        "concurrency_zero",
+        {"enrichment": CHAT, "limits": {"max_concurrent_requests": 0}},
+        "limits.max_concurrent_requests",
+        True,
+    ),
     ("retries_negative", {"enrichment": CHAT, "limits": {"max_retries": -1}}, "limits.max_retries", True),
     ("rate_zero", {"enrichment": CHAT, "limits": {"requests_per_second": 0}}, "limits.requests_per_second", True),
     ("cache_enabled_text", {"enrichment": CHAT, "cache": {"enabled": "yes"}}, "cache.enabled", True),
     ("delivery_unknown", {"enrichment": CHAT, "delivery": {"mode": "later"}}, "delivery.mode", True),
-    ("requests_per_job_zero", {"enrichment": CHAT, "delivery": {"requests_per_job": 0}}, "delivery.requests_per_job", True),
+    (
+        "requests_per_job_zero",
+        {"enrichment": CHAT, "delivery": {"requests_per_job": 0}},
+        "delivery.requests_per_job",
+        True,
+    ),
 ]
 
 
 @pytest.fixture
 def base(tmp_path):
-    return {"api_key": "sk-agree-0000", "base_url": "http://127.0.0.1:9",
-            "output": {"type": "jsonl", "directory": str(tmp_path / "out")}}
+    return {
+        "api_key": "sk-agree-0000",
+        "base_url": "http://127.0.0.1:9",
+        "output": {"type": "jsonl", "directory": str(tmp_path / "out")},
+    }
 
 
 def _config(base, changes):
@@ -125,7 +264,9 @@ def test_check_and_write_accept_the_same_valid_configs(base, changes, tmp_path):
     assert run_write(config) is None
 
 
-@pytest.mark.parametrize("changes, field", [(changes, field) for _, changes, field, _ in INVALID], ids=[name for name, *_ in INVALID])
+@pytest.mark.parametrize(
+    "changes, field", [(changes, field) for _, changes, field, _ in INVALID], ids=[name for name, *_ in INVALID]
+)
 def test_check_and_write_refuse_with_the_same_message_naming_the_field(base, changes, field, tmp_path):
     config = _config(base, changes)
     checked, written = run_check(config, tmp_path), run_write(config)
@@ -133,7 +274,8 @@ def test_check_and_write_refuse_with_the_same_message_naming_the_field(base, cha
     assert checked == written, "check and write must say the same"
     assert f"`{field}`" in written, f"the message should name `{field}`: {written}"
     assert "is not valid under any of the given schemas" not in written and "{'" not in written, (
-        f"no jsonschema dump of the config: {written}")
+        f"no jsonschema dump of the config: {written}"
+    )
 
 
 def test_the_spec_accepts_every_config_check_and_write_accept(base):
@@ -142,8 +284,11 @@ def test_the_spec_accepts_every_config_check_and_write_accept(base):
         assert not list(validator.iter_errors(_config(base, changes))), name
 
 
-@pytest.mark.parametrize("changes", [changes for _, changes, _, by_spec in INVALID if by_spec],
-                         ids=[name for name, _, _, by_spec in INVALID if by_spec])
+@pytest.mark.parametrize(
+    "changes",
+    [changes for _, changes, _, by_spec in INVALID if by_spec],
+    ids=[name for name, _, _, by_spec in INVALID if by_spec],
+)
 def test_what_the_spec_refuses_check_and_write_refuse(base, changes):
     validator = jsonschema.Draft7Validator(DestinationMistral().spec(None).connectionSpecification)
     assert list(validator.iter_errors(_config(base, changes))), "the table marks this config as one the spec refuses"
@@ -151,14 +296,21 @@ def test_what_the_spec_refuses_check_and_write_refuse(base, changes):
 
 
 def test_a_null_field_means_its_default_for_both(base, tmp_path):
-    config = _config(base, {"enrichment": {**CHAT, "temperature": None, "response_format": None}, "limits": {"max_retries": None},
-                            "delivery": None})
+    config = _config(
+        base,
+        {
+            "enrichment": {**CHAT, "temperature": None, "response_format": None},
+            "limits": {"max_retries": None},
+            "delivery": None,
+        },
+    )
     assert run_check(config, tmp_path) is None
     assert run_write(config) is None
 
 
 def test_the_model_hint_of_check_is_reached_once_the_config_passes(base, tmp_path, monkeypatch):
     """The config error no longer hides what `check` says about the model."""
+
     async def unknown_model(settings):
         return "Model 'mistral-smal' is not offered by this account. Did you mean 'mistral-small-latest'?"
 

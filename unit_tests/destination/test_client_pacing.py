@@ -5,11 +5,11 @@ import asyncio
 
 import orjson
 import pytest
-from mistral_connection import MistralConnection
 
 from destination_mistral.http.client import MistralClient
 from destination_mistral.http.pacer import Pacer
 from destination_mistral.settings import Limits
+from mistral_connection import MistralConnection
 
 CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_url": "http://127.0.0.1:1"})
 
@@ -91,8 +91,9 @@ def test_a_429_delays_only_the_refused_request():
 
     results = asyncio.run(main())
     assert results == [{"name": "a"}, {"name": "b"}]
-    assert [(name, status) for name, status, _ in log] == [("a", 429), ("b", 200), ("a", 200)], \
+    assert [(name, status) for name, status, _ in log] == [("a", 429), ("b", 200), ("a", 200)], (
         f"request b must go while a waits, not after a's retry ({log})"
+    )
     a_retry = [t for name, status, t in log if name == "a"][1]
     assert a_retry >= 5.0, "the refused request must wait the server's Retry-After"
 
@@ -125,5 +126,6 @@ def test_the_first_request_goes_alone_and_its_headers_pace_the_rest():
 
     client = asyncio.run(main())
     assert client.pacer.rate == pytest.approx(20.0), "the pace is learned from the first response"
-    assert sleeps and all(s == pytest.approx(0.05 * (i + 1), abs=0.01) for i, s in enumerate(sleeps[:4])), \
+    assert sleeps and all(s == pytest.approx(0.05 * (i + 1), abs=0.01) for i, s in enumerate(sleeps[:4])), (
         f"requests after the first are spaced at the learned pace: {sleeps}"
+    )

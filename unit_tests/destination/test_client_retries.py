@@ -5,15 +5,14 @@ import asyncio
 
 import orjson
 import pytest
-
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from mistral_connection import MistralConnection
 
 from destination_mistral.http.client import MistralClient
 from destination_mistral.http.errors import ApiError, retry_after_seconds
 from destination_mistral.http.pacer import Pacer
 from destination_mistral.settings import Limits
+from mistral_connection import MistralConnection
 
 CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_url": "http://127.0.0.1:1"})
 
@@ -73,7 +72,13 @@ def test_429s_stop_the_sync_once_nothing_has_succeeded_for_max_retry_seconds():
 
 
 def test_a_refused_parameter_is_a_config_error_naming_it():
-    sender, calls = scripted((422, {}, {"detail": [{"loc": ["body", "foo"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]}))
+    sender, calls = scripted(
+        (
+            422,
+            {},
+            {"detail": [{"loc": ["body", "foo"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]},
+        )
+    )
     client = make_client(sender, [])
     with pytest.raises(AirbyteTracedException) as caught:
         asyncio.run(client.post("chat/completions", {}))
@@ -82,8 +87,17 @@ def test_a_refused_parameter_is_a_config_error_naming_it():
 
 
 def test_a_refusal_naming_the_input_is_an_api_error_of_kind_input():
-    sender, calls = scripted((400, {}, {"object": "error", "message": "Prompt contains 40000 tokens, too large for model with 32768 maximum context length",
-                                        "type": "invalid_request_message_order"}))
+    sender, calls = scripted(
+        (
+            400,
+            {},
+            {
+                "object": "error",
+                "message": "Prompt contains 40000 tokens, too large for model with 32768 maximum context length",
+                "type": "invalid_request_message_order",
+            },
+        )
+    )
     client = make_client(sender, [])
     with pytest.raises(ApiError) as caught:
         asyncio.run(client.post("chat/completions", {}))

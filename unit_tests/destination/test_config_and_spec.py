@@ -3,14 +3,17 @@
 import json
 
 import pytest
-
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.settings import ChatSettings, EmbeddingSettings, parse_config
 from destination_mistral.destination import DestinationMistral
+from destination_mistral.settings import ChatSettings, EmbeddingSettings, parse_config
 
-BASE = {"api_key": "secret-key-123", "base_url": "http://127.0.0.1:8089", "output": {"type": "duckdb", "path": "/tmp/x.duckdb"}}
+BASE = {
+    "api_key": "secret-key-123",
+    "base_url": "http://127.0.0.1:8089",
+    "output": {"type": "duckdb", "path": "/tmp/x.duckdb"},
+}
 
 
 def config_error_of(config) -> str:
@@ -23,7 +26,18 @@ def config_error_of(config) -> str:
 def test_spec_has_credential_block_and_own_fields():
     spec = DestinationMistral().spec(None).connectionSpecification
     props = spec["properties"]
-    for field in ("api_key", "model", "base_url", "key_placement", "enrichment", "stream_overrides", "output", "on_error", "limits", "cache"):
+    for field in (
+        "api_key",
+        "model",
+        "base_url",
+        "key_placement",
+        "enrichment",
+        "stream_overrides",
+        "output",
+        "on_error",
+        "limits",
+        "cache",
+    ):
         assert field in props, f"spec lacks {field}"
     assert props["api_key"]["airbyte_secret"] is True
     modes = [o["properties"]["mode"]["const"] for o in props["enrichment"]["oneOf"]]
@@ -35,9 +49,18 @@ def test_spec_has_credential_block_and_own_fields():
 
 def test_chat_defaults_to_credential_model_and_parses_json_schema():
     schema = {"type": "object", "properties": {"sentiment": {"type": "string"}}}
-    settings = parse_config({**BASE, "model": "mistral-large-latest", "enrichment": {
-        "mode": "chat", "prompt_template": "Hi {{ name }}", "temperature": 0,
-        "response_format": {"type": "json_schema", "schema": json.dumps(schema)}}})
+    settings = parse_config(
+        {
+            **BASE,
+            "model": "mistral-large-latest",
+            "enrichment": {
+                "mode": "chat",
+                "prompt_template": "Hi {{ name }}",
+                "temperature": 0,
+                "response_format": {"type": "json_schema", "schema": json.dumps(schema)},
+            },
+        }
+    )
     assert isinstance(settings.enrichment, ChatSettings)
     assert settings.enrichment.model == "mistral-large-latest"
     assert settings.enrichment.response_format.schema == schema
@@ -57,8 +80,18 @@ def test_embeddings_default_model_is_mistral_embed():
         ({"mode": "chat"}, "enrichment.prompt_template"),
         ({"mode": "chat", "prompt_template": "{{ unclosed"}, "enrichment.prompt_template"),
         ({"mode": "chat", "prompt_template": "x", "temperature": 3}, "enrichment.temperature"),
-        ({"mode": "chat", "prompt_template": "x", "response_format": {"type": "json_schema", "schema": "{not json"}}, "enrichment.response_format.schema"),
-        ({"mode": "chat", "prompt_template": "x", "response_format": {"type": "json_schema", "schema": '{"type": 5}'}}, "enrichment.response_format.schema"),
+        (
+            {"mode": "chat", "prompt_template": "x", "response_format": {"type": "json_schema", "schema": "{not json"}},
+            "enrichment.response_format.schema",
+        ),
+        (
+            {
+                "mode": "chat",
+                "prompt_template": "x",
+                "response_format": {"type": "json_schema", "schema": '{"type": 5}'},
+            },
+            "enrichment.response_format.schema",
+        ),
         ({"mode": "embeddings"}, "enrichment"),
         ({"mode": "embeddings", "fields": ["a"], "template": "{{ a }}"}, "enrichment"),
         ({"mode": "rerank"}, "enrichment.mode"),
@@ -70,15 +103,31 @@ def test_config_errors_name_the_field(enrichment, field):
 
 
 def test_output_and_limits_errors_name_the_field():
-    assert "`output.path`" in config_error_of({**BASE, "enrichment": {"mode": "none"}, "output": {"type": "duckdb", "path": ""}})
+    assert "`output.path`" in config_error_of(
+        {**BASE, "enrichment": {"mode": "none"}, "output": {"type": "duckdb", "path": ""}}
+    )
     assert "`limits.max_concurrent_requests`" in config_error_of(
-        {**BASE, "enrichment": {"mode": "none"}, "limits": {"max_concurrent_requests": 0}})
-    assert "`stream_overrides[1].stream_name`" in config_error_of({**BASE, "enrichment": {"mode": "none"}, "stream_overrides": [
-        {"stream_name": "a", "enrichment": {"mode": "none"}}, {"stream_name": "a", "enrichment": {"mode": "none"}}]})
+        {**BASE, "enrichment": {"mode": "none"}, "limits": {"max_concurrent_requests": 0}}
+    )
+    assert "`stream_overrides[1].stream_name`" in config_error_of(
+        {
+            **BASE,
+            "enrichment": {"mode": "none"},
+            "stream_overrides": [
+                {"stream_name": "a", "enrichment": {"mode": "none"}},
+                {"stream_name": "a", "enrichment": {"mode": "none"}},
+            ],
+        }
+    )
 
 
 def test_stream_override_replaces_enrichment_for_that_stream_only():
-    settings = parse_config({**BASE, "enrichment": {"mode": "chat", "prompt_template": "x"},
-                             "stream_overrides": [{"stream_name": "docs", "enrichment": {"mode": "embeddings", "fields": ["body"]}}]})
+    settings = parse_config(
+        {
+            **BASE,
+            "enrichment": {"mode": "chat", "prompt_template": "x"},
+            "stream_overrides": [{"stream_name": "docs", "enrichment": {"mode": "embeddings", "fields": ["body"]}}],
+        }
+    )
     assert settings.enrichment_for("docs").mode == "embeddings"
     assert settings.enrichment_for("other").mode == "chat"

@@ -20,15 +20,27 @@ CONFIGS = {
     "template_syntax": {"enrichment": {"mode": "chat", "prompt_template": "{{ review " + KEY}},
     "template_tag": {"enrichment": {"mode": "chat", "prompt_template": "{% " + KEY + " %}"}},
     "system_prompt_syntax": {"enrichment": {**CHAT, "system_prompt": "{{ " + KEY + " }"}},
-    "schema_type": {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": json.dumps({"type": KEY})}}},
+    "schema_type": {
+        "enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": json.dumps({"type": KEY})}}
+    },
     "schema_not_json": {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": "{" + KEY}}},
-    "schema_name": {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "name": KEY + "!", "schema": '{"type": "object"}'}}},
+    "schema_name": {
+        "enrichment": {
+            **CHAT,
+            "response_format": {"type": "json_schema", "name": KEY + "!", "schema": '{"type": "object"}'},
+        }
+    },
     "mode": {"enrichment": {"mode": KEY}},
     "on_error": {"enrichment": CHAT, "on_error": KEY},
     "output_type": {"enrichment": CHAT, "output": {"type": KEY}},
     "number_field": {"enrichment": {**CHAT, "temperature": KEY}},
-    "override_twice": {"enrichment": CHAT, "stream_overrides": [{"stream_name": KEY, "enrichment": {"mode": "none"}},
-                                                                {"stream_name": KEY, "enrichment": {"mode": "none"}}]},
+    "override_twice": {
+        "enrichment": CHAT,
+        "stream_overrides": [
+            {"stream_name": KEY, "enrichment": {"mode": "none"}},
+            {"stream_name": KEY, "enrichment": {"mode": "none"}},
+        ],
+    },
     "motherduck": {"enrichment": CHAT, "output": {"type": "duckdb", "path": "md:" + KEY}},
     "template_field": {"enrichment": {"mode": "chat", "prompt_template": "{{ " + KEY + " }}"}},
     "embedding_field": {"enrichment": {"mode": "embeddings", "fields": [KEY]}},
@@ -36,8 +48,12 @@ CONFIGS = {
 
 
 def _config(tmp_path, changes):
-    return {"api_key": KEY, "base_url": "http://127.0.0.1:9", "output": {"type": "jsonl", "directory": str(tmp_path / "out")},
-            **changes}
+    return {
+        "api_key": KEY,
+        "base_url": "http://127.0.0.1:9",
+        "output": {"type": "jsonl", "directory": str(tmp_path / "out")},
+        **changes,
+    }
 
 
 @pytest.mark.parametrize("changes", list(CONFIGS.values()), ids=list(CONFIGS))
@@ -49,8 +65,11 @@ def test_write_refuses_without_the_key_in_any_text(tmp_path, changes):
     assert "`" in error.message, f"the message names a field: {error.message}"
 
 
-@pytest.mark.parametrize("changes", [c for name, c in CONFIGS.items() if not name.endswith("_field")],
-                         ids=[name for name in CONFIGS if not name.endswith("_field")])
+@pytest.mark.parametrize(
+    "changes",
+    [c for name, c in CONFIGS.items() if not name.endswith("_field")],
+    ids=[name for name in CONFIGS if not name.endswith("_field")],
+)
 def test_check_fails_without_the_key_in_any_message(tmp_path, changes):
     messages = check_messages(_config(tmp_path, changes), tmp_path)
     assert "FAILED" in repr(messages), messages

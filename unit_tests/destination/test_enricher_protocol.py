@@ -11,8 +11,11 @@ from destination_mistral.enrich.chat import ChatEnricher
 from destination_mistral.enrich.embeddings import EmbeddingEnricher
 from destination_mistral.settings import ChatSettings, EmbeddingSettings
 
-ANSWER = {"model": "mistral-small-latest", "usage": {"prompt_tokens": 3, "completion_tokens": 1},
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": "Fine."}, "finish_reason": "stop"}]}
+ANSWER = {
+    "model": "mistral-small-latest",
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Fine."}, "finish_reason": "stop"}],
+}
 
 
 def chat():
@@ -23,11 +26,16 @@ def embeddings():
     return EmbeddingEnricher(EmbeddingSettings(fields=(("text",),), output_dimension=2), None)
 
 
-@pytest.mark.parametrize("make", [
-    chat, embeddings,
-    lambda: BatchApiEnricher(chat(), None),
-    lambda: AutoDeliveryEnricher(embeddings(), BatchApiEnricher(embeddings(), None), threshold=1),
-], ids=["chat", "embeddings", "batch", "auto"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        chat,
+        embeddings,
+        lambda: BatchApiEnricher(chat(), None),
+        lambda: AutoDeliveryEnricher(embeddings(), BatchApiEnricher(embeddings(), None), threshold=1),
+    ],
+    ids=["chat", "embeddings", "batch", "auto"],
+)
 def test_each_enricher_offers_what_the_pipeline_calls(make):
     enricher = make()
     assert isinstance(enricher, Enricher)

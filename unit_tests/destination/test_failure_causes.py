@@ -15,12 +15,12 @@ import orjson
 import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from mistral_connection import MistralConnection
 
 from destination_mistral.enrich.chat import ChatEnricher
+from destination_mistral.enrich.embeddings import EmbeddingEnricher
 from destination_mistral.http.client import MistralClient
 from destination_mistral.settings import ChatSettings, EmbeddingSettings, Limits
-from destination_mistral.enrich.embeddings import EmbeddingEnricher
+from mistral_connection import MistralConnection
 
 KEY = "sk-secret-value-0123"
 CONNECTION = MistralConnection.from_config({"api_key": KEY, "base_url": "http://127.0.0.1:1"})
@@ -54,8 +54,19 @@ def client_for(script, **limits):
 
 
 def chat_answer(content="fine"):
-    return 200, {}, orjson.dumps({"model": "mistral-small-latest", "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})
+    return (
+        200,
+        {},
+        orjson.dumps(
+            {
+                "model": "mistral-small-latest",
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
+            }
+        ),
+    )
 
 
 def run_chat(script, **limits):
@@ -71,7 +82,11 @@ def expect_transient(script, route, cause, **limits):
     error = caught.value
     assert error.failure_type == FailureType.transient_error, error.message
     assert route in error.message and cause in error.message, error.message
-    assert KEY not in error.message and RECORD_TEXT not in error.message and RECORD_TEXT not in (error.internal_message or "")
+    assert (
+        KEY not in error.message
+        and RECORD_TEXT not in error.message
+        and RECORD_TEXT not in (error.internal_message or "")
+    )
     return error
 
 
@@ -81,7 +96,7 @@ TRANSPORT = [
     (aiohttp.ServerDisconnectedError(), "closed before the answer"),
     (socket.gaierror(-2, "Name or service not known"), "DNS"),
     (ssl.SSLCertVerificationError(1, "certificate verify failed"), "TLS"),
-    (asyncio.TimeoutError(), "timeout_seconds"),
+    (TimeoutError(), "timeout_seconds"),
     (aiohttp.ClientPayloadError("Response payload is not completed"), "cut off"),
 ]
 
@@ -143,7 +158,11 @@ def test_429s_with_no_progress_for_max_retry_seconds_stop_the_sync():
 
 
 def test_a_spent_monthly_quota_stops_at_once_naming_the_limit():
-    month = (429, {"x-ratelimit-remaining-tokens-month": "0", "Retry-After": "86400"}, b'{"message": "Rate limit exceeded"}')
+    month = (
+        429,
+        {"x-ratelimit-remaining-tokens-month": "0", "Retry-After": "86400"},
+        b'{"message": "Rate limit exceeded"}',
+    )
     script = Script(month)
     error = expect_transient(script, "POST /v1/chat/completions", "monthly", max_retry_seconds=10_000)
     assert script.calls == 1, "no wait for a quota that resets next month"
@@ -174,14 +193,26 @@ def test_a_200_saying_the_month_is_spent_keeps_its_answer_and_stops_before_the_n
 
 
 def test_a_refusal_of_the_records_content_is_its_error_row():
-    script = Script((400, {}, b'{"object": "error", "message": "Prompt contains 300000 tokens, too large for model with 262144 maximum context length", "type": "invalid_request_error"}'))
+    script = Script(
+        (
+            400,
+            {},
+            b'{"object": "error", "message": "Prompt contains 300000 tokens, too large for model with 262144 maximum context length", "type": "invalid_request_error"}',
+        )
+    )
     result = run_chat(script)
     assert not result.ok and result.error_kind == "input" and "too large" in result.error
     assert script.calls == 1, "the record's own fault is not retried"
 
 
 def test_a_refused_parameter_stops_the_sync_with_a_config_error_naming_it():
-    script = Script((422, {}, b'{"detail": [{"loc": ["body", "temperature"], "msg": "Input should be less than or equal to 1.5", "type": "less_than_equal"}]}'))
+    script = Script(
+        (
+            422,
+            {},
+            b'{"detail": [{"loc": ["body", "temperature"], "msg": "Input should be less than or equal to 1.5", "type": "less_than_equal"}]}',
+        )
+    )
     with pytest.raises(AirbyteTracedException) as caught:
         run_chat(script)
     assert caught.value.failure_type == FailureType.config_error and "`temperature`" in caught.value.message
@@ -192,8 +223,14 @@ def test_a_chat_answer_off_the_users_schema_stays_a_record_error():
 
     client = client_for(Script(chat_answer('{"sentiment": "meh"}')))
     schema = {"type": "object", "properties": {"sentiment": {"enum": ["positive"]}}, "required": ["sentiment"]}
-    enricher = ChatEnricher(ChatSettings(model="mistral-small-latest", prompt_template="{{ t }}",
-                                         response_format=ResponseFormat(type="json_schema", schema=schema)), client)
+    enricher = ChatEnricher(
+        ChatSettings(
+            model="mistral-small-latest",
+            prompt_template="{{ t }}",
+            response_format=ResponseFormat(type="json_schema", schema=schema),
+        ),
+        client,
+    )
     result = asyncio.run(enricher.run(enricher.prepare({"t": "x"})))
     assert not result.ok and "schema" in result.error, "the service worked: the answer is the record's result error"
 
@@ -204,7 +241,12 @@ def test_chat_requests_carry_a_default_max_tokens_unless_set():
     assert default.request_body(item)["max_tokens"] == 4096
     chosen = ChatEnricher(ChatSettings(model="mistral-small-latest", prompt_template="{{ t }}", max_tokens=50), None)
     assert chosen.request_body(chosen.prepare({"t": "x"}))["max_tokens"] == 50
-    assert item.key == ChatEnricher(ChatSettings(model="mistral-small-latest", prompt_template="{{ t }}"), None).prepare({"t": "x"}).key
+    assert (
+        item.key
+        == ChatEnricher(ChatSettings(model="mistral-small-latest", prompt_template="{{ t }}"), None)
+        .prepare({"t": "x"})
+        .key
+    )
 
 
 def test_a_prompt_beyond_the_models_context_is_the_records_error():
@@ -218,6 +260,7 @@ def test_a_prompt_beyond_the_models_context_is_the_records_error():
 
 
 # ---- embeddings ------------------------------------------------------------------------------------
+
 
 def vectors(n, dim=4, value=0.5, encode=True):
     vector = np.full(dim, value, dtype="<f4")
@@ -276,7 +319,11 @@ def test_float_vectors_with_nan_are_refused_too():
 def test_an_input_refused_for_its_content_is_found_by_halving_and_only_it_is_an_error_row():
     def answer(body):
         if any("poison" in text for text in body["input"]):
-            return 400, {}, b'{"object": "error", "message": "Input contains invalid content", "type": "invalid_request_error"}'
+            return (
+                400,
+                {},
+                b'{"object": "error", "message": "Input contains invalid content", "type": "invalid_request_error"}',
+            )
         return embed_answer(vectors(len(body["input"])))
 
     results = run_embeddings(Script(answer), ["a", "b", "poison", "d", "e"])

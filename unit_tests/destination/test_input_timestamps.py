@@ -11,6 +11,9 @@ def _emitted_at(value):
     return next(InputParser().parse([line])).emitted_at
 
 
-@pytest.mark.parametrize("sent, stored", [(1_700_000_000_000, 1_700_000_000_000), (1_700_000_000, 1_700_000_000_000), (1_700_000_000.5, 1_700_000_000_500)])
+@pytest.mark.parametrize(
+    "sent, stored",
+    [(1_700_000_000_000, 1_700_000_000_000), (1_700_000_000, 1_700_000_000_000), (1_700_000_000.5, 1_700_000_000_500)],
+)
 def test_emitted_at_in_seconds_is_read_as_seconds(sent, stored):
     assert _emitted_at(sent) == stored

@@ -7,10 +7,10 @@ import heapq
 
 import orjson
 import pytest
-from mistral_connection import MistralConnection
 
 from destination_mistral.http.client import MistralClient
 from destination_mistral.settings import Limits
+from mistral_connection import MistralConnection
 
 CONNECTION = MistralConnection.from_config({"api_key": "sk-secret-value", "base_url": "http://127.0.0.1:1"})
 
@@ -52,8 +52,17 @@ class Server:
     """Counts each request's tokens as `factor` times the client's own count (the client does not
     know the factor: it learns it from the cost header)."""
 
-    def __init__(self, time: VirtualTime, tpm: int, shape: str, factor: float = 1.25, rpm: int | None = None,
-                 quiet: bool = False, used_before: float = 0.0, window_seconds: float = 60.0):
+    def __init__(
+        self,
+        time: VirtualTime,
+        tpm: int,
+        shape: str,
+        factor: float = 1.25,
+        rpm: int | None = None,
+        quiet: bool = False,
+        used_before: float = 0.0,
+        window_seconds: float = 60.0,
+    ):
         self.window_seconds = window_seconds  # fixed: how long a window lasts (its budget is pro rata)
         self.quiet = quiet  # rate-limit headers on refusals only
         self.time = time
@@ -88,9 +97,22 @@ class Server:
         recent = [t for t in self.request_times if t > now - 60]
         if remaining < cost or (self.rpm and len(recent) >= self.rpm):
             self.refused += 1
-            wait = (cost - remaining) * 60.0 / self.tpm if self.shape == "smooth" else (self.window + 1) * self.window_seconds - now
-            headers.update({"x-ratelimit-remaining-tokens-minute": str(int(max(0, remaining))), "Retry-After": str(max(1, int(wait + 0.999)))})
-            return 429, headers, orjson.dumps({"object": "error", "message": "Rate limit exceeded", "type": "rate_limited"})
+            wait = (
+                (cost - remaining) * 60.0 / self.tpm
+                if self.shape == "smooth"
+                else (self.window + 1) * self.window_seconds - now
+            )
+            headers.update(
+                {
+                    "x-ratelimit-remaining-tokens-minute": str(int(max(0, remaining))),
+                    "Retry-After": str(max(1, int(wait + 0.999))),
+                }
+            )
+            return (
+                429,
+                headers,
+                orjson.dumps({"object": "error", "message": "Rate limit exceeded", "type": "rate_limited"}),
+            )
         if self.shape == "smooth":
             self.level -= cost
         else:
@@ -99,8 +121,12 @@ class Server:
         self.accepted.append((now, cost))
         if self.quiet:  # the answer's usage is then the only word on its cost
             return 200, {}, orjson.dumps({"ok": True, "usage": {"prompt_tokens": int(cost), "total_tokens": int(cost)}})
-        headers.update({"x-ratelimit-remaining-tokens-minute": str(int(self._remaining(now))),
-                        "x-ratelimit-tokens-query-cost": str(int(cost))})
+        headers.update(
+            {
+                "x-ratelimit-remaining-tokens-minute": str(int(self._remaining(now))),
+                "x-ratelimit-tokens-query-cost": str(int(cost)),
+            }
+        )
         return 200, headers, b'{"ok": true}'
 
 
@@ -109,9 +135,16 @@ def sync(shape, tpm=100_000, requests=240, ours=4_000, concurrency=8, server_kno
     server = Server(time, tpm, shape, **(server_knobs or {}))
 
     async def main():
-        client = MistralClient(CONNECTION, Limits(max_concurrent_requests=concurrency, **limits), sender=server,
-                               sleep=time.sleep, clock=time.clock)
-        return await asyncio.gather(*(client.post("embeddings", {"tokens": ours}, cost=ours) for _ in range(requests))), client
+        client = MistralClient(
+            CONNECTION,
+            Limits(max_concurrent_requests=concurrency, **limits),
+            sender=server,
+            sleep=time.sleep,
+            clock=time.clock,
+        )
+        return await asyncio.gather(
+            *(client.post("embeddings", {"tokens": ours}, cost=ours) for _ in range(requests))
+        ), client
 
     results, client = time.run(main)
     return server, results, client, time
@@ -127,8 +160,12 @@ def fixed_windows(accepted):
 @pytest.mark.parametrize("shape", ["smooth", "fixed"])
 def test_a_sync_under_a_token_limit_succeeds_with_few_refusals(shape):
     server, results, client, time = sync(shape)
-    assert all(r == {"ok": True} for r in results), "every request ends with its answer: a 429 is waited on, never a failure"
-    assert server.refused <= 3, f"the pacer should keep under the limit, not learn it from 429s: {server.refused} refusals"
+    assert all(r == {"ok": True} for r in results), (
+        "every request ends with its answer: a 429 is waited on, never a failure"
+    )
+    assert server.refused <= 3, (
+        f"the pacer should keep under the limit, not learn it from 429s: {server.refused} refusals"
+    )
     spent = sum(cost for _, cost in server.accepted)
     assert spent / (time.now / 60) >= 0.6 * server.tpm, "the token budget should be used, not left idle"
 
@@ -168,7 +205,9 @@ def test_a_server_counting_in_windows_shorter_than_a_minute_does_not_stall_the_s
     """The limit is announced per minute, but the server resets every 3 s with a twentieth of it:
     a pacer that took a window to be a minute long, holding the whole minute's limit, booked one
     batch per minute once the server's small "remaining" figures arrived."""
-    server, results, _, time = sync("fixed", tpm=2_000_000, requests=240, concurrency=64, server_knobs={"window_seconds": 3.0})
+    server, results, _, time = sync(
+        "fixed", tpm=2_000_000, requests=240, concurrency=64, server_knobs={"window_seconds": 3.0}
+    )
     assert all(r == {"ok": True} for r in results)
     spent = sum(cost for _, cost in server.accepted)
     # Before windows were learned: 44% of the limit here (and a stall against the emulator); now 57%.

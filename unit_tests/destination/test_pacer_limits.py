@@ -42,11 +42,15 @@ def test_tokens_started_in_any_sixty_seconds_never_exceed_the_minute_limit():
     pacer = Pacer(clock=lambda: now[0], cap_tpm=TPM)
     rng = random.Random(3)
     starts = run_requests(pacer, now, [rng.randint(200, 16_000) for _ in range(400)])
-    assert most_in_any_window(starts) <= TPM, "a sixty-second window (sliding, so any fixed one too) carried more than the limit"
+    assert most_in_any_window(starts) <= TPM, (
+        "a sixty-second window (sliding, so any fixed one too) carried more than the limit"
+    )
     total = sum(cost for _, cost in starts)
     minutes = now[0] / 60.0
     # Requests of up to a quarter of the minute each cannot pack the minute exactly.
-    assert total / minutes >= 0.85 * TPM, f"the budget should be used, not wasted: {total / minutes:.0f} tokens/min of {TPM}"
+    assert total / minutes >= 0.85 * TPM, (
+        f"the budget should be used, not wasted: {total / minutes:.0f} tokens/min of {TPM}"
+    )
 
 
 def test_a_sync_shorter_than_a_minute_gets_its_first_burst_and_the_full_rate():
@@ -54,7 +58,7 @@ def test_a_sync_shorter_than_a_minute_gets_its_first_burst_and_the_full_rate():
     # burst is paid back only when it leaves the window, a minute later, which this sync never sees.
     now = [0.0]
     pacer = Pacer(clock=lambda: now[0], cap_tpm=TPM)
-    starts = run_requests(pacer, now, [500] * 60)
+    run_requests(pacer, now, [500] * 60)
     burst = pacer.token_capacity
     assert pacer.token_rate >= 0.98 * TPM / 60, "the refill is the limit's rate, less a small margin"
     assert now[0] == pytest.approx((60 * 500 - burst) / pacer.token_rate, abs=0.2)
@@ -65,9 +69,11 @@ def test_each_minute_carries_the_whole_limit_once_the_first_burst_is_paid_back()
     pacer = Pacer(clock=lambda: now[0], cap_tpm=TPM)
     starts = run_requests(pacer, now, [500] * 400)  # over three minutes' worth
     assert most_in_any_window(starts) <= TPM
-    gaps = [(a[0], b[0] - a[0]) for a, b in zip(starts, starts[1:])]
+    gaps = [(a[0], b[0] - a[0]) for a, b in zip(starts, starts[1:], strict=False)]
     pauses = [when for when, gap in gaps if gap > 2 * 500 / (TPM / 60)]
-    assert all(b - a > 55 for a, b in zip(pauses, pauses[1:])), f"at most one pause a minute (the burst's payback): {pauses}"
+    assert all(b - a > 55 for a, b in zip(pauses, pauses[1:], strict=False)), (
+        f"at most one pause a minute (the burst's payback): {pauses}"
+    )
     minutes = int(now[0] // 60)
     for minute in range(minutes):
         carried = sum(cost for when, cost in starts if minute * 60 <= when < (minute + 1) * 60)
@@ -98,11 +104,13 @@ def test_requests_and_tokens_both_bind():
     now = [0.0]
     pacer = Pacer(2.0, clock=lambda: now[0], cap_tpm=TPM)
     cheap = run_requests(pacer, now, [10] * 20)
-    gaps = [b[0] - a[0] for a, b in zip(cheap, cheap[1:])]
+    gaps = [b[0] - a[0] for a, b in zip(cheap, cheap[1:], strict=False)]
     assert min(gaps) == pytest.approx(0.5), "cheap requests are spaced by the request limit"
     costly = run_requests(pacer, now, [6_000] * 30)
     assert most_in_any_window(costly) <= TPM, "costly requests are held by the token limit"
-    assert min(b[0] - a[0] for a, b in zip(costly[5:], costly[6:])) > 0.5, "once the bucket is empty, tokens, not requests, set the pace"
+    assert min(b[0] - a[0] for a, b in zip(costly[5:], costly[6:], strict=False)) > 0.5, (
+        "once the bucket is empty, tokens, not requests, set the pace"
+    )
 
 
 def test_costs_are_calibrated_by_the_servers_count():
@@ -145,7 +153,9 @@ def test_a_refusal_without_headers_holds_nobody_else():
 
 def test_a_month_header_at_zero_marks_the_quota_spent_with_its_reset():
     pacer = Pacer()
-    pacer.on_success({"x-ratelimit-remaining-tokens-month": "0", "x-ratelimit-reset-tokens-month": "2026-01-01T00:00:00Z"})
+    pacer.on_success(
+        {"x-ratelimit-remaining-tokens-month": "0", "x-ratelimit-reset-tokens-month": "2026-01-01T00:00:00Z"}
+    )
     assert pacer.month_spent and "2026-01-01" in pacer.month_spent
 
 
@@ -159,7 +169,9 @@ def test_a_long_retry_after_reveals_a_fixed_window_whose_budget_is_then_booked_w
     waits = [pacer.delay(1_000) for _ in range(61)]
     at_reset = [w for w in waits if w == pytest.approx(40.0)]
     assert len(at_reset) >= 0.95 * TPM / 1_000, "the next window's budget (less a small margin) starts at its reset"
-    assert waits[len(at_reset):] == [pytest.approx(100.0)] * (61 - len(at_reset)), "the rest waits for the window after"
+    assert waits[len(at_reset) :] == [pytest.approx(100.0)] * (61 - len(at_reset)), (
+        "the rest waits for the window after"
+    )
 
 
 def test_a_retry_after_that_matches_the_refill_keeps_the_smooth_bucket():

@@ -7,15 +7,14 @@ import time
 from types import SimpleNamespace
 
 import pytest
-
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.settings import parse_config
 from destination_mistral.destination import from_airbyte
-from destination_mistral.protocol.messages import Record
-from destination_mistral.sync.pipeline import ByteWindow, Pipeline
 from destination_mistral.enrich.results import Result, failed
+from destination_mistral.protocol.messages import Record
+from destination_mistral.settings import parse_config
 from destination_mistral.sinks.schema import plan_stream
+from destination_mistral.sync.pipeline import ByteWindow, Pipeline
 from tests.support.builders import configured_stream, record, review, state
 
 
@@ -58,7 +57,11 @@ class GatedEnricher:
 
     async def run(self, item):
         await self.gate(item.id).wait()
-        return failed("HTTP 422: the input is refused", kind="input") if item.id in self.fail else Result(value="ok", model="m")
+        return (
+            failed("HTTP 422: the input is refused", kind="input")
+            if item.id in self.fail
+            else Result(value="ok", model="m")
+        )
 
     def count_tokens(self, items):
         pass
@@ -71,8 +74,14 @@ class GatedEnricher:
 
 
 def plan(tmp_path):
-    config = parse_config({"api_key": "k-123456", "base_url": "http://127.0.0.1:9", "output": {"type": "duckdb", "path": str(tmp_path / "x.duckdb")},
-                           "enrichment": {"mode": "chat", "prompt_template": "{{ review }}"}})
+    config = parse_config(
+        {
+            "api_key": "k-123456",
+            "base_url": "http://127.0.0.1:9",
+            "output": {"type": "duckdb", "path": str(tmp_path / "x.duckdb")},
+            "enrichment": {"mode": "chat", "prompt_template": "{{ review }}"},
+        }
+    )
     return plan_stream(configured_stream(mode="append"), config)
 
 
@@ -107,17 +116,31 @@ def test_state_emitted_only_after_commit(tmp_path):
         log = []
         enricher = GatedEnricher()
         p = plan(tmp_path)
-        pipeline = Pipeline([p], {p.key: enricher}, RecordingSink(log), None, lambda m: log.append(("state", position(m))),
-                            cache_enabled=False)
+        pipeline = Pipeline(
+            [p],
+            {p.key: enricher},
+            RecordingSink(log),
+            None,
+            lambda m: log.append(("state", position(m))),
+            cache_enabled=False,
+        )
         task = start(pipeline)
-        for message in [record(review(1)), record(review(2)), state({"position": 2}), record(review(3)), state({"position": 3})]:
+        for message in [
+            record(review(1)),
+            record(review(2)),
+            state({"position": 2}),
+            record(review(3)),
+            state({"position": 3}),
+        ]:
             put(pipeline, message)
         enricher.gate(2).set()
         await asyncio.sleep(0.2)
         assert not any(e[0] == "state" for e in log), "no STATE may leave while record 1 is not committed"
         enricher.gate(1).set()
         await until(lambda: ("state", 2) in log)
-        assert log.index(("commit", [1, 2])) < log.index(("state", 2)), "STATE must follow the commit of the records before it"
+        assert log.index(("commit", [1, 2])) < log.index(("state", 2)), (
+            "STATE must follow the commit of the records before it"
+        )
         assert ("state", 3) not in log
         enricher.gate(3).set()
         pipeline.inbox.put_nowait(("eof", None, 0))
@@ -137,10 +160,24 @@ def test_on_error_fail_commits_what_came_before_and_stops(tmp_path):
         enricher = GatedEnricher()
         enricher.fail.add(3)
         p = plan(tmp_path)
-        pipeline = Pipeline([p], {p.key: enricher}, RecordingSink(log), None, lambda m: log.append(("state", position(m))),
-                            on_error="fail", cache_enabled=False)
+        pipeline = Pipeline(
+            [p],
+            {p.key: enricher},
+            RecordingSink(log),
+            None,
+            lambda m: log.append(("state", position(m))),
+            on_error="fail",
+            cache_enabled=False,
+        )
         task = start(pipeline)
-        for message in [record(review(1)), record(review(2)), state({"position": 2}), record(review(3)), record(review(4)), state({"position": 4})]:
+        for message in [
+            record(review(1)),
+            record(review(2)),
+            state({"position": 2}),
+            record(review(3)),
+            record(review(4)),
+            state({"position": 4}),
+        ]:
             put(pipeline, message)
         for i in (4, 3, 2, 1):
             enricher.gate(i).set()

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from airbyte_protocol_dataclasses.models import AirbyteStateStats, AirbyteStateType, StreamDescriptor
-
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from airbyte_protocol_dataclasses.models import AirbyteStateStats, AirbyteStateType, StreamDescriptor
 
 from destination_mistral.protocol.input_lines import InputParser
 from destination_mistral.protocol.messages import State
@@ -22,10 +21,20 @@ def _state(message: dict) -> State:
 
 
 def test_a_stream_state_leaves_as_it_arrived_plus_the_record_count():
-    message = {"type": "STATE", "id": 7, "x-platform": {"a": [1, 2]},
-               "state": {"type": "STREAM", "sourceStats": {"recordCount": 3.0}, "x-extra": "kept",
-                         "stream": {"stream_descriptor": {"name": "reviews", "namespace": "shop"},
-                                    "stream_state": {"cursor": "2024-01-01", "__ab_private": True, "big": 2**63, "nested": {"z": None}}}}}
+    message = {
+        "type": "STATE",
+        "id": 7,
+        "x-platform": {"a": [1, 2]},
+        "state": {
+            "type": "STREAM",
+            "sourceStats": {"recordCount": 3.0},
+            "x-extra": "kept",
+            "stream": {
+                "stream_descriptor": {"name": "reviews", "namespace": "shop"},
+                "stream_state": {"cursor": "2024-01-01", "__ab_private": True, "big": 2**63, "nested": {"z": None}},
+            },
+        },
+    }
     state = _state(message)
     assert state.parsed.type is AirbyteStateType.STREAM
     assert state.parsed.stream.stream_descriptor == StreamDescriptor(name="reviews", namespace="shop")
@@ -38,7 +47,9 @@ def test_a_stream_state_leaves_as_it_arrived_plus_the_record_count():
 
 
 def test_a_record_count_replaces_one_the_source_sent():
-    out = _state({"type": "STATE", "state": {"type": "LEGACY", "data": {"x": 1}, "destinationStats": {"recordCount": 99}}}).with_record_count(0)
+    out = _state(
+        {"type": "STATE", "state": {"type": "LEGACY", "data": {"x": 1}, "destinationStats": {"recordCount": 99}}}
+    ).with_record_count(0)
     assert out["state"] == {"type": "LEGACY", "data": {"x": 1}, "destinationStats": {"recordCount": 0.0}}
 
 
@@ -49,26 +60,41 @@ def test_a_state_without_a_type_is_legacy():
 
 
 def test_a_global_states_malformed_stream_entries_are_passed_on_not_refused():
-    message = {"type": "STATE", "state": {"type": "GLOBAL", "global": {"shared_state": {"lsn": 12}, "stream_states": [
-        {"stream_descriptor": {"name": "a"}, "stream_state": {"n": 1}},
-        {"stream_descriptor": {"namespace": "no name"}},
-        "not an object",
-        {"stream_descriptor": {"name": "b", "namespace": 5}},
-    ]}}}
+    message = {
+        "type": "STATE",
+        "state": {
+            "type": "GLOBAL",
+            "global": {
+                "shared_state": {"lsn": 12},
+                "stream_states": [
+                    {"stream_descriptor": {"name": "a"}, "stream_state": {"n": 1}},
+                    {"stream_descriptor": {"namespace": "no name"}},
+                    "not an object",
+                    {"stream_descriptor": {"name": "b", "namespace": 5}},
+                ],
+            },
+        },
+    }
     state = _state(message)
-    assert [s.stream_descriptor for s in state.parsed.global_.stream_states] == [StreamDescriptor("a"), StreamDescriptor("b")]
+    assert [s.stream_descriptor for s in state.parsed.global_.stream_states] == [
+        StreamDescriptor("a"),
+        StreamDescriptor("b"),
+    ]
     assert state.with_record_count(2)["state"]["global"] == message["state"]["global"]
 
 
-@pytest.mark.parametrize("state, words", [
-    ([1], "its `state` is not an object"),
-    ({"type": "SHARED"}, "state type 'SHARED' is none of STREAM, GLOBAL, LEGACY"),
-    ({"type": ["STREAM"]}, "state type \"['STREAM']\" is none of"),
-    ({"type": None}, "state type 'None' is none of"),
-    ({"type": "STREAM", "stream": {"stream_state": {}}}, "a STREAM state needs `stream.stream_descriptor.name`"),
-    ({"type": "STREAM", "stream": {"stream_descriptor": {"name": 3}}}, "a STREAM state needs"),
-    ({"type": "GLOBAL", "global": []}, "a GLOBAL state needs a `global` object"),
-])
+@pytest.mark.parametrize(
+    "state, words",
+    [
+        ([1], "its `state` is not an object"),
+        ({"type": "SHARED"}, "state type 'SHARED' is none of STREAM, GLOBAL, LEGACY"),
+        ({"type": ["STREAM"]}, "state type \"['STREAM']\" is none of"),
+        ({"type": None}, "state type 'None' is none of"),
+        ({"type": "STREAM", "stream": {"stream_state": {}}}, "a STREAM state needs `stream.stream_descriptor.name`"),
+        ({"type": "STREAM", "stream": {"stream_descriptor": {"name": 3}}}, "a STREAM state needs"),
+        ({"type": "GLOBAL", "global": []}, "a GLOBAL state needs a `global` object"),
+    ],
+)
 def test_a_state_the_protocol_does_not_define_stops_the_sync_at_its_line(state, words):
     with pytest.raises(AirbyteTracedException) as raised:
         list(InputParser().parse([b"\n", orjson.dumps({"type": "STATE", "state": state})]))

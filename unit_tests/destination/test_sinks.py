@@ -6,28 +6,49 @@ import duckdb
 import numpy as np
 import pytest
 
-from destination_mistral.settings import DestinationConfig, parse_config
 from destination_mistral.enrich.results import Result
-from destination_mistral.sinks.schema import plan_stream
+from destination_mistral.settings import DestinationConfig, parse_config
 from destination_mistral.sinks import WriteItem, open_sink
+from destination_mistral.sinks.schema import plan_stream
 from tests.support.builders import configured_stream, review
 
 
 def config_for(tmp_path, kind="duckdb", enrichment=None) -> DestinationConfig:
-    output = {"type": "duckdb", "path": str(tmp_path / "out.duckdb")} if kind == "duckdb" else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
-    return parse_config({"api_key": "k-123456", "base_url": "http://127.0.0.1:9", "output": output,
-                         "enrichment": enrichment or {"mode": "chat", "prompt_template": "{{ review }}"}})
+    output = (
+        {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
+        if kind == "duckdb"
+        else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    )
+    return parse_config(
+        {
+            "api_key": "k-123456",
+            "base_url": "http://127.0.0.1:9",
+            "output": output,
+            "enrichment": enrichment or {"mode": "chat", "prompt_template": "{{ review }}"},
+        }
+    )
 
 
 def items(rows, answer="ok"):
-    return [WriteItem(seq=i, record=r, emitted_at=1_700_000_000_000, raw_id=f"raw-{i}",
-                      result=Result(value=answer if not callable(answer) else answer(r), model="m", prompt_tokens=3, completion_tokens=2))
-            for i, r in enumerate(rows)]
+    return [
+        WriteItem(
+            seq=i,
+            record=r,
+            emitted_at=1_700_000_000_000,
+            raw_id=f"raw-{i}",
+            result=Result(
+                value=answer if not callable(answer) else answer(r), model="m", prompt_tokens=3, completion_tokens=2
+            ),
+        )
+        for i, r in enumerate(rows)
+    ]
 
 
 def sync(config, mode, batches, finish=True, generation=None, minimum_generation=None):
     """One sync into the sink; `finish=False` is a source that failed: its COMPLETE never comes."""
-    plan = plan_stream(configured_stream(mode=mode, generation_id=generation, minimum_generation_id=minimum_generation), config)
+    plan = plan_stream(
+        configured_stream(mode=mode, generation_id=generation, minimum_generation_id=minimum_generation), config
+    )
     sink = open_sink(config.output, cache_enabled=True)
     try:
         sink.start([plan])
@@ -51,12 +72,22 @@ def table(tmp_path, query="SELECT id, review, _mistral_answer FROM reviews ORDER
 def test_columns_are_typed_from_the_stream_schema(tmp_path):
     config = config_for(tmp_path)
     sync(config, "append", [[review(1)]])
-    types = dict(table(tmp_path, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'reviews'"))
+    types = dict(
+        table(tmp_path, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'reviews'")
+    )
     assert types["id"] == "BIGINT" and types["rating"] == "BIGINT" and types["review"] == "VARCHAR"
     assert types["tags"] == "JSON", "nested values are stored as JSON"
     assert types["reviewed_at"] == "TIMESTAMP WITH TIME ZONE"
-    for meta in ("_airbyte_raw_id", "_airbyte_extracted_at", "_mistral_answer", "_mistral_model", "_mistral_prompt_tokens",
-                 "_mistral_completion_tokens", "_mistral_cached", "_mistral_error"):
+    for meta in (
+        "_airbyte_raw_id",
+        "_airbyte_extracted_at",
+        "_mistral_answer",
+        "_mistral_model",
+        "_mistral_prompt_tokens",
+        "_mistral_completion_tokens",
+        "_mistral_cached",
+        "_mistral_error",
+    ):
         assert meta in types, f"missing column {meta}"
 
 
@@ -124,13 +155,20 @@ def test_embeddings_are_fixed_size_arrays_usable_by_cosine_similarity(tmp_path):
     plan = plan_stream(configured_stream(mode="append"), config)
     sink = open_sink(config.output, cache_enabled=False)
     vectors = [np.eye(1024, dtype=np.float32)[i] for i in range(2)]
-    rows = [WriteItem(seq=i, record=review(i), emitted_at=0, raw_id=str(i), result=Result(value=vectors[i], model="mistral-embed"))
-            for i in range(2)]
+    rows = [
+        WriteItem(
+            seq=i, record=review(i), emitted_at=0, raw_id=str(i), result=Result(value=vectors[i], model="mistral-embed")
+        )
+        for i in range(2)
+    ]
     sink.start([plan])
     sink.commit([(plan, rows)], [])
     sink.close()
-    result = table(tmp_path, "SELECT typeof(_mistral_embedding), array_cosine_similarity(_mistral_embedding, "
-                             "(SELECT _mistral_embedding FROM reviews WHERE id = 0)) FROM reviews ORDER BY id")
+    result = table(
+        tmp_path,
+        "SELECT typeof(_mistral_embedding), array_cosine_similarity(_mistral_embedding, "
+        "(SELECT _mistral_embedding FROM reviews WHERE id = 0)) FROM reviews ORDER BY id",
+    )
     assert result[0][0] == "FLOAT[1024]"
     assert [round(r[1], 3) for r in result] == [1.0, 0.0]
 
@@ -153,16 +191,23 @@ def test_cache_written_with_blob_vectors_is_migrated_without_losing_answers(tmp_
     path = tmp_path / "old.duckdb"
     vector = np.arange(8, dtype="<f4")
     con = duckdb.connect(str(path))
-    con.execute(f"CREATE TABLE {TABLE} (key VARCHAR PRIMARY KEY, endpoint VARCHAR, model VARCHAR, answer VARCHAR, vector BLOB, "
-                "prompt_tokens INTEGER, completion_tokens INTEGER, created_at TIMESTAMPTZ DEFAULT current_timestamp)")
-    con.execute(f"INSERT INTO {TABLE} VALUES ('e', 'embeddings', 'mistral-embed', NULL, ?, 3, 0, DEFAULT), "
-                "('c', 'chat/completions', 'm', '\"yes\"', NULL, 5, 1, DEFAULT)", [vector.tobytes()])
+    con.execute(
+        f"CREATE TABLE {TABLE} (key VARCHAR PRIMARY KEY, endpoint VARCHAR, model VARCHAR, answer VARCHAR, vector BLOB, "
+        "prompt_tokens INTEGER, completion_tokens INTEGER, created_at TIMESTAMPTZ DEFAULT current_timestamp)"
+    )
+    con.execute(
+        f"INSERT INTO {TABLE} VALUES ('e', 'embeddings', 'mistral-embed', NULL, ?, 3, 0, DEFAULT), "
+        "('c', 'chat/completions', 'm', '\"yes\"', NULL, 5, 1, DEFAULT)",
+        [vector.tobytes()],
+    )
     cache = ResultCache(con)
     found = cache.lookup(["e", "c", "missing"])
     assert set(found) == {"e", "c"}, "every cached answer survives the upgrade"
     assert np.array_equal(found["e"].value, vector) and found["e"].prompt_tokens == 3
     assert found["c"].value == "yes"
-    kind = con.execute(f"SELECT data_type FROM information_schema.columns WHERE table_name = '{TABLE}' AND column_name = 'vector'").fetchall()
+    kind = con.execute(
+        f"SELECT data_type FROM information_schema.columns WHERE table_name = '{TABLE}' AND column_name = 'vector'"
+    ).fetchall()
     assert kind == [("FLOAT[]",)]
     cache.store([("e2", "embeddings", Result(value=vector * 2, model="mistral-embed", prompt_tokens=1))])
     assert np.array_equal(cache.lookup(["e2"])["e2"].value, vector * 2), "the migrated table takes new rows"

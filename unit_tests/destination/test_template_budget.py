@@ -3,7 +3,6 @@ multiplies or recurses without end must cost that record an error row, never a h
 machine out of memory, while ordinary templates render exactly as before."""
 
 import pytest
-
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -25,8 +24,10 @@ HOSTILE = {
     "macro doubling its output": "{% macro f(n) %}{% if n %}{% set t = f(n-1) %}{{ t }}{{ t }}{% else %}x{% endif %}{% endmacro %}{{ f(40) }}",
     "concatenation doubling in a loop": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
     "addition doubling in a loop": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
-    "nested lists sharing one big string": BIG + "{% set a = [s,s,s,s,s,s,s,s,s,s] %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}{{ b }}",
-    "nested lists to json": BIG + "{% set a = [s,s,s,s,s,s,s,s,s,s] %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}{{ b|tojson }}",
+    "nested lists sharing one big string": BIG
+    + "{% set a = [s,s,s,s,s,s,s,s,s,s] %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}{{ b }}",
+    "nested lists to json": BIG
+    + "{% set a = [s,s,s,s,s,s,s,s,s,s] %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}{{ b|tojson }}",
     "namespace holding a big string many times": BIG + "{% set ns = namespace(a=s, b=s) %}{{ [ns, ns, ns] }}",
     "center filter width": "{{ 'x'|center(10**9) }}",
     "str.ljust width": "{{ 'x'.ljust(10**9) }}",
@@ -67,7 +68,9 @@ def test_budget_error_names_the_limit_and_the_fix(monkeypatch):
 
 def test_macro_recursing_exponentially_is_stopped_by_the_step_or_time_budget():
     # 2**60 calls, each small: only the step count or the clock can stop it.
-    template = compile_template("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}")
+    template = compile_template(
+        "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}"
+    )
     with pytest.raises(RecordError, match="over its budget"):
         render(template, {})
 
@@ -103,16 +106,32 @@ def test_one_hostile_record_leaves_the_next_record_unaffected():
 @pytest.mark.parametrize(
     "template, record, expected",
     [
-        ("{% for t in tags %}{{ loop.index }}={{ t|upper }}{% if not loop.last %}, {% endif %}{% endfor %}", {"tags": ["a", "b"]}, "1=A, 2=B"),
+        (
+            "{% for t in tags %}{{ loop.index }}={{ t|upper }}{% if not loop.last %}, {% endif %}{% endfor %}",
+            {"tags": ["a", "b"]},
+            "1=A, 2=B",
+        ),
         ("{% macro item(x) %}<{{ x }}>{% endmacro %}{{ item(a) }}{{ item(b) }}", {"a": 1, "b": "z"}, "<1><z>"),
         ("{% set t %}{{ a }}-{{ b }}{% endset %}[{{ t }}]", {"a": 1, "b": 2}, "[1-2]"),
         ("{% filter upper %}{{ a }} and {{ b }}{% endfilter %}", {"a": "x", "b": "y"}, "X AND Y"),
-        ("{% for n in tree recursive %}{{ n.name }}({{ loop(n.kids) }}){% endfor %}", {"tree": [{"name": "r", "kids": [{"name": "k", "kids": []}]}]}, "r(k())"),
-        ("{{ a ~ '/' ~ b }} {{ tags|join(', ') }} {{ '%.1f'|format(p) }} {{ '{}!'.format(a) }}", {"a": "x", "b": 2, "tags": ["t", "u"], "p": 1.25}, "x/2 t, u 1.2 x!"),
+        (
+            "{% for n in tree recursive %}{{ n.name }}({{ loop(n.kids) }}){% endfor %}",
+            {"tree": [{"name": "r", "kids": [{"name": "k", "kids": []}]}]},
+            "r(k())",
+        ),
+        (
+            "{{ a ~ '/' ~ b }} {{ tags|join(', ') }} {{ '%.1f'|format(p) }} {{ '{}!'.format(a) }}",
+            {"a": "x", "b": 2, "tags": ["t", "u"], "p": 1.25},
+            "x/2 t, u 1.2 x!",
+        ),
         ("{{ record|tojson }}", {"k": [1, {"v": None}]}, '{"k":[1,{"v":null}]}'),
         ("{{ items }}", {"items": [1, "a"]}, "[1, 'a']"),
         ("{% for x in [] %}x{% else %}empty{% endfor %}", {}, "empty"),
-        ("{{ (2 ** 10) * 3 + 1 }} {{ 'ab' * 2 }} {{ [1] + [2] }} {{ '%s-%s' % (a, b) }}", {"a": 1, "b": 2}, "3073 abab [1, 2] 1-2"),
+        (
+            "{{ (2 ** 10) * 3 + 1 }} {{ 'ab' * 2 }} {{ [1] + [2] }} {{ '%s-%s' % (a, b) }}",
+            {"a": 1, "b": 2},
+            "3073 abab [1, 2] 1-2",
+        ),
         ("{{ (range(3)|list|sum) }} {{ [1,2,3]|batch(2)|list }} {{ 'a\nb'|indent(2) }}", {}, "3 [[1, 2], [3]] a\n  b"),
     ],
 )

@@ -11,15 +11,23 @@ from destination_mistral.settings.stream_fields import template_fields
 from tests.support.builders import REVIEW_SCHEMA, configured_stream, messages_with_states, review
 from unit_tests.destination.config_commands import write_error
 
-NESTED_SCHEMA = {"type": "object", "properties": {
-    "id": {"type": "integer"},
-    "review": {"type": "object", "properties": {"text": {"type": "string"}, "stars": {"type": "integer"}}},
-}}
+NESTED_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "review": {"type": "object", "properties": {"text": {"type": "string"}, "stars": {"type": "integer"}}},
+    },
+}
 
 
 def _config(tmp_path, enrichment, **extra):
-    return {"api_key": "sk-fields-0000", "base_url": "http://127.0.0.1:9", "enrichment": enrichment,
-            "output": {"type": "jsonl", "directory": str(tmp_path / "out")}, **extra}
+    return {
+        "api_key": "sk-fields-0000",
+        "base_url": "http://127.0.0.1:9",
+        "enrichment": enrichment,
+        "output": {"type": "jsonl", "directory": str(tmp_path / "out")},
+        **extra,
+    }
 
 
 def _refusal(config, *streams) -> str:
@@ -36,9 +44,16 @@ def _accepted(config, *streams) -> None:
 @pytest.mark.parametrize(
     "enrichment, setting, field",
     [
-        ({"mode": "chat", "prompt_template": "Summarise {{ title }}: {{ review }}"}, "enrichment.prompt_template", "title"),
-        ({"mode": "chat", "prompt_template": "{{ review }}", "system_prompt": "About {{ product_name }}"}, "enrichment.system_prompt",
-         "product_name"),
+        (
+            {"mode": "chat", "prompt_template": "Summarise {{ title }}: {{ review }}"},
+            "enrichment.prompt_template",
+            "title",
+        ),
+        (
+            {"mode": "chat", "prompt_template": "{{ review }}", "system_prompt": "About {{ product_name }}"},
+            "enrichment.system_prompt",
+            "product_name",
+        ),
         ({"mode": "chat", "prompt_template": "{{ record.reviw }}"}, "enrichment.prompt_template", "reviw"),
         ({"mode": "chat", "prompt_template": "{{ record['headline'] }}"}, "enrichment.prompt_template", "headline"),
         ({"mode": "embeddings", "fields": ["review", "body"]}, "enrichment.fields", "body"),
@@ -57,16 +72,24 @@ def test_the_message_suggests_the_nearest_field(tmp_path):
 
 
 def test_a_nested_field_path_is_checked_where_the_schema_lists_the_nested_properties(tmp_path):
-    message = _refusal(_config(tmp_path, {"mode": "embeddings", "fields": ["review.txt"]}), configured_stream(schema=NESTED_SCHEMA))
+    message = _refusal(
+        _config(tmp_path, {"mode": "embeddings", "fields": ["review.txt"]}), configured_stream(schema=NESTED_SCHEMA)
+    )
     assert "`review.txt`" in message and "Did you mean `review.text`?" in message, message
-    _accepted(_config(tmp_path, {"mode": "embeddings", "fields": ["review.text"]}), configured_stream(schema=NESTED_SCHEMA))
+    _accepted(
+        _config(tmp_path, {"mode": "embeddings", "fields": ["review.text"]}), configured_stream(schema=NESTED_SCHEMA)
+    )
 
 
 def test_a_stream_override_is_named_by_its_own_place_in_the_config(tmp_path):
-    config = _config(tmp_path, {"mode": "chat", "prompt_template": "{{ review }}"}, stream_overrides=[
-        {"stream_name": "other", "enrichment": {"mode": "none"}},
-        {"stream_name": "notes", "enrichment": {"mode": "chat", "prompt_template": "{{ note }}"}},
-    ])
+    config = _config(
+        tmp_path,
+        {"mode": "chat", "prompt_template": "{{ review }}"},
+        stream_overrides=[
+            {"stream_name": "other", "enrichment": {"mode": "none"}},
+            {"stream_name": "notes", "enrichment": {"mode": "chat", "prompt_template": "{{ note }}"}},
+        ],
+    )
     message = _refusal(config, configured_stream(), configured_stream(name="notes"))
     assert "`stream_overrides[1].enrichment.prompt_template`" in message and "'notes'" in message, message
 
@@ -103,8 +126,9 @@ def test_guarded_names_template_locals_and_the_whole_record_are_accepted(tmp_pat
 
 
 def test_template_fields_lists_the_unguarded_record_fields_in_order():
-    assert template_fields("{{ b }} {{ record.a }} {{ b }} {{ c | default('') }} {% for x in d %}{{ x.y }}{% endfor %}") == [
-        ("b",), ("a",), ("d",)]
+    assert template_fields(
+        "{{ b }} {{ record.a }} {{ b }} {{ c | default('') }} {% for x in d %}{{ x.y }}{% endfor %}"
+    ) == [("b",), ("a",), ("d",)]
 
 
 def test_reading_a_template_computes_nothing_it_holds():
@@ -114,6 +138,8 @@ def test_reading_a_template_computes_nothing_it_holds():
 
 
 def test_names_the_template_defines_are_not_record_fields():
-    text = ("{% macro m(a) %}{{ a }}{{ caller() }}{% endmacro %}{% call m(1) %}{{ varargs }}{% endcall %}"
-            "{% set s = 1 %}{% for k, v in pairs %}{{ k }}{{ v }}{{ loop.index }}{% endfor %}{{ s }}{{ namespace() }}")
+    text = (
+        "{% macro m(a) %}{{ a }}{{ caller() }}{% endmacro %}{% call m(1) %}{{ varargs }}{% endcall %}"
+        "{% set s = 1 %}{% for k, v in pairs %}{{ k }}{{ v }}{{ loop.index }}{% endfor %}{{ s }}{{ namespace() }}"
+    )
     assert template_fields(text) == [("pairs",)]

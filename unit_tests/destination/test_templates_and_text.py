@@ -21,11 +21,15 @@ def test_sandbox_blocks_python_internals():
 
 
 def test_record_variable_and_nested_access():
-    assert render(compile_template("{{ record.user.name }} / {{ user.name }}"), {"user": {"name": "Ada"}}) == "Ada / Ada"
+    assert (
+        render(compile_template("{{ record.user.name }} / {{ user.name }}"), {"user": {"name": "Ada"}}) == "Ada / Ada"
+    )
 
 
 def test_embedding_text_holds_values_only_not_field_names():
-    text = text_from_fields({"title": "Phone", "body": {"text": "Great battery"}, "n": 3}, (("title",), ("body", "text"), ("n",)))
+    text = text_from_fields(
+        {"title": "Phone", "body": {"text": "Great battery"}, "n": 3}, (("title",), ("body", "text"), ("n",))
+    )
     assert text == "Phone\nGreat battery\n3"
     assert "title" not in text and "body" not in text, "field names must not be embedded"
 

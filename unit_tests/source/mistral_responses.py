@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
@@ -24,17 +25,29 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def model_card(model_id: str, aliases: Iterable[str] = (), chat: bool = True) -> dict[str, Any]:
     return {
-        "id": model_id, "object": "model", "created": 1735689600, "owned_by": "mistralai", "type": "base",
-        "capabilities": {"completion_chat": chat, "function_calling": chat}, "aliases": list(aliases),
+        "id": model_id,
+        "object": "model",
+        "created": 1735689600,
+        "owned_by": "mistralai",
+        "type": "base",
+        "capabilities": {"completion_chat": chat, "function_calling": chat},
+        "aliases": list(aliases),
         "max_context_length": 131072,
     }
 
 
 def file_item(index: int, created_at: int) -> dict[str, Any]:
     return {
-        "id": f"00000000-0000-4000-8000-{index:012d}", "object": "file", "bytes": 100 + index,
-        "created_at": created_at, "filename": f"f{index}.jsonl", "purpose": "batch", "sample_type": "batch_request",
-        "source": "upload", "num_lines": 3, "mimetype": "application/jsonl",
+        "id": f"00000000-0000-4000-8000-{index:012d}",
+        "object": "file",
+        "bytes": 100 + index,
+        "created_at": created_at,
+        "filename": f"f{index}.jsonl",
+        "purpose": "batch",
+        "sample_type": "batch_request",
+        "source": "upload",
+        "num_lines": 3,
+        "mimetype": "application/jsonl",
     }
 
 
@@ -44,18 +57,35 @@ def files_page(items: list[dict[str, Any]], total: int) -> dict[str, Any]:
 
 def batch_job(index: int, created_at: int, status: str = "SUCCESS") -> dict[str, Any]:
     return {
-        "id": f"job-{index}", "object": "batch", "input_files": ["00000000-0000-4000-8000-000000000001"],
-        "endpoint": "/v1/embeddings", "model": "mistral-embed", "errors": [], "status": status, "created_at": created_at,
-        "total_requests": 10, "completed_requests": 10 if status == "SUCCESS" else 3, "succeeded_requests": 10,
+        "id": f"job-{index}",
+        "object": "batch",
+        "input_files": ["00000000-0000-4000-8000-000000000001"],
+        "endpoint": "/v1/embeddings",
+        "model": "mistral-embed",
+        "errors": [],
+        "status": status,
+        "created_at": created_at,
+        "total_requests": 10,
+        "completed_requests": 10 if status == "SUCCESS" else 3,
+        "succeeded_requests": 10,
         "failed_requests": 0,
     }
 
 
 def agent(index: int, updated_at: str) -> dict[str, Any]:
     return {
-        "id": f"ag_{index:04d}", "object": "agent", "name": f"agent {index}", "model": "mistral-small-latest",
-        "version": 1, "versions": [1], "created_at": "2025-01-01T00:00:00Z", "updated_at": updated_at,
-        "deployment_chat": False, "source": "api", "tools": [], "completion_args": {},
+        "id": f"ag_{index:04d}",
+        "object": "agent",
+        "name": f"agent {index}",
+        "model": "mistral-small-latest",
+        "version": 1,
+        "versions": [1],
+        "created_at": "2025-01-01T00:00:00Z",
+        "updated_at": updated_at,
+        "deployment_chat": False,
+        "source": "api",
+        "tools": [],
+        "completion_args": {},
     }
 
 

@@ -12,7 +12,13 @@ from unit_tests.source.mistral_responses import CONFIG, KEY, catalog, json_respo
 
 
 def _models_body():
-    return {"object": "list", "data": [model_card("mistral-small-2603", aliases=["mistral-small-latest"]), model_card("mistral-embed", chat=False)]}
+    return {
+        "object": "list",
+        "data": [
+            model_card("mistral-small-2603", aliases=["mistral-small-latest"]),
+            model_card("mistral-embed", chat=False),
+        ],
+    }
 
 
 class ErrorHandlingTest(TestCase):
@@ -31,7 +37,11 @@ class ErrorHandlingTest(TestCase):
         http_mocker.get(
             request("models"),
             [
-                json_response({"object": "error", "message": "Rate limit exceeded", "type": "rate_limited", "code": "1300"}, 429, {"Retry-After": "1"}),
+                json_response(
+                    {"object": "error", "message": "Rate limit exceeded", "type": "rate_limited", "code": "1300"},
+                    429,
+                    {"Retry-After": "1"},
+                ),
                 json_response(_models_body()),
             ],
         )
@@ -43,13 +53,18 @@ class ErrorHandlingTest(TestCase):
     def test_error_handling_server_errors_are_retried(self, http_mocker: HttpMocker) -> None:
         http_mocker.get(
             request("models"),
-            [json_response({"object": "error", "message": "boom", "type": "server_error"}, 503), json_response(_models_body())],
+            [
+                json_response({"object": "error", "message": "boom", "type": "server_error"}, 503),
+                json_response(_models_body()),
+            ],
         )
         output = read(SourceMistral(config=CONFIG), CONFIG, catalog("models"))
         assert len(output.records) == 2 and not output.errors
 
     @HttpMocker()
-    def test_error_handling_removed_fine_tuning_endpoint_is_skipped_with_a_warning(self, http_mocker: HttpMocker) -> None:
+    def test_error_handling_removed_fine_tuning_endpoint_is_skipped_with_a_warning(
+        self, http_mocker: HttpMocker
+    ) -> None:
         mock_estimate(http_mocker, "fine_tuning/jobs", None)
         http_mocker.get(request("fine_tuning/jobs", page=0, page_size=100), json_response({"detail": "Not Found"}, 404))
         output = read(SourceMistral(config=CONFIG), CONFIG, catalog("fine_tuning_jobs"))
@@ -59,7 +74,11 @@ class ErrorHandlingTest(TestCase):
 
     @HttpMocker()
     def test_query_parameter_placement_sends_the_key_in_the_query_not_a_header(self, http_mocker: HttpMocker) -> None:
-        config = {**CONFIG, "base_url": "https://api.mistral.ai", "key_placement": {"method": "query_parameter", "parameter_name": "api_token"}}
+        config = {
+            **CONFIG,
+            "base_url": "https://api.mistral.ai",
+            "key_placement": {"method": "query_parameter", "parameter_name": "api_token"},
+        }
         http_mocker.get(request("models", api_token=KEY), json_response(_models_body()))
         output = read(SourceMistral(config=config), config, catalog("models"))
         assert len(output.records) == 2 and not output.errors

@@ -1,6 +1,6 @@
 """Incremental reads: what state the source keeps and what it asks for next time."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from unittest import TestCase
 
 from airbyte_cdk.models import SyncMode
@@ -9,13 +9,22 @@ from airbyte_cdk.test.mock_http import HttpMocker
 from airbyte_cdk.test.state_builder import StateBuilder
 
 from source_mistral.source import SourceMistral
-from unit_tests.source.mistral_responses import CONFIG, batch_job, catalog, file_item, files_page, json_response, mock_estimate, request
+from unit_tests.source.mistral_responses import (
+    CONFIG,
+    batch_job,
+    catalog,
+    file_item,
+    files_page,
+    json_response,
+    mock_estimate,
+    request,
+)
 
-NOW = int(datetime.now(timezone.utc).timestamp())
+NOW = int(datetime.now(UTC).timestamp())
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class IncrementalTest(TestCase):
@@ -29,10 +38,20 @@ class IncrementalTest(TestCase):
         mock_estimate(http_mocker, "batch/jobs", 2)
         http_mocker.get(
             request("batch/jobs", order_by="created", page=0, page_size=100, created_after=expected_after),
-            json_response({"data": [batch_job(1, cursor - 60, status="SUCCESS"), batch_job(2, cursor + 60, "RUNNING")], "object": "list", "total": 2}),
+            json_response(
+                {
+                    "data": [batch_job(1, cursor - 60, status="SUCCESS"), batch_job(2, cursor + 60, "RUNNING")],
+                    "object": "list",
+                    "total": 2,
+                }
+            ),
         )
-        output = read(SourceMistral(config=CONFIG, state=state), CONFIG, catalog("batch_jobs", SyncMode.incremental), state)
-        assert [r.record.data["status"] for r in output.records] == ["SUCCESS", "RUNNING"], "the job that finished since is read again"
+        output = read(
+            SourceMistral(config=CONFIG, state=state), CONFIG, catalog("batch_jobs", SyncMode.incremental), state
+        )
+        assert [r.record.data["status"] for r in output.records] == ["SUCCESS", "RUNNING"], (
+            "the job that finished since is read again"
+        )
         assert output.most_recent_state.stream_state.created_at >= _iso(cursor), output.most_recent_state
 
     @HttpMocker()
@@ -40,8 +59,15 @@ class IncrementalTest(TestCase):
         cursor = NOW - 1000
         state = StateBuilder().with_stream_state("files", {"created_at": str(cursor)}).build()
         mock_estimate(http_mocker, "files", 4)
-        items = [file_item(0, cursor + 500), file_item(1, cursor + 10), file_item(2, cursor - 10), file_item(3, cursor - 500)]
-        http_mocker.get(request("files", include_total="true", page=0, page_size=100), json_response(files_page(items, total=4)))
+        items = [
+            file_item(0, cursor + 500),
+            file_item(1, cursor + 10),
+            file_item(2, cursor - 10),
+            file_item(3, cursor - 500),
+        ]
+        http_mocker.get(
+            request("files", include_total="true", page=0, page_size=100), json_response(files_page(items, total=4))
+        )
         output = read(SourceMistral(config=CONFIG, state=state), CONFIG, catalog("files", SyncMode.incremental), state)
         assert [r.record.data["id"] for r in output.records] == [items[0]["id"], items[1]["id"]]
         assert int(output.most_recent_state.stream_state.created_at) == cursor + 500

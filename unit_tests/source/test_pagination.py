@@ -6,7 +6,17 @@ from airbyte_cdk.test.entrypoint_wrapper import read
 from airbyte_cdk.test.mock_http import HttpMocker
 
 from source_mistral.source import SourceMistral
-from unit_tests.source.mistral_responses import CONFIG, agent, batch_job, catalog, file_item, files_page, json_response, mock_estimate, request
+from unit_tests.source.mistral_responses import (
+    CONFIG,
+    agent,
+    batch_job,
+    catalog,
+    file_item,
+    files_page,
+    json_response,
+    mock_estimate,
+    request,
+)
 
 
 def _source(config=CONFIG):
@@ -52,7 +62,13 @@ class PaginationTest(TestCase):
         config = {**CONFIG, "page_size": 2}
         http.get(
             request("agents/pages", page_size=2),
-            json_response({"object": "list", "data": [agent(0, "2025-02-01T00:00:00Z"), agent(1, "2025-02-02T00:00:00Z")], "next_page_token": "tok-1"}),
+            json_response(
+                {
+                    "object": "list",
+                    "data": [agent(0, "2025-02-01T00:00:00Z"), agent(1, "2025-02-02T00:00:00Z")],
+                    "next_page_token": "tok-1",
+                }
+            ),
         )
         http.get(
             request("agents/pages", page_size=2, page_token="tok-1"),

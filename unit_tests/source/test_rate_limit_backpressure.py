@@ -27,7 +27,9 @@ def _server_error():
 
 
 def _models():
-    return json_response({"object": "list", "data": [model_card("mistral-small-2603"), model_card("mistral-embed", chat=False)]})
+    return json_response(
+        {"object": "list", "data": [model_card("mistral-small-2603"), model_card("mistral-embed", chat=False)]}
+    )
 
 
 class _Sleeps:
@@ -46,17 +48,21 @@ def _read_models(clock=None):
     The call budget's pause after a 429 runs on real time of its own (pyrate_limiter's clock) and
     is not what these tests are about, so the budget does not learn from the answers here."""
     sleeps = _Sleeps()
-    with mock.patch("time.sleep", sleeps), \
-            mock.patch("source_mistral.components._clock", clock or itertools.count().__next__), \
-            mock.patch("source_mistral.components._API_PROGRESS", components._ApiProgress()), \
-            mock.patch("airbyte_cdk.sources.streams.call_rate.HttpAPIBudget.update_from_response"):
+    with (
+        mock.patch("time.sleep", sleeps),
+        mock.patch("source_mistral.components._clock", clock or itertools.count().__next__),
+        mock.patch("source_mistral.components._API_PROGRESS", components._ApiProgress()),
+        mock.patch("airbyte_cdk.sources.streams.call_rate.HttpAPIBudget.update_from_response"),
+    ):
         output = read(SourceMistral(config=CONFIG), CONFIG, catalog("models"), expecting_exception=True)
     return output, sleeps
 
 
 class RateLimitBackpressureTest(TestCase):
     @HttpMocker()
-    def test_a_request_refused_more_often_than_max_retries_is_waited_out_and_read(self, http_mocker: HttpMocker) -> None:
+    def test_a_request_refused_more_often_than_max_retries_is_waited_out_and_read(
+        self, http_mocker: HttpMocker
+    ) -> None:
         # max_retries is 6 in the manifest; twenty refusals in a row are still only a queue.
         http_mocker.get(request("models"), [_refused() for _ in range(20)] + [_models()])
         output, sleeps = _read_models()
@@ -66,7 +72,9 @@ class RateLimitBackpressureTest(TestCase):
         assert sleeps.seconds.count(2) >= 20, sleeps.seconds
 
     @HttpMocker()
-    def test_refusals_fail_as_transient_only_once_the_api_served_nothing_for_max_time(self, http_mocker: HttpMocker) -> None:
+    def test_refusals_fail_as_transient_only_once_the_api_served_nothing_for_max_time(
+        self, http_mocker: HttpMocker
+    ) -> None:
         models = request("models")
         http_mocker.get(models, _refused())
         clock = itertools.count(step=50).__next__  # 50 s pass between two looks at the clock
@@ -74,13 +82,17 @@ class RateLimitBackpressureTest(TestCase):
         errors = [m.trace.error for m in output.errors]
         assert errors, "an API that refuses everything for ever must end the read"
         assert {e.failure_type for e in errors} == {FailureType.transient_error}, errors
-        assert any("HTTP 429" in (e.message or "") and "600 seconds" in (e.message or "") for e in errors), [e.message for e in errors]
+        assert any("HTTP 429" in (e.message or "") and "600 seconds" in (e.message or "") for e in errors), [
+            e.message for e in errors
+        ]
         assert "COMPLETE" not in [s.name for s in output.get_stream_statuses("models")]
         # 600 s of refusals at 50 s per look: the thirteenth refusal is the first past the window.
         http_mocker.assert_number_of_calls(models, 13)
 
     @HttpMocker()
-    def test_server_errors_after_many_refusals_keep_their_six_retries_and_first_retry_wait(self, http_mocker: HttpMocker) -> None:
+    def test_server_errors_after_many_refusals_keep_their_six_retries_and_first_retry_wait(
+        self, http_mocker: HttpMocker
+    ) -> None:
         models = request("models")
         http_mocker.get(models, [_refused() for _ in range(10)] + [_server_error()])
         output, sleeps = _read_models()
