@@ -38,13 +38,16 @@ test: $(STAMP) $(PYAIRBYTE_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not image_tests" -q
 
 ## Benchmarks (minutes): source read against a plain HTTP loop; CPU per request of HTTP clients;
-## destination against peers and the ceiling. Tables, JSON and a chart land in bench-results/.
+## destination start-up; destination against peers and the ceiling. Tables, JSON and a chart land in
+## bench-results/.
 bench: $(STAMP)
+	$(BIN)/python tools/bench_startup.py
 	$(BIN)/python tools/bench_source.py
 	$(BIN)/python tools/bench_http_clients.py
 	$(BIN)/python tools/bench_destination.py
 
 bench-quick: $(STAMP)
+	$(BIN)/python tools/bench_startup.py --runs 3
 	$(BIN)/python tools/bench_source.py --files 5000 --batch-jobs 1000
 	$(BIN)/python tools/bench_http_clients.py --requests 1000
 	$(BIN)/python tools/bench_destination.py --quick
