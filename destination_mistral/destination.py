@@ -189,7 +189,10 @@ async def _check_api(settings: DestinationConfig) -> str | None:
                 try:
                     await client.post("embeddings", {"model": model, "input": ["check"]})
                 except (ApiError, AirbyteTracedException) as error:
-                    return f"Model {model!r} cannot produce embeddings ({error.message}): use an embedding model such as mistral-embed."
+                    return (
+                        f"Model {model!r} cannot produce embeddings ({error.message}): "
+                        "use an embedding model such as mistral-embed."
+                    )
         return None
     finally:
         await client.close()

@@ -116,16 +116,16 @@ class Scenario:
 
     def describe(self) -> str:
         lines = [f"modes={self.modes}", f"previous={[(r.stream, r.tag, r.key) for r in self.previous]}"]
-        for pos, event in enumerate(self.script):
-            if isinstance(event, Rec):
+        for pos, step in enumerate(self.script):
+            if isinstance(step, Rec):
                 lines.append(
-                    f"  {pos}: record s{event.stream} {event.tag} id={event.key!r} review={event.review!r} "
-                    f"n={event.n!r} emitted_at={event.emitted_at!r}"
+                    f"  {pos}: record s{step.stream} {step.tag} id={step.key!r} review={step.review!r} "
+                    f"n={step.n!r} emitted_at={step.emitted_at!r}"
                 )
-            elif isinstance(event, StateMsg):
-                lines.append(f"  {pos}: STATE {event.kind} s{event.stream}")
+            elif isinstance(step, StateMsg):
+                lines.append(f"  {pos}: STATE {step.kind} s{step.stream}")
             else:
-                lines.append(f"  {pos}: COMPLETE s{event.stream}")
+                lines.append(f"  {pos}: COMPLETE s{step.stream}")
         lines.append(f"interruptions={self.interruptions}")
         return "\n".join(lines)
 

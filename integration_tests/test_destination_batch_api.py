@@ -10,7 +10,12 @@ from airbyte_cdk.models import Type
 from destination_mistral.destination import DestinationMistral
 from tests.support.builders import catalog, configured_stream, messages_with_states, review
 
-SCHEMA = '{"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]}, "topics": {"type": "array", "items": {"type": "string"}}}, "required": ["sentiment", "topics"]}'
+SCHEMA = (
+    '{"type": "object", "properties": {'
+    '"sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]}, '
+    '"topics": {"type": "array", "items": {"type": "string"}}}, '
+    '"required": ["sentiment", "topics"]}'
+)
 CHAT = {
     "mode": "chat",
     "prompt_template": "Review of {{ product }}: {{ review }}",

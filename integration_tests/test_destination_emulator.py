@@ -71,8 +71,8 @@ def test_chat_text_answers_are_written_with_model_and_tokens(emulator, tmp_path)
     assert sum(1 for m in out if m.type == Type.STATE) == 2
     result = rows(
         tmp_path,
-        "SELECT id, _mistral_answer, _mistral_model, _mistral_prompt_tokens, _mistral_completion_tokens, _mistral_error "
-        "FROM reviews ORDER BY id",
+        "SELECT id, _mistral_answer, _mistral_model, _mistral_prompt_tokens, _mistral_completion_tokens, "
+        "_mistral_error FROM reviews ORDER BY id",
     )
     assert [r[0] for r in result] == list(range(12))
     assert all(isinstance(r[1], str) and r[1] for r in result), "every record should have a text answer"
@@ -91,7 +91,8 @@ def test_json_answers_are_stored_parsed(emulator, tmp_path, response_format):
     )
     result = rows(
         tmp_path,
-        "SELECT typeof(_mistral_answer), json_type(_mistral_answer), _mistral_answer->>'sentiment', _mistral_error FROM reviews",
+        "SELECT typeof(_mistral_answer), json_type(_mistral_answer), _mistral_answer->>'sentiment', _mistral_error "
+        "FROM reviews",
     )
     assert all(r[0] == "JSON" and r[1] == "OBJECT" and r[3] is None for r in result), result
     if response_format["type"] == "json_schema":
@@ -112,8 +113,8 @@ def test_embeddings_are_batched_and_searchable(emulator, tmp_path):
     assert result[0] == ("FLOAT[1024]", "mistral-embed")
     best = rows(
         tmp_path,
-        "SELECT a.id, b.id, array_cosine_similarity(a._mistral_embedding, b._mistral_embedding) s FROM reviews a, reviews b "
-        "WHERE a.id = 0 AND b.id <> 0 ORDER BY s DESC LIMIT 1",
+        "SELECT a.id, b.id, array_cosine_similarity(a._mistral_embedding, b._mistral_embedding) s "
+        "FROM reviews a, reviews b WHERE a.id = 0 AND b.id <> 0 ORDER BY s DESC LIMIT 1",
     )
     assert best[0][1] % 5 == 0, "the nearest review should share the same words (same topic)"
 
@@ -188,8 +189,8 @@ def test_jsonl_output_writes_one_file_per_stream(emulator, tmp_path):
     )
     write(config, configured, messages)
     write(config, configured, messages_with_states(review(i) for i in range(4)))
-    lines = [json.loads(l) for l in (tmp_path / "jsonl" / "reviews.jsonl").read_text().splitlines()]
-    assert [l["id"] for l in lines] == [0, 1, 2, 3], "append_dedup: each record once"
+    lines = [json.loads(text) for text in (tmp_path / "jsonl" / "reviews.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in lines] == [0, 1, 2, 3], "append_dedup: each record once"
     assert len(lines[0]["_mistral_embedding"]) == 1024 and lines[0]["_mistral_error"] is None
     assert len((tmp_path / "jsonl" / "ns" / "other.jsonl").read_text().splitlines()) == 2
     assert (tmp_path / "jsonl" / "_mistral_cache.duckdb").exists(), "the cache lives beside the output"

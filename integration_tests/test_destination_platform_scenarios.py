@@ -193,7 +193,8 @@ def test_funky_stream_namespace_and_field_names_round_trip(tmp_path, output):
     if output == "duckdb":
         con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
         row = con.execute(
-            f'SELECT "field with spaces", "$dollar", "dot.field", "ünïcödé", "quote""d" FROM "{namespace}"."{name.replace(chr(34), chr(34) * 2)}"'
+            'SELECT "field with spaces", "$dollar", "dot.field", "ünïcödé", "quote""d" '
+            f'FROM "{namespace}"."{name.replace(chr(34), chr(34) * 2)}"'
         ).fetchall()
         con.close()
         assert row == [("a", "b", "c", "d", "e")]

@@ -140,7 +140,8 @@ def test_installed_wheel_carries_spec_manifest_and_schemas(installed_venv: Path,
         [
             str(installed_venv / "bin" / "python"),
             "-c",
-            "import source_mistral, mistral_connection; print(source_mistral.__file__); print(mistral_connection.__file__)",
+            "import source_mistral, mistral_connection; "
+            "print(source_mistral.__file__); print(mistral_connection.__file__)",
         ],
         cwd=tmp_path,
         capture_output=True,

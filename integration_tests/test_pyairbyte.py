@@ -62,7 +62,8 @@ def _pyairbyte_python() -> Path:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
         detail = (getattr(error, "stderr", "") or "").strip().splitlines()[-1:] or [str(error)]
         pytest.fail(
-            f"PyAirbyte (`pip install '{PYAIRBYTE_REQUIREMENT}'` into {PYAIRBYTE_VENV}) could not be installed: {detail[0]}"
+            f"PyAirbyte (`pip install '{PYAIRBYTE_REQUIREMENT}'` into {PYAIRBYTE_VENV}) "
+            f"could not be installed: {detail[0]}"
         )
     return python
 
@@ -160,7 +161,8 @@ def test_destination_writes_every_cached_record_and_embeds_the_chosen_streams(ex
             assert rows == expected, f"{stream}: {rows} rows written, {expected} read"
         for stream in EMBEDDED:
             rows, vectors, errors, dims = con.execute(
-                f'SELECT count(*), count(_mistral_embedding), count(_mistral_error), max(len(_mistral_embedding)) FROM main."{stream}"'
+                "SELECT count(*), count(_mistral_embedding), count(_mistral_error), max(len(_mistral_embedding)) "
+                f'FROM main."{stream}"'
             ).fetchone()
             assert vectors == rows and errors == 0, f"{stream}: {vectors}/{rows} embedded, {errors} errors"
             assert dims == 1024, f"{stream}: mistral-embed vectors have 1024 dimensions, got {dims}"

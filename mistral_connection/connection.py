@@ -167,7 +167,8 @@ def _checked_port(parts) -> int | None:
         ) from None
     if port == 0:
         raise config_error(
-            "`base_url` has port 0, which is not a valid port (1–65535): fix the number or leave it out for the scheme's default."
+            "`base_url` has port 0, which is not a valid port (1–65535): "
+            "fix the number or leave it out for the scheme's default."
         )
     return port
 

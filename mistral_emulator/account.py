@@ -86,16 +86,18 @@ class SeededContent:
             )
         if self.kind == "batch_result":
             return (
-                '{"id": "batch-%05d-%%s", "custom_id": "%%s", "response": {"status_code": 200, "body": '
+                f'{{"id": "batch-{self.file_index:05d}-%s", "custom_id": "%s", '
+                '"response": {"status_code": 200, "body": '
                 '{"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", '
                 '"content": "ok"}, "finish_reason": "stop"}]}}, "error": null}'
-            ) % self.file_index
+            )
         if self.kind == "batch_error":
             return (
-                '{"id": "batch-%05d-%%s", "custom_id": "%%s", "response": {"status_code": 400, "body": '
+                f'{{"id": "batch-{self.file_index:05d}-%s", "custom_id": "%s", '
+                '"response": {"status_code": 400, "body": '
                 '{"object": "error", "message": "Invalid request", "type": "invalid_request_error", '
                 '"param": null, "code": null}}, "error": {"message": "Invalid request", "code": 400}}'
-            ) % self.file_index
+            )
         raise ValueError(self.kind)
 
     def line_length(self) -> int:

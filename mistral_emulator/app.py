@@ -284,7 +284,7 @@ async def signed_download(request: web.Request) -> web.Response:
     try:
         expires = int(request.query.get("se", ""))
     except ValueError:
-        raise ApiError(403, {"detail": "Invalid signature"})
+        raise ApiError(403, {"detail": "Invalid signature"}) from None
     sig = request.query.get("sig", "")
     if expires < time.time() or not hmac.compare_digest(sig, _url_signature(state, file_id, expires)):
         raise ApiError(403, {"detail": "Invalid signature"})
@@ -335,7 +335,7 @@ async def upload_file(request: web.Request) -> web.Response:
                     expiry_raw,
                 )
             ]
-        )
+        ) from None
     content = part.file.read()
     meta = account.add_file(
         content, part.filename or "upload", purpose, mimetype=part.content_type, expiry=expiry, visibility=visibility
@@ -370,8 +370,10 @@ async def list_batch_jobs(request: web.Request) -> web.Response:
     if q.get("metadata"):
         try:
             metadata = orjson.loads(q["metadata"])
-        except orjson.JSONDecodeError:
-            raise validation_error([detail_item("json_invalid", ["query", "metadata"], "Invalid JSON", q["metadata"])])
+        except orjson.JSONDecodeError as error:
+            raise validation_error(
+                [detail_item("json_invalid", ["query", "metadata"], "Invalid JSON", q["metadata"])]
+            ) from error
     key = ("batch", page, page_size, tuple(statuses or ()), created_after, order_by, model, agent_id, q.get("metadata"))
 
     def build() -> bytes:

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import orjson
@@ -42,7 +42,7 @@ MODERATION_CATEGORIES = {
 ModelLookup = Callable[[str], Model | None]
 # Called with a validated request's prompt tokens before any answer is made; raises ApiError to refuse
 # it (the account's token limits). The batch runner passes none: batch jobs do not spend the rate limit.
-Admit = Optional[Callable[[int], None]]
+Admit = Callable[[int], None] | None
 
 
 def _seed_of(*parts: Any) -> int:
@@ -177,7 +177,11 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
         admit(prompt_tokens)
     last_user = next((texts[i] for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), prompt)
     base_seed = _seed_of(
-        model.id, [(m.get("role"), t) for m, t in zip(messages, texts, strict=False)], body.get("random_seed"), rf, body.get("tools")
+        model.id,
+        [(m.get("role"), t) for m, t in zip(messages, texts, strict=False)],
+        body.get("random_seed"),
+        rf,
+        body.get("tools"),
     )
     prefix = ""
     if messages[-1].get("role") == "assistant" and messages[-1].get("prefix"):

@@ -238,7 +238,10 @@ class _Generator:
         elif fmt == "email":
             value = f"{self.keywords[0][:12]}@example.com"
         elif fmt == "uuid":
-            value = f"{r.getrandbits(32):08x}-{r.getrandbits(16):04x}-4{r.getrandbits(12):03x}-8{r.getrandbits(12):03x}-{r.getrandbits(48):012x}"
+            value = (
+                f"{r.getrandbits(32):08x}-{r.getrandbits(16):04x}-4{r.getrandbits(12):03x}-"
+                f"8{r.getrandbits(12):03x}-{r.getrandbits(48):012x}"
+            )
         elif fmt in ("uri", "url", "iri"):
             value = f"https://example.com/{self.keywords[0][:20]}"
         elif fmt in ("ipv4",):

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         server = f"{r['server_cpu'] * 100:.0f}%" if r["server_cpu"] is not None else "n/a"
         print(
-            f"{r['scenario']:<40} {r['requests_per_s']:>9.0f} {r['errors']:>7} {server:>11} {r['client_cpu'] * 100:>10.0f}%"
+            f"{r['scenario']:<40} {r['requests_per_s']:>9.0f} {r['errors']:>7} {server:>11} "
+            f"{r['client_cpu'] * 100:>10.0f}%"
         )
     print(
         f"(concurrency {args.concurrency}, {args.seconds:.0f} s per scenario, {os.cpu_count()} cores; "

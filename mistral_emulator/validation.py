@@ -116,7 +116,7 @@ def parse_json_body(raw: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         raise validation_error(
             [detail_item("json_invalid", ["body", exc.pos], "JSON decode error", {}, {"error": exc.msg})]
-        )
+        ) from exc
 
 
 def require_object(body: Any) -> dict:
@@ -277,7 +277,7 @@ def query_int(query, name: str, default: int, *, ge: int | None = None, le: int 
                     raw,
                 )
             ]
-        )
+        ) from None
     if ge is not None and value < ge:
         raise validation_error(
             [
@@ -338,7 +338,7 @@ def query_datetime(query, name: str) -> float | None:
                     raw,
                 )
             ]
-        )
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()

@@ -85,8 +85,8 @@ class TotalCheckedPageIncrement(PageIncrement):
                     f"{sent}: the read stopped short and is retried by the next sync."
                 ),
                 internal_message=(
-                    f"page {page} (page_size {page_size}) held {extracted_record_count(response, default=last_page_size)} "
-                    f"records; total {total}"
+                    f"page {page} (page_size {page_size}) held "
+                    f"{extracted_record_count(response, default=last_page_size)} records; total {total}"
                 ),
                 failure_type=FailureType.transient_error,
             )
@@ -183,9 +183,7 @@ class MistralErrorHandler(DefaultErrorHandler):
             return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, resolution.error_message)
         return resolution
 
-    def interpret_response(
-        self, response_or_exception: requests.Response | Exception | None
-    ) -> ErrorResolution:
+    def interpret_response(self, response_or_exception: requests.Response | Exception | None) -> ErrorResolution:
         resolution = self.resolve(response_or_exception)
         action = resolution.response_action
         if action not in (ResponseAction.RETRY, ResponseAction.RATE_LIMITED):
@@ -200,7 +198,8 @@ class MistralErrorHandler(DefaultErrorHandler):
         attempts.failures += 1
         if attempts.failures > self.retries_per_request:
             self._give_up(
-                f"{resolution.error_message or 'The request failed.'} Gave up after {self.retries_per_request} retries.",
+                f"{resolution.error_message or 'The request failed.'} "
+                f"Gave up after {self.retries_per_request} retries.",
                 resolution.failure_type or FailureType.transient_error,
                 response_or_exception,
             )
@@ -215,8 +214,9 @@ class MistralErrorHandler(DefaultErrorHandler):
         if now - waiting_since < self.seconds_without_success:
             return resolution
         self._give_up(
-            f"The Mistral API refused every request (HTTP 429, rate limit) for {self.seconds_without_success:g} seconds "
-            "and served none; the sync stops here and can be retried once the workspace's rate limit allows requests again.",
+            "The Mistral API refused every request (HTTP 429, rate limit) "
+            f"for {self.seconds_without_success:g} seconds and served none; the sync stops here "
+            "and can be retried once the workspace's rate limit allows requests again.",
             FailureType.transient_error,
             response_or_exception,
         )
@@ -290,7 +290,9 @@ class JsonLinesErrorHandler(MistralErrorHandler):
                 return ErrorResolution(
                     response_action=ResponseAction.RETRY,
                     failure_type=FailureType.transient_error,
-                    error_message="Mistral's answer with a file's content ended before the whole body arrived; retrying.",
+                    error_message=(
+                        "Mistral's answer with a file's content ended before the whole body arrived; retrying."
+                    ),
                 )
             if broken:
                 return ErrorResolution(

@@ -732,7 +732,8 @@ def rate_limit_section(bench: Bench, args: argparse.Namespace, batch: float) -> 
     concurrency = {"embeddings": c_embed, "chat": c_chat}
     rows: list[dict] = []
     print(
-        f"\nrate limits: runs of ~{target:.0f} s at the ceiling; tokens per record: embeddings {tpr['embeddings']:.1f}, "
+        f"\nrate limits: runs of ~{target:.0f} s at the ceiling; "
+        f"tokens per record: embeddings {tpr['embeddings']:.1f}, "
         f"chat {tpr['chat']:.1f} (prompt, as the emulator counts); B = {batch:.0f}",
         flush=True,
     )
@@ -854,7 +855,8 @@ def rate_limit_section(bench: Bench, args: argparse.Namespace, batch: float) -> 
                     }
                 rows.append(row)
                 print(
-                    f"  {scenario:<52} {contender:<44} {rate:>8.1f} rec/s of {ceiling:>7.1f} ({100 * rate / ceiling:5.1f}%) "
+                    f"  {scenario:<52} {contender:<44} {rate:>8.1f} rec/s of {ceiling:>7.1f} "
+                    f"({100 * rate / ceiling:5.1f}%) "
                     f"{requests} req, {throttled} 429s, {errors} errors{'; ' + note if note else ''}",
                     flush=True,
                 )
@@ -876,7 +878,8 @@ def rate_limit_table(rows: list[dict]) -> str:
         )
     lines.append("")
     lines.append(
-        "records/s: records that came out with a result, over the whole process, start to exit. Ceiling: what the limit allows in the long run "
+        "records/s: records that came out with a result, over the whole process, start to exit. "
+        "Ceiling: what the limit allows in the long run "
         "(tokens per minute ÷ tokens per record as the emulator counts them; requests per second × records per "
         "request, B for embeddings being the greedy packing under the server's per-request limits). The token "
         f"meters hold {RATE_LIMIT_WINDOW_SECONDS:g} s of the rate at once, so a run may beat its ceiling by that "
@@ -892,8 +895,8 @@ def rate_limit_table(rows: list[dict]) -> str:
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| scenario | contender | records | records/s | % of ceiling | in-sync records/s (% ceiling) | requests | 429s | "
-        "peak RSS MB | note |"
+        "| scenario | contender | records | records/s | % of ceiling | in-sync records/s (% ceiling) "
+        "| requests | 429s | peak RSS MB | note |"
     )
     lines = [head, "|" + "---|" * 10]
     for r in rows:

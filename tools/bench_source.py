@@ -135,12 +135,14 @@ def main() -> None:
 
     expected = args.files + args.batch_jobs
     print(
-        f"\nSource read: {args.files} files + {args.batch_jobs} batch jobs, page_size {args.page_size}, emulator without latency, {os.cpu_count()} cores"
+        f"\nSource read: {args.files} files + {args.batch_jobs} batch jobs, page_size {args.page_size}, "
+        f"emulator without latency, {os.cpu_count()} cores"
     )
     print(f"{'contender':<26} {'records':>8} {'seconds':>8} {'records/s':>10} {'requests':>9} {'peak RSS MiB':>13}")
     for name, r in results.items():
         print(
-            f"{name:<26} {r['records']:>8} {r['seconds']:>8} {r['records_per_s']:>10} {r['requests']:>9} {r['peak_rss_mib']:>13}"
+            f"{name:<26} {r['records']:>8} {r['seconds']:>8} {r['records_per_s']:>10} "
+            f"{r['requests']:>9} {r['peak_rss_mib']:>13}"
         )
         if r["records"] != expected:
             raise SystemExit(f"{name} read {r['records']} records, expected {expected}")

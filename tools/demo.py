@@ -246,7 +246,8 @@ def run_demo(
     print(f"== destination-mistral: enriching {len(records)} product reviews into {database}")
     chat = _write(work, "chat", chat_config, "insights", records)
     print(
-        f"chat (json_schema extraction) -> insights.product_reviews: {chat['seconds']:.1f} s, {chat['states']} state(s) emitted"
+        f"chat (json_schema extraction) -> insights.product_reviews: {chat['seconds']:.1f} s, "
+        f"{chat['states']} state(s) emitted"
     )
     print(f"  {chat['summary']}")
     vectors = _write(work, "embeddings", embed_config, "vectors", records)
@@ -260,18 +261,20 @@ def run_demo(
     try:
         rows = con.execute(
             "SELECT id, product, rating, _mistral_answer->>'sentiment' AS sentiment, "
-            "CAST(_mistral_answer->'topics' AS VARCHAR) AS topics, _mistral_answer->>'summary' AS summary, _mistral_error "
-            "FROM insights.product_reviews ORDER BY id LIMIT 5"
+            "CAST(_mistral_answer->'topics' AS VARCHAR) AS topics, _mistral_answer->>'summary' AS summary, "
+            "_mistral_error FROM insights.product_reviews ORDER BY id LIMIT 5"
         ).fetchall()
         print("\nenriched rows (insights.product_reviews, first 5):")
         print(f"  {'id':>3}  {'product':<18} {'rating':>6}  {'sentiment':<9}  {'topics':<28} summary")
         for row_id, product, rating, sentiment, topics, summary, error in rows:
             shown = f"error: {error}" if error else _short(summary or "", 60)
             print(
-                f"  {row_id:>3}  {_short(product, 18):<18} {rating:>6}  {sentiment or '-':<9}  {_short(topics or '-', 28):<28} {shown}"
+                f"  {row_id:>3}  {_short(product, 18):<18} {rating:>6}  {sentiment or '-':<9}  "
+                f"{_short(topics or '-', 28):<28} {shown}"
             )
         counts = con.execute(
-            "SELECT _mistral_answer->>'sentiment' AS sentiment, count(*) FROM insights.product_reviews GROUP BY 1 ORDER BY 2 DESC"
+            "SELECT _mistral_answer->>'sentiment' AS sentiment, count(*) FROM insights.product_reviews "
+            "GROUP BY 1 ORDER BY 2 DESC"
         ).fetchall()
         print("  sentiment counts: " + ", ".join(f"{s}={n}" for s, n in counts))
 

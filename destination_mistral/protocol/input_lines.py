@@ -68,8 +68,8 @@ class InputParser:
             else:
                 shown = repr(kind)[:40] if isinstance(kind, str) else "missing" if kind is None else json_kind(kind)
                 raise config_error(
-                    f"Input line {self.line_number} is not an Airbyte message (message type {shown}): the input must be the "
-                    "output of a source's `read`, one JSON message per line."
+                    f"Input line {self.line_number} is not an Airbyte message (message type {shown}): "
+                    "the input must be the output of a source's `read`, one JSON message per line."
                 )
         if self.repaired:
             logger.warning(
@@ -93,7 +93,8 @@ class InputParser:
             value = scrub(json.loads(text))
         except (ValueError, RecursionError):
             raise config_error(
-                f"Input line {self.line_number} is not valid JSON ({reason}): the input must be one Airbyte message per line."
+                f"Input line {self.line_number} is not valid JSON ({reason}): "
+                "the input must be one Airbyte message per line."
             ) from None
         self.repaired += 1
         self.line_repaired = True
@@ -130,13 +131,13 @@ class InputParser:
         data = record.get("data")
         if not isinstance(data, dict):
             raise config_error(
-                f"{where}: the record of stream {stream!r} has {json_kind(data)} as its data, not a JSON object; the source "
-                "sent a malformed record."
+                f"{where}: the record of stream {stream!r} has {json_kind(data)} as its data, not a JSON object; "
+                "the source sent a malformed record."
             )
         if too_deep(raw, data):
             raise config_error(
-                f"{where}: the record of stream {stream!r} is nested more than {MAX_DEPTH} levels deep, which cannot be "
-                "stored: flatten it in the source or with a mapping."
+                f"{where}: the record of stream {stream!r} is nested more than {MAX_DEPTH} levels deep, "
+                "which cannot be stored: flatten it in the source or with a mapping."
             )
         emitted_at = record.get("emitted_at")
         changes = source_changes(record.get("meta"))
@@ -208,12 +209,13 @@ def check_records(messages: Iterable[Record | State], known: set[tuple[str | Non
             if key not in known:
                 label = f"{record.namespace}.{record.stream}" if record.namespace else record.stream
                 raise config_error(
-                    f"Record {count} belongs to stream {label!r}, which is not in the configured catalog: add the stream "
-                    "to the connection, or check the source's stream names and namespaces."
+                    f"Record {count} belongs to stream {label!r}, which is not in the configured catalog: "
+                    "add the stream to the connection, or check the source's stream names and namespaces."
                 )
             if not isinstance(record.data, dict):
                 raise config_error(
-                    f"Record {count} of stream {record.stream!r} has {json_kind(record.data)} as its data, not a JSON object."
+                    f"Record {count} of stream {record.stream!r} has {json_kind(record.data)} as its data, "
+                    "not a JSON object."
                 )
         elif type(message) is StreamStatus and (message.status != "COMPLETE" or message.key not in known):
             # STARTED, RUNNING and INCOMPLETE change nothing here; a status for a stream this sync

@@ -53,8 +53,8 @@ def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
         fields, template = raw.get("fields") or [], raw.get("template")
         if bool(fields) == bool(template):
             raise config_error(
-                f"`{where}`: give either `fields` (a list of field paths) or `template` (a Jinja template) for the text to embed, not "
-                + ("both." if fields else "neither.")
+                f"`{where}`: give either `fields` (a list of field paths) or `template` (a Jinja template) "
+                "for the text to embed, not " + ("both." if fields else "neither.")
             )
         for index, text in enumerate(fields):
             if not all(field_path(text)):

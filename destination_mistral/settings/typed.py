@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from destination_mistral.settings.spec_fields import defaults, field_schema
 from mistral_connection import MistralConnection
@@ -137,7 +137,7 @@ class NoEnrichment:
     model: str | None = None
 
 
-Enrichment = Union[ChatSettings, EmbeddingSettings, NoEnrichment]
+Enrichment = ChatSettings | EmbeddingSettings | NoEnrichment
 
 
 @dataclass(frozen=True)

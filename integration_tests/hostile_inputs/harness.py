@@ -71,7 +71,11 @@ class Capture:
         return "\n".join(lines) + "\n" + self.stderr
 
     def describe(self) -> str:
-        return f"{self.label}: rc={self.returncode}\nstdout tail: {self.stdout[-1500:]}\nstderr tail: {self.stderr[-1500:]}"
+        return (
+            f"{self.label}: rc={self.returncode}\n"
+            f"stdout tail: {self.stdout[-1500:]}\n"
+            f"stderr tail: {self.stderr[-1500:]}"
+        )
 
 
 def state_line(position: int, stream: str = "reviews") -> bytes:

@@ -197,7 +197,8 @@ def test_a_refusal_of_the_records_content_is_its_error_row():
         (
             400,
             {},
-            b'{"object": "error", "message": "Prompt contains 300000 tokens, too large for model with 262144 maximum context length", "type": "invalid_request_error"}',
+            b'{"object": "error", "message": "Prompt contains 300000 tokens, too large for model with 262144 '
+            b'maximum context length", "type": "invalid_request_error"}',
         )
     )
     result = run_chat(script)
@@ -210,7 +211,8 @@ def test_a_refused_parameter_stops_the_sync_with_a_config_error_naming_it():
         (
             422,
             {},
-            b'{"detail": [{"loc": ["body", "temperature"], "msg": "Input should be less than or equal to 1.5", "type": "less_than_equal"}]}',
+            b'{"detail": [{"loc": ["body", "temperature"], "msg": "Input should be less than or equal to 1.5", '
+            b'"type": "less_than_equal"}]}',
         )
     )
     with pytest.raises(AirbyteTracedException) as caught:
