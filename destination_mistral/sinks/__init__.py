@@ -34,7 +34,7 @@ def open_sink(output: OutputSettings, cache_enabled: bool) -> Sink:
 def check_writable(output: OutputSettings) -> None:
     """Raises a config error when the output location cannot be written."""
     if output.kind == "duckdb":
-        from destination_mistral.sinks.duckdb_sink import check_writable as check
+        from destination_mistral.sinks.duckdb_connection import check_writable as check
     else:
         from destination_mistral.sinks.jsonl_sink import check_writable as check
     check(output)

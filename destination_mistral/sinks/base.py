@@ -1,13 +1,20 @@
+"""The Sink protocol the sync layer drives and the item it hands over, and what the DuckDB and JSONL
+sinks share: the enrichment fields of a result, the check that no two streams share a table or
+file, the warning for records without a primary key value, and `StagingSink`, the bookkeeping of
+streams this sync replaces through a staging copy."""
+
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+import orjson
 
 from destination_mistral.enrich.results import Result
+from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.schema import (
     ANSWER,
     CACHED,
@@ -21,6 +28,15 @@ from destination_mistral.sinks.schema import (
     StreamPlan,
 )
 from mistral_connection.errors import config_error
+
+if TYPE_CHECKING:  # the sync layer imports this module; pyarrow comes in only with a sink
+    from destination_mistral.sinks.cache import ResultCache
+
+logger = logging.getLogger("airbyte")
+
+# How both sinks write a record's values as JSON: numpy values (vectors) as they are, and objects
+# whose keys are not strings rather than a failed batch.
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 @dataclass
@@ -37,18 +53,14 @@ class WriteItem:
     changes: list | None = None
 
 
-def enrichment_fields(plan: StreamPlan, item: WriteItem, *, vector_as_list: bool) -> dict[str, Any]:
+def enrichment_fields(plan: StreamPlan, item: WriteItem) -> dict[str, Any]:
+    """The enrichment columns of one record by name: the answer or the vector (as the result holds
+    it) when the result is usable, then the model, token counts, cache flag and error."""
     out: dict[str, Any] = {}
     if plan.enrichment == "none":
         return out
     result = item.result or Result()
-    if plan.enrichment == "chat":
-        out[ANSWER] = result.value if result.ok else None
-    else:
-        vector = result.value if result.ok else None
-        if vector is not None and vector_as_list:
-            vector = np.asarray(vector, dtype=np.float32).tolist()
-        out[EMBEDDING] = vector
+    out[ANSWER if plan.enrichment == "chat" else EMBEDDING] = result.value if result.ok else None
     out[MODEL] = result.model
     out[PROMPT_TOKENS] = result.prompt_tokens
     out[COMPLETION_TOKENS] = result.completion_tokens
@@ -66,14 +78,31 @@ def check_distinct_locations(plans: Sequence[StreamPlan], location: Callable[[St
         other = seen.get(where)
         if other is not None:
             raise config_error(
-                f"Streams {other.label!r} and {plan.label!r} would both be written to {what} {where!r} (names are compared "
-                "after normalisation and without case): rename one of them in the connection, or give it another namespace."
+                f"Streams {other.label!r} and {plan.label!r} would both be written to {what} {where!r} (names are "
+                "compared after normalisation and without case): rename one of them in the connection, or give it "
+                "another namespace."
             )
         seen[where] = plan
 
 
 def extracted_at_iso(emitted_at: int) -> str:
     return dt.datetime.fromtimestamp(emitted_at / 1000.0, tz=dt.UTC).isoformat(timespec="milliseconds")
+
+
+def warn_keyless(plan: StreamPlan, count: int) -> None:
+    """append_dedup keeps a record without a value for its primary key as a row of its own (see the
+    README); the log says how many there were, since they are never merged."""
+    if count:
+        logger.warning(
+            f"{count} record(s) of stream {plan.label!r} have no value for primary key "
+            f"{', '.join(plan.primary_key)}: each is kept as a row of its own, never merged."
+        )
+
+
+def attempt_known(plan: StreamPlan) -> bool:
+    """Whether a later attempt of this sync can be told from a new sync: without a sync_id a replay
+    looks like a new sync, so no sink records a swapped-in generation for it."""
+    return plan.generation_id is not None and plan.sync_id is not None
 
 
 class Sink(Protocol):
@@ -99,12 +128,68 @@ class Sink(Protocol):
     def location(self) -> str: ...
 
 
+class StagingSink:
+    """What both sinks do around a staged stream (an overwrite, or a truncate refresh): its rows go
+    to a staging copy, which replaces the stream's table or file in the commit that brings the
+    stream's COMPLETE status. How a copy is kept, and how the generation it holds is recorded, is
+    the subclass's: `_swapped_in_earlier`, `_staging_resumable`, `_restart_staging`."""
+
+    def __init__(self, output: OutputSettings, cache: ResultCache | None) -> None:
+        self.output = output
+        self.cache = cache
+        self._swapped: set[tuple[str | None, str]] = set()  # staged streams already in place
+
+    @property
+    def location(self) -> str:
+        return str(self.output.path)
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
+        return self.cache.lookup(keys) if self.cache is not None else {}
+
+    def finish(self) -> None:
+        """Nothing is swapped at the end of the input: a staged stream whose COMPLETE never came keeps
+        what it held, and its staging copy waits for the next attempt of its generation."""
+
+    def stages(self, plan: StreamPlan) -> bool:
+        """Whether the stream's rows go to its staging copy rather than to its table or file."""
+        return plan.staged and plan.key not in self._swapped
+
+    def _prepare_staging(self, plan: StreamPlan) -> None:
+        if plan.staged and attempt_known(plan) and self._swapped_in_earlier(plan):
+            # An earlier attempt of this sync (same sync_id and generation) already swapped its copy
+            # in, and the platform replays from a STATE before that COMPLETE: what is in place is
+            # this generation's, and the replayed records go into it.
+            self._swapped.add(plan.key)
+        if self.stages(plan) and not self._staging_resumable(plan):
+            # A staging copy of another generation holds data of a sync the platform has given up
+            # on; this one sends everything again.
+            self._restart_staging(plan)
+
+    def _pending_swaps(self, completes: Sequence[StreamPlan]) -> list[StreamPlan]:
+        """The streams of `completes` whose staging copy is still to be swapped in, each once (a
+        COMPLETE status may arrive twice)."""
+        return list({plan.key: plan for plan in completes if self.stages(plan)}.values())
+
+    def _swapped_in_earlier(self, plan: StreamPlan) -> bool:
+        raise NotImplementedError
+
+    def _staging_resumable(self, plan: StreamPlan) -> bool:
+        raise NotImplementedError
+
+    def _restart_staging(self, plan: StreamPlan) -> None:
+        raise NotImplementedError
+
+
 __all__ = [
     "WriteItem",
     "Sink",
+    "StagingSink",
+    "JSON_OPTIONS",
     "enrichment_fields",
     "extracted_at_iso",
     "check_distinct_locations",
+    "warn_keyless",
+    "attempt_known",
     "RAW_ID",
     "EXTRACTED_AT",
 ]

@@ -123,7 +123,8 @@ class ResultCache:
                 self._con.register(_ROWS_VIEW, rows)
                 try:
                     self._con.execute(
-                        f"INSERT INTO {staging} ({_COLUMNS}, created_at) SELECT {_COLUMNS}, created_at FROM {_ROWS_VIEW}"
+                        f"INSERT INTO {staging} ({_COLUMNS}, created_at) "
+                        f"SELECT {_COLUMNS}, created_at FROM {_ROWS_VIEW}"
                     )
                 finally:
                     self._con.unregister(_ROWS_VIEW)
@@ -148,13 +149,16 @@ class ResultCache:
         reader.register(_KEYS_VIEW, wanted)
         try:
             rows = reader.sql(
-                f"SELECT c.rowid AS row_id, c.key, c.endpoint, c.model, c.answer, c.prompt_tokens, c.completion_tokens, c.error "
+                "SELECT c.rowid AS row_id, c.key, c.endpoint, c.model, c.answer, c.prompt_tokens, "
+                "c.completion_tokens, c.error "
                 f"FROM {_KEYS_VIEW} w JOIN {TABLE} c ON c.key = w.key"
             ).to_arrow_table()
             vectors: dict[str, np.ndarray | None] = {}
             endpoints = rows.column("endpoint").to_pylist()
             hits = [
-                row for row, endpoint in zip(rows.column("row_id").to_pylist(), endpoints, strict=False) if endpoint == "embeddings"
+                row
+                for row, endpoint in zip(rows.column("row_id").to_pylist(), endpoints, strict=False)
+                if endpoint == "embeddings"
             ]
             if hits:
                 reader.register(_ROWS_VIEW, pa.table({"row_id": pa.array(hits, pa.int64())}))
@@ -176,7 +180,8 @@ class ResultCache:
             rows.column("answer").to_pylist(),
             rows.column("prompt_tokens").to_pylist(),
             rows.column("completion_tokens").to_pylist(),
-            rows.column("error").to_pylist(), strict=False,
+            rows.column("error").to_pylist(),
+            strict=False,
         ):
             if error is not None:
                 result[key] = Result(

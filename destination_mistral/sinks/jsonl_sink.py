@@ -20,7 +20,16 @@ import orjson
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.settings import OutputSettings
-from destination_mistral.sinks.base import WriteItem, check_distinct_locations, enrichment_fields, extracted_at_iso
+from destination_mistral.sinks.base import (
+    JSON_OPTIONS,
+    StagingSink,
+    WriteItem,
+    attempt_known,
+    check_distinct_locations,
+    enrichment_fields,
+    extracted_at_iso,
+    warn_keyless,
+)
 from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.schema import EXTRACTED_AT, META, RAW_ID, RESERVED_PREFIXES, StreamPlan
 from mistral_connection.errors import config_error
@@ -57,24 +66,16 @@ def _safe_name(name: str) -> str:
     return f"{start}-{digest}"
 
 
-class JsonlSink:
+class JsonlSink(StagingSink):
     def __init__(self, output: OutputSettings, cache_enabled: bool) -> None:
-        self.output = output
         check_writable(output)
-        self.cache = None
         self._cache_con = None
         if cache_enabled:
-            from destination_mistral.sinks.duckdb_sink import connect
+            from destination_mistral.sinks.duckdb_connection import connect
 
             self._cache_con = connect(output.path / CACHE_FILE)
-            self.cache = ResultCache(self._cache_con)
-        self._plans: dict[tuple[str | None, str], StreamPlan] = {}
+        super().__init__(output, ResultCache(self._cache_con) if self._cache_con is not None else None)
         self._handles: dict[tuple[str | None, str], IO[bytes]] = {}
-        self._swapped: set[tuple[str | None, str]] = set()
-
-    @property
-    def location(self) -> str:
-        return str(self.output.path)
 
     def path_of(self, plan: StreamPlan) -> Path:
         folder = self.output.path / _safe_name(plan.namespace) if plan.namespace else self.output.path
@@ -87,34 +88,14 @@ class JsonlSink:
         return self.path_of(plan).with_suffix(".jsonl.generation")
 
     def _write_path(self, plan: StreamPlan) -> Path:
-        return self._staging_path(plan) if plan.staged and plan.key not in self._swapped else self.path_of(plan)
+        return self._staging_path(plan) if self.stages(plan) else self.path_of(plan)
 
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # Compared without case: on macOS and Windows volumes "Users.jsonl" and "users.jsonl" are one file.
         check_distinct_locations(plans, lambda p: str(self.path_of(p)).lower(), "the JSONL file")
         for plan in plans:
-            self._plans[plan.key] = plan
-            target = self.path_of(plan)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            applied = {"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True}
-            if (
-                plan.staged
-                and plan.generation_id is not None
-                and plan.sync_id is not None
-                and self._sidecar(plan) == applied
-            ):
-                # An earlier attempt of this sync already swapped its file in, and the platform
-                # replays from a STATE before that COMPLETE: the replayed records go into that file.
-                self._swapped.add(plan.key)
-            if plan.staged and plan.key not in self._swapped:
-                resumed = self._staging_path(plan).exists() and self._sidecar(plan) == {
-                    "generation_id": plan.generation_id
-                }
-                if not resumed:
-                    # A staging file of another generation belongs to a sync the platform gave up on.
-                    with open(self._staging_path(plan), "wb") as handle:
-                        os.fsync(handle.fileno())
-                    self._generation_path(plan).write_bytes(orjson.dumps({"generation_id": plan.generation_id}))
+            self.path_of(plan).parent.mkdir(parents=True, exist_ok=True)
+            self._prepare_staging(plan)
             if plan.sync_mode != "append_dedup":
                 path = self._write_path(plan)
                 _drop_partial_last_line(path)
@@ -127,8 +108,16 @@ class JsonlSink:
         except (OSError, ValueError):
             return None  # no sidecar, or a broken one: not a generation this sync can resume
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
-        return self.cache.lookup(keys) if self.cache is not None else {}
+    def _swapped_in_earlier(self, plan: StreamPlan) -> bool:
+        return self._sidecar(plan) == {"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True}
+
+    def _staging_resumable(self, plan: StreamPlan) -> bool:
+        return self._staging_path(plan).exists() and self._sidecar(plan) == {"generation_id": plan.generation_id}
+
+    def _restart_staging(self, plan: StreamPlan) -> None:
+        with open(self._staging_path(plan), "wb") as handle:
+            os.fsync(handle.fileno())
+        self._generation_path(plan).write_bytes(orjson.dumps({"generation_id": plan.generation_id}))
 
     @staticmethod
     def _line(plan: StreamPlan, item: WriteItem) -> bytes:
@@ -136,8 +125,8 @@ class JsonlSink:
         row[RAW_ID] = item.raw_id
         row[EXTRACTED_AT] = extracted_at_iso(item.emitted_at)
         row[META] = {"changes": item.changes or []}
-        row.update(enrichment_fields(plan, item, vector_as_list=False))
-        return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS) + b"\n"
+        row.update(enrichment_fields(plan, item))
+        return orjson.dumps(row, option=JSON_OPTIONS) + b"\n"
 
     @staticmethod
     def _key(plan: StreamPlan, record: Any, unique: Any) -> tuple:
@@ -163,11 +152,7 @@ class JsonlSink:
             keyless += key[0] == "\0keyless"
             rows.pop(key, None)  # an update moves to the end, like a fresh insert
             rows[key] = self._line(plan, item)
-        if keyless:
-            logger.warning(
-                f"{keyless} record(s) of stream {plan.label!r} have no value for primary key "
-                f"{', '.join(plan.primary_key)}: each is kept as a row of its own, never merged."
-            )
+        warn_keyless(plan, keyless)
         temporary = target.with_suffix(".jsonl.tmp")
         with open(temporary, "wb") as handle:
             handle.writelines(rows.values())
@@ -204,9 +189,8 @@ class JsonlSink:
             os.fsync(handle.fileno())
         if self.cache is not None:
             self.cache.store(cache_entries)
-        for plan in completes:
-            if plan.staged and plan.key not in self._swapped:
-                self._swap(plan)
+        for plan in self._pending_swaps(completes):
+            self._swap(plan)
 
     def _swap(self, plan: StreamPlan) -> None:
         """The staging file replaces the stream's file (an atomic rename), once its COMPLETE arrived."""
@@ -216,7 +200,7 @@ class JsonlSink:
             os.fsync(handle.fileno())
             handle.close()
         os.replace(self._staging_path(plan), self.path_of(plan))
-        if plan.generation_id is not None and plan.sync_id is not None:
+        if attempt_known(plan):
             self._generation_path(plan).write_bytes(
                 orjson.dumps({"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True})
             )
@@ -225,10 +209,6 @@ class JsonlSink:
         self._swapped.add(plan.key)
         if plan.sync_mode != "append_dedup":
             self._handles[plan.key] = open(self.path_of(plan), "ab", buffering=0)
-
-    def finish(self) -> None:
-        """Nothing is swapped at the end of the input: a staged stream whose COMPLETE never came keeps
-        its previous file, and its staging file waits for the next attempt of its generation."""
 
     def close(self) -> None:
         for handle in self._handles.values():

@@ -144,12 +144,14 @@ def columns_from_schema(json_schema: Mapping[str, Any] | None, stream_label: str
         lowered = name.lower()
         if lowered.startswith(RESERVED_PREFIXES):
             logger.warning(
-                f"Stream {stream_label}: field {name!r} uses a reserved prefix (_airbyte_, _mistral_) and is not written as a column."
+                f"Stream {stream_label}: field {name!r} uses a reserved prefix (_airbyte_, _mistral_) and is not "
+                "written as a column."
             )
             continue
         if lowered in seen:  # DuckDB column names are case-insensitive
             logger.warning(
-                f"Stream {stream_label}: field {name!r} differs from another field only by case and is not written as a column."
+                f"Stream {stream_label}: field {name!r} differs from another field only by case and is not "
+                "written as a column."
             )
             continue
         seen.add(lowered)
@@ -179,13 +181,14 @@ def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) 
         raw_key = configured.primary_key or stream.source_defined_primary_key or []
         if not raw_key:
             raise config_error(
-                f"Stream {label!r} uses append_dedup but has no primary key: set a primary key for it in the connection, "
-                "or choose append or overwrite."
+                f"Stream {label!r} uses append_dedup but has no primary key: set a primary key for it in the "
+                "connection, or choose append or overwrite."
             )
         for path in raw_key:
             if len(path) != 1:
                 raise config_error(
-                    f"Stream {label!r}: primary key {'.'.join(path)!r} is nested; append_dedup needs top-level key fields."
+                    f"Stream {label!r}: primary key {'.'.join(path)!r} is nested; append_dedup needs top-level key "
+                    "fields."
                 )
             if path[0] not in names:
                 raise config_error(f"Stream {label!r}: primary key field {path[0]!r} is not in the stream's schema.")

@@ -178,10 +178,16 @@ def test_jsonl_overwrite_and_dedup(tmp_path):
     path = tmp_path / "jsonl" / "reviews.jsonl"
     sync(config, "overwrite", [[review(1), review(2)]], generation=1, minimum_generation=1)
     sync(config, "overwrite", [[review(3)]], finish=False, generation=2, minimum_generation=2)
-    assert [json.loads(l)["id"] for l in path.read_text().splitlines()] == [1, 2], "failed overwrite keeps the old file"
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == [1, 2], (
+        "failed overwrite keeps the old file"
+    )
     sync(config, "append_dedup", [[review(2, "new"), review(5)]])
-    lines = [json.loads(l) for l in path.read_text().splitlines()]
-    assert [(l["id"], l["review"]) for l in lines] == [(1, lines[0]["review"]), (2, "new"), (5, lines[2]["review"])]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(row["id"], row["review"]) for row in lines] == [
+        (1, lines[0]["review"]),
+        (2, "new"),
+        (5, lines[2]["review"]),
+    ]
     assert lines[1]["_mistral_answer"] == "ok" and lines[1]["_airbyte_raw_id"]
 
 

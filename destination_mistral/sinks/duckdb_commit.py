@@ -1,0 +1,81 @@
+"""How a DuckDB commit writes: one transaction per commit, so that a crash never leaves a record
+without its cache row or the reverse, tried again with a roomy buffer pool when a huge record runs
+out of memory; and a batch's rows appended, or (append_dedup) upserted by primary key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+from destination_mistral.sinks.base import WriteItem, warn_keyless
+from destination_mistral.sinks.duckdb_connection import MEMORY_LIMIT, ROOMY_MEMORY_LIMIT
+from destination_mistral.sinks.duckdb_rows import SEQ, arrow_batch
+from destination_mistral.sinks.duckdb_tables import column_exprs, q
+from destination_mistral.sinks.schema import StreamPlan
+
+BATCH_VIEW = "_mistral_batch_rows"
+
+
+def commit_atomically(con, write: Callable[[], None]) -> None:
+    """Runs `write` in one transaction, committed, or rolled back when it raises."""
+    try:
+        _in_transaction(con, write)
+    except duckdb.OutOfMemoryException:
+        # A record of tens of MB needs several times its size while its JSON is cast; the buffer
+        # pool is kept small for the common case, and made roomy only for this commit.
+        con.execute(f"SET memory_limit = '{ROOMY_MEMORY_LIMIT}'")
+        try:
+            _in_transaction(con, write)
+        finally:
+            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+
+
+def _in_transaction(con, write: Callable[[], None]) -> None:
+    con.begin()
+    try:
+        write()
+        con.commit()
+    except BaseException:
+        try:
+            con.rollback()
+        except duckdb.Error:
+            pass  # a failed COMMIT has already ended the transaction; its own error is the one to raise
+        raise
+
+
+def insert_batch(con, plan: StreamPlan, items: list[WriteItem], target: str, target_types: dict[str, str]) -> None:
+    """Writes the items to `target` (a quoted schema.table) whose columns have `target_types`."""
+    rows, columns = arrow_batch(plan, items)
+    names, exprs = column_exprs(plan, target_types)
+    source = f"(SELECT {', '.join(columns)} FROM {BATCH_VIEW})"
+    con.register(BATCH_VIEW, rows)
+    try:
+        _insert_rows(con, plan, target, names, exprs, source)
+    finally:
+        try:
+            con.unregister(BATCH_VIEW)
+        except duckdb.Error:
+            pass  # an aborted transaction refuses this too; the insert's own error is the one to see
+
+
+def _insert_rows(con, plan: StreamPlan, target: str, names: list[str], exprs: list[str], source: str) -> None:
+    column_list = ", ".join(q(n) for n in names)
+    select = ", ".join(f"{e} AS {q(n)}" for e, n in zip(exprs, names, strict=False))
+    if plan.sync_mode != "append_dedup":
+        con.execute(f"INSERT INTO {target} ({column_list}) SELECT {select} FROM {source}")
+        return
+    keys = plan.primary_key
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _mistral_batch AS SELECT {select}, {q(SEQ)} FROM {source}")
+    # A record without a value for its key is kept as a row of its own and never merged: NULL
+    # equals nothing, so it neither replaces nor is replaced (see the README).
+    match = " AND ".join(f"{target}.{q(k)} = _mistral_batch.{q(k)}" for k in keys)
+    keyless = " OR ".join(f"{q(k)} IS NULL" for k in keys)
+    con.execute(f"DELETE FROM {target} USING _mistral_batch WHERE {match}")
+    partition = ", ".join(q(k) for k in keys)
+    con.execute(
+        f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM _mistral_batch "
+        f"QUALIFY ({keyless}) OR row_number() OVER (PARTITION BY {partition} ORDER BY {q(SEQ)} DESC) = 1"
+    )
+    warn_keyless(plan, con.execute(f"SELECT count(*) FROM _mistral_batch WHERE {keyless}").fetchone()[0])
+    con.execute("DROP TABLE _mistral_batch")
