@@ -6,7 +6,7 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_mistral.enrich import templates
+from destination_mistral.enrich import template_budget, templates
 from destination_mistral.enrich.templates import RecordError, compile_template, render
 
 BIG = "{% set s = 'x' * 999999 %}"
@@ -59,7 +59,7 @@ def test_hostile_template_ends_with_a_record_error(template):
 
 
 def test_budget_error_names_the_limit_and_the_fix(monkeypatch):
-    monkeypatch.setattr(templates, "MAX_SECONDS", 3600.0)  # the step count, not a slow machine, ends it
+    monkeypatch.setattr(template_budget, "MAX_SECONDS", 3600.0)  # the step count, not a slow machine, ends it
     with pytest.raises(RecordError) as raised:
         render(compile_template(HOSTILE["nested loops silent"]), {})
     message = str(raised.value)
@@ -76,8 +76,8 @@ def test_macro_recursing_exponentially_is_stopped_by_the_step_or_time_budget():
 
 
 def test_time_budget_stops_a_render_under_the_step_limit(monkeypatch):
-    monkeypatch.setattr(templates, "MAX_STEPS", 10**12)
-    monkeypatch.setattr(templates, "MAX_SECONDS", 0.05)
+    monkeypatch.setattr(template_budget, "MAX_STEPS", 10**12)
+    monkeypatch.setattr(template_budget, "MAX_SECONDS", 0.05)
     with pytest.raises(RecordError, match="took more than"):
         render(compile_template(HOSTILE["nested loops silent"]), {})
 
@@ -89,7 +89,7 @@ def test_rendered_text_over_the_limit_is_a_record_error_even_from_record_fields(
 
 
 def test_budget_is_per_render_not_per_template(monkeypatch):
-    monkeypatch.setattr(templates, "MAX_SECONDS", 3600.0)  # steps only: a loaded machine must not matter
+    monkeypatch.setattr(template_budget, "MAX_SECONDS", 3600.0)  # steps only: a loaded machine must not matter
     # About 700,000 steps: under the limit once, and again, since each render starts afresh.
     template = compile_template("{% for i in range(100000) %}{% for j in range(6) %}{% endfor %}{% endfor %}ok")
     assert render(template, {}) == "ok"
