@@ -1,9 +1,12 @@
 """What the pipeline asks of an enricher, stated once so that it calls these methods directly.
 
 An enricher turns a record into an input (`prepare`), prices inputs for the pacer (`count_tokens`),
-and hands out one awaitable result per input (`submit`); `flush` sends what a batching enricher still
-holds when input pauses or ends. `parse` reads one answer into the results of the inputs it was sent
-for: the Batch API's delivery calls it on the lines of a result file."""
+and hands out one awaitable result per input (`submit`, or `run` to await it); `flush` sends what a
+batching enricher still holds when input pauses or ends. `parse` reads one answer into the results
+of the inputs it was sent for: the Batch API's delivery calls it on the lines of a result file.
+
+Chat and embeddings send their own requests (`OnlineEnricher`); the Batch API and auto delivery wrap
+one of them and offer the same interface."""
 
 from __future__ import annotations
 
@@ -26,6 +29,11 @@ class Enricher(Protocol[InputT]):
     kind: str  # "chat" or "embeddings": the endpoint, and the cache's name for it
     model: str
 
+    @property
+    def dimension(self) -> int | None:
+        """The size of every vector written, when known before the first answer; None for chat."""
+        ...
+
     def prepare(self, record: Mapping[str, Any]) -> InputT:
         """The record's input; raises templates.RecordError when the record cannot make one."""
         ...
@@ -38,10 +46,22 @@ class Enricher(Protocol[InputT]):
         """The future of the item's result; called on the event loop."""
         ...
 
+    async def run(self, item: InputT) -> Result:
+        """The item's result: `submit`, awaited."""
+        ...
+
     def flush(self) -> None:
         """Sends what waits for a batch to fill: input paused or ended."""
         ...
 
     def parse(self, response: Any, items: Sequence[InputT]) -> list[Result]:
         """One result per item from the answer to the request that carried them."""
+        ...
+
+
+class OnlineEnricher(Enricher[InputT], Protocol[InputT]):
+    """An enricher that sends its own requests (chat, embeddings): what the Batch API wraps."""
+
+    def body_for(self, item: InputT) -> dict[str, Any]:
+        """The body of a request that carries this one input: a line of a Batch API job."""
         ...

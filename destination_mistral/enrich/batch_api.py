@@ -12,12 +12,14 @@ import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic
 
 import orjson
 
+from destination_mistral.enrich.base import Enricher, InputT, OnlineEnricher
 from destination_mistral.enrich.batching import Batcher
 from destination_mistral.enrich.results import Result, failed
+from destination_mistral.http.client import MistralClient
 from destination_mistral.http.errors import InvalidAnswer, classify_refusal
 
 logger = logging.getLogger("airbyte")
@@ -29,13 +31,13 @@ TERMINAL = frozenset({"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"})
 DEFAULT_REQUESTS_PER_JOB = 10_000
 
 
-class BatchApiEnricher:
+class BatchApiEnricher(Generic[InputT]):
     kind: str
 
     def __init__(
         self,
-        inner: Any,
-        client: Any,
+        inner: OnlineEnricher[InputT],
+        client: MistralClient,
         *,
         requests_per_job: int = DEFAULT_REQUESTS_PER_JOB,
         linger_seconds: float = 2.0,
@@ -54,21 +56,21 @@ class BatchApiEnricher:
         self._sleep = sleep
         # Jobs are cut by count, and by time when input pauses: a slow source must not hold its
         # records (and the STATE after them) until a job fills.
-        self._batcher: Batcher | None = None
+        self._batcher: Batcher[InputT, Result] | None = None
         self._requests_per_job = requests_per_job
         self._linger = linger_seconds
 
     @property
     def dimension(self) -> int | None:
-        return getattr(self.inner, "dimension", None)
+        return self.inner.dimension
 
-    def prepare(self, record: Mapping[str, Any]) -> Any:
+    def prepare(self, record: Mapping[str, Any]) -> InputT:
         return self.inner.prepare(record)
 
-    def count_tokens(self, items: list[Any]) -> None:
+    def count_tokens(self, items: list[InputT]) -> None:
         """Nothing to count: a job's requests are not paced by tokens."""
 
-    def submit(self, item: Any) -> asyncio.Future[Result]:
+    def submit(self, item: InputT) -> asyncio.Future[Result]:
         if self._batcher is None:
             self._batcher = Batcher(
                 self._run_job,
@@ -79,24 +81,24 @@ class BatchApiEnricher:
             )
         return self._batcher.submit(item)
 
-    async def run(self, item: Any) -> Result:
+    async def run(self, item: InputT) -> Result:
         return await self.submit(item)
 
     def flush(self) -> None:
         if self._batcher is not None:
             self._batcher.flush()
 
-    def parse(self, response: Any, items: Sequence[Any]) -> list[Result]:
+    def parse(self, response: Any, items: Sequence[InputT]) -> list[Result]:
         return self.inner.parse(response, items)
 
     # ---- one job -----------------------------------------------------------------------------------
 
-    def _line_body(self, item: Any) -> dict[str, Any]:
-        body = dict(self.inner.request_body(item) if self.kind == "chat" else self.inner.request_body([item]))
+    def _line_body(self, item: InputT) -> dict[str, Any]:
+        body = dict(self.inner.body_for(item))
         body.pop("model", None)  # the job names the model
         return body
 
-    async def _run_job(self, items: list[Any]) -> list[Result]:
+    async def _run_job(self, items: list[InputT]) -> list[Result]:
         content = b"".join(
             orjson.dumps({"custom_id": str(i), "body": self._line_body(item)}) + b"\n" for i, item in enumerate(items)
         )
@@ -164,7 +166,7 @@ class BatchApiEnricher:
         except BaseException:  # the sync is already ending for another reason; that one is reported
             logger.warning("Could not cancel batch job %s", job_id)
 
-    async def _read_results(self, file_id: str, items: list[Any], answers: dict[str, Result]) -> None:
+    async def _read_results(self, file_id: str, items: list[InputT], answers: dict[str, Result | None]) -> None:
         raw = await self.client.get_bytes(f"files/{file_id}/content")
         for line in raw.splitlines():
             if not line.strip():
@@ -177,7 +179,7 @@ class BatchApiEnricher:
                 continue  # a line we did not send; records without an answer are reported below
             answers[str(index)] = self._result_of(entry, item)
 
-    def _result_of(self, entry: Mapping[str, Any], item: Any) -> Result | None:
+    def _result_of(self, entry: Mapping[str, Any], item: InputT) -> Result | None:
         """The record's result from its line, or None when the service did not answer it usably."""
         response = entry.get("response") if isinstance(entry.get("response"), Mapping) else {}
         status = response.get("status_code")
@@ -200,12 +202,12 @@ class BatchApiEnricher:
         return None
 
 
-class AutoDeliveryEnricher:
+class AutoDeliveryEnricher(Generic[InputT]):
     """`auto`: online for the first `threshold` records of a sync, then the Batch API. A small sync
     gets its answers at once; a large one sends the bulk at batch prices. The choice is made when a
     record is read (the pipeline prepares a chunk before it runs any of it), so it follows input order."""
 
-    def __init__(self, online: Any, batch: BatchApiEnricher, threshold: int) -> None:
+    def __init__(self, online: Enricher[InputT], batch: BatchApiEnricher[InputT], threshold: int) -> None:
         self.online = online
         self.batch = batch
         self.kind = online.kind
@@ -217,31 +219,31 @@ class AutoDeliveryEnricher:
 
     @property
     def dimension(self) -> int | None:
-        return getattr(self.online, "dimension", None)
+        return self.online.dimension
 
-    def prepare(self, record: Mapping[str, Any]) -> Any:
+    def prepare(self, record: Mapping[str, Any]) -> InputT:
         item = self.online.prepare(record)
         self._seen += 1
         if self._seen <= self.threshold:
             self._online_keys.add(item.key)
         return item
 
-    def count_tokens(self, items: list[Any]) -> None:
+    def count_tokens(self, items: list[InputT]) -> None:
         # Only the online requests are paced by their tokens.
         self.online.count_tokens([item for item in items if item.key in self._online_keys])
 
-    def submit(self, item: Any) -> asyncio.Future[Result]:
+    def submit(self, item: InputT) -> Awaitable[Result]:
         if item.key in self._online_keys:
             self._online_keys.discard(item.key)
             return self.online.submit(item)
         return self.batch.submit(item)
 
-    async def run(self, item: Any) -> Result:
+    async def run(self, item: InputT) -> Result:
         return await self.submit(item)
 
     def flush(self) -> None:
         self.online.flush()
         self.batch.flush()
 
-    def parse(self, response: Any, items: Sequence[Any]) -> list[Result]:
+    def parse(self, response: Any, items: Sequence[InputT]) -> list[Result]:
         return self.online.parse(response, items)

@@ -36,6 +36,7 @@ class ChatInput:
 
 class ChatEnricher:
     kind = "chat"
+    dimension: int | None = None  # answers are text or JSON: no vector column to size
 
     def __init__(self, settings: ChatSettings, client: MistralClient | None) -> None:
         self.settings = settings
@@ -125,6 +126,9 @@ class ChatEnricher:
 
     def request_body(self, item: ChatInput) -> dict[str, Any]:
         return {"model": self.model, "messages": item.messages, **self._params}
+
+    def body_for(self, item: ChatInput) -> dict[str, Any]:
+        return self.request_body(item)
 
     def submit(self, item: ChatInput) -> asyncio.Task[Result]:
         """A task per input: each chat request carries one."""
