@@ -1,156 +1,105 @@
-"""Committing a batch, and what a failed commit means.
+"""The committer: it stores each stream's completed prefix with the answers paid for (one
+transaction per commit, on the database thread), applies the COMPLETE statuses the commit covers,
+and releases the STATEs that are then safe, by the rule held in sync/states.py. A failure of the
+sync goes through it too, since it decides what may still be committed and released.
 
-The pipeline releases a STATE only after the commit holding every record before it returns; this
-module decides what a commit that raises stands for, so that no record is ever dropped between the
-two:
-- the store itself failed (disk full, file gone, I/O error, a connection the database invalidated):
-  the sync stops with no further STATE, and the platform resends from the last one;
-- one record cannot be stored (a value no column can hold, a row the store refuses): the batch is
-  committed in halves until that record stands alone, and the record is stored as an error row (its
-  primary key, the error, and every field named in `_airbyte_meta.changes`), like a value that does
-  not fit its type. If even that row is refused, the store is at fault after all.
-Runs on the database thread, like every sink call."""
+The committer, the cache and the sink share one database thread, so DuckDB sees one writer and the
+event loop never blocks on disk."""
 
 from __future__ import annotations
 
-import errno
-import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
-from typing import Any
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
-from destination_mistral.enrich.results import failed
-from destination_mistral.sinks.base import Sink, WriteItem
-from destination_mistral.sinks.schema import StreamPlan
-from mistral_connection.errors import system_error, transient_error
-
-logger = logging.getLogger("airbyte")
-
-# How DuckDB words the failures of the file beneath it (it raises its own exception types, with
-# the operating system's text inside).
-STORE_TEXTS = (
-    "no space left",
-    "disk quota",
-    "input/output error",
-    "read-only file system",
-    "file too large",
-    "could not write",
-    "could not read",
-    "database has been invalidated",
-    "fatal error",
-    "connection already closed",
-    "i/o error",
-    "ioexception",
-)
-DISK_FULL_TEXTS = ("no space left", "disk quota", "file too large")
-
-
-def first_line(error: BaseException, limit: int = 200) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:limit]
-
-
-def is_store_failure(error: BaseException) -> bool:
-    """Whether the store, rather than a record, failed. An OSError always is; the database's own
-    errors are, when they name the file or the connection."""
-    if isinstance(error, OSError):  # a write to the file or directory beneath the output failed
-        return True
-    name = type(error).__name__.lower()
-    text = str(error).lower()
-    return name in ("ioexception", "fatalexception", "connectionexception") or any(t in text for t in STORE_TEXTS)
-
-
-def store_error(location: str, error: BaseException) -> Exception:
-    """The failure that ends the sync when the store fails: names the location, never a record."""
-    text = str(error).lower()
-    if any(t in text for t in DISK_FULL_TEXTS) or (
-        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    ):
-        return transient_error(
-            f"The output at {location} could not be written: the disk (or the file size limit) is full "
-            f"({first_line(error)}). Free space and run the sync again; every record up to the last STATE is stored."
-        )
-    return transient_error(
-        f"The output at {location} could not be written ({first_line(error)}). Check the disk and the file, then run "
-        "the sync again; every record up to the last STATE is stored."
-    )
-
-
-def stand_in(plan: StreamPlan, item: WriteItem, error: BaseException) -> WriteItem:
-    """The row that takes the place of a record the store refused: its primary key (so that
-    append_dedup still replaces the right row), its error, and each field it lost."""
-    kept = {
-        name: item.record.get(name)
-        for name in plan.primary_key
-        if isinstance(item.record.get(name), (str, int, float, bool))
-    }
-    lost = [name for name in item.record if name not in kept]
-    changes = list(item.changes or []) + [
-        {"field": name, "change": "NULLED", "reason": "DESTINATION_SERIALIZATION_ERROR"} for name in lost
-    ]
-    message = f"the record could not be stored ({first_line(error, 120)})"
-    return replace(item, record=kept, changes=changes, result=failed(message, kind="input"))
+from destination_mistral.protocol.messages import State, StreamStatus
+from destination_mistral.sync.answers import FreshAnswers
+from destination_mistral.sync.progress import Counters
+from destination_mistral.sync.reader import END_OF_INPUT, ByteWindow, Inbound
+from destination_mistral.sync.schedule import CommitSchedule
+from destination_mistral.sync.states import STORE_FAILED, States
+from destination_mistral.sync.store import StoreWriter
+from destination_mistral.sync.streams import Ordering
 
 
 class Committer:
-    """Commits batches into one sink and turns a failure into a record's error row or a stopped sync."""
-
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.isolated = 0  # records stored as error rows because the store refused them
-
-    def commit(
+    def __init__(
         self,
-        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
-        entries: Iterable[tuple[str, str, Any]],
-        completes: Sequence[StreamPlan] = (),
+        ordering: Ordering,
+        states: States,
+        schedule: CommitSchedule,
+        store: StoreWriter,
+        fresh: FreshAnswers,
+        window: ByteWindow,
+        inbox: asyncio.Queue[Inbound],
+        counters: Counters,
+        db: ThreadPoolExecutor,
     ) -> None:
-        entries = list(entries)
-        try:
-            self.sink.commit(batches, entries, completes)
-            return
-        except Exception as error:  # noqa: BLE001 - classified just below
-            if is_store_failure(error) or not any(items for _, items in batches):
-                raise self._fatal(error) from None
-        # A record of the batch cannot be stored: narrow it down, stream by stream, half by half.
-        for plan, items in batches:
-            self._isolate(plan, items)
-        try:
-            self.sink.commit([], entries, completes)
-        except Exception as error:  # noqa: BLE001
-            raise self._fatal(error) from None
+        self._ordering = ordering
+        self._states = states
+        self._schedule = schedule
+        self._store = store
+        self._fresh = fresh
+        self._window = window
+        self._inbox = inbox
+        self._counters = counters
+        self._db = db
+        self._lock = asyncio.Lock()
 
-    def _isolate(self, plan: StreamPlan, items: list[WriteItem]) -> None:
-        if not items:
-            return
-        try:
-            self.sink.commit([(plan, items)], [], ())
-            return
-        except Exception as error:  # noqa: BLE001
-            if is_store_failure(error):
-                raise self._fatal(error) from None
-            if len(items) > 1:
-                half = len(items) // 2
-                self._isolate(plan, items[:half])
-                self._isolate(plan, items[half:])
+    @property
+    def stopped(self) -> bool:
+        return self._states.failure is not None
+
+    def add_state(self, message: State) -> None:
+        self._states.add_state(message)
+        self._schedule.after_completion()
+        self.release_states()
+
+    def add_completion(self, status: StreamStatus) -> None:
+        if self._states.add_completion(self._ordering.streams[status.key]):
+            self._schedule.after_completion()
+
+    def fail(self, position: int, error: BaseException) -> None:
+        """Stops the sync at `position` (STORE_FAILED: the store failed); what comes before a
+        failed record is still committed, and its STATEs released."""
+        self._states.fail(position, error)
+        self._window.close()
+        self._inbox.put_nowait(END_OF_INPUT)  # wake the dispatcher if it waits for input
+        self._schedule.wake_all()
+
+    def release_states(self) -> None:
+        if self._states.release():
+            self._schedule.request()  # a STATE after a COMPLETE waits for the swap: the next commit makes it
+
+    async def commit(self, limit: int | None = None) -> None:
+        """Stores every completed prefix (only the records before `limit`, when given)."""
+        async with self._lock:
+            failure = self._states.failure
+            if limit is None and failure is not None:
+                limit = failure.position
+            if limit is not None and limit < 0:
+                return  # the store has failed: nothing more is written, and no STATE leaves
+            batches, cost = self._ordering.take(limit)
+            entries = self._fresh.entries()
+            completes = self._states.completions_due()
+            if not batches and not entries and not completes:
+                self.release_states()
                 return
-            refused = error
-        try:
-            self.sink.commit([(plan, [stand_in(plan, items[0], refused)])], [], ())
-        except Exception as error:  # noqa: BLE001 - even the error row is refused: the store is at fault
-            raise self._fatal(error) from None
-        self.isolated += 1
-        logger.warning(
-            f"Record {items[0].seq + 1} of stream {plan.label!r} could not be stored as it is "
-            f"({type(refused).__name__}); it is stored as an error row with its fields named in _airbyte_meta."
-        )
-
-    def _fatal(self, error: BaseException) -> Exception:
-        if getattr(error, "failure_type", None) is not None:  # already an Airbyte error with its own words
-            return error
-        if is_store_failure(error):
-            return store_error(self.sink.location, error)
-        return system_error(
-            f"The output at {self.sink.location} refused a commit ({first_line(error)}).",
-            internal_message=first_line(error),
-        )
+            if batches:
+                self._states.writing(min(items[0].gseq for _, items in batches))
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._db, self._store.commit, batches, entries, [b.complete for b in completes]
+                )
+            except BaseException as error:
+                # Whoever called this commit, the store has failed: no later commit may run and no
+                # STATE may leave (the floor stays where the lost batch began).
+                if not isinstance(error, asyncio.CancelledError):
+                    self.fail(STORE_FAILED, error)
+                raise
+            self._states.writing(None)
+            self._states.applied(completes)
+            self._fresh.stored(entries)
+            self._window.release(cost)
+            self._counters.committed += sum(len(items) for _, items in batches)
+            self._schedule.committed()
+            self.release_states()

@@ -15,7 +15,7 @@ import queue
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from destination_mistral.protocol.describe import first_line
 from destination_mistral.protocol.files import read_config, read_configured_catalog
@@ -23,6 +23,7 @@ from destination_mistral.protocol.input_lines import InputParser, check_records
 from destination_mistral.protocol.messages import Record, State
 from destination_mistral.settings import (
     ChatSettings,
+    Delivery,
     DestinationConfig,
     EmbeddingSettings,
     check_stream_fields,
@@ -30,12 +31,20 @@ from destination_mistral.settings import (
 )
 from mistral_connection.errors import config_error
 
+if TYPE_CHECKING:  # the client and the enrichers are imported when a sync starts, not with this module
+    from destination_mistral.enrich.base import Enricher, Input
+    from destination_mistral.http.client import MistralClient
+    from destination_mistral.sinks.schema import StreamPlan
+    from destination_mistral.sync.streams import StreamKey
+
 logger = logging.getLogger("airbyte")
 
 _DONE = object()
 
 
-def with_delivery(enricher, delivery, client):
+def with_delivery(
+    enricher: Enricher[Input] | None, delivery: Delivery, client: MistralClient
+) -> Enricher[Input] | None:
     """Online enrichers answer per request; batch and auto delivery wrap them, so the inputs,
     cache keys and parsed answers stay the same whichever way the requests travel."""
     if enricher is None or delivery.mode == "online":
@@ -48,12 +57,14 @@ def with_delivery(enricher, delivery, client):
     return batch if delivery.mode == "batch" else AutoDeliveryEnricher(enricher, batch, delivery.auto_threshold)
 
 
-def build_enrichers(config: DestinationConfig, plans, client) -> dict:
+def build_enrichers(
+    config: DestinationConfig, plans: list[StreamPlan], client: MistralClient
+) -> dict[StreamKey, Enricher[Input] | None]:
     from destination_mistral.enrich.chat import ChatEnricher
     from destination_mistral.enrich.embeddings import EmbeddingEnricher
 
-    shared: dict[int, Any] = {}
-    enrichers = {}
+    shared: dict[int, Enricher[Input] | None] = {}
+    enrichers: dict[StreamKey, Enricher[Input] | None] = {}
     for plan in plans:
         settings = config.enrichment_for(plan.name)
         # Streams with the same settings share one enricher, so their embedding inputs share batches.
@@ -156,11 +167,8 @@ async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queu
             on_error=settings.on_error,
             max_buffer_bytes=settings.limits.max_buffer_bytes,
             cache_enabled=settings.cache_enabled,
-            request_stats=client.stats,
         )
         await loop.run_in_executor(pipeline.db, sink.start, plans)
-        pipeline.inbox = asyncio.Queue()
-        pipeline.loop = loop
         reader = threading.Thread(
             target=pipeline.feed, args=(messages,), name="destination-mistral-reader", daemon=True
         )

@@ -14,7 +14,8 @@ from destination_mistral.enrich.results import Result, failed
 from destination_mistral.protocol.messages import Record
 from destination_mistral.settings import parse_config
 from destination_mistral.sinks.schema import plan_stream
-from destination_mistral.sync.pipeline import ByteWindow, Pipeline
+from destination_mistral.sync.pipeline import Pipeline
+from destination_mistral.sync.reader import END_OF_INPUT, ByteWindow, RecordIn
 from tests.support.builders import configured_stream, record, review, state
 
 
@@ -94,17 +95,15 @@ async def until(condition, timeout=3.0):
 
 
 def start(pipeline):
-    pipeline.loop = asyncio.get_running_loop()
-    pipeline.inbox = asyncio.Queue()
     return asyncio.create_task(pipeline.run())
 
 
 def put(pipeline, message):
     for converted in from_airbyte([message]):
         if isinstance(converted, Record):
-            pipeline.inbox.put_nowait(("record", converted, 10))
+            pipeline.inbox.put_nowait(RecordIn(converted, 10))
         else:
-            pipeline.inbox.put_nowait(("state", converted, 0))
+            pipeline.inbox.put_nowait(converted)
 
 
 def position(state_message):
@@ -143,7 +142,7 @@ def test_state_emitted_only_after_commit(tmp_path):
         )
         assert ("state", 3) not in log
         enricher.gate(3).set()
-        pipeline.inbox.put_nowait(("eof", None, 0))
+        pipeline.inbox.put_nowait(END_OF_INPUT)
         await task
         assert log[-2:] == [("finish",), ("state", 3)] or ("state", 3) in log
         committed = [i for e in log if e[0] == "commit" for i in e[1]]
@@ -204,7 +203,7 @@ def test_on_error_record_writes_the_record_with_its_error(tmp_path):
         task = start(pipeline)
         put(pipeline, record(review(1)))
         enricher.gate(1).set()
-        pipeline.inbox.put_nowait(("eof", None, 0))
+        pipeline.inbox.put_nowait(END_OF_INPUT)
         await task
         assert len(seen) == 1 and seen[0].error == "HTTP 422: the input is refused" and seen[0].value is None
         assert pipeline.counters.failed == 1
@@ -229,7 +228,7 @@ def test_identical_inputs_in_one_sync_are_sent_once(tmp_path):
         task = start(pipeline)
         for i in range(5):
             put(pipeline, record(review(i)))
-        pipeline.inbox.put_nowait(("eof", None, 0))
+        pipeline.inbox.put_nowait(END_OF_INPUT)
         await task
         assert len(calls) == 1, "one request for five identical inputs"
         assert pipeline.counters.cached == 4
