@@ -180,7 +180,7 @@ def test_a_retry_after_that_matches_the_refill_keeps_the_smooth_bucket():
     pacer.on_success(tokens_headers(limit=TPM, remaining=TPM))
     _, ticket = pacer.reserve(3_000)
     pacer.on_throttled(3.0, tokens_headers(limit=TPM, remaining=0), ticket)
-    assert pacer.delay(6_000) < 40.0 and pacer._window_end is None
+    assert pacer.delay(6_000) < 40.0 and pacer.windows.end is None
 
 
 def test_tokens_refunded_by_a_cheaper_answer_are_not_spent_before_they_refill():
