@@ -33,8 +33,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py
 
-## The test suite (unit, integration against the emulator, standard Airbyte tests, conformance).
+## The test suite (lint and format first, then unit, integration against the emulator, standard
+## Airbyte tests, conformance).
 test: $(STAMP) $(PYAIRBYTE_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not image_tests" -q
 
 ## Benchmarks (minutes): source read against a plain HTTP loop; CPU per request of HTTP clients;

@@ -38,6 +38,8 @@ setup(
     cmdclass={"build_py": BuildWithCredentialSpec},
     install_requires=[
         "airbyte-cdk>=7.39,<8",
+        # protocol/ reads and writes messages through these dataclasses directly (the CDK depends on them too).
+        "airbyte-protocol-models-dataclasses>=0.17,<1",
         "requests>=2.31",
         "pyyaml>=6",
         "jsonschema>=4.17",
@@ -58,6 +60,8 @@ setup(
             "mistralai>=2",
             "openapi-core>=0.19",
             "hypothesis>=6.100",
+            # Pinned: another version may format differently, and the test command checks the format.
+            "ruff==0.17.6",
         ],
         # The destination benchmark's peers and its chart.
         "bench": [

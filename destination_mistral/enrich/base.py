@@ -10,7 +10,8 @@ one of them and offer the same interface."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from destination_mistral.enrich.results import Result
@@ -42,8 +43,9 @@ class Enricher(Protocol[InputT]):
         """Token counts of inputs about to be sent, taken in one call off the event loop."""
         ...
 
-    def submit(self, item: InputT) -> Awaitable[Result]:
-        """The future of the item's result; called on the event loop."""
+    def submit(self, item: InputT) -> asyncio.Future[Result]:
+        """The future of the item's result (a future, not any awaitable: the pipeline cancels it and
+        attaches callbacks); called on the event loop."""
         ...
 
     async def run(self, item: InputT) -> Result:

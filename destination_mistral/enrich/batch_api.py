@@ -232,7 +232,7 @@ class AutoDeliveryEnricher(Generic[InputT]):
         # Only the online requests are paced by their tokens.
         self.online.count_tokens([item for item in items if item.key in self._online_keys])
 
-    def submit(self, item: InputT) -> Awaitable[Result]:
+    def submit(self, item: InputT) -> asyncio.Future[Result]:
         if item.key in self._online_keys:
             self._online_keys.discard(item.key)
             return self.online.submit(item)

@@ -143,7 +143,7 @@ class Dispatcher:
                 # A batching enricher hands out a future per input; a task per record would cost
                 # more than the rest of the record's handling on the loop.
                 enricher = runtime.enricher
-                request = asyncio.ensure_future(enricher.submit(item.prepared))
+                request = enricher.submit(item.prepared)
                 in_flight.start(key, request, (runtime, item))
                 request.add_done_callback(lambda done, k=key, e=enricher: self._on_answer(k, e, done))
         self._schedule.after_completion()

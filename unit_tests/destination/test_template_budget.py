@@ -21,9 +21,15 @@ HOSTILE = {
     "join with a huge separator": "{{ range(100000)|join('x' * 999999) }}",
     "str.join of repeated strings": BIG + "{{ ''.join([s] * 999) }}",
     "macro calling itself": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
-    "macro doubling its output": "{% macro f(n) %}{% if n %}{% set t = f(n-1) %}{{ t }}{{ t }}{% else %}x{% endif %}{% endmacro %}{{ f(40) }}",
-    "concatenation doubling in a loop": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
-    "addition doubling in a loop": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+    "macro doubling its output": (
+        "{% macro f(n) %}{% if n %}{% set t = f(n-1) %}{{ t }}{{ t }}{% else %}x{% endif %}{% endmacro %}{{ f(40) }}"
+    ),
+    "concatenation doubling in a loop": (
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"
+    ),
+    "addition doubling in a loop": (
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}"
+    ),
     "nested lists sharing one big string": BIG
     + "{% set a = [s,s,s,s,s,s,s,s,s,s] %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}{{ b }}",
     "nested lists to json": BIG
@@ -39,7 +45,10 @@ HOSTILE = {
     "indent of many lines": "{{ ('\n' * 99999)|indent(99999, true, true) }}",
     "expandtabs": "{{ ('\t' * 99999).expandtabs(99999) }}",
     "power tower": "{% set a = 10 ** 1000 %}{% set b = a ** 1000 %}{{ b ** 1000 }}",
-    "multiplication doubling a number": "{% set ns = namespace(n=10**999) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n > 1 }}",
+    "multiplication doubling a number": (
+        "{% set ns = namespace(n=10**999) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}{% endfor %}"
+        "{{ ns.n > 1 }}"
+    ),
     "lazy map piling up big strings": "{{ range(100000)|map('center', 999999)|join }}",
     "lazy map to a list": "{{ range(100000)|map('center', 999999)|list|length }}",
     "batch filled to a billion": "{{ [1]|batch(10**9, 'x')|list|length }}",
