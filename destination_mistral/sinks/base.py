@@ -53,6 +53,12 @@ class WriteItem:
     changes: list | None = None
 
 
+# What a commit takes: each stream's records in order, and the answers paid for as (cache key, kind,
+# result), which DuckDB stores in the same transaction.
+Batches = Sequence[tuple[StreamPlan, list[WriteItem]]]
+CacheEntries = Iterable[tuple[str, str, Result]]
+
+
 def enrichment_fields(plan: StreamPlan, item: WriteItem) -> dict[str, Any]:
     """The enrichment columns of one record by name: the answer or the vector (as the result holds
     it) when the result is usable, then the model, token counts, cache flag and error."""
@@ -112,8 +118,8 @@ class Sink(Protocol):
 
     def commit(
         self,
-        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
-        cache_entries: Iterable[tuple[str, str, Result]],
+        batches: Batches,
+        cache_entries: CacheEntries,
         completes: Sequence[StreamPlan] = (),
     ) -> None:
         """Stores the batches and the cache entries, then, for each stream in `completes` (whose

@@ -15,7 +15,7 @@ runs everything else."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import orjson
 import pyarrow as pa
 
 from destination_mistral.enrich.results import Result
+from destination_mistral.sinks.base import CacheEntries
 
 TABLE = "_mistral_cache"
 _KEYS_VIEW = "_mistral_cache_keys"
@@ -204,7 +205,7 @@ class ResultCache:
             )
         return result
 
-    def store(self, entries: Iterable[tuple[str, str, Result]]) -> None:
+    def store(self, entries: CacheEntries) -> None:
         """(key, endpoint, result) for successes and paid answers that could not be used; keys already
         present are left alone."""
         keys, endpoints, models, answers, vectors, prompts, completions, errors = [], [], [], [], [], [], [], []

@@ -9,11 +9,10 @@ and `duckdb_staging` keeps a staged stream's table and swaps it in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from destination_mistral.enrich.results import Result
 from destination_mistral.settings import OutputSettings
-from destination_mistral.sinks.base import StagingSink, WriteItem, check_distinct_locations
+from destination_mistral.sinks.base import Batches, CacheEntries, StagingSink, WriteItem, check_distinct_locations
 from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.duckdb_commit import commit_atomically, insert_batch
 from destination_mistral.sinks.duckdb_connection import connect
@@ -65,8 +64,8 @@ class DuckDBSink(StagingSink):
 
     def commit(
         self,
-        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
-        cache_entries: Iterable[tuple[str, str, Result]],
+        batches: Batches,
+        cache_entries: CacheEntries,
         completes: Sequence[StreamPlan] = (),
     ) -> None:
         cache_entries = list(cache_entries)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from destination_mistral.enrich.results import Result
 from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.base import (
     JSON_OPTIONS,
+    Batches,
+    CacheEntries,
     StagingSink,
     WriteItem,
     attempt_known,
@@ -162,8 +163,8 @@ class JsonlSink(StagingSink):
 
     def commit(
         self,
-        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
-        cache_entries: Iterable[tuple[str, str, Result]],
+        batches: Batches,
+        cache_entries: CacheEntries,
         completes: Sequence[StreamPlan] = (),
     ) -> None:
         touched = []

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
-from destination_mistral.enrich.results import Result, failed
+from destination_mistral.enrich.results import failed
 from destination_mistral.protocol.describe import first_line
-from destination_mistral.sinks.base import Sink, WriteItem
+from destination_mistral.sinks.base import Batches, CacheEntries, Sink, WriteItem
 from destination_mistral.sinks.schema import StreamPlan
 from mistral_connection.errors import system_error, transient_error
 
@@ -96,8 +96,8 @@ class StoreWriter:
 
     def commit(
         self,
-        batches: Sequence[tuple[StreamPlan, list[WriteItem]]],
-        entries: Iterable[tuple[str, str, Result]],
+        batches: Batches,
+        entries: CacheEntries,
         completes: Sequence[StreamPlan] = (),
     ) -> None:
         entries = list(entries)
