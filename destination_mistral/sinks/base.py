@@ -63,10 +63,10 @@ def enrichment_fields(plan: StreamPlan, item: WriteItem) -> dict[str, Any]:
     """The enrichment columns of one record by name: the answer or the vector (as the result holds
     it) when the result is usable, then the model, token counts, cache flag and error."""
     out: dict[str, Any] = {}
-    if plan.enrichment == "none":
+    if plan.enrichment_mode == "none":
         return out
     result = item.result or Result()
-    out[ANSWER if plan.enrichment == "chat" else EMBEDDING] = result.value if result.ok else None
+    out[ANSWER if plan.enrichment_mode == "chat" else EMBEDDING] = result.value if result.ok else None
     out[MODEL] = result.model
     out[PROMPT_TOKENS] = result.prompt_tokens
     out[COMPLETION_TOKENS] = result.completion_tokens

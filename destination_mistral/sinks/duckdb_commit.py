@@ -11,7 +11,7 @@ import duckdb
 from destination_mistral.sinks.base import WriteItem, warn_keyless
 from destination_mistral.sinks.duckdb_connection import MEMORY_LIMIT, ROOMY_MEMORY_LIMIT
 from destination_mistral.sinks.duckdb_rows import SEQ, arrow_batch
-from destination_mistral.sinks.duckdb_tables import column_exprs, q
+from destination_mistral.sinks.duckdb_tables import column_exprs, quoted
 from destination_mistral.sinks.schema import StreamPlan
 
 BATCH_VIEW = "_mistral_batch_rows"
@@ -60,22 +60,22 @@ def insert_batch(con, plan: StreamPlan, items: list[WriteItem], target: str, tar
 
 
 def _insert_rows(con, plan: StreamPlan, target: str, names: list[str], exprs: list[str], source: str) -> None:
-    column_list = ", ".join(q(n) for n in names)
-    select = ", ".join(f"{e} AS {q(n)}" for e, n in zip(exprs, names, strict=False))
+    column_list = ", ".join(quoted(n) for n in names)
+    select = ", ".join(f"{e} AS {quoted(n)}" for e, n in zip(exprs, names, strict=False))
     if plan.sync_mode != "append_dedup":
         con.execute(f"INSERT INTO {target} ({column_list}) SELECT {select} FROM {source}")
         return
     keys = plan.primary_key
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _mistral_batch AS SELECT {select}, {q(SEQ)} FROM {source}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _mistral_batch AS SELECT {select}, {quoted(SEQ)} FROM {source}")
     # A record without a value for its key is kept as a row of its own and never merged: NULL
     # equals nothing, so it neither replaces nor is replaced (see the README).
-    match = " AND ".join(f"{target}.{q(k)} = _mistral_batch.{q(k)}" for k in keys)
-    keyless = " OR ".join(f"{q(k)} IS NULL" for k in keys)
+    match = " AND ".join(f"{target}.{quoted(k)} = _mistral_batch.{quoted(k)}" for k in keys)
+    keyless = " OR ".join(f"{quoted(k)} IS NULL" for k in keys)
     con.execute(f"DELETE FROM {target} USING _mistral_batch WHERE {match}")
-    partition = ", ".join(q(k) for k in keys)
+    partition = ", ".join(quoted(k) for k in keys)
     con.execute(
         f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM _mistral_batch "
-        f"QUALIFY ({keyless}) OR row_number() OVER (PARTITION BY {partition} ORDER BY {q(SEQ)} DESC) = 1"
+        f"QUALIFY ({keyless}) OR row_number() OVER (PARTITION BY {partition} ORDER BY {quoted(SEQ)} DESC) = 1"
     )
     warn_keyless(plan, con.execute(f"SELECT count(*) FROM _mistral_batch WHERE {keyless}").fetchone()[0])
     con.execute("DROP TABLE _mistral_batch")

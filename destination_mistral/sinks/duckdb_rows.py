@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from destination_mistral.sinks.base import JSON_OPTIONS, WriteItem, enrichment_fields
 from destination_mistral.sinks.cache import vectors_to_list_array
-from destination_mistral.sinks.duckdb_tables import EARLIER_CHANGES, q
+from destination_mistral.sinks.duckdb_tables import EARLIER_CHANGES, quoted
 from destination_mistral.sinks.schema import (
     ANSWER,
     CACHED,
@@ -45,36 +45,36 @@ def arrow_batch(plan: StreamPlan, items: list[WriteItem]) -> tuple[pa.Table, lis
     for index, column in enumerate(plan.columns):
         name = column.name
         columns[f"c{index}"] = pa.array([json_text(item.record.get(name)) for item in items], pa.string())
-        select.append(f"json(c{index}) AS {q(name)}")
+        select.append(f"json(c{index}) AS {quoted(name)}")
     columns["raw_id"] = pa.array([item.raw_id for item in items], pa.string())
     columns["extracted_at"] = pa.array([item.emitted_at for item in items], pa.int64())
     columns["seq"] = pa.array([item.seq for item in items], pa.int64())
     columns["changes"] = pa.array([json_text(item.changes) if item.changes else None for item in items], pa.string())
     select += [
-        f"raw_id AS {q(RAW_ID)}",
-        f"extracted_at AS {q(EXTRACTED_AT)}",
-        f"seq AS {q(SEQ)}",
-        f"changes AS {q(EARLIER_CHANGES)}",
+        f"raw_id AS {quoted(RAW_ID)}",
+        f"extracted_at AS {quoted(EXTRACTED_AT)}",
+        f"seq AS {quoted(SEQ)}",
+        f"changes AS {quoted(EARLIER_CHANGES)}",
     ]
-    if plan.enrichment == "none":
+    if plan.enrichment_mode == "none":
         return pa.table(columns), select
     fields = [enrichment_fields(plan, item) for item in items]
-    if plan.enrichment == "chat":
+    if plan.enrichment_mode == "chat":
         answers = [f[ANSWER] for f in fields]
         if plan.answer_json:
             columns["answer"] = pa.array([json_text(v) for v in answers], pa.string())
-            select.append(f"json(answer) AS {q(ANSWER)}")
+            select.append(f"json(answer) AS {quoted(ANSWER)}")
         else:
             columns["answer"] = pa.array(
                 [v if v is None or isinstance(v, str) else json_text(v) for v in answers], pa.string()
             )
-            select.append(f"answer AS {q(ANSWER)}")
+            select.append(f"answer AS {quoted(ANSWER)}")
     else:
         columns["embedding"] = vector_array([f[EMBEDDING] for f in fields], plan.embedding_dim)
-        select.append(f"embedding AS {q(EMBEDDING)}")
+        select.append(f"embedding AS {quoted(EMBEDDING)}")
     for name, kind in _RESULT_TYPES.items():
         columns[name] = pa.array([f[name] for f in fields], kind)
-        select.append(q(name))
+        select.append(quoted(name))
     return pa.table(columns), select
 
 

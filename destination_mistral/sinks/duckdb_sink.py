@@ -17,7 +17,7 @@ from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.duckdb_commit import commit_atomically, insert_batch
 from destination_mistral.sinks.duckdb_connection import connect
 from destination_mistral.sinks.duckdb_staging import STAGING_PREFIX, StagingTables
-from destination_mistral.sinks.duckdb_tables import create_table, evolve_table, existing_columns, q
+from destination_mistral.sinks.duckdb_tables import create_table, evolve_table, existing_columns, quoted
 from destination_mistral.sinks.schema import StreamPlan
 
 
@@ -43,7 +43,7 @@ class DuckDBSink(StagingSink):
         check_distinct_locations(plans, lambda p: f"{self.schema_of(p)}.{p.name}".lower(), "the DuckDB table")
         self._staging = StagingTables(self.con)
         for plan in plans:
-            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(self.schema_of(plan))}")
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted(self.schema_of(plan))}")
             self._prepare_staging(plan)
             schema, table = self._write_table(plan)
             existing = existing_columns(self.con, schema, table)
@@ -86,7 +86,7 @@ class DuckDBSink(StagingSink):
 
     def _insert_batch(self, plan: StreamPlan, items: list[WriteItem]) -> None:
         schema, table = self._write_table(plan)
-        insert_batch(self.con, plan, items, f"{q(schema)}.{q(table)}", self._types[plan.key])
+        insert_batch(self.con, plan, items, f"{quoted(schema)}.{quoted(table)}", self._types[plan.key])
 
     def close(self) -> None:
         if self.cache is not None:

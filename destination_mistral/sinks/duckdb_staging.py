@@ -5,7 +5,7 @@ records which generation each staging table, or each swapped-in table, holds."""
 from __future__ import annotations
 
 from destination_mistral.sinks.base import attempt_known
-from destination_mistral.sinks.duckdb_tables import existing_columns, q
+from destination_mistral.sinks.duckdb_tables import existing_columns, quoted
 from destination_mistral.sinks.schema import StreamPlan
 
 STAGING_PREFIX = "_airbyte_tmp_"
@@ -45,7 +45,7 @@ class StagingTables:
 
     def restart(self, plan: StreamPlan, schema: str, staging: str) -> None:
         """Drops the staging table, which the caller creates again, empty, for this generation."""
-        self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(staging)}")
+        self.con.execute(f"DROP TABLE IF EXISTS {quoted(schema)}.{quoted(staging)}")
         self.con.execute(f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name = ?", [schema, staging])
         self.con.execute(
             f"INSERT INTO {GENERATIONS_TABLE} VALUES (?, ?, ?, NULL)", [schema, staging, plan.generation_id]
@@ -53,8 +53,8 @@ class StagingTables:
 
     def swap(self, plan: StreamPlan, schema: str, table: str, staging: str) -> None:
         """The staging table replaces the stream's table, inside the commit that holds its last rows."""
-        self.con.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
-        self.con.execute(f"ALTER TABLE {q(schema)}.{q(staging)} RENAME TO {q(table)}")
+        self.con.execute(f"DROP TABLE IF EXISTS {quoted(schema)}.{quoted(table)}")
+        self.con.execute(f"ALTER TABLE {quoted(schema)}.{quoted(staging)} RENAME TO {quoted(table)}")
         self.con.execute(
             f"DELETE FROM {GENERATIONS_TABLE} WHERE schema_name = ? AND table_name IN (?, ?)", [schema, staging, table]
         )

@@ -13,7 +13,7 @@ INTEGER_TYPES = frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT"
 CHANGES_TYPE = '[{"field": "VARCHAR", "change": "VARCHAR", "reason": "VARCHAR"}]'
 
 
-def q(name: str) -> str:
+def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -32,8 +32,8 @@ def existing_columns(con, schema: str, table: str) -> dict[str, str]:
 
 
 def create_table(con, schema: str, table: str, columns: list[Column]) -> None:
-    body = ", ".join(f"{q(c.name)} {c.sql_type}" for c in columns)
-    con.execute(f"CREATE TABLE {q(schema)}.{q(table)} ({body})")
+    body = ", ".join(f"{quoted(c.name)} {c.sql_type}" for c in columns)
+    con.execute(f"CREATE TABLE {quoted(schema)}.{quoted(table)} ({body})")
 
 
 def evolve_table(con, plan: StreamPlan, schema: str, table: str, existing: dict[str, str]) -> None:
@@ -42,7 +42,9 @@ def evolve_table(con, plan: StreamPlan, schema: str, table: str, existing: dict[
     for column in plan.all_columns():
         current = lowered.get(column.name.lower())
         if current is None:
-            con.execute(f"ALTER TABLE {q(schema)}.{q(table)} ADD COLUMN {q(column.name)} {column.sql_type}")
+            con.execute(
+                f"ALTER TABLE {quoted(schema)}.{quoted(table)} ADD COLUMN {quoted(column.name)} {column.sql_type}"
+            )
         elif column.name == EMBEDDING and plan.embedding_dim and current != column.sql_type:
             raise config_error(
                 f"Table {schema}.{table} holds embeddings of type {current} but this sync produces "
@@ -61,11 +63,11 @@ def column_exprs(plan: StreamPlan, target_types: dict[str, str]) -> tuple[list[s
     for column in plan.meta_columns():
         names.append(column.name)
         if column.name == EXTRACTED_AT:
-            exprs.append(f"to_timestamp({q(column.name)} / 1000.0)")
+            exprs.append(f"to_timestamp({quoted(column.name)} / 1000.0)")
         elif column.name == META:
             exprs.append(meta_expr(plan, target_types))
         else:
-            exprs.append(q(column.name))
+            exprs.append(quoted(column.name))
     return names, exprs
 
 
@@ -78,7 +80,7 @@ def meta_expr(plan: StreamPlan, target_types: dict[str, str]) -> str:
         target = target_types.get(column.name, column.sql_type)
         if target in ("JSON", "VARCHAR"):
             continue
-        source = q(column.name)
+        source = quoted(column.name)
         checks.append(
             f"CASE WHEN json_type({source}) <> 'NULL' AND {select_expr(column, target)} IS NULL "
             f"THEN {sql_str(column.name)} END"
@@ -86,7 +88,7 @@ def meta_expr(plan: StreamPlan, target_types: dict[str, str]) -> str:
     fields = "[" + ", ".join(checks + ["NULL::VARCHAR"]) + "]"
     sync = f"'sync_id': {int(plan.sync_id)}, " if plan.sync_id is not None else ""
     # Changes made before the sink (the source's own, a stand-in row's) come first, as JSON text.
-    earlier = f"coalesce(from_json({q(EARLIER_CHANGES)}, '{CHANGES_TYPE}'), [])"
+    earlier = f"coalesce(from_json({quoted(EARLIER_CHANGES)}, '{CHANGES_TYPE}'), [])"
     return (
         f"to_json({{{sync}'changes': list_concat({earlier}, "
         f"list_transform(list_filter({fields}, lambda x: x IS NOT NULL), "
@@ -95,7 +97,7 @@ def meta_expr(plan: StreamPlan, target_types: dict[str, str]) -> str:
 
 
 def select_expr(column: Column, target_type: str) -> str:
-    source = q(column.name)
+    source = quoted(column.name)
     if target_type == "JSON":
         return source
     if target_type == "VARCHAR":

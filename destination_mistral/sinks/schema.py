@@ -43,7 +43,7 @@ class StreamPlan:
     sync_mode: str  # overwrite | append | append_dedup
     primary_key: list[str]
     columns: list[Column]
-    enrichment: str  # chat | embeddings | none
+    enrichment_mode: str  # chat | embeddings | none
     answer_json: bool = False
     embedding_dim: int | None = None
     sync_id: int | None = None
@@ -71,11 +71,11 @@ class StreamPlan:
 
     def meta_columns(self) -> list[Column]:
         columns = [Column(RAW_ID, "VARCHAR"), Column(EXTRACTED_AT, "TIMESTAMPTZ"), Column(META, "JSON")]
-        if self.enrichment == "chat":
+        if self.enrichment_mode == "chat":
             columns.append(Column(ANSWER, "JSON" if self.answer_json else "VARCHAR"))
-        elif self.enrichment == "embeddings":
+        elif self.enrichment_mode == "embeddings":
             columns.append(Column(EMBEDDING, f"FLOAT[{self.embedding_dim}]" if self.embedding_dim else "FLOAT[]"))
-        if self.enrichment != "none":
+        if self.enrichment_mode != "none":
             columns += [
                 Column(MODEL, "VARCHAR"),
                 Column(PROMPT_TOKENS, "INTEGER"),
@@ -200,7 +200,7 @@ def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) 
         sync_mode=mode,
         primary_key=primary_key,
         columns=columns,
-        enrichment=enrichment.mode,
+        enrichment_mode=enrichment.mode,
         sync_id=configured.sync_id,
         generation_id=getattr(configured, "generation_id", None),
         minimum_generation_id=getattr(configured, "minimum_generation_id", None),

@@ -94,9 +94,9 @@ class ByteWindow:
 def cost_of(plan: StreamPlan | None, data: Mapping[str, Any]) -> int:
     """The bytes a record holds in memory from its reading until its commit."""
     size = len(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)) * DICT_OVERHEAD_FACTOR + ITEM_OVERHEAD_BYTES
-    if plan is not None and plan.enrichment == "embeddings":
+    if plan is not None and plan.enrichment_mode == "embeddings":
         size += 4 * (plan.embedding_dim or 1024) + 200
-    elif plan is not None and plan.enrichment == "chat":
+    elif plan is not None and plan.enrichment_mode == "chat":
         size += 2048
     return size
 
