@@ -1,4 +1,4 @@
-"""Console entry point: `destination-mistral spec|check|write`."""
+"""Console entry point: `destination-mistral spec|check|write|load`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ def run(args: list[str] | None = None) -> None:
         from destination_mistral.sync.runner import run_write_command
 
         run_write_command(args[1:])
+        return
+    if args and args[0] == "load":
+        # A local file's records through the same write path, also without the CDK's import.
+        from destination_mistral.local_files.command import run_load_command
+
+        run_load_command(args[1:])
         return
     from destination_mistral.destination import DestinationMistral
 

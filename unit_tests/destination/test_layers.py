@@ -11,6 +11,8 @@ PACKAGE = Path(destination_mistral.__file__).parent
 ENTRY = {"__init__", "__main__", "run", "destination"}
 # What each layer may import from the package besides itself; mistral_connection is open to all.
 ALLOWED = {
+    # The `load` command, at the entry points' level: it hands what it builds to sync/ as `write` does.
+    "local_files": {"sync", "settings", "protocol"},
     "sync": {"sinks", "enrich", "http", "settings", "protocol"},
     "sinks": {"enrich", "settings"},
     "enrich": {"http", "settings"},
