@@ -28,7 +28,9 @@ from destination_mistral.local_files.resume import Digest, ResumePoint, load_sta
 from destination_mistral.protocol.catalog import Catalog, catalog_from_json
 from destination_mistral.protocol.describe import first_line
 from destination_mistral.protocol.files import read_config
+from destination_mistral.protocol.masking import config_secrets, mask, register_secrets
 from destination_mistral.protocol.messages import Record, State, StreamStatus
+from destination_mistral.settings import parse_config
 from mistral_connection.errors import config_error
 
 logger = logging.getLogger("airbyte")
@@ -204,7 +206,6 @@ def run_load_command(args: list[str]) -> None:
     # failure as a TRACE message, the key masked everywhere.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from destination_mistral.protocol.logs import configure_logging
-    from destination_mistral.protocol.masking import config_secrets, register_secrets
     from destination_mistral.protocol.stdout import write_message
     from destination_mistral.sync.runner import install_exception_hook, tune_garbage_collector, write_messages
 
@@ -231,8 +232,6 @@ def run_load_command(args: list[str]) -> None:
 
 
 def failure_report(error: BaseException, plan: LoadPlan | None, stored: int) -> str:
-    from destination_mistral.protocol.masking import mask
-
     reason = getattr(error, "message", None) or first_line(error) or type(error).__name__
     lines = [f"destination-mistral load: {mask(reason)}"]
     if plan is None:
@@ -248,13 +247,13 @@ def failure_report(error: BaseException, plan: LoadPlan | None, stored: int) -> 
 
 
 def summary(plan: LoadPlan, config: dict[str, Any]) -> str:
-    from destination_mistral.settings import parse_config
-
     output = parse_config(config).output
+    # Outputs that are not a local path (a server) name themselves by `location`, without a password.
+    where = getattr(output, "location", None) or str(output.path)
     key = f", primary key {', '.join(plan.primary_key)}" if plan.primary_key else ""
     lines = [
         f"destination-mistral load: {plan.rows} records of {plan.source.shown} are in stream {plan.stream!r} "
-        f"({plan.sync_mode}{key}) of {output.kind} output {output.path}.",
+        f"({plan.sync_mode}{key}) of {output.kind} output {mask(where)}.",
         f"  Columns: {describe_columns(plan.json_schema)}.",
     ]
     if plan.skipped:
