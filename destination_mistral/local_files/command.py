@@ -165,7 +165,7 @@ def survey(parsed: argparse.Namespace) -> LoadPlan:
             raise source.problem(
                 1 if source.format == "csv" and not parsed.schema else None,
                 f"primary key column {name!r} is not in {where} (columns: {', '.join(columns)})",
-                "pass --primary-key with one of them, or --sync-mode append",
+                "pass --primary-key with one of them",
             )
     mode = parsed.sync_mode or ("append_dedup" if keys else "append")
     if mode == "append_dedup":
@@ -213,11 +213,11 @@ def run_load_command(args: list[str]) -> None:
     configure_logging()
     tune_garbage_collector()
     parsed = parse_load_args(args)
-    config = read_config(parsed.config)
-    register_secrets(config_secrets(config))
     plan: LoadPlan | None = None
     stored = 0
     try:
+        config = read_config(parsed.config)
+        register_secrets(config_secrets(config))
         plan = survey(parsed)
         stored = plan.skipped
         logger.info("Begin writing to the destination...")

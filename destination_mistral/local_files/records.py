@@ -63,6 +63,11 @@ def open_local_file(path_text: str, format_name: str | None) -> LocalFile:
                 f"{shown}: the format cannot be told from the file's name: pass --format csv or --format jsonl."
             )
     source = LocalFile(path, shown, format_name)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise source.problem(None, f"the file cannot be read ({error.strerror})", "check its permissions") from None
     if path.stat().st_size == 0:
         raise source.problem(None, "the file is empty", "export the records into it, or pass another file")
     return source
