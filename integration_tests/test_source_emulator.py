@@ -147,7 +147,7 @@ def test_fine_tuning_jobs_answered_404_are_skipped_and_the_sync_succeeds(fresh_e
     assert not output.errors, output.get_formatted_error_message()
     assert _ids(output, "fine_tuning_jobs") == []
     assert _ids(output, "models"), "the other streams are still read"
-    assert output.is_in_logs("no longer serves /v1/fine_tuning/jobs")
+    assert output.is_in_logs("HTTP 404 for GET /v1/fine_tuning/jobs")
 
 
 def test_wrong_key_fails_with_one_sentence_naming_api_key(emulator):

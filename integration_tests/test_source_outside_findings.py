@@ -257,7 +257,9 @@ def test_fine_tuning_jobs_404_skip_is_logged_at_warn(fresh_emulator):
     output = read(SourceMistral(config=config, catalog=catalog), config, catalog)
     assert not output.errors, output.get_formatted_error_message()
     warnings = [m.log.message for m in output.logs if m.log.level.name == "WARN"]
-    assert any("no longer serves /v1/fine_tuning/jobs" in text for text in warnings), warnings
+    assert any("Skipping stream fine_tuning_jobs" in text and "/v1/fine_tuning/jobs" in text for text in warnings), (
+        warnings
+    )
 
 
 # ---- 6. the row-estimate requests count against requests_per_second -------------------------------

@@ -97,6 +97,13 @@ async def _truncate(request: web.Request, response: web.Response) -> web.StreamR
     return stream
 
 
+def _is_absent(settings: EmulatorSettings, method: str, path: str, key: str) -> bool:
+    """A route switched off with `absent_routes`, named by its path, by method and path, or by its
+    template as the stats name it (e.g. "GET /v1/files/{file_id}/content")."""
+    routes = settings.absent_routes
+    return bool(routes) and (path in routes or f"{method} {path}" in routes or key in routes)
+
+
 @web.middleware
 async def emulator_middleware(request: web.Request, handler):
     state: EmulatorState = request.app[STATE]
@@ -109,7 +116,14 @@ async def emulator_middleware(request: web.Request, handler):
     limits: RequestLimits | None = None
     try:
         if path.startswith("/v1/") or path == "/v1":
+            if settings.redirect_to:
+                # A proxy in front of the API answers before any key is looked at.
+                stats.record(key, str(settings.redirect_status))
+                location = settings.redirect_to.rstrip("/") + request.path_qs
+                return web.Response(status=settings.redirect_status, headers={"Location": location})
             api_key = auth.check(request, state.api_key, settings.auth_query_params)
+            if _is_absent(settings, request.method, path, key):
+                raise not_found("Not Found")
             limits = state.limiter.begin(api_key, settings)
             if limits is not None:
                 request[LIMITS] = limits

@@ -72,6 +72,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--no-fine-tuning", action="store_true", help="answer 404 on /v1/fine_tuning/jobs, as the current API does"
     )
+    p.add_argument("--absent-routes", default=None, help="comma-separated routes answered 404, e.g. /v1/agents/pages")
+    p.add_argument("--redirect-to", default=None, help="base URL every /v1 request is redirected to")
+    p.add_argument("--redirect-status", type=int, default=307, help="status of those redirects")
     p.add_argument("--batch-queue-seconds", type=float, default=0.05, help="time a new batch job stays QUEUED")
     p.add_argument("--batch-seconds-per-request", type=float, default=0.0, help="pace of a RUNNING batch job")
     p.add_argument("--auth-query-params", default="api_token,api_key,key")
@@ -104,6 +107,9 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         fault_truncate=args.fault_truncate,
         batch_queue_seconds=args.batch_queue_seconds,
         batch_seconds_per_request=args.batch_seconds_per_request,
+        absent_routes=[r for r in args.absent_routes.split(",") if r] if args.absent_routes else None,
+        redirect_to=args.redirect_to,
+        redirect_status=args.redirect_status,
     )
     return settings
 

@@ -193,6 +193,10 @@ def settings_to_args(settings: EmulatorSettings) -> list[str]:
         args += ["--fault-routes", ",".join(sorted(settings.fault_routes))]
     if not settings.fine_tuning:
         args.append("--no-fine-tuning")
+    if settings.absent_routes:
+        args += ["--absent-routes", ",".join(sorted(settings.absent_routes))]
+    if settings.redirect_to:
+        args += ["--redirect-to", settings.redirect_to, "--redirect-status", str(settings.redirect_status)]
     return args
 
 

@@ -28,6 +28,9 @@ RUNTIME_KNOBS = frozenset(
         "fault_truncate",
         "fault_routes",
         "fine_tuning",
+        "absent_routes",
+        "redirect_to",
+        "redirect_status",
         "batch_queue_seconds",
         "batch_seconds_per_request",
     }
@@ -71,6 +74,14 @@ class EmulatorSettings:
     fault_routes: frozenset[str] | None = None
     # The current API answers 404 for the fine-tuning jobs endpoints; False reproduces that.
     fine_tuning: bool = True
+    # Routes (e.g. "/v1/agents/pages", or "GET /v1/agents/pages") answered 404 {"detail":"Not Found"}, as a
+    # deployment or proxy that does not serve them answers; None = every route is served.
+    absent_routes: frozenset[str] | None = None
+    # A base URL (e.g. "https://other.example") that every /v1 request is redirected to, path and query
+    # kept, with `redirect_status`, as a proxy or load balancer in front of the API may answer. None: no
+    # redirect.
+    redirect_to: str | None = None
+    redirect_status: int = 307
     # Query parameter names accepted as the key for proxy-style access.
     auth_query_params: tuple[str, ...] = ("api_token", "api_key", "key")
     # Batch jobs created through the API: time spent QUEUED, and time per request while RUNNING.
@@ -81,6 +92,8 @@ class EmulatorSettings:
     def __post_init__(self) -> None:
         if self.fault_routes is not None and not isinstance(self.fault_routes, frozenset):
             self.fault_routes = frozenset(self.fault_routes)
+        if self.absent_routes is not None and not isinstance(self.absent_routes, frozenset):
+            self.absent_routes = frozenset(self.absent_routes)
         self.auth_query_params = tuple(self.auth_query_params)
 
     def update(self, **knobs: Any) -> None:
@@ -90,8 +103,10 @@ class EmulatorSettings:
         if unknown:
             raise ValueError(f"not runtime knobs: {sorted(unknown)}; allowed: {sorted(RUNTIME_KNOBS)}")
         for name, value in knobs.items():
-            if name == "fault_routes" and value is not None:
+            if name in ("fault_routes", "absent_routes") and value is not None:
                 value = frozenset(value)
+            if name == "redirect_status" and value not in (301, 302, 303, 307, 308):
+                raise ValueError(f"redirect_status must be 301, 302, 303, 307 or 308, got {value!r}")
             if name in ("rate_limit_rps", "tokens_per_minute") and value is not None:
                 value = float(value)
                 if value < 0:
@@ -119,8 +134,9 @@ class EmulatorSettings:
 
     def knobs(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in sorted(RUNTIME_KNOBS)}
-        if out["fault_routes"] is not None:
-            out["fault_routes"] = sorted(out["fault_routes"])
+        for name in ("fault_routes", "absent_routes"):
+            if out[name] is not None:
+                out[name] = sorted(out[name])
         return out
 
     def copy(self) -> EmulatorSettings:

@@ -1,6 +1,6 @@
-"""Three rules the manifest cannot express: a page list that ends short of its announced `total`, a
-JSON Lines file cut short, and a 429 that is waited out for as long as the API serves anyone
-(MistralErrorHandler).
+"""Rules the manifest cannot express: a page list that ends short of its announced `total`, a JSON
+Lines file cut short, a 429 that is waited out for as long as the API serves anyone, a skipped route
+that is named in a warning, and a refused redirect that becomes a config error (MistralErrorHandler).
 
 
 /v1/files, /v1/batch/jobs and /v1/fine_tuning/jobs announce `total` on every page. The CDK's
@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -38,6 +39,8 @@ from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
 from airbyte_cdk.sources.streams.http.error_handlers.response_models import ErrorResolution, ResponseAction
 from airbyte_cdk.sources.types import Record, StreamSlice
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_mistral.redirects import RedirectRefused
 
 
 def announced_total(response: requests.Response) -> int | None:
@@ -131,6 +134,17 @@ class _ApiProgress:
 _API_PROGRESS = _ApiProgress()
 
 
+@dataclass(frozen=True)
+class SkippedRoute:
+    route: str  # method and path, e.g. "GET /v1/agents/pages"
+    status: int
+
+
+# The streams skipped because the API does not serve their route: `check` reads the models stream
+# and fails when its route is absent, instead of reporting that no model is offered.
+SKIPPED_STREAMS: dict[str, SkippedRoute] = {}
+
+
 class _Attempts:
     """The attempts of the request a thread is sending. The CDK sends one request at a time per
     thread and retries it in that thread, and every attempt's answer (or connection error) comes
@@ -154,14 +168,22 @@ def _url_of(response_or_exception: Any) -> str | None:
 
 @dataclass
 class MistralErrorHandler(DefaultErrorHandler):
-    """DefaultErrorHandler as the manifest configures it, with three corrections: an ignored answer
-    is logged as a warning (see below); an answer a rule retries is transient by definition, so when
-    retries run out the stream fails as a transient error (the CDK takes the failure type of a RETRY
-    from its status-code table, which has no entry for a 200 with a broken body, and would report it
-    as a system error); and a 429 does not use up the retries (see above)."""
+    """DefaultErrorHandler as the manifest configures it, with four corrections: an ignored answer
+    (a route the API does not serve) is logged as a warning naming the stream and the route (see
+    `_skip`); a redirect, stopped before it was followed (source_mistral/redirects.py), fails as a
+    config error naming the host it pointed to; an answer a rule retries is transient by definition,
+    so when retries run out the stream fails as a transient error (the CDK takes the failure type of
+    a RETRY from its status-code table, which has no entry for a 200 with a broken body, and would
+    report it as a system error); and a 429 does not use up the retries (see above)."""
 
     def __post_init__(self, parameters: Any) -> None:
         super().__post_init__(parameters)
+        parameters = parameters or {}
+        # The stream's name reaches components through $parameters (a parent list read for another
+        # stream carries that stream's name).
+        self.stream_name = parameters.get("name") or "this stream"
+        self.absent_route_hint = parameters.get("absent_route_hint")
+        self._skipped_routes: set[str] = set()
         self.retries_per_request = self.max_retries if self.max_retries is not None else 5
         self.seconds_without_success = self.max_time
         self.max_retries = _LOOP_UNBOUNDED_TRIES
@@ -173,15 +195,30 @@ class MistralErrorHandler(DefaultErrorHandler):
 
     def resolve(self, response_or_exception: requests.Response | Exception | None) -> ErrorResolution:
         """What the manifest's rules make of one answer."""
+        if isinstance(response_or_exception, RedirectRefused):
+            return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, response_or_exception.message)
         resolution = super().interpret_response(response_or_exception)
         if resolution.response_action == ResponseAction.IGNORE and isinstance(response_or_exception, requests.Response):
-            # An ignored answer skips data (fine_tuning_jobs where the API no longer serves them):
-            # the user is told at WARN, as the docs promise. The CDK logs the same message at INFO
-            # only, which a platform showing warnings and errors hides.
-            _logger.warning(resolution.error_message or f"Ignoring an HTTP {response_or_exception.status_code} answer.")
+            self._skip(response_or_exception)
         if resolution.response_action == ResponseAction.RETRY and resolution.failure_type == FailureType.system_error:
             return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, resolution.error_message)
         return resolution
+
+    def _skip(self, response: requests.Response) -> None:
+        """An ignored answer is a route this API does not serve (the manifest ignores only 404 and
+        405): the stream is skipped, and the user is told at WARN, once per route. The CDK logs an
+        ignored answer at INFO only, which a platform showing warnings and errors hides."""
+        route = f"{response.request.method} {urlsplit(response.request.url or '').path}"
+        if route in self._skipped_routes:
+            return
+        self._skipped_routes.add(route)
+        hint = f" {self.absent_route_hint}" if self.absent_route_hint else ""
+        message = (
+            f"Skipping stream {self.stream_name}: the API answered HTTP {response.status_code} for {route}, a route "
+            f"(or a file) this API or proxy does not serve.{hint} The sync goes on with the other streams."
+        )
+        SKIPPED_STREAMS[self.stream_name] = SkippedRoute(route, response.status_code)
+        _logger.warning(message)
 
     def interpret_response(self, response_or_exception: requests.Response | Exception | None) -> ErrorResolution:
         resolution = self.resolve(response_or_exception)

@@ -29,6 +29,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import normalize_config, register_secret_forms
 from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
+from source_mistral.components import SKIPPED_STREAMS, SkippedRoute
 from source_mistral.config_checks import check_own_fields
 from source_mistral.estimates import announced_requests_per_second, estimate_messages
 
@@ -63,10 +64,15 @@ class SourceMistral(YamlDeclarativeSource):
         """Lists the account's models through the manifest's own requester (so auth, retries and
         the invalid-key message are the sync's), then verifies that the configured model is there."""
         _mask_key(self._config)
+        SKIPPED_STREAMS.pop("models", None)
         try:
             names = model_names(self._read_stream("models"))
         except AirbyteTracedException as error:
             return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
+        skipped = SKIPPED_STREAMS.pop("models", None)
+        if skipped is not None:
+            # A read skips a stream whose route is absent; check has nothing to check without models.
+            return AirbyteConnectionStatus(status=Status.FAILED, message=absent_models_message(skipped))
         wanted = self._config["model"]
         if wanted not in names:
             return AirbyteConnectionStatus(status=Status.FAILED, message=unknown_model_message(wanted, names))
@@ -148,6 +154,14 @@ def _mask_trace(error: AirbyteErrorTraceMessage) -> None:
         text = getattr(error, field)
         if text:
             setattr(error, field, filter_secrets(text))
+
+
+def absent_models_message(skipped: SkippedRoute) -> str:
+    return (
+        f"The API at `base_url` does not serve {skipped.route} (HTTP {skipped.status}), which lists the models "
+        "this check verifies: set `base_url` to the Mistral API's address (e.g. https://api.mistral.ai) or to a "
+        "proxy that serves the whole API."
+    )
 
 
 def model_names(cards: Iterable[Mapping[str, Any]]) -> set[str]:

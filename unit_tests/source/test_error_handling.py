@@ -70,7 +70,27 @@ class ErrorHandlingTest(TestCase):
         output = read(SourceMistral(config=CONFIG), CONFIG, catalog("fine_tuning_jobs"))
         assert not output.errors, "a 404 for fine-tuning jobs must not fail the sync"
         assert output.records == []
-        assert output.is_in_logs("no longer serves /v1/fine_tuning/jobs"), "the skip must be explained in the logs"
+        assert output.is_in_logs("Skipping stream fine_tuning_jobs"), "the skip must be explained in the logs"
+        assert output.is_in_logs("HTTP 404 for GET /v1/fine_tuning/jobs"), "the warning names the route"
+
+    @HttpMocker()
+    def test_error_handling_a_list_route_answered_405_is_skipped_with_a_warning_naming_stream_and_route(
+        self, http_mocker: HttpMocker
+    ) -> None:
+        http_mocker.get(request("agents/pages", page_size=100), json_response({"detail": "Method Not Allowed"}, 405))
+        output = read(SourceMistral(config=CONFIG), CONFIG, catalog("agents"))
+        assert not output.errors, "a route the API does not serve must not fail the sync"
+        assert output.records == []
+        warnings = [m.log.message for m in output.logs if m.log.level.name == "WARN"]
+        assert any(
+            w.startswith("Skipping stream agents:") and "HTTP 405 for GET /v1/agents/pages" in w for w in warnings
+        )
+
+    @HttpMocker()
+    def test_error_handling_other_client_errors_still_fail_the_stream(self, http_mocker: HttpMocker) -> None:
+        http_mocker.get(request("agents/pages", page_size=100), json_response({"detail": "Bad page_size"}, 422))
+        output = read(SourceMistral(config=CONFIG), CONFIG, catalog("agents"), expecting_exception=True)
+        assert output.errors, "a refusal that is not an absent route fails the stream"
 
     @HttpMocker()
     def test_query_parameter_placement_sends_the_key_in_the_query_not_a_header(self, http_mocker: HttpMocker) -> None:
@@ -100,6 +120,14 @@ class CheckTest(TestCase):
         status = source.check(None, source.configure(config, "/tmp"))
         assert status.status == Status.FAILED
         assert "'mistral-small-latest'" in status.message and "`model`" in status.message, status.message
+
+    @HttpMocker()
+    def test_check_fails_when_the_models_route_answers_405(self, http_mocker: HttpMocker) -> None:
+        http_mocker.get(request("models"), json_response({"detail": "Method Not Allowed"}, 405))
+        source = SourceMistral(config=CONFIG)
+        status = source.check(None, source.configure(CONFIG, "/tmp"))
+        assert status.status == Status.FAILED
+        assert "GET /v1/models (HTTP 405)" in status.message and "`base_url`" in status.message, status.message
 
     @HttpMocker()
     def test_check_reports_an_invalid_key_in_one_sentence(self, http_mocker: HttpMocker) -> None:
