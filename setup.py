@@ -48,7 +48,10 @@ setup(
         "orjson>=3.9",
         "numpy>=1.26",
         "pyarrow>=15",
+        # 1.1 is the first that sets the storage version of a new file (storage_compatibility_version).
         "duckdb>=1.1",
+        # The PostgreSQL output; the binary package carries libpq, which the connector image lacks.
+        "psycopg[binary]>=3.2",
         "mistral-common>=1.5",
         "sentencepiece>=0.2",
     ],
@@ -60,6 +63,8 @@ setup(
             "mistralai>=2",
             "openapi-core>=0.19",
             "hypothesis>=6.100",
+            # A PostgreSQL server with pgvector in a wheel, which the PostgreSQL output's tests start.
+            "pgserver>=0.1.4",
             # Pinned: another version may format differently, and the test command checks the format.
             "ruff==0.17.6",
         ],

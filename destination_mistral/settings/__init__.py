@@ -5,10 +5,13 @@ shows them, `check` and `write` validate every config against them with the same
 - spec_fields: the YAML and the paths and defaults read from it
 - validation: the config against the spec's JSON schema, each refusal in plain words
 - rules: what the schema cannot state (templates, the response schema, one override per stream)
+- outputs: the output block's rules (the /local root in the container, MotherDuck, PostgreSQL)
 - conversion, typed: the validated config as typed settings
 - parsing: parse_config, the four steps in order
 - stream_fields: at the start of `write`, the record fields the settings name against each stream"""
 
+from destination_mistral.settings.key_masking import mask_error
+from destination_mistral.settings.outputs import LOCAL_ROOT_ENV, local_root
 from destination_mistral.settings.parsing import parse_config
 from destination_mistral.settings.spec_fields import own_fields
 from destination_mistral.settings.stream_fields import check_stream_fields
@@ -24,6 +27,7 @@ from destination_mistral.settings.typed import (
     Limits,
     NoEnrichment,
     OutputSettings,
+    PostgresSettings,
     ResponseFormat,
     chat_context_tokens,
 )
@@ -40,6 +44,10 @@ __all__ = [
     "Limits",
     "NoEnrichment",
     "OutputSettings",
+    "PostgresSettings",
+    "LOCAL_ROOT_ENV",
+    "local_root",
+    "mask_error",
     "ResponseFormat",
     "chat_context_tokens",
     "check_stream_fields",

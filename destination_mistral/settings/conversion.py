@@ -5,11 +5,11 @@ spec's."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from destination_mistral.settings.outputs import build_output
 from destination_mistral.settings.rules import field_path
 from destination_mistral.settings.spec_fields import field_schema
 from destination_mistral.settings.typed import (
@@ -21,7 +21,6 @@ from destination_mistral.settings.typed import (
     Enrichment,
     Limits,
     NoEnrichment,
-    OutputSettings,
     ResponseFormat,
 )
 from mistral_connection import MistralConnection
@@ -61,7 +60,7 @@ def build_config(config: Mapping[str, Any], connection: MistralConnection) -> De
         connection=connection,
         enrichment=build_enrichment(config["enrichment"], connection.model),
         overrides=overrides,
-        output=_output(config["output"]),
+        output=build_output(config["output"]),
         limits=_limits(config.get("limits") or {}),
         delivery=Delivery(**_values(config.get("delivery") or {}, _DELIVERY_VALUES, "delivery")),
         **given,
@@ -95,12 +94,6 @@ def _response_format(raw: Mapping[str, Any] | None) -> ResponseFormat:
         return ResponseFormat(type=raw["type"]) if raw else ResponseFormat()
     given = {key: raw[key] for key in ("name", "strict") if key in raw}
     return ResponseFormat(type="json_schema", schema=orjson.loads(raw["schema"]), **given)
-
-
-def _output(raw: Mapping[str, Any]) -> OutputSettings:
-    location = raw["path" if raw["type"] == "duckdb" else "directory"]
-    given = {"schema": raw["schema"].strip()} if _text(raw.get("schema")) else {}
-    return OutputSettings(kind=raw["type"], path=Path(location.strip()).expanduser(), **given)
 
 
 def _limits(raw: Mapping[str, Any]) -> Limits:

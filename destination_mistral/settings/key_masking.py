@@ -1,7 +1,7 @@
-"""The API key kept out of config errors. The messages are built from field paths and the spec, but
-a few quote what the user wrote (Jinja's account of a template's syntax error, jsonschema's of a
-broken response schema, a field a template names), and a key pasted into a template or a field by
-mistake must not reach the logs through them."""
+"""The API key (and the output's password or token) kept out of config errors. The messages are
+built from field paths and the spec, but a few quote what the user wrote (Jinja's account of a
+template's syntax error, jsonschema's of a broken response schema, a field a template names), and a
+key pasted into a template or a field by mistake must not reach the logs through them."""
 
 from __future__ import annotations
 
@@ -17,17 +17,20 @@ SHORTEST_MASKED = 8
 
 
 @contextmanager
-def key_kept_out(key: str) -> Iterator[None]:
-    """Any error raised inside leaves with every form of `key` in its messages masked."""
+def key_kept_out(key: str, *secrets: str) -> Iterator[None]:
+    """Any error raised inside leaves with every form of `key` and of the other `secrets` (the
+    output's password or token) in its messages masked."""
     try:
         yield
     except Exception as error:
-        _mask(error, key)
+        mask_error(error, key, *secrets)
         raise
 
 
-def _mask(error: Exception, key: str) -> None:
-    forms = [form for form in secret_forms(key) if len(form) >= SHORTEST_MASKED]
+def mask_error(error: Exception, *secrets: str) -> None:
+    """Masks every form of each secret in the error's messages, in place."""
+    forms = [form for secret in secrets for form in secret_forms(secret) if len(form) >= SHORTEST_MASKED]
+    forms.sort(key=len, reverse=True)  # a longer form first, not half masked by a shorter one
     for attribute in ("message", "internal_message"):
         text = getattr(error, attribute, None)
         if isinstance(text, str):

@@ -24,12 +24,20 @@ def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
     # mistake that never echoes the key: it is normalised, not validated against the schema.
     connection = MistralConnection.from_config(config)
     own = without_nulls(config)
-    with key_kept_out(connection.api_key):
+    with key_kept_out(connection.api_key, *output_secrets(own)):
         problem = schema_problem(own)
         if problem:
             raise config_error(problem)
         check_rules(own)
     return build_config(own, connection)
+
+
+def output_secrets(config: Mapping[str, Any]) -> list[str]:
+    """The output's secret fields as the config gives them, whether or not they are valid yet."""
+    output = config.get("output")
+    if not isinstance(output, Mapping):
+        return []
+    return [value for value in (output.get("password"), output.get("motherduck_token")) if isinstance(value, str)]
 
 
 def without_nulls(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """The rules the spec's JSON schema cannot state, checked once the config's fields have the spec's
 shape (settings.validation): templates that compile, a response schema that is JSON and a valid
 JSON schema, exactly one source of the text to embed, no blank names or paths, one override per
-stream, a local DuckDB file. Each broken rule is a config error naming the field and the fix."""
+stream, an output that can be written (settings.outputs). Each broken rule is a config error
+naming the field and the fix."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import jsonschema
 import orjson
 from jsonschema.exceptions import best_match
 
+from destination_mistral.settings.outputs import check_output
 from destination_mistral.settings.validation import kind_words, or_words
 from mistral_connection.errors import config_error
 
@@ -32,7 +34,7 @@ def check_rules(config: Mapping[str, Any]) -> None:
             )
         seen[name] = index
         check_enrichment(item["enrichment"], f"stream_overrides[{index}].enrichment")
-    _check_output(config["output"])
+    check_output(config["output"])
 
 
 def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
@@ -97,14 +99,3 @@ def _expected(error: jsonschema.ValidationError) -> str | None:
         options = [_expected(option) for option in error.context if not option.relative_path]
         return "; or ".join(option for option in options if option) or None
     return None
-
-
-def _check_output(raw: Mapping[str, Any]) -> None:
-    key = "path" if raw["type"] == "duckdb" else "directory"
-    location = raw[key].strip()
-    if not location:
-        raise config_error(
-            f"`output.{key}` is empty: give the {'DuckDB file' if key == 'path' else 'directory'} to write to."
-        )
-    if key == "path" and location.startswith("md:"):
-        raise config_error("`output.path` points to MotherDuck; only a local DuckDB file is supported.")

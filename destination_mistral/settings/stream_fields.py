@@ -33,7 +33,7 @@ def check_stream_fields(config: DestinationConfig, configured_streams: Iterable[
     """Raises a config error for the first field that a stream's enrichment names and its schema
     does not declare. `configured_streams` are configured catalog entries (`.stream.name`,
     `.stream.namespace`, `.stream.json_schema`)."""
-    with key_kept_out(config.connection.api_key):
+    with key_kept_out(config.connection.api_key, *config.output.secrets):
         for configured in configured_streams:
             stream = configured.stream
             label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name

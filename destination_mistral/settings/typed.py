@@ -16,6 +16,7 @@ _CHAT = defaults("enrichment", "chat")
 _JSON_SCHEMA = defaults("enrichment", "chat", "response_format", "json_schema")
 _EMBEDDINGS = defaults("enrichment", "embeddings")
 _DUCKDB = defaults("output", "duckdb")
+_POSTGRES = defaults("output", "postgres")
 _LIMITS = defaults("limits")
 _DELIVERY = defaults("delivery")
 MIB = 1024 * 1024
@@ -141,10 +142,51 @@ Enrichment = ChatSettings | EmbeddingSettings | NoEnrichment
 
 
 @dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    database: str
+    username: str
+    # Never in a repr, a log line or a message: the settings are printed by nothing, but a traceback
+    # of a failing test or a debugger would show them.
+    password: str = field(default="", repr=False)
+    port: int = _POSTGRES["port"]
+    ssl_mode: str = _POSTGRES["ssl_mode"]
+    hnsw_index: bool = _POSTGRES["hnsw_index"]
+
+    @property
+    def location(self) -> str:
+        """Where the output is, as messages name it: without the password."""
+        return f"postgresql://{self.username}@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
 class OutputSettings:
-    kind: str  # duckdb | jsonl
-    path: Path  # the DuckDB file, or the JSONL directory
+    kind: str  # duckdb | jsonl | postgres
+    path: Path | None  # the DuckDB file (or md:<database>), or the JSONL directory; None for PostgreSQL
     schema: str = _DUCKDB["schema"]
+    # The oldest DuckDB release that must read a DuckDB file this connector creates.
+    storage_version: str = _DUCKDB["storage_version"]
+    motherduck_token: str | None = field(default=None, repr=False)
+    postgres: PostgresSettings | None = None
+
+    @property
+    def is_motherduck(self) -> bool:
+        return self.kind == "duckdb" and is_motherduck_path(str(self.path))
+
+    @property
+    def location(self) -> str:
+        return self.postgres.location if self.postgres is not None else str(self.path)
+
+    @property
+    def secrets(self) -> list[str]:
+        """The values no message may show."""
+        given = [self.motherduck_token, self.postgres.password if self.postgres else None]
+        return [value for value in given if value]
+
+
+def is_motherduck_path(location: str) -> bool:
+    """DuckDB opens `md:<database>` (or `motherduck:<database>`) on MotherDuck rather than a file."""
+    return location.strip().lower().startswith(("md:", "motherduck:"))
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,29 @@ from destination_mistral.sinks.base import Sink, WriteItem
 
 
 def open_sink(output: OutputSettings, cache_enabled: bool) -> Sink:
-    if output.kind == "duckdb":
-        from destination_mistral.sinks.duckdb_sink import DuckDBSink
+    if output.kind == "postgres":
+        from destination_mistral.sinks.postgres_sink import PostgresSink
 
-        return DuckDBSink(output, cache_enabled)
-    from destination_mistral.sinks.jsonl_sink import JsonlSink
+        return PostgresSink(output, cache_enabled)
+    from destination_mistral.sinks.duckdb_connection import opening
 
-    return JsonlSink(output, cache_enabled)
+    # The DuckDB file, the MotherDuck database or the JSONL output's cache is opened with this
+    # output's storage version and token.
+    with opening(output):
+        if output.kind == "duckdb":
+            from destination_mistral.sinks.duckdb_sink import DuckDBSink
+
+            return DuckDBSink(output, cache_enabled)
+        from destination_mistral.sinks.jsonl_sink import JsonlSink
+
+        return JsonlSink(output, cache_enabled)
 
 
 def check_writable(output: OutputSettings) -> None:
     """Raises a config error when the output location cannot be written."""
-    if output.kind == "duckdb":
+    if output.kind == "postgres":
+        from destination_mistral.sinks.postgres_connection import check_writable as check
+    elif output.kind == "duckdb":
         from destination_mistral.sinks.duckdb_connection import check_writable as check
     else:
         from destination_mistral.sinks.jsonl_sink import check_writable as check

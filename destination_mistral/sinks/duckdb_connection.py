@@ -1,25 +1,64 @@
-"""Opening a DuckDB file for the destination (the DuckDB output, or the JSONL output's cache): the
-errors that make a config error, and the settings a sync runs with (UTC, threads, buffer pool,
-checkpoints, compression). Also the check that `output.path` can be written."""
+"""Opening a DuckDB database for the destination (the DuckDB output, a MotherDuck database, or the
+JSONL output's cache): the errors that make a config error, the storage version a new file is
+written in, and the settings a sync runs with (UTC, threads, buffer pool, checkpoints,
+compression). Also the check that `output.path` can be written."""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import duckdb
 
-from destination_mistral.settings import OutputSettings
-from mistral_connection.errors import config_error
+from destination_mistral.settings import OutputSettings, mask_error
+from destination_mistral.settings.typed import is_motherduck_path
+from mistral_connection.errors import config_error, transient_error
+
+logger = logging.getLogger("airbyte")
 
 MEMORY_LIMIT = "192MB"
 ROOMY_MEMORY_LIMIT = "4GB"
+# The output being opened: the sinks call connect(path), and the storage version and MotherDuck
+# token of that output come from here (set by sinks.open_sink and check_writable).
+_OPENING: ContextVar[OutputSettings | None] = ContextVar("destination_mistral_duckdb_output", default=None)
+_DEFAULT_OUTPUT = OutputSettings(kind="duckdb", path=None)
 
 
-def connect(path: Path):
+@contextmanager
+def opening(output: OutputSettings) -> Iterator[None]:
+    """Every connect() inside opens its database with `output`'s settings."""
+    token = _OPENING.set(output)
+    try:
+        yield
+    finally:
+        _OPENING.reset(token)
+
+
+def connect(path: Path, output: OutputSettings | None = None):
+    """A connection to the DuckDB file at `path` (created in `output.storage_version` if missing),
+    or to MotherDuck when `path` is `md:<database>`."""
+    output = output or _OPENING.get() or _DEFAULT_OUTPUT
+    con = _open_motherduck(path, output) if is_motherduck_path(str(path)) else _open_file(path, output)
+    _tune(con)
+    return con
+
+
+def _open_file(path: Path, output: OutputSettings):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
+        # Applies to a file this creates; an existing file keeps the format it was written in.
+        con = duckdb.connect(str(path), config={"storage_compatibility_version": output.storage_version})
+    except duckdb.InvalidInputException as error:
+        if "version" not in str(error).lower():
+            raise
+        raise config_error(
+            f"`output.storage_version` {output.storage_version!r} is not a DuckDB version the installed DuckDB "
+            f"{duckdb.__version__} knows: give one such as v1.0.0 (read by every DuckDB 1.x), or latest."
+        ) from None
     except duckdb.IOException as error:
         text = str(error)
         if "lock" in text.lower():
@@ -32,6 +71,33 @@ def connect(path: Path):
         ) from None
     except (OSError, duckdb.Error) as error:
         raise config_error(f"`output.path` {str(path)!r} cannot be written: {str(error).splitlines()[0]}") from None
+    _warn_newer_format(con, path, output.storage_version)
+    return con
+
+
+def _open_motherduck(path: Path, output: OutputSettings):
+    """MotherDuck through DuckDB's motherduck extension (which DuckDB downloads on first use). The
+    token goes in the connection's config, never in the path that messages quote."""
+    config = {"motherduck_token": output.motherduck_token} if output.motherduck_token else {}
+    try:
+        return duckdb.connect(str(path), config=config)
+    except duckdb.Error as error:
+        text = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
+        if any(word in str(error).lower() for word in ("download", "establish connection", "network", "resolve")):
+            failure = transient_error(
+                f"MotherDuck could not be reached for {str(path)!r} ({text}): this machine needs access to the "
+                "internet (DuckDB downloads its motherduck extension, then connects to MotherDuck)."
+            )
+        else:
+            failure = config_error(
+                f"MotherDuck refused to open {str(path)!r} ({text}): check `output.motherduck_token` and the "
+                "database name in `output.path`."
+            )
+        mask_error(failure, *output.secrets)
+        raise failure from None
+
+
+def _tune(con) -> None:
     con.execute("SET TimeZone = 'UTC'")
     # Half the cores, at least one: the sync's own appends and joins gain little from more, and the
     # pipeline (and, on a shared machine, the source and the API) need the rest. On 2 cores, one
@@ -54,11 +120,36 @@ def connect(path: Path):
             break
         except duckdb.Error:
             continue
-    return con
+
+
+def _warn_newer_format(con, path: Path, wanted: str) -> None:
+    """An existing file keeps its format: one written in a newer one than `wanted` (by an earlier
+    version of this connector) is said so, since the readers the setting is for will refuse it."""
+    if wanted == "latest":
+        return
+    try:
+        tags = con.execute("SELECT tags FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    except duckdb.Error:
+        return  # a DuckDB without the tags column: nothing to compare
+    written = str((tags[0] or {}).get("storage_version", "")).rstrip("+") if tags else ""
+    if written and _release(written) > _release(wanted):
+        logger.warning(
+            f"The DuckDB file {str(path)!r} is in storage format {written}, newer than `output.storage_version` "
+            f"{wanted}, which applies only to new files: DuckDB releases before {written} cannot open it. To convert "
+            f"it, ATTACH a new file with (STORAGE_VERSION '{wanted}') and COPY FROM DATABASE into it."
+        )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.lstrip("v").split("."))
+    except ValueError:
+        return ()
 
 
 def check_writable(output: OutputSettings) -> None:
-    con = connect(output.path)
+    with opening(output):
+        con = connect(output.path)
     try:
         con.execute("CREATE TABLE IF NOT EXISTS _mistral_check (x INTEGER)")
         con.execute("DROP TABLE _mistral_check")

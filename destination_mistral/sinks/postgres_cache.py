@@ -1,0 +1,86 @@
+"""The answers already paid for, in the PostgreSQL output's default schema (`_mistral_cache`), with
+the meaning of sinks/cache.py: keyed by sha256(endpoint, model, parameters, input), successes and
+paid answers that could not be used, written in the transaction of the records they enriched.
+
+Lookups read through a connection of their own, since the pipeline runs them on another thread
+while a commit writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import orjson
+
+from destination_mistral.enrich.results import Result
+from destination_mistral.sinks.base import CacheEntries
+from destination_mistral.sinks.postgres_tables import table_ref
+
+TABLE = "_mistral_cache"
+_COLUMNS = "key, endpoint, model, answer, vector, prompt_tokens, completion_tokens, error"
+
+
+class PostgresCache:
+    def __init__(self, con, reader, schema: str) -> None:
+        self._con = con
+        self._reader = reader
+        self._table = table_ref(schema, TABLE)
+        # A primary key here (DuckDB's cache has none): PostgreSQL looks keys up through it, and
+        # ON CONFLICT needs it.
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._table} (key text PRIMARY KEY, endpoint text, model text, "
+            "answer text, vector real[], prompt_tokens integer, completion_tokens integer, "
+            "created_at timestamp with time zone DEFAULT now(), error text)"
+        )
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
+        if not keys:
+            return {}
+        rows = self._reader.execute(
+            f"SELECT {_COLUMNS} FROM {self._table} WHERE key = ANY(%s)", (list(dict.fromkeys(keys)),)
+        ).fetchall()
+        found = {}
+        for key, endpoint, model, answer, vector, prompt_tokens, completion_tokens, error in rows:
+            counts = {"model": model, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+            if error is not None:
+                found[key] = Result(error=error, error_kind="answer", cached=True, **counts)
+            elif endpoint == "embeddings":
+                if vector is not None:  # no usable vector: ask the API again
+                    found[key] = Result(value=np.asarray(vector, dtype=np.float32), cached=True, **counts)
+            else:
+                found[key] = Result(value=orjson.loads(answer) if answer is not None else None, cached=True, **counts)
+        return found
+
+    def store(self, entries: CacheEntries) -> None:
+        """(key, endpoint, result) for successes and paid answers that could not be used; keys already
+        present are left alone."""
+        unique = {key: (endpoint, result) for key, endpoint, result in entries if result.ok or result.paid}
+        rows = []
+        for key, (endpoint, result) in unique.items():
+            answer = vector = None
+            if result.ok and endpoint == "embeddings":
+                vector = np.asarray(result.value, dtype=np.float32).tolist()
+            elif result.ok:
+                answer = orjson.dumps(result.value).decode()
+            rows.append(
+                (
+                    key,
+                    endpoint,
+                    result.model,
+                    answer,
+                    vector,
+                    result.prompt_tokens,
+                    result.completion_tokens,
+                    result.error,
+                )
+            )
+        if rows:
+            with self._con.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO {self._table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    rows,
+                )
+
+    def close(self) -> None:
+        self._reader.close()

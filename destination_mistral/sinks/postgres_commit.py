@@ -1,0 +1,94 @@
+"""How a PostgreSQL commit writes one stream's batch: appended with COPY, or (append_dedup) upserted
+by primary key, with the configured cursor deciding between two records of one key.
+
+The dedup rule, within the batch and against the rows already stored: the record with the greater
+cursor wins, a null cursor is older than any value, and of two records with equal cursors (or with
+no cursor configured) the later one wins. A record whose `_ab_cdc_deleted_at` is set (a CDC
+delete) that wins removes its key's row and is not stored itself. A record without a value for
+its key is a row of its own and never merged (NULL equals nothing), as in the DuckDB output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from destination_mistral.sinks.base import WriteItem, warn_keyless
+from destination_mistral.sinks.postgres_rows import RowLayout, batch_rows, is_delete
+from destination_mistral.sinks.postgres_tables import ident, table_ref
+from destination_mistral.sinks.schema import StreamPlan
+
+BATCH_TABLE = "_mistral_batch"
+SEQ = "_mistral_seq"
+DELETED = "_mistral_deleted"
+
+
+def write_batch(con, plan: StreamPlan, items: Sequence[WriteItem], schema: str, table: str, layout: RowLayout) -> None:
+    rows = batch_rows(plan, items, layout)
+    if plan.sync_mode != "append_dedup":
+        _copy(con, table_ref(schema, table), layout.names, rows)
+        return
+    marked = [(*row, item.seq, is_delete(item)) for row, item in zip(rows, items, strict=False)]
+    merge(
+        con,
+        plan,
+        table_ref(schema, table),
+        layout.names,
+        lambda batch: _copy(con, batch, [*layout.names, SEQ, DELETED], marked),
+    )
+    keys = plan.primary_key
+    warn_keyless(plan, sum(1 for item in items if any(item.record.get(k) is None for k in keys)))
+
+
+def merge(con, plan: StreamPlan, target: str, names: list[str], fill: Callable[[str], None]) -> None:
+    """Upserts into `target` the rows `fill` puts in the batch table it is given (the columns `names`,
+    then SEQ and DELETED)."""
+    batch = ident(BATCH_TABLE)
+    con.execute(f"DROP TABLE IF EXISTS pg_temp.{batch}")
+    # The batch table has the target's column types, so that cursors compare as the stored rows do.
+    con.execute(f"CREATE TEMP TABLE {batch} (LIKE {target})")
+    con.execute(f"ALTER TABLE {batch} ADD COLUMN {ident(SEQ)} bigint, ADD COLUMN {ident(DELETED)} boolean")
+    fill(batch)
+    _upsert(con, plan, target, batch, names)
+    con.execute(f"DROP TABLE {batch}")
+
+
+def _copy(con, target: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+    with (
+        con.cursor() as cursor,
+        cursor.copy(f"COPY {target} ({', '.join(ident(n) for n in names)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+def cursor_column(plan: StreamPlan) -> str | None:
+    """The top-level column the configured cursor names, or None (input order decides then). A
+    plan carries the catalog's cursor_field as `cursor_field`, or in `extra`."""
+    field = getattr(plan, "cursor_field", None) or plan.extra.get("cursor_field")
+    if isinstance(field, (list, tuple)):
+        field = field[0] if len(field) == 1 else None
+    names = {column.name for column in plan.columns}
+    return field if isinstance(field, str) and field in names else None
+
+
+def _upsert(con, plan: StreamPlan, target: str, batch: str, names: list[str]) -> None:
+    keys = [ident(k) for k in plan.primary_key]
+    keyed = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+    cursor = cursor_column(plan)
+    order = (f"{ident(cursor)} DESC NULLS LAST, " if cursor else "") + f"{ident(SEQ)} DESC"
+    # Within the batch: only the winner of each key stays.
+    con.execute(
+        f"DELETE FROM {batch} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER "
+        f"(PARTITION BY {', '.join(keys)} ORDER BY {order}) AS place FROM {batch} WHERE {keyed}) ranked "
+        "WHERE place > 1)"
+    )
+    same_key = " AND ".join(f"t.{k} = b.{k}" for k in keys)
+    # Against the stored rows: the batch's record wins unless the stored row's cursor is newer.
+    wins = f"(t.{ident(cursor)} IS NULL OR b.{ident(cursor)} >= t.{ident(cursor)})" if cursor else "TRUE"
+    con.execute(f"DELETE FROM {target} t USING {batch} b WHERE {same_key} AND {wins}")
+    con.execute(f"DELETE FROM {batch} b WHERE EXISTS (SELECT 1 FROM {target} t WHERE {same_key})")
+    columns = ", ".join(ident(n) for n in names)
+    con.execute(
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {batch} WHERE NOT {ident(DELETED)} "
+        f"ORDER BY {ident(SEQ)}"
+    )

@@ -1,0 +1,174 @@
+"""A batch of records as the rows COPY sends to PostgreSQL: each field converted to its column's type
+in Python (PostgreSQL has no TRY_CAST), a value that does not fit (the string "five" for an
+integer, a text holding a NUL byte, which PostgreSQL cannot store) stored as NULL and named in
+`_airbyte_meta.changes`, as the DuckDB output does, instead of failing the batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from destination_mistral.sinks.base import JSON_OPTIONS, WriteItem, enrichment_fields
+from destination_mistral.sinks.postgres_tables import GENERATION_ID, pg_name
+from destination_mistral.sinks.schema import ANSWER, EMBEDDING, EXTRACTED_AT, META, RAW_ID, StreamPlan
+
+# A record whose field holds a value here is a CDC delete (Airbyte's debezium-based sources).
+CDC_DELETED_AT = "_ab_cdc_deleted_at"
+_NO_FIT = object()
+_INT_BOUNDS = {"bigint": 2**63, "integer": 2**31, "smallint": 2**15}
+_TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
+_FRACTION = re.compile(r"(\.\d{6})\d+")  # Python reads microseconds; sources may send nanoseconds
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """The columns a batch writes, in order, and the kind of value each one takes."""
+
+    names: list[str]
+    kinds: list[str]
+    fields: int  # how many of them are the record's own fields
+
+
+def row_layout(plan: StreamPlan, table: dict[str, str]) -> RowLayout:
+    """The plan's columns as the table (name -> PostgreSQL type) holds them."""
+    meta = [RAW_ID, EXTRACTED_AT, META, GENERATION_ID]
+    enrichment = [column.name for column in plan.meta_columns() if column.name not in (RAW_ID, EXTRACTED_AT, META)]
+    names = [column.name for column in plan.columns] + meta + [n for n in enrichment if n != GENERATION_ID]
+    return RowLayout(names, [value_kind(table[pg_name(name)]) for name in names], len(plan.columns))
+
+
+def value_kind(pg_type: str) -> str:
+    base = pg_type.replace('"', "").split(".")[-1]
+    if base.startswith("vector"):
+        return "vector"
+    if base.endswith("[]"):
+        return "array"
+    if base in _INT_BOUNDS:
+        return base
+    if base.startswith("timestamp"):
+        return "timestamptz" if "with time zone" in base else "timestamp"
+    return {
+        "double precision": "float",
+        "real": "float",
+        "numeric": "float",
+        "boolean": "bool",
+        "date": "date",
+        "jsonb": "json",
+        "json": "json",
+    }.get(base, "text")
+
+
+def batch_rows(plan: StreamPlan, items: Sequence[WriteItem], layout: RowLayout) -> list[tuple]:
+    return [_row(plan, item, layout) for item in items]
+
+
+def is_delete(item: WriteItem) -> bool:
+    return item.record.get(CDC_DELETED_AT) is not None
+
+
+def _row(plan: StreamPlan, item: WriteItem, layout: RowLayout) -> tuple:
+    changes = list(item.changes or [])
+    values: list[Any] = []
+    for name, kind in zip(layout.names[: layout.fields], layout.kinds, strict=False):
+        raw = item.record.get(name)
+        value = None if raw is None else convert(raw, kind)
+        if value is _NO_FIT:
+            changes.append({"field": name, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"})
+            value = None
+        values.append(value)
+    meta: dict[str, Any] = {"sync_id": plan.sync_id} if plan.sync_id is not None else {}
+    meta["changes"] = changes
+    extracted = dt.datetime.fromtimestamp(item.emitted_at / 1000.0, tz=dt.UTC)
+    values += [item.raw_id, extracted, _json(meta), plan.generation_id]
+    enrichment = enrichment_fields(plan, item)
+    for name, kind in zip(layout.names[layout.fields + 4 :], layout.kinds[layout.fields + 4 :], strict=False):
+        value = enrichment.get(name)
+        if name == EMBEDDING:
+            value = vector_text(value, kind)
+        elif name == ANSWER and value is not None and (kind == "json" or not isinstance(value, str)):
+            value = _json(value)
+        values.append(value)
+    return tuple(values)
+
+
+def convert(value: Any, kind: str) -> Any:
+    """`value` (from JSON) as a value of `kind`, or _NO_FIT."""
+    try:
+        if kind in _INT_BOUNDS:
+            return _integer(value, _INT_BOUNDS[kind])
+        if kind == "float":
+            return _NO_FIT if isinstance(value, bool) else float(value.strip() if isinstance(value, str) else value)
+        if kind == "bool":
+            return _boolean(value)
+        if kind in ("date", "timestamptz", "timestamp"):
+            return _moment(value, kind) if isinstance(value, str) else _NO_FIT
+        if kind == "json":
+            text = _json(value)
+            return _NO_FIT if text is not None and "\\u0000" in text else text
+    except (ValueError, TypeError, OverflowError):
+        return _NO_FIT
+    text = value if isinstance(value, str) else _json(value)
+    return _NO_FIT if text is not None and "\x00" in text else text
+
+
+def _integer(value: Any, bound: int) -> Any:
+    if isinstance(value, bool):
+        return _NO_FIT
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            value = float(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            return _NO_FIT  # 1.5 is not the key 2
+        value = int(value)
+    if not isinstance(value, int):
+        return _NO_FIT
+    return value if -bound <= value < bound else _NO_FIT
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return True if word in _TRUE else False if word in _FALSE else _NO_FIT
+    return _NO_FIT
+
+
+def _moment(text: str, kind: str) -> Any:
+    text = _FRACTION.sub(r"\1", text.strip())
+    if kind == "date":
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            return dt.datetime.fromisoformat(text).date()
+    moment = dt.datetime.fromisoformat(text)
+    if kind == "timestamptz":
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
+def vector_text(vector: Any, kind: str) -> str | None:
+    """A vector as pgvector's text (`[1,2]`) or a `real[]` literal (`{1,2}`): nine significant
+    digits hold a float32 exactly."""
+    if vector is None:
+        return None
+    values = np.asarray(vector, dtype=np.float32).ravel().tolist()
+    body = ("%.9g," * len(values))[:-1] % tuple(values) if values else ""
+    return f"[{body}]" if kind == "vector" else "{" + body + "}"
+
+
+def _json(value: Any) -> str | None:
+    text = orjson.dumps(value, option=JSON_OPTIONS)
+    return None if text == b"null" else text.decode()

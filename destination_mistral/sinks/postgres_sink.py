@@ -1,0 +1,141 @@
+"""The PostgreSQL sink: one table per stream, the namespace as its schema (else `output.schema`).
+
+As with DuckDB, each commit is one transaction holding the records and the cache rows of their
+results, and a staged stream (an overwrite, or a truncate refresh) writes to a staging table that
+replaces the stream's table in the commit bringing its COMPLETE status. The parts:
+`postgres_connection` connects and sorts failures, `postgres_tables` names tables and types their
+columns, `postgres_rows` converts a batch, `postgres_commit` writes it (COPY, upserts),
+`postgres_staging` keeps staged streams and `postgres_cache` the answers paid for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from destination_mistral.settings import OutputSettings
+from destination_mistral.sinks.base import Batches, CacheEntries, StagingSink, check_distinct_locations
+from destination_mistral.sinks.postgres_cache import PostgresCache
+from destination_mistral.sinks.postgres_commit import write_batch
+from destination_mistral.sinks.postgres_connection import connect, index_without_vectors, store_failures
+from destination_mistral.sinks.postgres_rows import RowLayout, row_layout
+from destination_mistral.sinks.postgres_staging import STAGING_PREFIX, StagingTables
+from destination_mistral.sinks.postgres_tables import (
+    VectorSupport,
+    build_hnsw_index,
+    existing_columns,
+    ident,
+    pg_name,
+    prepare_table,
+    vector_support,
+)
+from destination_mistral.sinks.schema import StreamPlan
+
+
+class PostgresSink(StagingSink):
+    def __init__(self, output: OutputSettings, cache_enabled: bool) -> None:
+        self.settings = output.postgres
+        self.con = connect(self.settings)
+        cache = None
+        try:
+            with self._transaction():
+                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(output.schema)}")
+                if cache_enabled:
+                    cache = PostgresCache(self.con, connect(self.settings), output.schema)
+        except BaseException:
+            self.con.close()
+            raise
+        super().__init__(output, cache)
+        self._layouts: dict[tuple[str | None, str], RowLayout] = {}
+        self._staging: StagingTables | None = None  # made by start
+
+    @property
+    def location(self) -> str:
+        return f"{self.settings.location} (schema {self.output.schema})"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with store_failures(self.settings), self.con.transaction():
+            yield
+
+    def schema_of(self, plan: StreamPlan) -> str:
+        return plan.namespace or self.output.schema
+
+    def _table(self, plan: StreamPlan, staging: bool = False) -> tuple[str, str]:
+        return self.schema_of(plan), (STAGING_PREFIX + plan.name if staging else plan.name)
+
+    def _write_table(self, plan: StreamPlan) -> tuple[str, str]:
+        return self._table(plan, staging=self.stages(plan))
+
+    def start(self, plans: Sequence[StreamPlan]) -> None:
+        # PostgreSQL compares quoted identifiers with case: "Users" and "users" are two tables.
+        check_distinct_locations(
+            plans, lambda p: f"{pg_name(self.schema_of(p))}.{pg_name(p.name)}", "the PostgreSQL table"
+        )
+        with self._transaction():
+            vectors = vector_support(self.con)
+            if self.settings.hnsw_index and vectors.schema is None:
+                raise index_without_vectors(self.settings)
+            self._staging = StagingTables(self.con, self.output.schema)
+            for plan in plans:
+                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema_of(plan))}")
+                self._prepare_staging(plan)
+                self._prepare(plan, vectors, self._write_table(plan))
+                staging = self._table(plan, staging=True)
+                if not self.stages(plan) and existing_columns(self.con, *staging):
+                    self._staging.adopt(plan, *self._table(plan), staging[1])
+
+    def _prepare(self, plan: StreamPlan, vectors: VectorSupport, where: tuple[str, str]) -> None:
+        columns = prepare_table(self.con, plan, *where, vectors)
+        if self.settings.hnsw_index:
+            build_hnsw_index(self.con, plan, *where, columns, vectors)
+        self._layouts[plan.key] = row_layout(plan, columns)
+
+    def _swapped_in_earlier(self, plan: StreamPlan) -> bool:
+        return self._staging.swapped_in(plan, *self._table(plan))
+
+    def _staging_resumable(self, plan: StreamPlan) -> bool:
+        return self._staging.resumable(plan, *self._table(plan, staging=True))
+
+    def _restart_staging(self, plan: StreamPlan) -> None:
+        self._staging.restart(plan, *self._table(plan, staging=True))
+
+    def lookup(self, keys: Sequence[str]):
+        with store_failures(self.settings):
+            return super().lookup(keys)
+
+    def commit(
+        self,
+        batches: Batches,
+        cache_entries: CacheEntries,
+        completes: Sequence[StreamPlan] = (),
+    ) -> None:
+        cache_entries = list(cache_entries)
+        swaps = self._pending_swaps(completes)
+        with self._transaction():
+            for plan, items in batches:
+                if items:
+                    write_batch(self.con, plan, items, *self._write_table(plan), self._layouts[plan.key])
+            if self.cache is not None:
+                self.cache.store(cache_entries)
+            for plan in swaps:
+                schema, table = self._table(plan)
+                self._staging.swap(plan, schema, table, self._table(plan, staging=True)[1])
+            for plan in _trims(completes):
+                self._staging.drop_older_generations(plan, *self._table(plan))
+        self._swapped.update(plan.key for plan in swaps)
+
+    def close(self) -> None:
+        try:
+            if self.cache is not None:
+                self.cache.close()
+        finally:
+            self.con.close()
+
+
+def _trims(completes: Sequence[StreamPlan]) -> list[StreamPlan]:
+    """The streams of `completes` whose COMPLETE removes the generations below their
+    minimum_generation_id (a truncate refresh does it by its swap), each once."""
+    return list({p.key: p for p in completes if p.minimum_generation_id and not p.staged}.values())
+
+
+__all__ = ["PostgresSink", "STAGING_PREFIX"]
