@@ -10,7 +10,8 @@ runner replays it attempt after attempt, each attempt getting the input from jus
 STATE the destination emitted, and checks after every STATE and every attempt:
 
 1. every record covered by an emitted STATE is in the output (append: at least once; append_dedup:
-   the newest covered version per key, each key once, each keyless record a row of its own;
+   per key, the covered version with the newest cursor (`c`: a null one is the oldest, and of equal
+   cursors the later record), each key once, each keyless record a row of its own;
    overwrite and truncate: the previous table whole until the stream's COMPLETE is applied, then
    only this generation's rows);
 2. a STATE is emitted only once every record before it is committed as a row (with its answer or
@@ -59,11 +60,15 @@ SCHEMA = {
         "tag": {"type": "string"},
         "review": {"type": "string"},
         "n": {"type": ["null", "integer"]},
+        "c": {"type": ["null", "integer"]},  # the cursor of the append_dedup streams
     },
 }
 
 # Keys from a small set so that updates happen; sometimes none, or a string (castable or not).
 KEYS = st.one_of(st.sampled_from([1, 2, 3]), st.sampled_from([None, MISSING, "2", "x"]))
+# Cursors from a small set so that they tie, sometimes null or absent, or a string (castable or not).
+CURSORS = st.sampled_from([1, 2, 3, None, MISSING])
+ODD_CURSORS = st.sampled_from([1, 2, 3, None, MISSING, "2", "x"])
 # Odd values for an integer column: a string, integers past BIGINT and past 64 bits, a float.
 ODD_NUMBERS = st.sampled_from([7, -1, "five", 2**63 + 5, 2**70, -(2**63), 1.5, None, MISSING])
 # Milliseconds, seconds, out of range both ways, not a number, absent.
@@ -80,6 +85,7 @@ class Rec:
     review: str
     n: Any
     emitted_at: Any
+    cursor: Any = MISSING
 
     def data(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tag": self.tag, "review": self.review}
@@ -87,6 +93,8 @@ class Rec:
             out["id"] = self.key
         if self.n is not MISSING:
             out["n"] = self.n
+        if self.cursor is not MISSING:
+            out["c"] = self.cursor
         return out
 
 
@@ -119,8 +127,8 @@ class Scenario:
         for pos, step in enumerate(self.script):
             if isinstance(step, Rec):
                 lines.append(
-                    f"  {pos}: record s{step.stream} {step.tag} id={step.key!r} review={step.review!r} "
-                    f"n={step.n!r} emitted_at={step.emitted_at!r}"
+                    f"  {pos}: record s{step.stream} {step.tag} id={step.key!r} c={step.cursor!r} "
+                    f"review={step.review!r} n={step.n!r} emitted_at={step.emitted_at!r}"
                 )
             elif isinstance(step, StateMsg):
                 lines.append(f"  {pos}: STATE {step.kind} s{step.stream}")
@@ -147,11 +155,22 @@ def effective_key(key: Any) -> int | None:
     return None
 
 
+def rank(record: Rec, order: int) -> tuple:
+    """How append_dedup orders the records of one key: by cursor (the column is BIGINT, so it is
+    read as a key is; a null one is the oldest), then by arrival (`order`)."""
+    cursor = effective_key(record.cursor)
+    return (cursor is not None, cursor or 0, order)
+
+
 def newest_per_key(records: Sequence[Rec]) -> list[Rec]:
-    """What an append_dedup table holds of these records, in order: the last record of each key and
-    every keyless record."""
-    last = {effective_key(r.key): r.tag for r in records if effective_key(r.key) is not None}
-    return [r for r in records if effective_key(r.key) is None or last[effective_key(r.key)] == r.tag]
+    """What an append_dedup table holds of these records (in arrival order): the record of each key
+    with the newest cursor, and every keyless record."""
+    best: dict[int, tuple[tuple, str]] = {}
+    for order, r in enumerate(records):
+        key = effective_key(r.key)
+        if key is not None and (key not in best or rank(r, order) > best[key][0]):
+            best[key] = (rank(r, order), r.tag)
+    return [r for r in records if effective_key(r.key) is None or best[effective_key(r.key)][1] == r.tag]
 
 
 @st.composite
@@ -162,9 +181,11 @@ def scenarios(
     modes = tuple(draw(st.sampled_from(MODES)) for _ in range(streams))
     numbers = ODD_NUMBERS if odd else st.just(7)
     emitted = EMITTED_AT if odd else st.just(1_700_000_000_000)
+    cursors = ODD_CURSORS if odd else CURSORS
 
     def record(stream: int, tag: str) -> Rec:
-        return Rec(stream, tag, draw(KEYS), draw(st.sampled_from(reviews)), draw(numbers), draw(emitted))
+        review = draw(st.sampled_from(reviews))
+        return Rec(stream, tag, draw(KEYS), review, draw(numbers), draw(emitted), draw(cursors))
 
     previous = tuple(record(s, f"p{i}-s{s}") for s in range(streams) for i in range(draw(st.integers(0, 2))))
     body: list[Event] = []
@@ -256,6 +277,7 @@ def catalog_for(modes: Sequence[str], generation: int):
                     mode, mode
                 ),
                 "primary_key": [["id"]],
+                "cursor_field": ["c"],
                 "sync_id": 100 + generation,
                 "generation_id": generation,
                 "minimum_generation_id": generation if truncate else 0,
@@ -605,14 +627,17 @@ class SyncRun:
             if key is None:
                 if counts[record.tag] < 1:
                     self.fail(f"{table} lost the keyless record {record.tag} (each must be a row of its own)")
-            else:
+            elif key not in newest or self._rank(record) > self._rank(newest[key]):
                 newest[key] = record
         for key, record in newest.items():
             if key not in by_key:
                 self.fail(f"{table} lost key {key}: its newest covered version is {record.tag}")
             held = by_key[key][0]["tag"]
-            if self.order[held] < self.order[record.tag]:
+            if self._rank(self.records[held]) < self._rank(record):
                 self.fail(f"{table} holds {held} for key {key}, older than {record.tag} which a STATE covered")
+
+    def _rank(self, record: Rec) -> tuple:
+        return rank(record, self.order[record.tag])
 
     def _check_answers(self, tables: dict[str, list[dict]]) -> None:
         for table, rows in tables.items():

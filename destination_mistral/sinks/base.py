@@ -176,6 +176,12 @@ class StagingSink:
         COMPLETE status may arrive twice)."""
         return list({plan.key: plan for plan in completes if self.stages(plan)}.values())
 
+    @staticmethod
+    def _pending_trims(completes: Sequence[StreamPlan]) -> list[StreamPlan]:
+        """The streams of `completes` whose COMPLETE removes the generations below their
+        minimum_generation_id from their table or file (those not replaced by a swap)."""
+        return list({plan.key: plan for plan in completes if plan.drops_older_generations}.values())
+
     def _swapped_in_earlier(self, plan: StreamPlan) -> bool:
         raise NotImplementedError
 

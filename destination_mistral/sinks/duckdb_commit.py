@@ -1,6 +1,7 @@
 """How a DuckDB commit writes: one transaction per commit, so that a crash never leaves a record
 without its cache row or the reverse, tried again with a roomy buffer pool when a huge record runs
-out of memory; and a batch's rows appended, or (append_dedup) upserted by primary key."""
+out of memory; and a batch's rows appended, or (append_dedup) upserted by primary key and cursor
+(duckdb_dedup.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import Callable
 
 import duckdb
 
-from destination_mistral.sinks.base import WriteItem, warn_keyless
+from destination_mistral.sinks.base import WriteItem
 from destination_mistral.sinks.duckdb_connection import MEMORY_LIMIT, ROOMY_MEMORY_LIMIT
-from destination_mistral.sinks.duckdb_rows import SEQ, arrow_batch
+from destination_mistral.sinks.duckdb_dedup import DELETED, SEQ, upsert
+from destination_mistral.sinks.duckdb_rows import arrow_batch
 from destination_mistral.sinks.duckdb_tables import column_exprs, quoted
 from destination_mistral.sinks.schema import StreamPlan
 
@@ -65,17 +67,4 @@ def _insert_rows(con, plan: StreamPlan, target: str, names: list[str], exprs: li
     if plan.sync_mode != "append_dedup":
         con.execute(f"INSERT INTO {target} ({column_list}) SELECT {select} FROM {source}")
         return
-    keys = plan.primary_key
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _mistral_batch AS SELECT {select}, {quoted(SEQ)} FROM {source}")
-    # A record without a value for its key is kept as a row of its own and never merged: NULL
-    # equals nothing, so it neither replaces nor is replaced (see the README).
-    match = " AND ".join(f"{target}.{quoted(k)} = _mistral_batch.{quoted(k)}" for k in keys)
-    keyless = " OR ".join(f"{quoted(k)} IS NULL" for k in keys)
-    con.execute(f"DELETE FROM {target} USING _mistral_batch WHERE {match}")
-    partition = ", ".join(quoted(k) for k in keys)
-    con.execute(
-        f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM _mistral_batch "
-        f"QUALIFY ({keyless}) OR row_number() OVER (PARTITION BY {partition} ORDER BY {quoted(SEQ)} DESC) = 1"
-    )
-    warn_keyless(plan, con.execute(f"SELECT count(*) FROM _mistral_batch WHERE {keyless}").fetchone()[0])
-    con.execute("DROP TABLE _mistral_batch")
+    upsert(con, plan, target, names, f"SELECT {select}, {quoted(SEQ)}, {quoted(DELETED)} FROM {source}")

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from destination_mistral.sinks.base import JSON_OPTIONS, WriteItem, enrichment_fields
 from destination_mistral.sinks.cache import vectors_to_list_array
+from destination_mistral.sinks.duckdb_dedup import DELETED, SEQ
 from destination_mistral.sinks.duckdb_tables import EARLIER_CHANGES, quoted
 from destination_mistral.sinks.schema import (
     ANSWER,
@@ -26,8 +27,6 @@ from destination_mistral.sinks.schema import (
     StreamPlan,
 )
 
-# Input order within the batch, which decides the row append_dedup keeps among records of one key.
-SEQ = "_mistral_seq"
 _RESULT_TYPES = {
     MODEL: pa.string(),
     PROMPT_TOKENS: pa.int64(),
@@ -50,11 +49,13 @@ def arrow_batch(plan: StreamPlan, items: list[WriteItem]) -> tuple[pa.Table, lis
     columns["extracted_at"] = pa.array([item.emitted_at for item in items], pa.int64())
     columns["seq"] = pa.array([item.seq for item in items], pa.int64())
     columns["changes"] = pa.array([json_text(item.changes) if item.changes else None for item in items], pa.string())
+    columns["deleted"] = pa.array([plan.deletes(item.record) for item in items], pa.bool_())
     select += [
         f"raw_id AS {quoted(RAW_ID)}",
         f"extracted_at AS {quoted(EXTRACTED_AT)}",
         f"seq AS {quoted(SEQ)}",
         f"changes AS {quoted(EARLIER_CHANGES)}",
+        f"deleted AS {quoted(DELETED)}",
     ]
     if plan.enrichment_mode == "none":
         return pa.table(columns), select

@@ -51,6 +51,10 @@ class DuckDBSink(StagingSink):
                 create_table(self.con, schema, table, plan.all_columns())
             else:
                 evolve_table(self.con, plan, schema, table, existing)
+            if not self.stages(plan) and existing_columns(self.con, *self._table(plan, staging=True)):
+                commit_atomically(
+                    self.con, lambda p=plan: self._staging.adopt(p, *self._table(p), self._table(p, True)[1])
+                )
             self._types[plan.key] = existing_columns(self.con, schema, table)
 
     def _swapped_in_earlier(self, plan: StreamPlan) -> bool:
@@ -70,10 +74,10 @@ class DuckDBSink(StagingSink):
     ) -> None:
         cache_entries = list(cache_entries)
         swaps = self._pending_swaps(completes)
-        commit_atomically(self.con, lambda: self._write(batches, cache_entries, swaps))
+        commit_atomically(self.con, lambda: self._write(batches, cache_entries, swaps, completes))
         self._swapped.update(plan.key for plan in swaps)
 
-    def _write(self, batches, cache_entries, swaps: list[StreamPlan]) -> None:
+    def _write(self, batches, cache_entries, swaps: list[StreamPlan], completes: Sequence[StreamPlan]) -> None:
         for plan, items in batches:
             if items:
                 self._insert_batch(plan, items)
@@ -83,6 +87,8 @@ class DuckDBSink(StagingSink):
             schema, table = self._table(plan)
             _, staging = self._table(plan, staging=True)
             self._staging.swap(plan, schema, table, staging)
+        for plan in self._pending_trims(completes):
+            self._staging.drop_older_generations(plan, *self._table(plan))
 
     def _insert_batch(self, plan: StreamPlan, items: list[WriteItem]) -> None:
         schema, table = self._write_table(plan)

@@ -4,7 +4,7 @@ value that does not fit, instead of failing the batch."""
 
 from __future__ import annotations
 
-from destination_mistral.sinks.schema import EMBEDDING, EXTRACTED_AT, META, Column, StreamPlan
+from destination_mistral.sinks.schema import EMBEDDING, EXTRACTED_AT, GENERATION_ID, META, Column, StreamPlan
 from mistral_connection.errors import config_error
 
 # The JSON text of the changes made before the sink, a column of the batch beside the record's.
@@ -66,6 +66,8 @@ def column_exprs(plan: StreamPlan, target_types: dict[str, str]) -> tuple[list[s
             exprs.append(f"to_timestamp({quoted(column.name)} / 1000.0)")
         elif column.name == META:
             exprs.append(meta_expr(plan, target_types))
+        elif column.name == GENERATION_ID:
+            exprs.append(f"{int(plan.generation_id)}::BIGINT" if plan.generation_id is not None else "NULL::BIGINT")
         else:
             exprs.append(quoted(column.name))
     return names, exprs

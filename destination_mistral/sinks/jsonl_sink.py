@@ -3,16 +3,15 @@
 A commit is durable (fsync) before the STATE that covers it leaves. An overwrite or a truncate
 refresh writes a staging file, renamed over the old one when the stream's COMPLETE status arrives;
 a sidecar file names the generation it holds, so that the next attempt of that generation resumes
-it. append_dedup rewrites the file through a temporary copy and an atomic rename, so a crash leaves
-either the old or the new file, never a half-merged one.
-The cache is a small DuckDB file in the same directory."""
+it, and a later sync that is no refresh takes its rows in. append_dedup rewrites the file through a
+temporary copy and an atomic rename (by the rule in dedup.py), so a crash leaves either the old or
+the new file, never a half-merged one. The cache is a small DuckDB file in the same directory."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,39 +31,28 @@ from destination_mistral.sinks.base import (
     warn_keyless,
 )
 from destination_mistral.sinks.cache import ResultCache
-from destination_mistral.sinks.schema import EXTRACTED_AT, META, RAW_ID, RESERVED_PREFIXES, StreamPlan
-from mistral_connection.errors import config_error
+from destination_mistral.sinks.dedup import Row, cursor_of, merge, row_key
+from destination_mistral.sinks.jsonl_files import (
+    check_writable,
+    drop_partial_last_line,
+    read_lines,
+    replace_file,
+    safe_name,
+    truncate_quietly,
+    write_all,
+)
+from destination_mistral.sinks.schema import (
+    EXTRACTED_AT,
+    GENERATION_ID,
+    META,
+    RAW_ID,
+    RESERVED_PREFIXES,
+    StreamPlan,
+)
 
 logger = logging.getLogger("airbyte")
 
 CACHE_FILE = "_mistral_cache.duckdb"
-
-
-def check_writable(output: OutputSettings) -> None:
-    try:
-        output.path.mkdir(parents=True, exist_ok=True)
-        probe = output.path / ".destination-mistral-check"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as error:
-        raise config_error(
-            f"`output.directory` {str(output.path)!r} is not writable: {error.strerror or error}."
-        ) from None
-
-
-# File systems cap a name at 255 bytes; the suffixes added here (".jsonl.generation") need room too.
-MAX_NAME_BYTES = 200
-
-
-def _safe_name(name: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).lstrip(".") or "_"
-    if len(cleaned.encode()) <= MAX_NAME_BYTES:
-        return cleaned
-    # A long name keeps a readable start and a digest of the whole, so that two long names that
-    # share their start still get files of their own.
-    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    start = cleaned.encode()[: MAX_NAME_BYTES - 17].decode(errors="ignore")
-    return f"{start}-{digest}"
 
 
 class JsonlSink(StagingSink):
@@ -79,8 +67,8 @@ class JsonlSink(StagingSink):
         self._handles: dict[tuple[str | None, str], IO[bytes]] = {}
 
     def path_of(self, plan: StreamPlan) -> Path:
-        folder = self.output.path / _safe_name(plan.namespace) if plan.namespace else self.output.path
-        return folder / f"{_safe_name(plan.name)}.jsonl"
+        folder = self.output.path / safe_name(plan.namespace) if plan.namespace else self.output.path
+        return folder / f"{safe_name(plan.name)}.jsonl"
 
     def _staging_path(self, plan: StreamPlan) -> Path:
         return self.path_of(plan).with_suffix(".jsonl.staging")
@@ -97,10 +85,15 @@ class JsonlSink(StagingSink):
         for plan in plans:
             self.path_of(plan).parent.mkdir(parents=True, exist_ok=True)
             self._prepare_staging(plan)
+            if not self.stages(plan) and self._staging_path(plan).exists():
+                self._adopt_staging(plan)
             if plan.sync_mode != "append_dedup":
-                path = self._write_path(plan)
-                _drop_partial_last_line(path)
-                self._handles[plan.key] = open(path, "ab", buffering=0)
+                self._open(plan)
+
+    def _open(self, plan: StreamPlan) -> None:
+        path = self._write_path(plan)
+        drop_partial_last_line(path)
+        self._handles[plan.key] = open(path, "ab", buffering=0)
 
     def _sidecar(self, plan: StreamPlan) -> Any:
         """Which generation the staging file holds, or (`applied`) the stream's file holds."""
@@ -125,41 +118,72 @@ class JsonlSink(StagingSink):
         row: dict[str, Any] = {k: v for k, v in item.record.items() if not str(k).lower().startswith(RESERVED_PREFIXES)}
         row[RAW_ID] = item.raw_id
         row[EXTRACTED_AT] = extracted_at_iso(item.emitted_at)
-        row[META] = {"changes": item.changes or []}
+        # As DuckDB writes it: the sync_id when the catalog gives one.
+        row[META] = {"sync_id": plan.sync_id} if plan.sync_id is not None else {}
+        row[META]["changes"] = item.changes or []
+        row[GENERATION_ID] = plan.generation_id
         row.update(enrichment_fields(plan, item))
         return orjson.dumps(row, option=JSON_OPTIONS) + b"\n"
 
     @staticmethod
-    def _key(plan: StreamPlan, record: Any, unique: Any) -> tuple:
-        """The row's primary key; a record without a value for it gets a key of its own, so that it
-        is kept and never merged (as in DuckDB, where NULL equals nothing)."""
-        values = [record.get(k) if isinstance(record, dict) else None for k in plan.primary_key]
-        if any(v is None for v in values):
-            return ("\0keyless", unique)
-        return tuple(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in values)
+    def _rows(plan: StreamPlan, lines: Iterable[bytes], origin: str) -> dict[tuple, Row]:
+        """Lines already written (to the file, or to a staging file) as rows of the merge."""
+        rows: dict[tuple, Row] = {}
+        for number, line in enumerate(lines):
+            record = orjson.loads(line)
+            key = row_key(plan, record, (origin, number))
+            rows[key] = Row(key, cursor_of(plan, record), False, line)
+        return rows
 
-    def _merge(self, plan: StreamPlan, items: list[WriteItem]) -> None:
-        target = self._write_path(plan)
-        rows: dict[tuple, bytes] = {}
-        if target.exists():
-            with open(target, "rb") as handle:
-                for number, line in enumerate(handle):
-                    if line.strip():
-                        record = orjson.loads(line)
-                        rows[self._key(plan, record, number)] = line if line.endswith(b"\n") else line + b"\n"
-        keyless = 0
-        for item in items:
-            key = self._key(plan, item.record, item.raw_id)
-            keyless += key[0] == "\0keyless"
-            rows.pop(key, None)  # an update moves to the end, like a fresh insert
-            rows[key] = self._line(plan, item)
-        warn_keyless(plan, keyless)
-        temporary = target.with_suffix(".jsonl.tmp")
-        with open(temporary, "wb") as handle:
-            handle.writelines(rows.values())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+    def _merge(self, plan: StreamPlan, incoming: Iterable[Row], target: Path) -> None:
+        held = self._rows(plan, read_lines(target), "file")
+        warn_keyless(plan, merge(held, incoming))
+        replace_file(target, (row.line for row in held.values()))
+
+    def _merge_items(self, plan: StreamPlan, items: list[WriteItem]) -> None:
+        self._merge(plan, [self._row_of(plan, item) for item in items], self._write_path(plan))
+
+    def _row_of(self, plan: StreamPlan, item: WriteItem) -> Row:
+        record = item.record
+        key = row_key(plan, record, item.raw_id)
+        return Row(key, cursor_of(plan, record), plan.deletes(record), self._line(plan, item))
+
+    def _adopt_staging(self, plan: StreamPlan) -> None:
+        """Takes in the staging file a truncate refresh left without its COMPLETE: the platform holds
+        the STATEs released for its rows, and this sync, which is no refresh, keeps the table's
+        rows, so those rows belong there too (appended, or merged by key and cursor)."""
+        staging = self._staging_path(plan)
+        drop_partial_last_line(staging)
+        if plan.sync_mode == "append_dedup":
+            rows = self._rows(plan, read_lines(staging), "staging")
+            self._merge(plan, rows.values(), self.path_of(plan))
+            count = len(rows)
+        else:
+            target = self.path_of(plan)
+            drop_partial_last_line(target)
+            data = staging.read_bytes()
+            count = data.count(b"\n")
+            with open(target, "ab", buffering=0) as handle:
+                write_all(handle, data)
+                os.fsync(handle.fileno())
+        staging.unlink()
+        self._generation_path(plan).unlink(missing_ok=True)
+        logger.info(
+            f"Stream {plan.label}: {count} row(s) left in {staging.name} by a truncate refresh that did not complete "
+            "were moved into the file, since their STATEs were acknowledged and this sync is not a refresh."
+        )
+
+    def _drop_older_generations(self, plan: StreamPlan) -> None:
+        """Removes the rows of generations below minimum_generation_id (a row without one is older)."""
+        handle = self._handles.pop(plan.key, None)
+        if handle is not None:
+            handle.close()
+        path = self.path_of(plan)
+        minimum = plan.minimum_generation_id
+        kept = [line for line in read_lines(path) if (orjson.loads(line).get(GENERATION_ID) or 0) >= minimum]
+        replace_file(path, kept)
+        if plan.sync_mode != "append_dedup":
+            self._open(plan)
 
     def commit(
         self,
@@ -172,17 +196,17 @@ class JsonlSink(StagingSink):
             if not items:
                 continue
             if plan.sync_mode == "append_dedup":
-                self._merge(plan, items)
+                self._merge_items(plan, items)
                 continue
             handle = self._handles[plan.key]
             lines = b"".join(self._line(plan, item) for item in items)
             size = handle.tell()
             try:
-                _write_all(handle, lines)
+                write_all(handle, lines)
             except OSError:
                 # A write cut short (a full disk) would leave half a line for the next sync to
                 # append after: take the file back to where this batch began.
-                _truncate_quietly(handle, size)
+                truncate_quietly(handle, size)
                 raise
             touched.append(handle)
         for handle in touched:
@@ -192,6 +216,8 @@ class JsonlSink(StagingSink):
             self.cache.store(cache_entries)
         for plan in self._pending_swaps(completes):
             self._swap(plan)
+        for plan in self._pending_trims(completes):
+            self._drop_older_generations(plan)
 
     def _swap(self, plan: StreamPlan) -> None:
         """The staging file replaces the stream's file (an atomic rename), once its COMPLETE arrived."""
@@ -209,7 +235,7 @@ class JsonlSink(StagingSink):
             self._generation_path(plan).unlink(missing_ok=True)
         self._swapped.add(plan.key)
         if plan.sync_mode != "append_dedup":
-            self._handles[plan.key] = open(self.path_of(plan), "ab", buffering=0)
+            self._open(plan)
 
     def close(self) -> None:
         for handle in self._handles.values():
@@ -223,47 +249,4 @@ class JsonlSink(StagingSink):
             self._cache_con.close()
 
 
-def _write_all(handle, data: bytes) -> None:
-    """Files are opened unbuffered, so that nothing is left in a buffer for close() to write after
-    a failed commit was cut back; a raw write may take only part of the bytes."""
-    view = memoryview(data)
-    while view:
-        written = handle.write(view)
-        if not written:
-            raise OSError(28, "No space left on device (nothing could be written)")
-        view = view[written:]
-
-
-def _truncate_quietly(handle: IO[bytes], size: int) -> None:
-    try:
-        handle.seek(size)
-        handle.truncate(size)
-    except (OSError, ValueError):
-        pass  # the next start drops the partial line (see _drop_partial_last_line)
-
-
-def _drop_partial_last_line(path: Path) -> None:
-    """A file left by a write that failed half way (a full disk, a killed process) may end in a
-    partial line, which no STATE covers: it is cut before this sync appends its first line."""
-    try:
-        with open(path, "rb+") as handle:
-            end = handle.seek(0, os.SEEK_END)
-            if end == 0:
-                return
-            handle.seek(end - 1)
-            if handle.read(1) == b"\n":
-                return
-            position = end
-            while position > 0:
-                step = min(65536, position)
-                handle.seek(position - step)
-                chunk = handle.read(step)
-                newline = chunk.rfind(b"\n")
-                if newline >= 0:
-                    position = position - step + newline + 1
-                    break
-                position -= step
-            handle.truncate(position)
-            logger.warning(f"{path.name} ended in a partial line left by an earlier failed write; it was removed.")
-    except FileNotFoundError:
-        return
+__all__ = ["JsonlSink", "check_writable", "CACHE_FILE"]

@@ -18,8 +18,15 @@ logger = logging.getLogger("airbyte")
 
 RAW_ID = "_airbyte_raw_id"
 EXTRACTED_AT = "_airbyte_extracted_at"
-# Airbyte's per-record metadata: which fields did not fit their column type and were stored as NULL.
+# Airbyte's per-record metadata: the sync that wrote the row, and its changes (the source's own, and
+# the fields that did not fit their column type and were stored as NULL).
 META = "_airbyte_meta"
+# Which generation of the stream a row belongs to (the configured stream's generation_id): a truncate
+# refresh keeps only its own generation, and a minimum_generation_id drops the generations below it.
+GENERATION_ID = "_airbyte_generation_id"
+# A record of an append_dedup stream whose field holds a value here is a CDC delete (the sources
+# built on Debezium send them): the row of its key is removed, and the record is not stored.
+CDC_DELETED_AT = "_ab_cdc_deleted_at"
 ANSWER = "_mistral_answer"
 EMBEDDING = "_mistral_embedding"
 MODEL = "_mistral_model"
@@ -49,6 +56,9 @@ class StreamPlan:
     sync_id: int | None = None
     generation_id: int | None = None
     minimum_generation_id: int | None = None
+    # append_dedup: the top-level field whose value decides which record of a key is kept (None: the
+    # last to arrive), from the catalog's cursor_field.
+    cursor_field: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -62,6 +72,18 @@ class StreamPlan:
         return bool(self.generation_id) and self.minimum_generation_id == self.generation_id
 
     @property
+    def drops_older_generations(self) -> bool:
+        """Whether the stream's COMPLETE removes the rows of generations below minimum_generation_id
+        (rows written before generations were recorded count as the oldest). A truncate refresh
+        does it by its swap; this is the rest: a minimum above 0 but below generation_id."""
+        return bool(self.minimum_generation_id) and not self.staged
+
+    def deletes(self, record: Mapping[str, Any]) -> bool:
+        """Whether the record is a CDC delete: append_dedup removes the row of its key instead of
+        storing it (append and overwrite keep deletion records as rows, as Airbyte's do)."""
+        return self.sync_mode == "append_dedup" and record.get(CDC_DELETED_AT) is not None
+
+    @property
     def key(self) -> tuple[str | None, str]:
         return (self.namespace, self.name)
 
@@ -70,7 +92,12 @@ class StreamPlan:
         return f"{self.namespace}.{self.name}" if self.namespace else self.name
 
     def meta_columns(self) -> list[Column]:
-        columns = [Column(RAW_ID, "VARCHAR"), Column(EXTRACTED_AT, "TIMESTAMPTZ"), Column(META, "JSON")]
+        columns = [
+            Column(RAW_ID, "VARCHAR"),
+            Column(EXTRACTED_AT, "TIMESTAMPTZ"),
+            Column(META, "JSON"),
+            Column(GENERATION_ID, "BIGINT"),
+        ]
         if self.enrichment_mode == "chat":
             columns.append(Column(ANSWER, "JSON" if self.answer_json else "VARCHAR"))
         elif self.enrichment_mode == "embeddings":
@@ -170,40 +197,60 @@ def _sync_mode(configured: ConfiguredAirbyteStream) -> str:
     )
 
 
+def _primary_key(configured: ConfiguredAirbyteStream, label: str, names: set[str]) -> list[str]:
+    raw_key = configured.primary_key or configured.stream.source_defined_primary_key or []
+    if not raw_key:
+        raise config_error(
+            f"Stream {label!r} uses append_dedup but has no primary key: set a primary key for it in the "
+            "connection, or choose append or overwrite."
+        )
+    primary_key: list[str] = []
+    for path in raw_key:
+        if len(path) != 1:
+            raise config_error(
+                f"Stream {label!r}: primary key {'.'.join(path)!r} is nested; append_dedup needs top-level key fields."
+            )
+        if path[0] not in names:
+            raise config_error(f"Stream {label!r}: primary key field {path[0]!r} is not in the stream's schema.")
+        primary_key.append(path[0])
+    return primary_key
+
+
+def _cursor(configured: ConfiguredAirbyteStream, label: str, names: set[str]) -> str | None:
+    """The cursor append_dedup compares: the connection's cursor field, else the source's default.
+    One it cannot compare (nested, or not a column) leaves the last record to arrive winning, and a
+    warning says so, rather than failing a sync that ran before cursors were compared."""
+    path = configured.cursor_field or configured.stream.default_cursor_field or []
+    if not path:
+        return None
+    if len(path) == 1 and path[0] in names:
+        return path[0]
+    logger.warning(
+        f"Stream {label}: cursor {'.'.join(path)!r} is not a top-level field of the stream's schema, so append_dedup "
+        "keeps the last record to arrive for each primary key instead of the one with the newest cursor."
+    )
+    return None
+
+
 def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) -> StreamPlan:
     stream = configured.stream
     label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
     mode = _sync_mode(configured)
     columns = columns_from_schema(stream.json_schema, label)
     names = {c.name for c in columns}
-    primary_key: list[str] = []
-    if mode == "append_dedup":
-        raw_key = configured.primary_key or stream.source_defined_primary_key or []
-        if not raw_key:
-            raise config_error(
-                f"Stream {label!r} uses append_dedup but has no primary key: set a primary key for it in the "
-                "connection, or choose append or overwrite."
-            )
-        for path in raw_key:
-            if len(path) != 1:
-                raise config_error(
-                    f"Stream {label!r}: primary key {'.'.join(path)!r} is nested; append_dedup needs top-level key "
-                    "fields."
-                )
-            if path[0] not in names:
-                raise config_error(f"Stream {label!r}: primary key field {path[0]!r} is not in the stream's schema.")
-            primary_key.append(path[0])
+    dedup = mode == "append_dedup"
     enrichment = config.enrichment_for(stream.name)
     plan = StreamPlan(
         name=stream.name,
         namespace=stream.namespace or None,
         sync_mode=mode,
-        primary_key=primary_key,
+        primary_key=_primary_key(configured, label, names) if dedup else [],
         columns=columns,
         enrichment_mode=enrichment.mode,
         sync_id=configured.sync_id,
         generation_id=getattr(configured, "generation_id", None),
         minimum_generation_id=getattr(configured, "minimum_generation_id", None),
+        cursor_field=_cursor(configured, label, names) if dedup else None,
     )
     if isinstance(enrichment, ChatSettings):
         plan.answer_json = enrichment.response_format.is_json

@@ -103,7 +103,8 @@ class Dispatcher:
             )
         item = self._ordering.append(runtime, record, message.cost)
         self._counters.records_in += 1
-        if runtime.enricher is None:
+        if runtime.enricher is None or runtime.plan.deletes(record.data):
+            # A CDC delete removes its key's row and is never stored: nothing to pay for.
             item.done = True
             return runtime, item
         try:

@@ -72,11 +72,12 @@ def store_error(location: str, error: BaseException) -> Exception:
 
 
 def stand_in(plan: StreamPlan, item: WriteItem, error: BaseException) -> WriteItem:
-    """The row that takes the place of a record the store refused: its primary key (so that
-    append_dedup still replaces the right row), its error, and each field it lost."""
+    """The row that takes the place of a record the store refused: its primary key and cursor (so
+    that append_dedup still replaces the right row, and only an older one), its error, and each
+    field it lost."""
     kept = {
         name: item.record.get(name)
-        for name in plan.primary_key
+        for name in [*plan.primary_key, *([plan.cursor_field] if plan.cursor_field else [])]
         if isinstance(item.record.get(name), (str, int, float, bool))
     }
     lost = [name for name in item.record if name not in kept]

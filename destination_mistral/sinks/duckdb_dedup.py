@@ -1,0 +1,53 @@
+"""append_dedup in DuckDB: one row per primary key, the record with the newest cursor winning.
+
+The rule (the JSONL sink keeps the same one, in `dedup.py`): among the records of a key, the one
+whose cursor is greatest wins, a null cursor counting as older than any value and, between equal
+cursors (or without a cursor field), the later record winning. A batch is first reduced to its
+winner per key, which then replaces the row in place unless that row's cursor is newer. A winner
+that is a CDC delete removes the row and is not stored. A record without a value for its key is a
+row of its own, never merged (NULL equals nothing).
+
+The same upsert takes the rows of a staging table left by an interrupted truncate refresh, when a
+later sync that is not a refresh finds it (see duckdb_staging.py)."""
+
+from __future__ import annotations
+
+from destination_mistral.sinks.base import warn_keyless
+from destination_mistral.sinks.duckdb_tables import quoted
+from destination_mistral.sinks.schema import StreamPlan
+
+# The batch's input order, and whether a record is a CDC delete: columns of the batch beside the table's.
+SEQ = "_mistral_seq"
+DELETED = "_mistral_deleted"
+BATCH = "_mistral_batch"
+WINNERS = "_mistral_winners"
+
+
+def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str) -> None:
+    """Merges `rows` (a SELECT giving the table's columns `names`, typed as the table's, then SEQ and
+    DELETED) into `target` (a quoted schema.table) by the plan's primary key and cursor."""
+    keys = [quoted(k) for k in plan.primary_key]
+    columns = ", ".join(quoted(n) for n in names)
+    keyless = " OR ".join(f"{k} IS NULL" for k in keys)
+    order = (f"{quoted(plan.cursor_field)} DESC NULLS LAST, " if plan.cursor_field else "") + f"{quoted(SEQ)} DESC"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS {rows}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {WINNERS} AS SELECT * FROM {BATCH} WHERE NOT ({keyless}) "
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {order}) = 1"
+    )
+    match = " AND ".join(f"{target}.{k} = {WINNERS}.{k}" for k in keys)
+    if plan.cursor_field:
+        cursor = quoted(plan.cursor_field)
+        # A winner older than the row in place changes nothing: a source may send an old version late.
+        con.execute(
+            f"DELETE FROM {WINNERS} USING {target} WHERE {match} AND {target}.{cursor} IS NOT NULL "
+            f"AND ({WINNERS}.{cursor} IS NULL OR {WINNERS}.{cursor} < {target}.{cursor})"
+        )
+    con.execute(f"DELETE FROM {target} USING {WINNERS} WHERE {match}")
+    con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {WINNERS} WHERE NOT {quoted(DELETED)}")
+    con.execute(
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {BATCH} WHERE ({keyless}) AND NOT {quoted(DELETED)}"
+    )
+    warn_keyless(plan, con.execute(f"SELECT count(*) FROM {BATCH} WHERE {keyless}").fetchone()[0])
+    con.execute(f"DROP TABLE {WINNERS}")
+    con.execute(f"DROP TABLE {BATCH}")
