@@ -18,6 +18,8 @@ pytestmark = pytest.mark.usefixtures("offline_api")
 
 SCHEMA_TEXT = '{"type": "object", "properties": {"sentiment": {"type": "string"}}, "required": ["sentiment"]}'
 CHAT = {"mode": "chat", "prompt_template": "Review of {{ product }}: {{ review }}"}
+# A PostgreSQL output (no server is reached: every row using it is refused before connecting).
+POSTGRES = {"type": "postgres", "host": "db.invalid", "database": "d", "username": "u", "password": "pw-agree-0000"}
 
 # (id, what the config changes, whether the spec's JSON schema itself accepts it)
 VALID = [
@@ -216,7 +218,56 @@ INVALID = [
     ("output_type_missing", {"enrichment": CHAT, "output": {"path": "x.duckdb"}}, "output.type", True),
     ("output_path_missing", {"enrichment": CHAT, "output": {"type": "duckdb"}}, "output.path", True),
     ("output_path_blank", {"enrichment": CHAT, "output": {"type": "duckdb", "path": " "}}, "output.path", False),
-    ("output_motherduck", {"enrichment": CHAT, "output": {"type": "duckdb", "path": "md:my_db"}}, "output.path", False),
+    (
+        "motherduck_without_token",
+        {"enrichment": CHAT, "output": {"type": "duckdb", "path": "md:my_db"}},
+        "output.motherduck_token",
+        False,
+    ),
+    (
+        "motherduck_token_in_path",
+        {
+            "enrichment": CHAT,
+            "output": {"type": "duckdb", "path": "md:my_db?motherduck_token=abc", "motherduck_token": "t"},
+        },
+        "output.motherduck_token",
+        False,
+    ),
+    (
+        "storage_version_pattern",
+        {"enrichment": CHAT, "output": {"type": "duckdb", "path": "x.duckdb", "storage_version": "1.0"}},
+        "output.storage_version",
+        True,
+    ),
+    ("postgres_host_missing", {"enrichment": CHAT, "output": {**POSTGRES, "host": None}}, "output.host", True),
+    ("postgres_host_blank", {"enrichment": CHAT, "output": {**POSTGRES, "host": " "}}, "output.host", False),
+    ("postgres_database_blank", {"enrichment": CHAT, "output": {**POSTGRES, "database": ""}}, "output.database", False),
+    (
+        "postgres_username_missing",
+        {"enrichment": CHAT, "output": {**POSTGRES, "username": None}},
+        "output.username",
+        True,
+    ),
+    ("postgres_port_zero", {"enrichment": CHAT, "output": {**POSTGRES, "port": 0}}, "output.port", True),
+    ("postgres_port_text", {"enrichment": CHAT, "output": {**POSTGRES, "port": "5432"}}, "output.port", True),
+    (
+        "postgres_password_number",
+        {"enrichment": CHAT, "output": {**POSTGRES, "password": 1234}},
+        "output.password",
+        True,
+    ),
+    (
+        "postgres_ssl_mode_unknown",
+        {"enrichment": CHAT, "output": {**POSTGRES, "ssl_mode": "on"}},
+        "output.ssl_mode",
+        True,
+    ),
+    (
+        "postgres_hnsw_text",
+        {"enrichment": CHAT, "output": {**POSTGRES, "hnsw_index": "yes"}},
+        "output.hnsw_index",
+        True,
+    ),
     ("on_error_unknown", {"enrichment": CHAT, "on_error": "ignore"}, "on_error", True),
     ("limits_not_an_object", {"enrichment": CHAT, "limits": "fast"}, "limits", True),
     (

@@ -131,3 +131,72 @@ def test_stream_override_replaces_enrichment_for_that_stream_only():
     )
     assert settings.enrichment_for("docs").mode == "embeddings"
     assert settings.enrichment_for("other").mode == "chat"
+
+
+def test_spec_offers_duckdb_jsonl_and_postgres_outputs_with_secrets_marked():
+    props = DestinationMistral().spec(None).connectionSpecification["properties"]
+    options = {o["properties"]["type"]["const"]: o for o in props["output"]["oneOf"]}
+    assert list(options) == ["duckdb", "jsonl", "postgres"]
+    assert options["postgres"]["properties"]["password"]["airbyte_secret"] is True
+    assert options["duckdb"]["properties"]["motherduck_token"]["airbyte_secret"] is True
+    assert set(options["postgres"]["required"]) == {"type", "host", "database", "username"}
+    assert options["duckdb"]["properties"]["storage_version"]["default"] == "v1.0.0"
+
+
+def test_postgres_settings_take_the_spec_defaults_and_never_show_the_password():
+    output = {"type": "postgres", "host": " db.example.com ", "database": "d", "username": "u", "password": "pw-1"}
+    settings = parse_config({**BASE, "enrichment": {"mode": "none"}, "output": output}).output
+    postgres = settings.postgres
+    assert (postgres.host, postgres.port, postgres.ssl_mode, postgres.hnsw_index) == (
+        "db.example.com",
+        5432,
+        "require",
+        False,
+    )
+    assert settings.schema == "public" and settings.path is None
+    assert "pw-1" not in repr(settings) and "pw-1" not in settings.location
+    assert settings.secrets == ["pw-1"]
+
+
+@pytest.fixture
+def local_root(tmp_path, monkeypatch):
+    root = tmp_path / "local"
+    root.mkdir()
+    monkeypatch.setenv("DESTINATION_MISTRAL_LOCAL_ROOT", str(root))
+    return root
+
+
+def output_of(output):
+    return parse_config({**BASE, "enrichment": {"mode": "none"}, "output": output}).output
+
+
+def test_in_the_container_a_relative_path_is_under_local(local_root):
+    assert output_of({"type": "duckdb", "path": "sub/out.duckdb"}).path == local_root / "sub" / "out.duckdb"
+    assert output_of({"type": "jsonl", "directory": str(local_root / "j")}).path == local_root / "j"
+
+
+@pytest.mark.parametrize(
+    "path", ["/tmp/x.duckdb", "../x.duckdb", "link/x.duckdb"], ids=["absolute", "dotdot", "symlink"]
+)
+def test_in_the_container_a_path_leaving_local_is_refused(local_root, tmp_path, path):
+    (local_root / "link").symlink_to(tmp_path)
+    message = config_error_of({**BASE, "enrichment": {"mode": "none"}, "output": {"type": "duckdb", "path": path}})
+    assert "`output.path`" in message and str(local_root) in message and "/tmp/airbyte_local" in message, message
+
+
+def test_outside_the_container_paths_are_used_as_given(monkeypatch):
+    monkeypatch.delenv("DESTINATION_MISTRAL_LOCAL_ROOT", raising=False)
+    assert str(output_of({"type": "duckdb", "path": "/tmp/x.duckdb"}).path) == "/tmp/x.duckdb"
+
+
+def test_a_secret_quoted_by_an_output_error_is_masked(local_root):
+    token = "md-token-quoted-998877"
+    output = {"type": "duckdb", "path": f"/elsewhere/{token}.duckdb", "motherduck_token": token}
+    message = config_error_of({**BASE, "enrichment": {"mode": "none"}, "output": output})
+    assert "`output.path`" in message and token not in message, message
+
+
+def test_a_motherduck_path_keeps_its_name_and_token():
+    settings = output_of({"type": "duckdb", "path": "md:analytics", "motherduck_token": "tok-1"})
+    assert settings.is_motherduck and str(settings.path) == "md:analytics" and settings.motherduck_token == "tok-1"
+    assert "tok-1" not in repr(settings)
