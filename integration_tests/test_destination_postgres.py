@@ -16,8 +16,9 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, Status
 
 from destination_mistral.destination import DestinationMistral
 from destination_mistral.settings import parse_config
+from destination_mistral.sinks.base import WriteItem
 from destination_mistral.sinks.postgres_sink import PostgresSink
-from destination_mistral.sinks.schema import StreamPlan
+from destination_mistral.sinks.schema import StreamPlan, columns_from_schema
 from integration_tests.conftest import POSTGRES_WRITER_PASSWORD, admin_connection
 from tests.support.builders import (
     catalog,
@@ -140,27 +141,30 @@ def test_an_hnsw_index_without_pgvector_is_refused_by_check(postgres_database, t
     assert status.status == Status.FAILED and "`output.hnsw_index`" in status.message, status.message
 
 
-def test_append_dedup_keeps_the_last_record_of_each_key_and_applies_cdc_deletes(postgres_database, tmp_path):
-    configured = catalog(configured_stream("people", mode="append_dedup", schema=PEOPLE))
+def test_append_dedup_keeps_the_newest_record_of_each_key_and_applies_cdc_deletes(postgres_database, tmp_path):
+    stream = configured_stream("people", mode="append_dedup", schema=PEOPLE)
+    stream.cursor_field = ["updated"]
+    configured = catalog(stream)
     first = [
-        record({"id": 1, "name": "a"}, "people"),
-        record({"id": 2, "name": "b"}, "people"),
-        record({"id": 1, "name": "a2"}, "people"),
+        record({"id": 1, "name": "a", "updated": 1}, "people"),
+        record({"id": 2, "name": "b", "updated": 5}, "people"),
+        record({"id": 1, "name": "a2", "updated": 2}, "people"),
+        record({"id": 2, "name": "b-late-but-older", "updated": 4}, "people"),
         record({"id": None, "name": "keyless"}, "people"),
-        state({"position": 4}, "people"),
+        state({"position": 5}, "people"),
     ]
     out, code = run_write(tmp_path, config_for(postgres_database, None), configured, first)
     assert code == 0 and len(states(out)) == 1, errors(out)
     second = [
-        record({"id": 2, "name": "b2"}, "people"),
-        record({"id": 1, "_ab_cdc_deleted_at": "2025-01-01T00:00:00Z"}, "people"),
-        record({"id": 3, "name": "c"}, "people"),
+        record({"id": 2, "name": "b-stale", "updated": 3}, "people"),
+        record({"id": 1, "_ab_cdc_deleted_at": "2025-01-01T00:00:00Z", "updated": 9}, "people"),
+        record({"id": 3, "name": "c", "updated": None}, "people"),
         state({"position": 3}, "people"),
     ]
     out, code = run_write(tmp_path, config_for(postgres_database, None), configured, second)
     assert code == 0 and len(states(out)) == 1, errors(out)
     rows = query(postgres_database, "SELECT id, name FROM people ORDER BY id NULLS LAST")
-    assert rows == [(2, "b2"), (3, "c"), (None, "keyless")], "one row per key, the deleted key gone"
+    assert rows == [(2, "b"), (3, "c"), (None, "keyless")], "one row per key, the newest; the deleted key gone"
 
 
 def test_the_cursor_decides_between_records_of_a_key(postgres_database):
@@ -172,16 +176,10 @@ def test_the_cursor_decides_between_records_of_a_key(postgres_database):
         namespace=None,
         sync_mode="append_dedup",
         primary_key=["id"],
-        columns=[],
+        columns=columns_from_schema(PEOPLE, "people"),
         enrichment_mode="none",
+        cursor_field="updated",
     )
-    from destination_mistral.sinks.schema import columns_from_schema
-
-    plan.columns = columns_from_schema(PEOPLE, "people")
-    if "cursor_field" in StreamPlan.__dataclass_fields__:
-        plan.cursor_field = "updated"
-    plan.extra["cursor_field"] = "updated"
-    from destination_mistral.sinks.base import WriteItem
 
     def items(*records):
         return [

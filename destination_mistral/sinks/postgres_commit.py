@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from destination_mistral.sinks.base import WriteItem, warn_keyless
-from destination_mistral.sinks.postgres_rows import RowLayout, batch_rows, is_delete
+from destination_mistral.sinks.postgres_rows import RowLayout, batch_rows
 from destination_mistral.sinks.postgres_tables import ident, table_ref
 from destination_mistral.sinks.schema import StreamPlan
 
@@ -27,7 +27,7 @@ def write_batch(con, plan: StreamPlan, items: Sequence[WriteItem], schema: str, 
     if plan.sync_mode != "append_dedup":
         _copy(con, table_ref(schema, table), layout.names, rows)
         return
-    marked = [(*row, item.seq, is_delete(item)) for row, item in zip(rows, items, strict=False)]
+    marked = [(*row, item.seq, plan.deletes(item.record)) for row, item in zip(rows, items, strict=False)]
     merge(
         con,
         plan,
@@ -61,20 +61,10 @@ def _copy(con, target: str, names: list[str], rows: list[tuple[Any, ...]]) -> No
             copy.write_row(row)
 
 
-def cursor_column(plan: StreamPlan) -> str | None:
-    """The top-level column the configured cursor names, or None (input order decides then). A
-    plan carries the catalog's cursor_field as `cursor_field`, or in `extra`."""
-    field = getattr(plan, "cursor_field", None) or plan.extra.get("cursor_field")
-    if isinstance(field, (list, tuple)):
-        field = field[0] if len(field) == 1 else None
-    names = {column.name for column in plan.columns}
-    return field if isinstance(field, str) and field in names else None
-
-
 def _upsert(con, plan: StreamPlan, target: str, batch: str, names: list[str]) -> None:
     keys = [ident(k) for k in plan.primary_key]
     keyed = " AND ".join(f"{k} IS NOT NULL" for k in keys)
-    cursor = cursor_column(plan)
+    cursor = plan.cursor_field
     order = (f"{ident(cursor)} DESC NULLS LAST, " if cursor else "") + f"{ident(SEQ)} DESC"
     # Within the batch: only the winner of each key stays.
     con.execute(

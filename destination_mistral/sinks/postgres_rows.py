@@ -15,11 +15,9 @@ import numpy as np
 import orjson
 
 from destination_mistral.sinks.base import JSON_OPTIONS, WriteItem, enrichment_fields
-from destination_mistral.sinks.postgres_tables import GENERATION_ID, pg_name
-from destination_mistral.sinks.schema import ANSWER, EMBEDDING, EXTRACTED_AT, META, RAW_ID, StreamPlan
+from destination_mistral.sinks.postgres_tables import pg_name
+from destination_mistral.sinks.schema import ANSWER, EMBEDDING, EXTRACTED_AT, GENERATION_ID, META, RAW_ID, StreamPlan
 
-# A record whose field holds a value here is a CDC delete (Airbyte's debezium-based sources).
-CDC_DELETED_AT = "_ab_cdc_deleted_at"
 _NO_FIT = object()
 _INT_BOUNDS = {"bigint": 2**63, "integer": 2**31, "smallint": 2**15}
 _TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
@@ -39,8 +37,8 @@ class RowLayout:
 def row_layout(plan: StreamPlan, table: dict[str, str]) -> RowLayout:
     """The plan's columns as the table (name -> PostgreSQL type) holds them."""
     meta = [RAW_ID, EXTRACTED_AT, META, GENERATION_ID]
-    enrichment = [column.name for column in plan.meta_columns() if column.name not in (RAW_ID, EXTRACTED_AT, META)]
-    names = [column.name for column in plan.columns] + meta + [n for n in enrichment if n != GENERATION_ID]
+    enrichment = [column.name for column in plan.meta_columns() if column.name not in meta]
+    names = [column.name for column in plan.columns] + meta + enrichment
     return RowLayout(names, [value_kind(table[pg_name(name)]) for name in names], len(plan.columns))
 
 
@@ -67,10 +65,6 @@ def value_kind(pg_type: str) -> str:
 
 def batch_rows(plan: StreamPlan, items: Sequence[WriteItem], layout: RowLayout) -> list[tuple]:
     return [_row(plan, item, layout) for item in items]
-
-
-def is_delete(item: WriteItem) -> bool:
-    return item.record.get(CDC_DELETED_AT) is not None
 
 
 def _row(plan: StreamPlan, item: WriteItem, layout: RowLayout) -> tuple:

@@ -120,7 +120,7 @@ class PostgresSink(StagingSink):
             for plan in swaps:
                 schema, table = self._table(plan)
                 self._staging.swap(plan, schema, table, self._table(plan, staging=True)[1])
-            for plan in _trims(completes):
+            for plan in self._pending_trims(completes):
                 self._staging.drop_older_generations(plan, *self._table(plan))
         self._swapped.update(plan.key for plan in swaps)
 
@@ -130,12 +130,6 @@ class PostgresSink(StagingSink):
                 self.cache.close()
         finally:
             self.con.close()
-
-
-def _trims(completes: Sequence[StreamPlan]) -> list[StreamPlan]:
-    """The streams of `completes` whose COMPLETE removes the generations below their
-    minimum_generation_id (a truncate refresh does it by its swap), each once."""
-    return list({p.key: p for p in completes if p.minimum_generation_id and not p.staged}.values())
 
 
 __all__ = ["PostgresSink", "STAGING_PREFIX"]

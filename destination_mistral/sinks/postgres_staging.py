@@ -11,8 +11,8 @@ import logging
 
 from destination_mistral.sinks.base import attempt_known
 from destination_mistral.sinks.postgres_commit import DELETED, SEQ, merge
-from destination_mistral.sinks.postgres_tables import GENERATION_ID, existing_columns, ident, index_name, table_ref
-from destination_mistral.sinks.schema import StreamPlan
+from destination_mistral.sinks.postgres_tables import existing_columns, ident, index_name, table_ref
+from destination_mistral.sinks.schema import GENERATION_ID, StreamPlan
 
 logger = logging.getLogger("airbyte")
 

@@ -13,8 +13,6 @@ from mistral_connection.errors import config_error
 
 logger = logging.getLogger("airbyte")
 
-# Which generation of the stream a row belongs to (Airbyte's refreshes): every table has it.
-GENERATION_ID = "_airbyte_generation_id"
 # PostgreSQL cuts longer identifiers silently, which would make two long names one table.
 MAX_IDENTIFIER_BYTES = 63
 # pgvector's HNSW index takes vectors of at most this many dimensions.
@@ -90,10 +88,7 @@ def _vector_schema(con) -> str | None:
 
 def table_columns(plan: StreamPlan, vectors: VectorSupport) -> list[tuple[str, str]]:
     """The stream's columns and their PostgreSQL types, in table order."""
-    columns = plan.all_columns()
-    if all(column.name != GENERATION_ID for column in columns):
-        columns.append(Column(GENERATION_ID, "BIGINT"))
-    return [(column.name, pg_type(column, plan, vectors)) for column in columns]
+    return [(column.name, pg_type(column, plan, vectors)) for column in plan.all_columns()]
 
 
 def pg_type(column: Column, plan: StreamPlan, vectors: VectorSupport) -> str:
