@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -202,16 +201,10 @@ def read_schema(path_text: str) -> dict[str, Any]:
 
 
 def run_load_command(args: list[str]) -> None:
-    # Set up as `write` is (sync/runner.run_write_command): no BLAS threads, LOG lines on stdout, a
-    # failure as a TRACE message, the key masked everywhere.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from destination_mistral.protocol.logs import configure_logging
     from destination_mistral.protocol.stdout import write_message
-    from destination_mistral.sync.runner import install_exception_hook, tune_garbage_collector, write_messages
+    from destination_mistral.sync.runner import prepare_process, write_messages
 
-    install_exception_hook()
-    configure_logging()
-    tune_garbage_collector()
+    prepare_process()  # as `write` does
     parsed = parse_load_args(args)
     plan: LoadPlan | None = None
     stored = 0

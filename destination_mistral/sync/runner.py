@@ -237,18 +237,25 @@ def write_stream(config: Mapping[str, Any], catalog_path: str, stream) -> Iterat
     logger.info("Writing complete.")
 
 
-def run_write_command(args: list[str], stdin=None) -> None:
-    """`write --config C --catalog K`, reading Airbyte messages from stdin."""
-    # numpy's OpenBLAS starts a spinning thread per core that `write` never uses (it does no linear
-    # algebra) and that takes CPU from the sync; numpy is not imported yet on this path.
+def prepare_process() -> None:
+    """What a process that writes (`write`, `load`) sets up first: no BLAS threads, LOG lines on
+    stdout, any failure as a TRACE message, a garbage collector tuned for many small objects."""
+    # numpy's OpenBLAS starts a spinning thread per core that a sync never uses (it does no linear
+    # algebra) and that takes CPU from it; numpy is not imported yet on this path.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from destination_mistral.protocol.logs import configure_logging
-    from destination_mistral.protocol.masking import config_secrets, register_secrets
-    from destination_mistral.protocol.stdout import write_message
 
     install_exception_hook()
     configure_logging()
     tune_garbage_collector()
+
+
+def run_write_command(args: list[str], stdin=None) -> None:
+    """`write --config C --catalog K`, reading Airbyte messages from stdin."""
+    from destination_mistral.protocol.masking import config_secrets, register_secrets
+    from destination_mistral.protocol.stdout import write_message
+
+    prepare_process()
     parsed = parse_write_args(args)
     config = read_config(parsed.config)
     register_secrets(config_secrets(config))
