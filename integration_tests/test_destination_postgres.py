@@ -347,3 +347,19 @@ def test_check_succeeds_and_writes_nothing_behind(postgres_database, monkeypatch
     status = DestinationMistral().check(None, config_for(postgres_database, None, schema="checked"))
     assert status.status == Status.SUCCEEDED, status.message
     assert query(postgres_database, "SELECT count(*) FROM pg_tables WHERE schemaname = 'checked'") == [(0,)]
+
+
+def test_a_minimum_generation_drops_older_generations_at_complete(postgres_database, tmp_path):
+    config = config_for(postgres_database, None)
+
+    def sync(generation: int, minimum: int, ids, completed=True):
+        stream = configured_stream(sync_id=generation, generation_id=generation, minimum_generation_id=minimum)
+        return run_write(tmp_path, config, catalog(stream), messages_with_states(map(review, ids), completed=completed))
+
+    sync(1, 0, range(3))
+    sync(2, 0, range(3, 5))
+    sync(3, 2, range(5, 6), completed=False)
+    generations = "SELECT _airbyte_generation_id, count(*) FROM reviews GROUP BY 1 ORDER BY 1"
+    assert query(postgres_database, generations) == [(1, 3), (2, 2), (3, 1)], "no COMPLETE: nothing is dropped"
+    sync(4, 2, range(6, 7))
+    assert query(postgres_database, generations) == [(2, 2), (3, 1), (4, 1)], "below the minimum: dropped"
