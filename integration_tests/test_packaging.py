@@ -25,8 +25,13 @@ DEVELOPMENT_ONLY = re.compile(
 )
 
 
-def _copied_by_the_image(connector: str = "source-mistral") -> list[str]:
-    """What a connector's Dockerfile copies into its build stage (the same for both: checked below)."""
+PACKAGES = {"source-mistral": "source_mistral", "destination-mistral": "destination_mistral"}
+# What `pip install .` of the whole distribution needs.
+DISTRIBUTION_SOURCES = ["setup.py", "README.md", "spec.yaml", *sorted(CONNECTOR_PACKAGES)]
+
+
+def _copied_by_the_image(connector: str) -> list[str]:
+    """What a connector's Dockerfile copies into its build stage."""
     dockerfile = (REPO / "connectors" / connector / "Dockerfile").read_text(encoding="utf-8")
     copies = [
         line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY ") and "--from" not in line
@@ -72,7 +77,7 @@ def _wheel_metadata(wheel: Path, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def connector_wheel(tmp_path_factory) -> Path:
-    return _wheel(_copied_by_the_image(), ".", tmp_path_factory.mktemp("connector-wheel"), "airbyte_mistral-*.whl")
+    return _wheel(DISTRIBUTION_SOURCES, ".", tmp_path_factory.mktemp("connector-wheel"), "airbyte_mistral-*.whl")
 
 
 @pytest.fixture(scope="module")
@@ -215,9 +220,22 @@ def test_emulator_wheel_is_the_emulator_alone(emulator_wheel: Path):
     assert "mistral_emulator/cli.py" in names and "mistral_emulator/NOTES.md" in names
 
 
-@pytest.mark.parametrize("connector", ["source-mistral", "destination-mistral"])
-def test_connector_images_copy_no_emulator_or_tools(connector: str):
-    assert set(_copied_by_the_image(connector)) == {"setup.py", "README.md", "spec.yaml", *CONNECTOR_PACKAGES}
+@pytest.mark.parametrize("connector", sorted(PACKAGES))
+def test_connector_images_copy_their_own_package_and_no_emulator_or_tools(connector: str):
+    own = {"setup.py", "README.md", "spec.yaml", "mistral_connection", PACKAGES[connector]}
+    # The source installs only its own requirements (setup.py's are both connectors').
+    extra = {f"connectors/{connector}/requirements.txt"} if connector == "source-mistral" else set()
+    assert set(_copied_by_the_image(connector)) == own | extra
     ignore = (REPO / "connectors" / connector / "Dockerfile.dockerignore").read_text(encoding="utf-8")
-    let_in = {line[1:].split("/")[0] for line in ignore.splitlines() if line.startswith("!")}
-    assert let_in == {"setup.py", "README.md", "spec.yaml", *CONNECTOR_PACKAGES}
+    let_in = {line[1:].removesuffix("/**") for line in ignore.splitlines() if line.startswith("!")}
+    assert let_in == own | extra
+
+
+@pytest.mark.parametrize("connector", sorted(PACKAGES))
+def test_a_wheel_built_from_an_images_copies_holds_that_connector_alone(connector: str, tmp_path: Path):
+    wheel = _wheel(_copied_by_the_image(connector), ".", tmp_path, "airbyte_mistral-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        top = {n.split("/")[0] for n in archive.namelist() if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"mistral_connection", PACKAGES[connector]}
+    with zipfile.ZipFile(wheel) as archive:
+        assert "mistral_connection/spec.yaml" in archive.namelist(), "the credential block travels with the image"

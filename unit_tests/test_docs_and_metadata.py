@@ -6,8 +6,10 @@ changelog together. No sockets: specs come from the connector classes, streams f
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from importlib import metadata as importlib_metadata
@@ -19,6 +21,8 @@ import pytest
 import yaml
 from airbyte_cdk.models import ConnectorSpecificationSerializer
 from airbyte_cdk.models.connector_metadata import MetadataFile
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 CONNECTORS = {
@@ -197,20 +201,92 @@ def test_dockerfile_entrypoint_is_the_console_script_and_labels_match_metadata(c
     assert connector in scripts, f"the entrypoint {connector} must be a console script of the package"
 
 
-@pytest.mark.parametrize("connector", CONNECTORS)
-def test_dockerfile_copies_every_package_the_distribution_ships(connector):
-    from setuptools import find_packages
+PACKAGES = {"source-mistral": "source_mistral", "destination-mistral": "destination_mistral"}
+SOURCE_REQUIREMENTS = REPO / "connectors" / "source-mistral" / "requirements.txt"
 
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_dockerfile_copies_the_shared_package_and_its_own_but_not_the_other_connectors(connector):
     text = _dockerfile(connector)
-    top_level = {
-        p.split(".")[0]
-        for p in find_packages(str(REPO), include=["mistral_connection*", "source_mistral*", "destination_mistral*"])
-    }
-    for package in top_level:
-        assert re.search(rf"^COPY {package} ", text, flags=re.M), f"{package} is not copied into the build stage"
+    copied = set(re.findall(r"^COPY (?!--)(\S+) ", text, flags=re.M))
+    other = next(c for c in CONNECTORS if c != connector)
+    assert {"mistral_connection", PACKAGES[connector]} <= copied, f"{connector}: packages copied {sorted(copied)}"
+    assert PACKAGES[other] not in copied, f"{connector}'s image must not carry {other}"
     assert re.search(r"^COPY setup\.py .*spec\.yaml", text, flags=re.M), (
         "setup.py and the shared spec.yaml are needed by pip install ."
     )
+    # The wheel declares both console scripts; the other one's package is not in this image.
+    assert re.search(rf"rm \S+/bin/{other}\b", text), f"{connector}: {other}'s console script is not removed"
+
+
+def _setup_requirements() -> dict[str, Requirement]:
+    """install_requires as setup.py lists it now (the installed metadata may predate an edit)."""
+    tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    lines = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "install_requires"))
+    return {canonicalize_name(Requirement(line).name): Requirement(line) for line in lines}
+
+
+def _source_requirements() -> list[Requirement]:
+    lines = SOURCE_REQUIREMENTS.read_text(encoding="utf-8").splitlines()
+    return [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_source_image_installs_its_requirements_pinned_as_setup_py_pins_them():
+    text = _dockerfile("source-mistral")
+    assert "--no-deps ." in text and "-r requirements.txt" in text
+    pinned = _setup_requirements()
+    for requirement in _source_requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{requirement.name} (requirements.txt) is not a requirement of setup.py"
+        assert str(requirement) == str(pinned[name]), f"requirements.txt has {requirement}, setup.py {pinned[name]}"
+
+
+def test_destination_image_installs_every_requirement_of_the_distribution():
+    assert "--no-deps" not in _dockerfile("destination-mistral"), "the destination needs all of setup.py's"
+
+
+def _third_party_imports(*packages: str) -> set[str]:
+    """Top-level modules the packages import anywhere (at module level or inside a function)."""
+    found = set()
+    for package in packages:
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    own = {"__future__", *PACKAGES.values(), "mistral_connection"}
+    return {name for name in found if name not in sys.stdlib_module_names and name not in own}
+
+
+def _installed_with(requirements: list[Requirement]) -> set[str]:
+    """The distributions pip installs for these requirements, as this environment resolved them."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = list(requirements)
+    while todo:
+        requirement = todo.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        environments = [{"extra": extra} for extra in ("", *requirement.extras)]
+        for line in importlib_metadata.distribution(key[0]).requires or []:
+            needed = Requirement(line)
+            if needed.marker is None or any(needed.marker.evaluate(env) for env in environments):
+                todo.append(needed)
+    return {name for name, _ in seen}
+
+
+def test_source_image_requirements_provide_every_module_the_source_imports():
+    provided = _installed_with(_source_requirements())
+    providers = importlib_metadata.packages_distributions()
+    missing = {
+        module: providers.get(module)
+        for module in _third_party_imports("source_mistral", "mistral_connection")
+        if not {canonicalize_name(d) for d in providers.get(module, [])} & provided
+    }
+    assert not missing, f"imported by the source, not installed in its image ({SOURCE_REQUIREMENTS.name}): {missing}"
 
 
 # ---- docs -----------------------------------------------------------------------------------------
