@@ -160,10 +160,101 @@ def test_metadata_version_is_the_package_version(connector):
     assert _metadata(connector)["dockerImageTag"] == importlib_metadata.version("airbyte-mistral")
 
 
+# The forms of base_url the README accepts, and a config without it; the proxy takes the key in the
+# query string.
+BASE_URL_FORMS = (
+    None,
+    "https://api.mistral.ai",
+    "https://api.mistral.ai/v1/chat/completions",
+    "api.eu.mistral.ai",
+    "https://api.us.mistral.ai/v1/",
+    "https://proxy.example.com/mistral/v1",
+    "http://127.0.0.1:8089",
+)
+_PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
+
+
+def _platform_host(value: str) -> str:
+    """The host Airbyte's platform takes from a config value it puts into allowedHosts (a URL gives
+    its host, a bare host stays as it is)."""
+    return urlparse(value if "://" in value else f"x://{value}").hostname or value
+
+
+def _resolved_allowed_hosts(connector: str, config: Mapping[str, Any]) -> list[str]:
+    """allowedHosts as the platform applies them to a connection: each `${dotted.path}` filled from
+    the config, an entry it cannot fill dropped (ConfigReplacer in airbyte-platform)."""
+    resolved = []
+    for host in _metadata(connector)["allowedHosts"]["hosts"]:
+        filled = host
+        for path in _PLACEHOLDER.findall(host):
+            value: Any = config
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, Mapping) else None
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                filled = filled.replace(f"${{{path}}}", _platform_host(str(value)))
+        if "${" not in filled:
+            resolved.append(filled)
+    return resolved
+
+
 @pytest.mark.parametrize("connector", CONNECTORS)
-def test_allowed_hosts_cover_the_default_base_url(connector):
-    default = _spec(connector)["connectionSpecification"]["properties"]["base_url"]["default"]
-    assert urlparse(default).hostname in _metadata(connector)["allowedHosts"]["hosts"]
+@pytest.mark.parametrize("base_url", BASE_URL_FORMS)
+def test_allowed_hosts_let_the_connector_reach_the_configured_base_url(connector, base_url):
+    from mistral_connection.connection import MistralConnection
+
+    config: dict[str, Any] = {"api_key": "key"}
+    if base_url is not None:
+        config["base_url"] = base_url
+    if base_url and "proxy" in base_url:
+        config["key_placement"] = {"method": "query_parameter", "parameter_name": "api_token"}
+    target = urlparse(MistralConnection.from_config(config).api_root).hostname
+    assert target in _resolved_allowed_hosts(connector, config), (
+        f"{connector}: a platform enforcing allowedHosts would block {target} (base_url {base_url!r})"
+    )
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_allowed_hosts_fix_no_host_but_the_default_and_name_existing_fields(connector):
+    hosts = _metadata(connector)["allowedHosts"]["hosts"]
+    spec = _spec(connector)["connectionSpecification"]
+    default = urlparse(spec["properties"]["base_url"]["default"]).hostname
+    fixed = [host for host in hosts if "${" not in host]
+    assert fixed == [default], f"{connector}: hosts not taken from the config should be base_url's default only"
+    paths = {path for path, _ in _property_paths(spec)}
+    for host in hosts:
+        for path in _PLACEHOLDER.findall(host):
+            assert path in paths, f"{connector}: allowedHosts entry {host} names no spec property"
+    assert "${base_url}" in hosts
+
+
+def test_connector_subtypes_are_those_of_airbytes_api_sources_and_vector_store_destinations():
+    assert _metadata("source-mistral")["connectorSubtype"] == "api"
+    assert _metadata("destination-mistral")["connectorSubtype"] == "vectorstore"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_ab_internal_scores_are_valid_and_match_the_support_level(connector):
+    data = _metadata(connector)
+    scores = data["ab_internal"]
+    assert set(scores) <= {"sl", "ql", "isEnterprise", "requireVersionIncrementsInPullRequests"}
+    assert scores["sl"] in (0, 100, 200, 300) and scores["ql"] in (0, 100, 200, 300, 400, 500, 600)
+    if data["supportLevel"] == "community":
+        assert scores["sl"] == 100, "a community connector has support level 100"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_suites_that_can_run_against_the_api_declare_its_key_as_a_test_secret(connector):
+    suites = {s["suite"]: s for s in _metadata(connector)["connectorTestSuitesOptions"]}
+    assert set(suites) <= {"unitTests", "integrationTests", "acceptanceTests", "liveTests"}
+    assert "testSecrets" not in suites["unitTests"], "unit tests use no sockets and no key"
+    for name in ("integrationTests", "acceptanceTests"):
+        assert suites[name]["testSecrets"] == [
+            {
+                "name": f"SECRET_{connector.upper()}__CREDS",
+                "fileName": "config.json",
+                "secretStore": {"type": "GSM", "alias": "airbyte-connector-testing-secret-store"},
+            }
+        ], f"{connector}: {name} secret"
 
 
 # ---- Dockerfiles ----------------------------------------------------------------------------------
@@ -330,6 +421,17 @@ def test_changelog_starts_with_the_metadata_version(connector):
     changelog = _section(_doc(connector), "Changelog")
     versions = re.findall(r"^\|\s*(\d+\.\d+\.\d+)\s*\|", changelog, flags=re.M)
     assert versions and versions[0] == _metadata(connector)["dockerImageTag"], f"latest changelog entry {versions[:1]}"
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
+def test_changelog_rows_go_from_the_newest_to_the_oldest(connector):
+    rows = re.findall(
+        r"^\|\s*(\d+\.\d+\.\d+)\s*\|\s*(\d{4}-\d{2}-\d{2})\s*\|", _section(_doc(connector), "Changelog"), flags=re.M
+    )
+    versions = [tuple(int(part) for part in version.split(".")) for version, _ in rows]
+    dates = [date for _, date in rows]
+    assert versions == sorted(versions, reverse=True), f"{connector}: changelog versions out of order"
+    assert dates == sorted(dates, reverse=True), f"{connector}: changelog dates out of order"
 
 
 def _source_streams() -> dict[str, dict]:
