@@ -16,6 +16,9 @@ dependency pins differ): install the connectors once (`pip install .` in this re
 
 `--pip-url /path/to/airbyte-mistral` instead lets PyAirbyte install the connectors itself, each in
 a venv of its own (slower: two full installs).
+
+The script sets AIRBYTE_OFFLINE_MODE=1 before importing PyAirbyte: without it, PyAirbyte refuses to
+run any connector, a local executable included, when Airbyte's registry cannot be reached.
 """
 
 from __future__ import annotations
@@ -115,11 +118,14 @@ class Emulator:
 
 
 def run(args: argparse.Namespace, base_url: str, api_key: str, bin_dir: Path) -> dict:
-    # Read by PyAirbyte at import time: the default cache then lives under --workdir; offline mode
-    # skips the registry lookup (these connectors are installed locally, not from Airbyte's
-    # registry) and, like DO_NOT_TRACK, sends no usage telemetry.
+    # Read by PyAirbyte at import time, so set before it. PyAirbyte looks every connector up in
+    # Airbyte's registry before running it, a local executable too; these connectors are not in it,
+    # and where the registry cannot be reached get_source/get_destination raise
+    # AirbyteConnectorRegistryError instead of running them. Offline mode skips that lookup (and,
+    # like DO_NOT_TRACK, sends no usage telemetry); it is set whatever the environment says, since
+    # the lookup can never find these connectors. The default cache then lives under --workdir.
+    os.environ["AIRBYTE_OFFLINE_MODE"] = "1"
     os.environ.setdefault("AIRBYTE_CACHE_ROOT", str(args.workdir / "cache"))
-    os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     import airbyte as ab
 

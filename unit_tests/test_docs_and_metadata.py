@@ -496,3 +496,23 @@ def test_docs_point_at_the_pyairbyte_example_that_exists(connector):
     doc = _doc(connector)
     assert "examples/pyairbyte_sync.py" in doc
     assert (REPO / "examples" / "pyairbyte_sync.py").is_file()
+
+
+def test_pyairbyte_example_sets_offline_mode_before_importing_pyairbyte_and_the_readme_says_why():
+    tree = ast.parse((REPO / "examples" / "pyairbyte_sync.py").read_text(encoding="utf-8"))
+    offline = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and ast.unparse(node.targets[0]) == "os.environ['AIRBYTE_OFFLINE_MODE']"
+        and ast.unparse(node.value) == "'1'"
+    ]
+    imports = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import) and any(alias.name == "airbyte" for alias in node.names)
+    ]
+    assert offline and imports and max(offline) < min(imports), "PyAirbyte reads AIRBYTE_OFFLINE_MODE when imported"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^### Under PyAirbyte$(.*?)(?=^##)", readme, flags=re.M | re.S)
+    assert section and "AIRBYTE_OFFLINE_MODE=1" in section.group(1), "the README's PyAirbyte section says why"
