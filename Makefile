@@ -59,7 +59,8 @@ bench-quick: $(STAMP)
 loadcheck: $(STAMP)
 	$(BIN)/python -m mistral_emulator.loadcheck
 
-## Build both connector images on a locally made base image and run spec/check inside them (root; minutes).
+## Build both connector images on a locally made base image and run spec, check, a read of every stream and
+## a write in chat and embeddings mode inside them, against the emulator on loopback (root; minutes).
 image-test: $(STAMP)
 	$(BIN)/python tools/image_test.py
 
