@@ -27,9 +27,10 @@ from destination_mistral.local_files.resume import Digest, ResumePoint, load_sta
 from destination_mistral.protocol.catalog import Catalog, catalog_from_json
 from destination_mistral.protocol.describe import first_line
 from destination_mistral.protocol.files import read_config
-from destination_mistral.protocol.masking import config_secrets, mask, register_secrets
+from destination_mistral.protocol.masking import mask, register_secrets
 from destination_mistral.protocol.messages import Record, State, StreamStatus
 from destination_mistral.settings import parse_config
+from destination_mistral.settings.key_masking import config_secrets
 from mistral_connection.errors import config_error
 
 logger = logging.getLogger("airbyte")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
-
-from mistral_connection.redaction import secret_forms
 
 _SECRETS: set[str] = set()
 MASK = "****"
@@ -24,13 +22,6 @@ def register_secrets(values: Iterable[Any]) -> None:
 
 def registered_secrets() -> list[str]:
     return list(_SECRETS)
-
-
-def config_secrets(config: Mapping[str, Any]) -> list[str]:
-    """The config's secret values: the fields spec.yaml marks `airbyte_secret`."""
-    key = config.get("api_key") if isinstance(config, Mapping) else None
-    # Every form the key can take on the wire: URL-encoded when it travels as a query parameter.
-    return secret_forms(key) if isinstance(key, str) and key.strip() else []
 
 
 def mask(text: str) -> str:

@@ -5,9 +5,11 @@ key pasted into a template or a field by mistake must not reach the logs through
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
+from destination_mistral.settings.spec_fields import own_schema
 from mistral_connection import secret_forms
 
 MASK = "****"
@@ -42,3 +44,28 @@ def _masked(text: str, forms: list[str]) -> str:
     for form in forms:
         text = text.replace(form, MASK)
     return text
+
+
+def config_secrets(config: Any) -> list[str]:
+    """Every form of each secret value in the config: the API key, and each field the spec marks
+    `airbyte_secret` (the output's password or token), found by walking the spec, so that a secret
+    field added to it is masked without a change here."""
+    values: list[str] = []
+    if isinstance(config, Mapping):
+        values.append(config.get("api_key"))
+        values.extend(_secret_values(own_schema(), config))
+    return [form for value in values if isinstance(value, str) and value.strip() for form in secret_forms(value)]
+
+
+def _secret_values(schema: Mapping[str, Any], value: Any) -> Iterator[Any]:
+    if schema.get("airbyte_secret"):
+        yield value
+    for option in schema.get("oneOf", ()):
+        yield from _secret_values(option, value)
+    if isinstance(value, Mapping):
+        for name, prop in schema.get("properties", {}).items():
+            if name in value:
+                yield from _secret_values(prop, value[name])
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for item in value:
+            yield from _secret_values(schema["items"], item)

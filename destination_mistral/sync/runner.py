@@ -252,8 +252,9 @@ def prepare_process() -> None:
 
 def run_write_command(args: list[str], stdin=None) -> None:
     """`write --config C --catalog K`, reading Airbyte messages from stdin."""
-    from destination_mistral.protocol.masking import config_secrets, register_secrets
+    from destination_mistral.protocol.masking import register_secrets
     from destination_mistral.protocol.stdout import write_message
+    from destination_mistral.settings.key_masking import config_secrets
 
     prepare_process()
     parsed = parse_write_args(args)

@@ -74,3 +74,20 @@ def test_check_fails_without_the_key_in_any_message(tmp_path, changes):
     messages = check_messages(_config(tmp_path, changes), tmp_path)
     assert "FAILED" in repr(messages), messages
     assert KEY not in repr(messages), f"the key leaked: {messages}"
+
+
+def test_every_secret_field_of_the_spec_is_registered_for_masking_with_its_encoded_forms():
+    """write and load mask what config_secrets returns on every line they print: the output's
+    password and MotherDuck token as well as the key, whichever output option holds them."""
+    from destination_mistral.settings.key_masking import config_secrets
+
+    postgres = {
+        "api_key": "key-0123456789",
+        "output": {"type": "postgres", "host": "db", "database": "d", "username": "u", "password": "pa ss/wörd+1"},
+    }
+    motherduck = {"api_key": "key-0123456789", "output": {"type": "duckdb", "path": "md:x", "motherduck_token": "tok"}}
+    found = config_secrets(postgres)
+    assert {"key-0123456789", "pa ss/wörd+1", "pa+ss%2Fw%C3%B6rd%2B1"} <= set(found)
+    assert "tok" in config_secrets(motherduck)
+    assert config_secrets({"output": {"type": "jsonl", "directory": "/tmp/x"}}) == []
+    assert config_secrets("not a mapping") == []
