@@ -12,31 +12,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from destination_mistral.settings import OutputSettings
-from destination_mistral.sinks.base import Batches, CacheEntries, StagingSink, WriteItem, check_distinct_locations
+from destination_mistral.sinks.base import Batches, CacheEntries, WriteItem, check_distinct_locations
 from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.duckdb_commit import commit_atomically, insert_batch
 from destination_mistral.sinks.duckdb_connection import connect
-from destination_mistral.sinks.duckdb_staging import STAGING_PREFIX, StagingTables
+from destination_mistral.sinks.duckdb_staging import StagingTables
 from destination_mistral.sinks.duckdb_tables import create_table, evolve_table, existing_columns, quoted
 from destination_mistral.sinks.schema import StreamPlan
+from destination_mistral.sinks.table_sink import STAGING_PREFIX, TableSink
 
 
-class DuckDBSink(StagingSink):
+class DuckDBSink(TableSink):
     def __init__(self, output: OutputSettings, cache_enabled: bool) -> None:
         con = connect(output.path)
         super().__init__(output, ResultCache(con) if cache_enabled else None)
         self.con = con
         self._types: dict[tuple[str | None, str], dict[str, str]] = {}
         self._staging: StagingTables | None = None  # made by start
-
-    def schema_of(self, plan: StreamPlan) -> str:
-        return plan.namespace or self.output.schema
-
-    def _table(self, plan: StreamPlan, staging: bool = False) -> tuple[str, str]:
-        return self.schema_of(plan), (STAGING_PREFIX + plan.name if staging else plan.name)
-
-    def _write_table(self, plan: StreamPlan) -> tuple[str, str]:
-        return self._table(plan, staging=self.stages(plan))
 
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # DuckDB compares identifiers without case: "Users" and "users" are one table.
@@ -56,15 +48,6 @@ class DuckDBSink(StagingSink):
                     self.con, lambda p=plan: self._staging.adopt(p, *self._table(p), self._table(p, True)[1])
                 )
             self._types[plan.key] = existing_columns(self.con, schema, table)
-
-    def _swapped_in_earlier(self, plan: StreamPlan) -> bool:
-        return self._staging.swapped_in(plan, *self._table(plan))
-
-    def _staging_resumable(self, plan: StreamPlan) -> bool:
-        return self._staging.resumable(plan, *self._table(plan, staging=True))
-
-    def _restart_staging(self, plan: StreamPlan) -> None:
-        self._staging.restart(plan, *self._table(plan, staging=True))
 
     def commit(
         self,

@@ -15,7 +15,6 @@ from destination_mistral.sinks.schema import GENERATION_ID, StreamPlan
 
 logger = logging.getLogger("airbyte")
 
-STAGING_PREFIX = "_airbyte_tmp_"
 # Which generation each staging table holds, so that the next attempt of the same generation resumes
 # it (the platform keeps generation_id across the attempts of a sync; sync_id may be absent).
 GENERATIONS_TABLE = "_mistral_generations"

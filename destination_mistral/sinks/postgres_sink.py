@@ -13,12 +13,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from destination_mistral.settings import OutputSettings
-from destination_mistral.sinks.base import Batches, CacheEntries, StagingSink, check_distinct_locations
+from destination_mistral.sinks.base import Batches, CacheEntries, check_distinct_locations
 from destination_mistral.sinks.postgres_cache import PostgresCache
 from destination_mistral.sinks.postgres_commit import write_batch
 from destination_mistral.sinks.postgres_connection import connect, index_without_vectors, store_failures
 from destination_mistral.sinks.postgres_rows import RowLayout, row_layout
-from destination_mistral.sinks.postgres_staging import STAGING_PREFIX, StagingTables
+from destination_mistral.sinks.postgres_staging import StagingTables
 from destination_mistral.sinks.postgres_tables import (
     VectorSupport,
     build_hnsw_index,
@@ -29,9 +29,10 @@ from destination_mistral.sinks.postgres_tables import (
     vector_support,
 )
 from destination_mistral.sinks.schema import StreamPlan
+from destination_mistral.sinks.table_sink import STAGING_PREFIX, TableSink
 
 
-class PostgresSink(StagingSink):
+class PostgresSink(TableSink):
     def __init__(self, output: OutputSettings, cache_enabled: bool) -> None:
         self.settings = output.postgres
         self.con = connect(self.settings)
@@ -57,15 +58,6 @@ class PostgresSink(StagingSink):
         with store_failures(self.settings), self.con.transaction():
             yield
 
-    def schema_of(self, plan: StreamPlan) -> str:
-        return plan.namespace or self.output.schema
-
-    def _table(self, plan: StreamPlan, staging: bool = False) -> tuple[str, str]:
-        return self.schema_of(plan), (STAGING_PREFIX + plan.name if staging else plan.name)
-
-    def _write_table(self, plan: StreamPlan) -> tuple[str, str]:
-        return self._table(plan, staging=self.stages(plan))
-
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # PostgreSQL compares quoted identifiers with case: "Users" and "users" are two tables.
         check_distinct_locations(
@@ -89,15 +81,6 @@ class PostgresSink(StagingSink):
         if self.settings.hnsw_index:
             build_hnsw_index(self.con, plan, *where, columns, vectors)
         self._layouts[plan.key] = row_layout(plan, columns)
-
-    def _swapped_in_earlier(self, plan: StreamPlan) -> bool:
-        return self._staging.swapped_in(plan, *self._table(plan))
-
-    def _staging_resumable(self, plan: StreamPlan) -> bool:
-        return self._staging.resumable(plan, *self._table(plan, staging=True))
-
-    def _restart_staging(self, plan: StreamPlan) -> None:
-        self._staging.restart(plan, *self._table(plan, staging=True))
 
     def lookup(self, keys: Sequence[str]):
         with store_failures(self.settings):

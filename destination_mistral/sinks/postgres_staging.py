@@ -16,7 +16,6 @@ from destination_mistral.sinks.schema import GENERATION_ID, StreamPlan
 
 logger = logging.getLogger("airbyte")
 
-STAGING_PREFIX = "_airbyte_tmp_"
 GENERATIONS_TABLE = "_mistral_generations"
 
 
