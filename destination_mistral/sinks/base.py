@@ -116,12 +116,7 @@ class Sink(Protocol):
 
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]: ...
 
-    def commit(
-        self,
-        batches: Batches,
-        cache_entries: CacheEntries,
-        completes: Sequence[StreamPlan] = (),
-    ) -> None:
+    def commit(self, batches: Batches, cache_entries: CacheEntries, completes: Sequence[StreamPlan] = ()) -> None:
         """Stores the batches and the cache entries, then, for each stream in `completes` (whose
         COMPLETE status arrived and whose records are all in this commit or earlier ones), replaces
         what the stream held if this sync stages it. Atomic where the store allows."""

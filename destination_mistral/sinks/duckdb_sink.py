@@ -49,12 +49,7 @@ class DuckDBSink(TableSink):
                 )
             self._types[plan.key] = existing_columns(self.con, schema, table)
 
-    def commit(
-        self,
-        batches: Batches,
-        cache_entries: CacheEntries,
-        completes: Sequence[StreamPlan] = (),
-    ) -> None:
+    def commit(self, batches: Batches, cache_entries: CacheEntries, completes: Sequence[StreamPlan] = ()) -> None:
         cache_entries = list(cache_entries)
         swaps = self._pending_swaps(completes)
         commit_atomically(self.con, lambda: self._write(batches, cache_entries, swaps, completes))

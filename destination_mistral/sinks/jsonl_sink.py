@@ -185,12 +185,7 @@ class JsonlSink(StagingSink):
         if plan.sync_mode != "append_dedup":
             self._open(plan)
 
-    def commit(
-        self,
-        batches: Batches,
-        cache_entries: CacheEntries,
-        completes: Sequence[StreamPlan] = (),
-    ) -> None:
+    def commit(self, batches: Batches, cache_entries: CacheEntries, completes: Sequence[StreamPlan] = ()) -> None:
         touched = []
         for plan, items in batches:
             if not items:

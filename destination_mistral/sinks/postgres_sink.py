@@ -86,12 +86,7 @@ class PostgresSink(TableSink):
         with store_failures(self.settings):
             return super().lookup(keys)
 
-    def commit(
-        self,
-        batches: Batches,
-        cache_entries: CacheEntries,
-        completes: Sequence[StreamPlan] = (),
-    ) -> None:
+    def commit(self, batches: Batches, cache_entries: CacheEntries, completes: Sequence[StreamPlan] = ()) -> None:
         cache_entries = list(cache_entries)
         swaps = self._pending_swaps(completes)
         with self._transaction():

@@ -95,12 +95,7 @@ class StoreWriter:
         self.sink = sink
         self.isolated = 0  # records stored as error rows because the store refused them
 
-    def commit(
-        self,
-        batches: Batches,
-        entries: CacheEntries,
-        completes: Sequence[StreamPlan] = (),
-    ) -> None:
+    def commit(self, batches: Batches, entries: CacheEntries, completes: Sequence[StreamPlan] = ()) -> None:
         entries = list(entries)
         try:
             self.sink.commit(batches, entries, completes)
