@@ -25,6 +25,39 @@ def secret_forms(secret: str) -> list[str]:
     return sorted(forms, key=lambda form: (-len(form), form))
 
 
+def mask_secret_in(raw: bytes, secret: str) -> bytes:
+    """`raw` (a server's answer) with every form of `secret` replaced by ****, JSON-escaped forms
+    (a `/` written `\\/`) included, and so is any run of a form's first characters that a server cut
+    short when it quoted the request (e.g. a header too long for it, quoted to its first 8 KB). Done
+    on the whole answer before anything shortens it, because a form that a later truncation cut short
+    would be harder to tell from ordinary text."""
+    forms = [form for form in secret_forms(secret) if form]
+    forms += [form.replace("/", "\\/") for form in forms if "/" in form]
+    ordered = sorted({form.encode("utf-8") for form in forms}, key=len, reverse=True)
+    for form in ordered:
+        raw = raw.replace(form, MASK_BYTES)
+    for form in ordered:  # only once every whole form is masked: a cut one must not eat a whole one
+        if len(form) > PREFIX_BYTES:
+            raw = _mask_prefixes(raw, form)
+    return raw
+
+
+# A run of the key's first bytes this long is the key's, not a coincidence of ordinary text.
+PREFIX_BYTES = 12
+MASK_BYTES = b"****"
+
+
+def _mask_prefixes(raw: bytes, form: bytes) -> bytes:
+    start = raw.find(form[:PREFIX_BYTES])
+    while start >= 0:
+        end = start + PREFIX_BYTES
+        while end < len(raw) and end - start < len(form) and raw[end] == form[end - start]:
+            end += 1
+        raw = raw[:start] + MASK_BYTES + raw[end:]
+        start = raw.find(form[:PREFIX_BYTES], start + len(MASK_BYTES))
+    return raw
+
+
 def _lower_escapes(text: str) -> str:
     parts = text.split("%")
     return parts[0] + "".join(

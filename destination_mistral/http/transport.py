@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from destination_mistral.http.answers import check_size, read_body
 from destination_mistral.settings import Limits
-from mistral_connection import MistralConnection
+from mistral_connection import MistralConnection, mask_secret_in
 
 # (status, headers, body); status None for a connection failure or a timeout.
 Sender = Callable[[str, str, bytes | None], Awaitable[tuple[int, Mapping[str, str], bytes]]]
@@ -50,6 +50,17 @@ class Transport:
 
     async def send(
         self, method: str, url: str, body: bytes | None, content_type: str | None = None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        status, headers, raw = await self._send(method, url, body, content_type)
+        if status is not None and not 200 <= status < 300:
+            # An error answer is quoted into messages and error rows, and some servers and proxies
+            # echo the request in it (its Authorization header, its URL with a query-parameter key),
+            # whole or cut anywhere: the key is masked before anything reads or shortens the body.
+            raw = mask_secret_in(raw, self.connection.api_key)
+        return status, headers, raw
+
+    async def _send(
+        self, method: str, url: str, body: bytes | None, content_type: str | None
     ) -> tuple[int, Mapping[str, str], bytes]:
         cap = self.limits.max_response_bytes
         if self._sender is not None:
