@@ -185,7 +185,8 @@ def _key_placement(config: Mapping[str, Any]) -> dict[str, str]:
     if method == "bearer_header":
         return dict(BEARER)
     if method == "query_parameter":
-        name = placement.get("parameter_name") or "api_token"
+        name = placement.get("parameter_name")
+        name = "api_token" if name is None else name
         name = name.strip() if isinstance(name, str) else ""
         if not name:
             raise config_error("`key_placement.parameter_name` is empty: name the query parameter, e.g. api_token.")
@@ -207,12 +208,16 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(model, str) or not model.strip():
         raise config_error("`model` must be a model id such as mistral-small-latest.")
     result["model"] = model.strip()
+    if isinstance(result.get("base_url"), str) and not result["base_url"].strip():
+        # An empty field is not the default: it is a URL left blank, which no request can reach.
+        raise config_error(f"`base_url` is empty: {_USE}, or leave the field out for the default.")
     result["base_url"] = normalize_base_url(result.get("base_url"))
     result["key_placement"] = _key_placement(result)
     return result
 
 
 _KEY_SOURCE = "paste the key again from https://console.mistral.ai/api-keys"
+LONGEST_KEY = 1024
 
 
 def _checked_key(key: Any) -> str:
@@ -225,6 +230,13 @@ def _checked_key(key: Any) -> str:
     if not isinstance(key, str):
         raise config_error(f"`api_key` must be text, not {_json_type(key)}: {_KEY_SOURCE}.")
     key = key.strip()
+    if len(key) > LONGEST_KEY:
+        # Servers refuse a request header past about 8 KB with an answer that looks like the API's
+        # refusal of each request; a key this long is something else pasted with it.
+        raise config_error(
+            f"`api_key` is {len(key)} characters long, more than the {LONGEST_KEY} a key can be (Mistral's "
+            f"are 32): {_KEY_SOURCE}, and only the key."
+        )
     for char in key:
         if ord(char) < 32 or 127 <= ord(char) < 160:
             raise config_error(

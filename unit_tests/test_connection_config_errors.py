@@ -49,6 +49,7 @@ BAD_KEYS = [
     ("   \t ", "missing or blank"),
     (None, "missing or blank"),
     (12345, "must be text"),
+    (SECRET + "x" * 9000, "more than the 1024"),
 ]
 
 
