@@ -28,9 +28,13 @@ def raise_if_fatal(status: int, body: Any, raw: bytes, route: str) -> None:
     if status in (400, 404) and (
         "invalid model" in text.lower() or (isinstance(body, Mapping) and body.get("type") == "invalid_model")
     ):
+        # The API words an unknown model and a model without this route's capability alike; the
+        # model may come from `model`, `enrichment.model` or a stream override: the message names all.
+        need = "embeddings" if route.endswith("embeddings") else "completion_chat"
         raise config_error(
-            f"The Mistral API does not know the model ({text}): set the enrichment's `model` to one listed by "
-            "GET /v1/models."
+            f"The Mistral API refused the model for {route} ({text}): the model a stream's enrichment uses "
+            "(`enrichment.model` or a `stream_overrides` entry's, else the top-level `model`) must be one "
+            f"GET /v1/models lists with the {need} capability."
         )
     if status == 404 and ("not found" in text.lower() or not text):
         raise config_error(
