@@ -15,7 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, ValidationError
+from jsonschema.validators import extend
 
 from destination_mistral.settings.spec_fields import discriminator, option_values, own_schema
 
@@ -34,6 +35,20 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _LONGEST_EXAMPLE = 80
 
 
+def _whole_pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]) -> Any:
+    """`pattern` as the platform's (ECMA-262) validators read it: a final `$` is the end of the text.
+    Python's `$` also matches before a trailing line break, so "abc\\n" would pass `^[a-z]+$`."""
+    if not isinstance(instance, str):
+        return
+    anchored = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    if not re.search(anchored, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# The spec's patterns are written for the form (ECMA-262); this validator reads them the same way.
+_Validator = extend(Draft7Validator, {"pattern": _whole_pattern})
+
+
 def schema_problem(config: Mapping[str, Any]) -> str | None:
     """The first of the config's own fields that the spec refuses, in the form's order, told in
     words; None when the spec accepts them all."""
@@ -49,7 +64,7 @@ def dotted(path: FieldPath) -> str:
 
 
 def _first_problem(instance: Any, schema: Mapping[str, Any], path: FieldPath) -> str | None:
-    for error in Draft7Validator(schema).iter_errors(instance):
+    for error in _Validator(schema).iter_errors(instance):
         where = path + tuple(error.absolute_path)
         if error.validator == "oneOf":
             return _option_problem(error.instance, error.validator_value, where)
@@ -91,7 +106,7 @@ def _describe(error: Any, where: FieldPath) -> str:
         values = error.validator_value if keyword == "enum" else [error.validator_value]
         return f"{name} must be {or_words(values)}."
     if keyword in _BOUNDS:
-        return f"{name} must be {_range(schema)}, got {error.instance}.{_default_hint(schema)}"
+        return f"{name} must be {_range(schema)}, got {_number(error.instance)}.{_default_hint(schema)}"
     if keyword == "pattern":
         return f"{name} must be {_pattern_words(error.validator_value)}{_fix(schema)}."
     return f"{name} is not valid{_fix(schema)}."
@@ -166,6 +181,9 @@ def _range(schema: Mapping[str, Any]) -> str:
 
 
 def _number(value: Any) -> str:
+    # A whole number past 2^53 reads back from a JSON file as a float (orjson): both are told alike.
+    if isinstance(value, int) and abs(value) > 2**53:
+        value = float(value)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -86,6 +86,11 @@ VALID = [
         },
     ),
     ("whole_number_written_as_float", {"enrichment": {**CHAT, "max_tokens": 100.0}}),
+    ("random_seed_largest", {"enrichment": {**CHAT, "random_seed": 2**63 - 1}}),
+    (
+        "output_dimension_largest",
+        {"enrichment": {"mode": "embeddings", "fields": ["review"], "output_dimension": 3072}},
+    ),
 ]
 
 # (id, what the config changes, the field the message must name, whether the spec's JSON schema refuses it too)
@@ -284,6 +289,69 @@ INVALID = [
         "requests_per_job_zero",
         {"enrichment": CHAT, "delivery": {"requests_per_job": 0}},
         "delivery.requests_per_job",
+        True,
+    ),
+    # Whole numbers past 64 bits passed both and crashed `write` when the request was encoded.
+    ("random_seed_past_64_bits", {"enrichment": {**CHAT, "random_seed": 2**70}}, "enrichment.random_seed", True),
+    (
+        "output_dimension_past_64_bits",
+        {"enrichment": {"mode": "embeddings", "fields": ["review"], "output_dimension": 2**70}},
+        "enrichment.output_dimension",
+        True,
+    ),
+    (
+        "output_dimension_beyond_models",
+        {"enrichment": {"mode": "embeddings", "fields": ["review"], "output_dimension": 4096}},
+        "enrichment.output_dimension",
+        True,
+    ),
+    ("max_tokens_huge", {"enrichment": {**CHAT, "max_tokens": 10**12}}, "enrichment.max_tokens", True),
+    # Sizes that overflowed to infinity when turned into bytes: a system error from both.
+    (
+        "max_response_mb_huge",
+        {"enrichment": CHAT, "limits": {"max_response_mb": 1e308}},
+        "limits.max_response_mb",
+        True,
+    ),
+    ("max_buffer_mb_huge", {"enrichment": CHAT, "limits": {"max_buffer_mb": 1e308}}, "limits.max_buffer_mb", True),
+    (
+        "tokens_per_minute_huge",
+        {"enrichment": CHAT, "limits": {"tokens_per_minute": 2**70}},
+        "limits.tokens_per_minute",
+        True,
+    ),
+    (
+        "auto_threshold_huge",
+        {"enrichment": CHAT, "delivery": {"auto_threshold": 2**70}},
+        "delivery.auto_threshold",
+        True,
+    ),
+    ("retry_time_huge", {"enrichment": CHAT, "limits": {"max_retry_seconds": 1e308}}, "limits.max_retry_seconds", True),
+    ("poll_max_huge", {"enrichment": CHAT, "delivery": {"poll_max_seconds": 1e308}}, "delivery.poll_max_seconds", True),
+    # Values that can never work were reported as transient errors, which the platform retries forever.
+    ("timeout_tiny", {"enrichment": CHAT, "limits": {"timeout_seconds": 1e-9}}, "limits.timeout_seconds", True),
+    ("max_response_mb_tiny", {"enrichment": CHAT, "limits": {"max_response_mb": 1e-9}}, "limits.max_response_mb", True),
+    ("max_buffer_mb_tiny", {"enrichment": CHAT, "limits": {"max_buffer_mb": 1e-9}}, "limits.max_buffer_mb", True),
+    ("rate_tiny", {"enrichment": CHAT, "limits": {"requests_per_second": 1e-9}}, "limits.requests_per_second", True),
+    ("base_url_empty", {"enrichment": CHAT, "base_url": ""}, "base_url", False),
+    ("base_url_blank", {"enrichment": CHAT, "base_url": "  "}, "base_url", False),
+    # A pattern's `$` matched before a trailing line break (Python's reading, not the form's).
+    (
+        "schema_name_trailing_newline",
+        {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "name": "abc\n", "schema": SCHEMA_TEXT}}},
+        "enrichment.response_format.name",
+        False,
+    ),
+    (
+        "storage_version_trailing_newline",
+        {"enrichment": CHAT, "output": {"type": "duckdb", "path": "x.duckdb", "storage_version": "v1.0.0\n"}},
+        "output.storage_version",
+        False,
+    ),
+    (
+        "parameter_name_empty",
+        {"enrichment": CHAT, "key_placement": {"method": "query_parameter", "parameter_name": ""}},
+        "key_placement.parameter_name",
         True,
     ),
 ]
