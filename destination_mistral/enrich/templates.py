@@ -26,6 +26,7 @@ from destination_mistral.enrich.template_budget import (
 )
 from destination_mistral.enrich.template_names import TEMPLATE_NAMES, names_in
 from destination_mistral.enrich.template_sandbox import sandbox_environment, tojson
+from destination_mistral.settings.rules import next_key
 from mistral_connection.errors import config_error
 
 __all__ = [
@@ -120,18 +121,24 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
+def value_at(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a dotted field path, or None: a key holding the whole dotted name wins over the
+    nested path (settings.rules.next_key), as the check of `fields` against the schema reads it."""
+    value: Any = record
+    while path:
+        found = next_key(value, path) if isinstance(value, Mapping) else None
+        if found is None:
+            return None
+        value, path = value[found[0]], path[found[1] :]
+    return value
+
+
 def text_from_fields(record: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> str:
     """The values at `paths`, one per line; missing or null values are left out, and a record that
     has none of them is an error (an empty string is not worth an embedding)."""
     parts: list[str] = []
     for path in paths:
-        value: Any = record
-        for key in path:
-            if isinstance(value, Mapping) and key in value:
-                value = value[key]
-            else:
-                value = None
-                break
+        value = value_at(record, path)
         if value is None:
             continue
         text = _value_text(value)

@@ -6,7 +6,7 @@ naming the field and the fix."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import jsonschema
@@ -70,6 +70,19 @@ def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
 def field_path(text: str) -> tuple[str, ...]:
     """`review.text` -> ("review", "text"): a dotted field path of the embeddings' `fields`."""
     return tuple(text.strip().split("."))
+
+
+def next_key(keys: Container[str], path: tuple[str, ...]) -> tuple[str, int] | None:
+    """The key a dotted `path` reads first at one level, and how many of its steps that key takes:
+    the longest run of steps joined by dots that is a key there wins, so a top-level field named
+    `a.b` is read by the path `a.b` whole, and otherwise the dot steps into `a`. The embeddings'
+    text (enrich.templates.text_from_fields) and the check against the stream's schema
+    (settings.stream_fields) read a path with this one rule."""
+    for end in range(len(path), 0, -1):
+        key = ".".join(path[:end])
+        if key in keys:
+            return key, end
+    return None
 
 
 def _check_response_schema(text: str, where: str) -> None:

@@ -5,7 +5,14 @@ would write nothing but error rows and still succeed: it is refused before the f
 A stream whose schema lists no properties, or allows any others (`additionalProperties` true or a
 schema, `patternProperties`), may carry any field, so nothing is refused for it. A template that
 guards a name (`{{ title | default('') }}`, `{% if title is defined %}`) expects it to be absent
-at times, so a guarded name is not refused either."""
+at times, so a guarded name is not refused either.
+
+Nested fields are checked the same way, level by level: `review.nope` is refused when `review`'s
+schema lists its properties without `nope` and allows no others, and `review.text` when `review`
+is typed as something other than an object (a string, a list). A method of a mapping or string
+(`record.items()`, `record.get('x')`, `review.upper()`) is not a field. A dotted path of the
+embeddings' `fields` reads a field holding the whole dotted name when there is one (`a.b`), else
+steps into the nested object, as the text to embed is read (settings.rules.next_key)."""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from jinja2 import Environment, nodes
 from jinja2.defaults import DEFAULT_NAMESPACE
 
 from destination_mistral.settings.key_masking import key_kept_out
+from destination_mistral.settings.rules import next_key
 from destination_mistral.settings.typed import ChatSettings, DestinationConfig, EmbeddingSettings
 from mistral_connection.errors import config_error
 
@@ -27,6 +35,9 @@ _GUARD_TESTS = frozenset({"defined", "undefined", "none"})
 # Names Jinja itself provides inside loops, macros and call blocks.
 _JINJA_NAMES = frozenset({"loop", "caller", "varargs", "kwargs", "self", "super"})
 _FIELDS_SHOWN = 12
+# Attributes of a mapping: Jinja reads `record.items` as the method, never as a field named `items`.
+_MAPPING_ATTRIBUTES = frozenset(dir(dict))
+_NOT_OBJECTS = frozenset({"string", "integer", "number", "boolean", "null", "array"})
 
 
 def check_stream_fields(config: DestinationConfig, configured_streams: Iterable[Any]) -> None:
@@ -39,8 +50,10 @@ def check_stream_fields(config: DestinationConfig, configured_streams: Iterable[
             label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
             where = config.enrichment_location(stream.name)
             for setting, path in named_fields(config.enrichment_for(stream.name)):
-                if not _declares(stream.json_schema, path):
-                    raise config_error(_message(f"{where}.{setting}", path, label, stream.json_schema))
+                dotted = setting == "fields"
+                missing = _undeclared(stream.json_schema, path, dotted)
+                if missing is not None:
+                    raise config_error(_message(f"{where}.{setting}", path, label, *missing))
 
 
 def named_fields(enrichment: Any) -> Iterator[tuple[str, tuple[str, ...]]]:
@@ -56,23 +69,25 @@ def named_fields(enrichment: Any) -> Iterator[tuple[str, tuple[str, ...]]]:
 
 
 def template_fields(text: str) -> list[tuple[str, ...]]:
-    """The top-level record fields a template reads without a guard, in order of appearance: the
-    names it reads and never sets itself, and `record.<name>` / `record['<name>']`."""
+    """The record fields a template reads without a guard, in order of appearance, each as its
+    path: the names it reads and never sets itself, `record.<name>` / `record['<name>']`, and the
+    fields read inside them (`review.text`), a path kept only at its longest."""
     # Parsed only: Jinja's own scope analysis (jinja2.meta) runs its compiler, which folds constant
     # expressions, and `{{ 'x' * 10**10 }}` would then be computed here, outside the sandbox.
     tree = Environment().parse(text)
     free = _free_names(tree)
+    called = {id(node.node) for node in tree.find_all(nodes.Call)}
     guarded = set()
     for node in tree.find_all((nodes.Filter, nodes.Test)):
         guards = _GUARD_FILTERS if isinstance(node, nodes.Filter) else _GUARD_TESTS
         if node.name in guards:
-            guarded.add(_field_name(node.node, free))
-    found: dict[str, None] = {}
+            guarded.add(_field_path(node.node, free, called))
+    found: dict[tuple[str, ...], None] = {}
     for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
-        name = _field_name(node, free)
-        if name and name != RECORD and name not in guarded:
-            found.setdefault(name)
-    return [(name,) for name in found]
+        path = _field_path(node, free, called)
+        if path and not any(path[: len(guard)] == guard for guard in guarded if guard):
+            found.setdefault(path)
+    return [path for path in found if not any(len(other) > len(path) and other[: len(path)] == path for other in found)]
 
 
 def _free_names(tree: nodes.Template) -> set[str]:
@@ -92,38 +107,50 @@ def _free_names(tree: nodes.Template) -> set[str]:
     return loaded - defined
 
 
-def _field_name(node: Any, free: set[str]) -> str | None:
-    """The record field an expression reads at the top level: `title` for a free name `title`,
-    and for `record.title` or `record['title']`."""
-    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in free:
-        return node.name
-    if isinstance(node, nodes.Getattr) and _is_record(node.node):
-        return node.attr
-    if (
-        isinstance(node, nodes.Getitem)
-        and _is_record(node.node)
-        and isinstance(node.arg, nodes.Const)
-        and isinstance(node.arg.value, str)
-    ):
-        return node.arg.value
+def _field_path(node: Any, free: set[str], called: set[int]) -> tuple[str, ...]:
+    """The record field path an expression reads: ("title",) for a free name `title`, ("title",)
+    for `record.title` or `record['title']`, ("review", "text") for `review.text`; the path stops
+    at a method (`record.items()`, `review.get`), a computed key or an index. Empty for anything
+    that is not a record field."""
+    steps: list[str] = []
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            key = node.attr
+            method = id(node) in called or key in _MAPPING_ATTRIBUTES
+        else:
+            key = node.arg.value if isinstance(node.arg, nodes.Const) else None
+            method = False
+        steps = [] if method or not isinstance(key, str) else [key, *steps]
+        node = node.node
+    if not isinstance(node, nodes.Name) or node.ctx != "load":
+        return ()
+    if node.name == RECORD:
+        return tuple(steps)
+    return (node.name, *steps) if node.name in free else ()
+
+
+def _undeclared(schema: Any, path: tuple[str, ...], dotted: bool) -> tuple[tuple[str, ...], Any] | None:
+    """None when a record of `schema` may hold `path`; otherwise the part of the path found before
+    the first step it may not hold, and the schema at that level. Every level that lists its
+    properties, allows no others and lacks the next name refuses it, and so does a level typed as
+    something other than an object. `dotted` reads the path as `fields` are read (next_key)."""
+    done: tuple[str, ...] = ()
+    while path:
+        properties = _closed_properties(schema)
+        if properties is None:
+            return (done, schema) if _not_an_object(schema) else None
+        found = next_key(properties, path) if dotted else ((path[0], 1) if path[0] in properties else None)
+        if found is None:
+            return done, schema
+        key, used = found
+        schema, path, done = properties[key], path[used:], (*done, key)
     return None
 
 
-def _is_record(node: Any) -> bool:
-    return isinstance(node, nodes.Name) and node.name == RECORD
-
-
-def _declares(schema: Any, path: tuple[str, ...]) -> bool:
-    """Whether a record of `schema` may hold `path`: yes unless some level lists its properties,
-    allows no others and lacks the next name."""
-    for name in path:
-        properties = _closed_properties(schema)
-        if properties is None:
-            return True
-        if name not in properties:
-            return False
-        schema = properties[name]
-    return True
+def _not_an_object(schema: Any) -> bool:
+    kinds = schema.get("type") if isinstance(schema, Mapping) else None
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    return bool(kinds) and isinstance(kinds, list) and all(kind in _NOT_OBJECTS for kind in kinds)
 
 
 def _closed_properties(schema: Any) -> Mapping[str, Any] | None:
@@ -138,17 +165,24 @@ def _closed_properties(schema: Any) -> Mapping[str, Any] | None:
     return properties
 
 
-def _message(setting: str, path: tuple[str, ...], stream: str, schema: Mapping[str, Any]) -> str:
+def _message(setting: str, path: tuple[str, ...], stream: str, found: tuple[str, ...], level: Any) -> str:
     field = ".".join(path)
-    level = schema
-    for name in path[:-1]:
-        level = level["properties"][name]
-    known = list(level["properties"])
-    near = difflib.get_close_matches(path[-1], known, n=1)
-    hint = f" Did you mean `{'.'.join((*path[:-1], near[0]))}`?" if near else ""
+    guard = f" or guard it (`{{{{ {field} | default('') }}}}`)" if setting.rsplit(".", 1)[-1] != "fields" else ""
+    properties = _closed_properties(level)
+    if properties is None:  # a level typed as a string, a number or a list
+        kinds = level.get("type")
+        kind = " or ".join(kinds) if isinstance(kinds, list) else kinds
+        return (
+            f"`{setting}` names the field `{field}`, but in stream {stream!r} `{'.'.join(found)}` is {kind}, "
+            f"which holds no fields: fix the path{guard}."
+        )
+    known = list(properties)
+    rest = path[sum(key.count(".") + 1 for key in found) :]
+    near = difflib.get_close_matches(".".join(rest), known, n=1) or difflib.get_close_matches(rest[0], known, n=1)
+    hint = f" Did you mean `{'.'.join((*found, near[0]))}`?" if near else ""
     shown = ", ".join(known[:_FIELDS_SHOWN]) + (", …" if len(known) > _FIELDS_SHOWN else "")
-    guard = f" or guard it (`{{{{ {path[0]} | default('') }}}}`)" if setting.rsplit(".", 1)[-1] != "fields" else ""
+    where = f"its `{'.'.join(found)}` lists" if found else "its schema lists"
     return (
-        f"`{setting}` names the field `{field}`, which stream {stream!r} does not have (its schema lists: {shown}): "
+        f"`{setting}` names the field `{field}`, which stream {stream!r} does not have ({where}: {shown}): "
         f"fix the name{guard}.{hint}"
     )
