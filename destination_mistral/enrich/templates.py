@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, UndefinedError
+from jinja2 import TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 
 from destination_mistral.enrich.template_budget import (
@@ -58,8 +58,35 @@ def compile_template(text: str, where: str = "template"):
         template = environment.from_string(source)
     except TemplateSyntaxError as error:
         raise config_error(f"`{where}` is not a valid Jinja template (line {error.lineno}: {error.message}).") from None
+    _refuse_what_fails_every_record(source, environment, where)
     template.names_in_source = names
     return template
+
+
+# A template is one text: there is no other template to load, so these fail on every record.
+_LOADS = {
+    nodes.Include: "include",
+    nodes.Import: "import",
+    nodes.FromImport: "from ... import",
+    nodes.Extends: "extends",
+}
+
+
+def _refuse_what_fails_every_record(source: nodes.Template, environment: Any, where: str) -> None:
+    """What Jinja accepts when compiling but fails on every render: loading another template, and a
+    test it does not have (`is nosuchtest`; an unknown filter is already refused when compiling)."""
+    for node in source.find_all(tuple(_LOADS)):
+        raise config_error(
+            f"`{where}` uses `{{% {_LOADS[type(node)]} %}}` (line {node.lineno}), but a template cannot load "
+            "other templates: write the text into this template."
+        )
+    for node in source.find_all(nodes.Test):
+        if node.name not in environment.tests:
+            known = ", ".join(sorted(name for name in environment.tests if name.isidentifier()))
+            raise config_error(
+                f"`{where}` uses the test `{node.name}` (line {node.lineno}), which Jinja does not have: "
+                f"use one of {known}."
+            )
 
 
 def render(template, record: Mapping[str, Any]) -> str:

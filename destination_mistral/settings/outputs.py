@@ -32,14 +32,39 @@ def check_output(raw: Mapping[str, Any]) -> None:
         return
     key = _LOCATION_FIELDS[raw["type"]]
     location = raw[key].strip()
+    for name in (key, "schema"):
+        if "\x00" in str(raw.get(name, "")):
+            # The operating system ends a path at a NUL byte: the file written would not be the one named.
+            raise config_error(f"`output.{name}` contains a NUL character: remove it.")
     if not location:
         raise config_error(
             f"`output.{key}` is empty: give the {'DuckDB file' if key == 'path' else 'directory'} to write to."
         )
+    if raw["type"] == "duckdb":
+        _check_duckdb_schema(raw, location)
     if raw["type"] == "duckdb" and is_motherduck_path(location):
         _check_motherduck(raw, location)
         return
     local_path(location, key)
+
+
+# Schemas and catalogs every DuckDB connection already has: a table cannot be created in them.
+_DUCKDB_RESERVED = frozenset({"information_schema", "pg_catalog", "temp", "system"})
+
+
+def _check_duckdb_schema(raw: Mapping[str, Any], location: str) -> None:
+    schema = _text(raw.get("schema"))
+    if not schema:
+        return
+    database = location.split(":", 1)[1] if is_motherduck_path(location) else Path(location).stem
+    # `<schema>.<table>` names the database's own default schema when the schema is the database's name.
+    same = schema.lower() == database.strip().lower() and schema.lower() != "main"
+    if schema.lower() in _DUCKDB_RESERVED or same:
+        what = "the name of the database itself" if same else "one of DuckDB's own schemas"
+        raise config_error(
+            f"`output.schema` {schema!r} is {what}, where the streams' tables cannot be created: "
+            'choose another schema name, e.g. "main" or "enriched".'
+        )
 
 
 def build_output(raw: Mapping[str, Any]) -> OutputSettings:

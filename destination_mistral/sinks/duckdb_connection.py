@@ -154,8 +154,24 @@ def check_writable(output: OutputSettings) -> None:
         con.execute("CREATE TABLE IF NOT EXISTS _mistral_check (x INTEGER)")
         con.execute("DROP TABLE _mistral_check")
     except Exception as error:
+        con.close()
         raise config_error(
             f"`output.path` {str(output.path)!r} is not writable: {str(error).splitlines()[0]}"
         ) from None
+    # The schema the streams' tables go to, created as `write` creates it, then rolled back.
+    quoted = '"' + output.schema.replace('"', '""') + '"'
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        con.execute(f"CREATE TABLE {quoted}._mistral_check (x INTEGER)")
+    except duckdb.Error as error:
+        raise config_error(
+            f"`output.schema` {output.schema!r} cannot hold the streams' tables ({str(error).splitlines()[0]}): "
+            "choose another schema name."
+        ) from None
     finally:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
         con.close()

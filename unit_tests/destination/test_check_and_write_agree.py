@@ -348,6 +348,57 @@ INVALID = [
         "output.storage_version",
         False,
     ),
+    # DuckDB schemas a table cannot be created in passed `check` and failed `write` with a system error.
+    *[
+        (
+            f"duckdb_schema_{name}",
+            {"enrichment": CHAT, "output": {"type": "duckdb", "path": "x.duckdb", "schema": name}},
+            "output.schema",
+            False,
+        )
+        for name in ("information_schema", "pg_catalog", "temp", "system", "x")
+    ],
+    # A NUL byte ends a path for the operating system: a system error, or a file of another name.
+    (
+        "directory_with_nul",
+        {"enrichment": CHAT, "output": {"type": "jsonl", "directory": "out\x00x"}},
+        "output.directory",
+        False,
+    ),
+    (
+        "duckdb_path_with_nul",
+        {"enrichment": CHAT, "output": {"type": "duckdb", "path": "a\x00.duckdb"}},
+        "output.path",
+        False,
+    ),
+    # Template constructs that compile but fail on every record.
+    *[
+        (
+            f"prompt_{name}",
+            {"enrichment": {"mode": "chat", "prompt_template": text}},
+            "enrichment.prompt_template",
+            False,
+        )
+        for name, text in (
+            ("include", "{% include 'other.txt' %}"),
+            ("import", "{% import 'x' as y %}{{ review }}"),
+            ("from_import", "{% from 'x' import y %}{{ review }}"),
+            ("extends", "{% extends 'base' %}"),
+            ("unknown_test", "{% if review is nosuchtest %}{{ review }}{% endif %}"),
+        )
+    ],
+    (
+        "system_prompt_include",
+        {"enrichment": {**CHAT, "system_prompt": "{% include 'x' %}"}},
+        "enrichment.system_prompt",
+        False,
+    ),
+    (
+        "embedding_template_unknown_test",
+        {"enrichment": {"mode": "embeddings", "template": "{% if review is nosuchtest %}x{% endif %}"}},
+        "enrichment.template",
+        False,
+    ),
     (
         "parameter_name_empty",
         {"enrichment": CHAT, "key_placement": {"method": "query_parameter", "parameter_name": ""}},
