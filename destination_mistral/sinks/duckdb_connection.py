@@ -67,12 +67,19 @@ def _open_file(path: Path, output: OutputSettings):
                 "retry."
             ) from None
         raise config_error(
-            f"`output.path` {str(path)!r} cannot be opened as a DuckDB file: {text.splitlines()[0]}"
+            f"`{_field(output)}` {str(path)!r} cannot be opened as a DuckDB file: {text.splitlines()[0]}"
         ) from None
     except (OSError, duckdb.Error) as error:
-        raise config_error(f"`output.path` {str(path)!r} cannot be written: {str(error).splitlines()[0]}") from None
+        raise config_error(
+            f"`{_field(output)}` {str(path)!r} cannot be written: {str(error).splitlines()[0]}"
+        ) from None
     _warn_newer_format(con, path, output.storage_version)
     return con
+
+
+def _field(output: OutputSettings) -> str:
+    """The field a file's error names: the JSONL output's cache lives in `output.directory`."""
+    return "output.directory" if output.kind == "jsonl" else "output.path"
 
 
 def _open_motherduck(path: Path, output: OutputSettings):

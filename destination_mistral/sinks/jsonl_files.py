@@ -20,16 +20,35 @@ logger = logging.getLogger("airbyte")
 MAX_NAME_BYTES = 200
 
 
+# The files a sync opens beside the streams' files: the cache (jsonl_sink.CACHE_FILE) and its log.
+_CACHE_FILES = ("_mistral_cache.duckdb", "_mistral_cache.duckdb.wal")
+
+
 def check_writable(output: OutputSettings) -> None:
+    """Raises a config error naming `output.directory` when a sync could not write there: a new file
+    in the directory, and every file already there that a sync opens for writing (the streams'
+    `.jsonl` files, also under a namespace's directory, and the cache), each opened for appending
+    without writing to it. `check` and every sync run it."""
+    path = output.path
     try:
-        output.path.mkdir(parents=True, exist_ok=True)
-        probe = output.path / ".destination-mistral-check"
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".destination-mistral-check"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as error:
-        raise config_error(
-            f"`output.directory` {str(output.path)!r} is not writable: {error.strerror or error}."
-        ) from None
+        raise config_error(f"`output.directory` {str(path)!r} is not writable: {error.strerror or error}.") from None
+    existing = [*path.glob("*.jsonl"), *path.glob("*/*.jsonl"), *(path / name for name in _CACHE_FILES)]
+    for target in existing:
+        try:
+            if target.exists() or target.is_symlink():
+                with open(target, "ab"):
+                    pass
+        except OSError as error:
+            raise config_error(
+                f"`output.directory` {str(path)!r} holds {target.relative_to(path)}, which this sync must write but "
+                f"cannot ({error.strerror or error}): give the connector's user write access to it, or choose "
+                "another directory."
+            ) from None
 
 
 def safe_name(name: str) -> str:

@@ -487,3 +487,16 @@ def test_the_model_hint_of_check_is_reached_once_the_config_passes(base, tmp_pat
     monkeypatch.setattr(destination_module, "_check_api", unknown_model)
     config = _config(base, {"enrichment": {**CHAT, "response_format": {"type": "json_schema", "schema": SCHEMA_TEXT}}})
     assert "Did you mean" in run_check(config, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["reviews.jsonl", "ns/reviews.jsonl", "_mistral_cache.duckdb"])
+def test_a_file_in_the_jsonl_directory_that_cannot_be_written_is_refused_by_both_naming_the_directory(
+    base, tmp_path, name
+):
+    """`check` tries every file `write` would open there (a directory in its place cannot be opened,
+    even by root), so that both refuse it alike, naming `output.directory`, not `output.path`."""
+    (tmp_path / "out" / name).mkdir(parents=True)
+    config = _config(base, {"enrichment": CHAT})
+    checked, written = run_check(config, tmp_path), run_write(config)
+    assert checked is not None and checked == written, (checked, written)
+    assert "`output.directory`" in written and "`output.path`" not in written, written
