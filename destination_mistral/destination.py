@@ -100,6 +100,15 @@ class DestinationMistral(Destination):
             from destination_mistral.sinks import check_writable
 
             check_writable(settings.output)
+            if not _enriches(settings):
+                # `write` sends nothing to the API then, so `check` does not require it either.
+                return AirbyteConnectionStatus(
+                    status=Status.SUCCEEDED,
+                    message=(
+                        "The config is valid and the output can be written. The Mistral API was not contacted: no "
+                        "enrichment is set (mode none everywhere), so syncs do not use it."
+                    ),
+                )
             problem = asyncio.run(_check_api(settings))
         except AirbyteTracedException as error:
             return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
@@ -130,8 +139,19 @@ class DestinationMistral(Destination):
             yield to_airbyte(message)
 
 
+def _enriches(settings: DestinationConfig) -> bool:
+    return any(isinstance(item, (ChatSettings, EmbeddingSettings)) for item in settings.all_enrichments())
+
+
 async def _check_api(settings: DestinationConfig) -> str | None:
-    """One sentence on what is wrong with the key or the models, or None."""
+    """One sentence on what is wrong with the key or the models, or None.
+
+    Every enrichment's model is looked up, a stream override's too, whatever the catalog: `check`
+    has no catalog, and a config is valid or not by itself. `write` validates every override the
+    same way (parse_config: templates, bounds, fields), catalog or not; what it cannot do without
+    a request is ask the account for a model, so an unknown model of an override for a stream the
+    sync does not carry is only reported by `check` (and `write` warns that the override is unused),
+    while one of a stream it carries is refused by the API's answer to its first request."""
     from destination_mistral.http.client import MistralClient
     from destination_mistral.http.errors import ApiError
 

@@ -12,7 +12,7 @@ import pytest
 
 import destination_mistral.destination as destination_module
 from destination_mistral.destination import DestinationMistral
-from unit_tests.destination.config_commands import offline_api, run_check, write_error  # noqa: F401 (a fixture)
+from unit_tests.destination.config_commands import check_messages, offline_api, run_check, write_error  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("offline_api")
 
@@ -500,3 +500,25 @@ def test_a_file_in_the_jsonl_directory_that_cannot_be_written_is_refused_by_both
     checked, written = run_check(config, tmp_path), run_write(config)
     assert checked is not None and checked == written, (checked, written)
     assert "`output.directory`" in written and "`output.path`" not in written, written
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:9", "https://unreachable.invalid"])
+def test_check_does_not_require_the_api_when_nothing_is_enriched(base, tmp_path, monkeypatch, base_url):
+    """`write` never contacts the API with mode none everywhere, so `check` does not either, and says so."""
+
+    async def api_unreachable(settings):
+        return "The Mistral API could not be reached."
+
+    monkeypatch.setattr(destination_module, "_check_api", api_unreachable)
+    config = _config(
+        {**base, "base_url": base_url, "api_key": "sk-wrong-key-0000"},
+        {"enrichment": {"mode": "none"}, "stream_overrides": [{"stream_name": "a", "enrichment": {"mode": "none"}}]},
+    )
+    messages = check_messages(config, tmp_path)
+    status = next(m.connectionStatus for m in messages if m.connectionStatus)
+    assert status.status.value == "SUCCEEDED" and "not contacted" in status.message, status
+    assert run_write(config) is None
+    enriched = _config(
+        base, {"enrichment": {"mode": "none"}, "stream_overrides": [{"stream_name": "a", "enrichment": CHAT}]}
+    )
+    assert run_check(enriched, tmp_path) == "The Mistral API could not be reached."
