@@ -419,3 +419,22 @@ def test_a_cdc_delete_is_not_sent_for_enrichment(fresh_emulator, tmp_path):
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
     assert con.execute("SELECT id FROM test_stream").fetchall() == [(1,)]
     con.close()
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_dedup_compares_an_untyped_cursors_numbers_as_numbers(tmp_path, output):
+    """A cursor the schema types as several types (or not at all) is stored as JSON; its numbers must
+    still compare as numbers (10 newer than 9), not as text ('9' above '10')."""
+    configured = stream({"id": INT, "u": {"type": ["null", "integer", "string"]}, "name": STRING}, "append_dedup",
+                        generation=1, cursor="u")  # fmt: skip
+    run(
+        tmp_path,
+        output,
+        configured,
+        [({"id": 1, "u": 10, "name": "newest"}, T0), ({"id": 1, "u": 9, "name": "older"}, T0)],
+    )
+    assert [r[2]["name"] for r in dump(tmp_path, output, ["name"])] == ["newest"], "within one batch"
+    run(tmp_path, output, configured, [({"id": 1, "u": 9, "name": "older, later sync"}, T0)])
+    assert [r[2]["name"] for r in dump(tmp_path, output, ["name"])] == ["newest"], "against the stored row"
+    run(tmp_path, output, configured, [({"id": 1, "u": 11, "name": "newer"}, T0)])
+    assert [r[2]["name"] for r in dump(tmp_path, output, ["name"])] == ["newer"]

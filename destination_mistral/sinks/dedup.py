@@ -98,7 +98,14 @@ def typed(value: Any, kind: str) -> Any:
         return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
     if kind == "VARCHAR" and isinstance(value, str):
         return value
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    if kind != "JSON":
+        return text
+    # An untyped cursor's numbers compare as numbers, after (newer than) its other values, as DuckDB
+    # (duckdb_dedup.cursor_keys) and PostgreSQL's jsonb order them.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (1, float(value), "")
+    return (0, 0.0, text)
 
 
 def wins(new: Any, held: Any) -> bool:

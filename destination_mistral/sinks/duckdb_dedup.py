@@ -23,13 +23,33 @@ BATCH = "_mistral_batch"
 WINNERS = "_mistral_winners"
 
 
+def cursor_keys(plan: StreamPlan):
+    """The cursor as the two keys it is ordered by, each a function of a table's name ('' for no
+    prefix): a typed cursor column compares as its type (the second key is the same); a JSON one
+    (the schema gives several types, or none) would compare as text, 9 above 10, so its numbers
+    compare as numbers and come after (newer than) its other values, which compare as text, as
+    PostgreSQL orders jsonb and `dedup.py` orders them for JSON Lines."""
+    name = quoted(plan.cursor_field or "")
+    json = next((c.sql_type for c in plan.columns if c.name == plan.cursor_field), "JSON") == "JSON"
+
+    def column(table: str) -> str:
+        return f"{table}.{name}" if table else name
+
+    if not json:
+        return column, column
+    return (lambda table: f"TRY_CAST({column(table)} AS DOUBLE)"), (lambda table: f"CAST({column(table)} AS VARCHAR)")
+
+
 def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str) -> None:
     """Merges `rows` (a SELECT giving the table's columns `names`, typed as the table's, then SEQ and
     DELETED) into `target` (a quoted schema.table) by the plan's primary key and cursor."""
     keys = [quoted(k) for k in plan.primary_key]
     columns = ", ".join(quoted(n) for n in names)
     keyless = " OR ".join(f"{k} IS NULL" for k in keys)
-    order = (f"{quoted(plan.cursor_field)} DESC NULLS LAST, " if plan.cursor_field else "") + f"{quoted(SEQ)} DESC"
+    numeric, text = cursor_keys(plan)
+    order = (f"{numeric('')} DESC NULLS LAST, {text('')} DESC NULLS LAST, " if plan.cursor_field else "") + (
+        f"{quoted(SEQ)} DESC"
+    )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS {rows}")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {WINNERS} AS SELECT * FROM {BATCH} WHERE NOT ({keyless}) "
@@ -38,10 +58,12 @@ def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str) -> N
     match = " AND ".join(f"{target}.{k} = {WINNERS}.{k}" for k in keys)
     if plan.cursor_field:
         cursor = quoted(plan.cursor_field)
+        new_n, new_t, held_n, held_t = numeric(WINNERS), text(WINNERS), numeric(target), text(target)
         # A winner older than the row in place changes nothing: a source may send an old version late.
         con.execute(
             f"DELETE FROM {WINNERS} USING {target} WHERE {match} AND {target}.{cursor} IS NOT NULL "
-            f"AND ({WINNERS}.{cursor} IS NULL OR {WINNERS}.{cursor} < {target}.{cursor})"
+            f"AND ({WINNERS}.{cursor} IS NULL OR ({held_n} IS NOT NULL AND ({new_n} IS NULL OR {new_n} < {held_n})) "
+            f"OR ({held_n} IS NULL AND {new_n} IS NULL AND {new_t} < {held_t}))"
         )
     con.execute(f"DELETE FROM {target} USING {WINNERS} WHERE {match}")
     con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {WINNERS} WHERE NOT {quoted(DELETED)}")
