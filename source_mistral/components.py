@@ -38,6 +38,7 @@ from airbyte_cdk.sources.declarative.requesters.paginators.strategies.page_incre
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
 from airbyte_cdk.sources.streams.http.error_handlers.response_models import ErrorResolution, ResponseAction
 from airbyte_cdk.sources.types import Record, StreamSlice
+from airbyte_cdk.utils.datetime_helpers import ab_datetime_parse
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_mistral.redirects import RedirectRefused
@@ -56,8 +57,29 @@ def announced_total(response: requests.Response) -> int | None:
 _logger = logging.getLogger("airbyte")
 
 
+def last_listed(response: requests.Response, field: str) -> int | None:
+    """`field` of the last item the page listed, before any filter: how far the list has come."""
+    try:
+        data = response.json().get("data")
+    except (ValueError, AttributeError):
+        return None
+    value = data[-1].get(field) if isinstance(data, list) and data and isinstance(data[-1], dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def window_end(stream_slice: StreamSlice | None) -> float | None:
+    """The end of the cursor's window this page was asked for, in Unix seconds."""
+    end = stream_slice.cursor_slice.get("end_time") if stream_slice is not None else None
+    return ab_datetime_parse(end).timestamp() if end not in (None, "") else None
+
+
 @dataclass
 class TotalCheckedPageIncrement(PageIncrement):
+    # A list the API returns in ascending order of this field (batch jobs with order_by=created,
+    # created_at), read one cursor window at a time: once a page ends past the window's end, the
+    # window is complete, and the rest of the list belongs to later windows. Unset: page to the end.
+    ascending_field: str | None = None
+
     def next_page_token(
         self,
         response: requests.Response,
@@ -67,6 +89,12 @@ class TotalCheckedPageIncrement(PageIncrement):
         page_size_override: int | None = None,
         stream_slice: StreamSlice | None = None,
     ) -> Any | None:
+        if self.ascending_field:
+            end, last = window_end(stream_slice), last_listed(response, self.ascending_field)
+            if end is not None and last is not None and last > end:
+                # The pages stop here on purpose: `total` counts the rest of the list too, so the
+                # check against it below applies only to a list paged to its end.
+                return None
         token = super().next_page_token(
             response, last_page_size, last_record, last_page_token_value, page_size_override, stream_slice
         )

@@ -1,5 +1,6 @@
 """Pagination follows each endpoint's own rules to the last page, and no further."""
 
+from datetime import UTC, datetime
 from unittest import TestCase
 
 from airbyte_cdk.test.entrypoint_wrapper import read
@@ -42,16 +43,19 @@ class PaginationTest(TestCase):
     @HttpMocker()
     def test_pagination_batch_jobs_asks_oldest_first_from_page_zero(self, http_mocker: HttpMocker) -> None:
         http = http_mocker
-        config = {**CONFIG, "page_size": 3}
-        jobs = [batch_job(i, 1_700_000_000 + i) for i in range(3)]
+        # A start ten days back: one 30-day window, so the pages of that one window are under test.
+        start = int(datetime.now(UTC).timestamp()) - 10 * 86_400
+        after = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        config = {**CONFIG, "page_size": 3, "start_date": after}
+        jobs = [batch_job(i, start + i) for i in range(3)]
         mock_estimate(http, "batch/jobs", 4)
         http.get(
-            request("batch/jobs", order_by="created", page=0, page_size=3, created_after="1970-01-01T00:00:00Z"),
+            request("batch/jobs", order_by="created", page=0, page_size=3, created_after=after),
             json_response({"data": jobs, "object": "list", "total": 4}),
         )
         http.get(
-            request("batch/jobs", order_by="created", page=1, page_size=3, created_after="1970-01-01T00:00:00Z"),
-            json_response({"data": [batch_job(3, 1_700_000_003)], "object": "list", "total": 4}),
+            request("batch/jobs", order_by="created", page=1, page_size=3, created_after=after),
+            json_response({"data": [batch_job(3, start + 3)], "object": "list", "total": 4}),
         )
         output = read(_source(config), config, catalog("batch_jobs"))
         assert [r.record.data["id"] for r in output.records] == ["job-0", "job-1", "job-2", "job-3"]
