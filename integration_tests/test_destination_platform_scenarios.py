@@ -241,6 +241,22 @@ def test_streams_written_to_the_same_place_are_a_config_error_naming_both(tmp_pa
     assert names[0] in caught.value.message and names[1] in caught.value.message
 
 
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("name", ["_airbyte_tmp_users", "_mistral_cache", "_MISTRAL_generations", "_mistral_batch"])
+def test_a_stream_named_like_the_outputs_own_tables_is_a_config_error_and_nothing_is_replaced(tmp_path, output, name):
+    """A stream named like another stream's staging copy or the cache would replace it (or be
+    replaced), losing rows a STATE covered or the answers paid for."""
+    config = config_for(tmp_path, output)
+    kept = [record(review(1)), state({"position": 1}), complete()]
+    list(DestinationMistral().write(config, catalog(configured_stream(mode="append")), kept))
+    before = stored(tmp_path, output, column="review")
+    with pytest.raises(AirbyteTracedException) as caught:
+        list(DestinationMistral().write(config, catalog(configured_stream(name, mode="overwrite")), [complete(name)]))
+    assert caught.value.failure_type.value == "config_error"
+    assert name in caught.value.message and "rename the stream" in caught.value.message
+    assert stored(tmp_path, output, column="review") == before
+
+
 def test_source_meta_changes_are_kept_beside_ours(tmp_path):
     data = review(1)
     message = record(data)

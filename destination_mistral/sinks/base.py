@@ -75,11 +75,22 @@ def enrichment_fields(plan: StreamPlan, item: WriteItem) -> dict[str, Any]:
     return out
 
 
+# Names of the outputs' own tables and files: a stream of that name would overwrite them (or they it).
+RESERVED_PREFIXES = ("_airbyte_tmp_", "_mistral_")
+
+
 def check_distinct_locations(plans: Sequence[StreamPlan], location: Callable[[StreamPlan], str], what: str) -> None:
-    """Two streams written to one table or file would be merged, or crash the sync half way: a
-    config error names both before anything is written."""
+    """Two streams written to one table or file would be merged, or crash the sync half way, and a
+    stream named like one of the output's own tables would replace it: a config error names them
+    before anything is written."""
     seen: dict[str, StreamPlan] = {}
     for plan in plans:
+        if plan.name.lower().startswith(RESERVED_PREFIXES):
+            raise config_error(
+                f"Stream {plan.label!r} has a name destination-mistral keeps for its own tables and files (those "
+                f"starting with {' or '.join(RESERVED_PREFIXES)}: staging copies, the cache, the generations): "
+                "rename the stream in the connection, e.g. with a stream prefix."
+            )
         where = location(plan)
         other = seen.get(where)
         if other is not None:
