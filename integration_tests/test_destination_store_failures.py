@@ -151,3 +151,44 @@ def test_a_store_that_refuses_even_the_error_row_stops_the_sync_without_a_state(
             released.append(message)
     assert released == [], "the record is neither stored nor an error row: its STATE must not leave"
     assert "refused a commit" in caught.value.message
+
+
+def test_a_duckdb_file_locked_by_another_process_is_a_transient_error_and_releases_no_state(tmp_path):
+    """Another process holding the file (DuckDB allows one writer) is temporary: the platform should
+    retry the sync, so the failure is transient, and nothing is written meanwhile."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+    from destination_mistral.destination import DestinationMistral
+    from integration_tests.test_destination_platform_scenarios import config_for
+    from tests.support.builders import catalog, configured_stream, record, state
+
+    config = config_for(tmp_path, "duckdb")
+    list(DestinationMistral().write(config, catalog(configured_stream(mode="append")), [record({"id": 1})]))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import duckdb, sys, time
+            con = duckdb.connect({str(tmp_path / "out.duckdb")!r})
+            print("held", flush=True)
+            time.sleep(60)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        messages = [record({"id": 2}), state({"position": 1})]
+        with pytest.raises(AirbyteTracedException) as caught:
+            list(DestinationMistral().write(config, catalog(configured_stream(mode="append")), messages))
+        assert caught.value.failure_type.value == "transient_error", caught.value.message
+        assert "another process" in caught.value.message
+    finally:
+        holder.kill()
+        holder.wait()

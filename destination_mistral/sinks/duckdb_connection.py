@@ -62,9 +62,10 @@ def _open_file(path: Path, output: OutputSettings):
     except duckdb.IOException as error:
         text = str(error)
         if "lock" in text.lower():
-            raise config_error(
-                f"The DuckDB file {str(path)!r} is open in another process (DuckDB allows one writer): close it and "
-                "retry."
+            # A lock lasts as long as the other process holds the file: a retry later can succeed.
+            raise transient_error(
+                f"The DuckDB file {str(path)!r} is open in another process (DuckDB allows one writer): nothing was "
+                "written; close it there, and the sync can be retried."
             ) from None
         raise config_error(
             f"`{_field(output)}` {str(path)!r} cannot be opened as a DuckDB file: {text.splitlines()[0]}"
