@@ -315,6 +315,12 @@ INVALID = [
     ),
     ("max_buffer_mb_huge", {"enrichment": CHAT, "limits": {"max_buffer_mb": 1e308}}, "limits.max_buffer_mb", True),
     (
+        "tokens_per_minute_tiny",
+        {"enrichment": CHAT, "limits": {"tokens_per_minute": 1}},
+        "limits.tokens_per_minute",
+        True,
+    ),
+    (
         "tokens_per_minute_huge",
         {"enrichment": CHAT, "limits": {"tokens_per_minute": 2**70}},
         "limits.tokens_per_minute",
