@@ -287,5 +287,9 @@ def test_no_one_second_window_exceeds_requests_per_second_including_row_estimate
     assert not output.errors, output.get_formatted_error_message()
     estimates = [m for m in output.trace_messages if m.trace.estimate]
     assert len(estimates) == 3, "the estimate requests were sent, so they are among the counted ones"
-    busiest = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
-    assert busiest <= cap, f"{busiest} requests within one second, cap {cap} ({len(sent)} requests in all)"
+    # The budget spaces the moments requests are let go; the adapter sees them a little later, each
+    # after its own scheduling delay, which on a loaded machine reaches tens of milliseconds. Windows
+    # a tenth of a second shorter than the cap's second absorb that jitter, and still catch two
+    # paces adding up (twice the cap within a second).
+    busiest = max(sum(1 for t in sent if start <= t < start + 0.9) for start in sent)
+    assert busiest <= cap, f"{busiest} requests within 0.9 s, cap {cap} per second ({len(sent)} requests in all)"
