@@ -438,3 +438,16 @@ def test_dedup_compares_an_untyped_cursors_numbers_as_numbers(tmp_path, output):
     assert [r[2]["name"] for r in dump(tmp_path, output, ["name"])] == ["newest"], "against the stored row"
     run(tmp_path, output, configured, [({"id": 1, "u": 11, "name": "newer"}, T0)])
     assert [r[2]["name"] for r in dump(tmp_path, output, ["name"])] == ["newer"]
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_a_field_typed_more_widely_by_a_later_sync_keeps_its_values_and_dedup_keeps_one_row_per_key(tmp_path, output):
+    """A source whose schema changes an integer field (here the key) to a string: the column is
+    widened, the stored values kept, and the new ones stored instead of nulled; dedup still holds
+    one row per key across syncs."""
+    run(tmp_path, output, stream({"id": INT, "v": INT}, "append_dedup", generation=1), [({"id": 1, "v": 5}, T0)])
+    widened = stream({"id": STRING, "v": STRING}, "append_dedup", generation=1)
+    run(tmp_path, output, widened, [({"id": "abc", "v": "hello"}, T0)])
+    run(tmp_path, output, widened, [({"id": "abc", "v": "hello again"}, T0)])
+    rows = sorted((str(r[2]["id"]), str(r[2]["v"])) for r in dump(tmp_path, output, ["id", "v"]))
+    assert rows == [("1", "5"), ("abc", "hello again")], rows

@@ -51,6 +51,27 @@ def evolve_table(con, plan: StreamPlan, schema: str, table: str, existing: dict[
                 f"{column.sql_type} (another model or output_dimension): use overwrite once, or write to another "
                 "table or file."
             )
+        elif column in plan.columns and widened(current, column.sql_type):
+            # The stream's schema now types the field more widely (an integer became a string, or
+            # several types): the stored values convert without loss, and the new ones fit instead of
+            # being nulled as values that do not fit (which, for a key, would break dedup).
+            target = f"{quoted(schema)}.{quoted(table)}"
+            using = f" USING to_json({quoted(column.name)})" if column.sql_type == "JSON" else ""
+            con.execute(f"ALTER TABLE {target} ALTER COLUMN {quoted(column.name)} TYPE {column.sql_type}{using}")
+
+
+# Conversions that keep every stored value: to text, to JSON, and from an integer to a double.
+_WIDER = {"VARCHAR", "JSON"}
+
+
+def widened(stored: str, declared: str) -> bool:
+    if stored == declared or stored == "JSON":
+        return False
+    return (
+        declared in _WIDER
+        and not (declared == "VARCHAR" and stored == "JSON")
+        or (stored in ("BIGINT", "INTEGER") and declared == "DOUBLE")
+    )
 
 
 def column_exprs(plan: StreamPlan, target_types: dict[str, str]) -> tuple[list[str], list[str]]:
