@@ -74,10 +74,21 @@ def test_every_list_route_absent_but_models_still_reads_the_models_and_succeeds(
     assert {f"Skipping stream {s}" for s in ("files", "batch_jobs", "fine_tuning_jobs", "agents")} <= named, named
 
 
-def test_each_skipped_route_is_warned_once_per_stream(emu):
-    emu.configure(absent_routes=["/v1/agents/pages"])
-    output = _read(emu, ("agents",))
-    assert len([w for w in _warnings(output) if w.startswith("Skipping stream agents:")]) == 1, _warnings(output)
+@pytest.mark.parametrize(
+    "stream, route",
+    [
+        ("agents", "/v1/agents/pages"),
+        # Asked once per 30-day window.
+        ("batch_jobs", "/v1/batch/jobs"),
+        # Asked by both parent lists, outputs and errors.
+        ("batch_job_results", "/v1/batch/jobs"),
+    ],
+)
+def test_each_skipped_route_is_warned_once_per_stream(emu, stream, route):
+    emu.configure(absent_routes=[route])
+    output = _read(emu, (stream,))
+    warned = [w for w in _warnings(output) if w.startswith(f"Skipping stream {stream}:")]
+    assert len(warned) == 1 and f"GET {route}" in warned[0], _warnings(output)
 
 
 def test_a_result_file_the_api_no_longer_serves_is_skipped_and_the_other_results_are_read(emu):

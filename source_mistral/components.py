@@ -164,13 +164,36 @@ _API_PROGRESS = _ApiProgress()
 
 @dataclass(frozen=True)
 class SkippedRoute:
+    stream: str
     route: str  # method and path, e.g. "GET /v1/agents/pages"
     status: int
 
 
-# The streams skipped because the API does not serve their route: `check` reads the models stream
-# and fails when its route is absent, instead of reporting that no model is offered.
-SKIPPED_STREAMS: dict[str, SkippedRoute] = {}
+class SkippedRoutes:
+    """The routes skipped in this command (a read, a check), by stream and route: each is warned
+    about once, though several requesters may meet it (the two parent lists of batch_job_results,
+    every window of batch_jobs), and `check`, which reads the models, fails when their route is
+    absent instead of reporting that no model is offered. SourceMistral clears it as each command
+    starts."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], SkippedRoute] = {}
+        self._lock = threading.Lock()
+
+    def note(self, skipped: SkippedRoute) -> bool:
+        """True the first time this stream skips this route."""
+        with self._lock:
+            return self._seen.setdefault((skipped.stream, skipped.route), skipped) is skipped
+
+    def of(self, stream: str) -> SkippedRoute | None:
+        return next((s for (name, _), s in self._seen.items() if name == stream), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+SKIPPED_ROUTES = SkippedRoutes()
 
 
 class _Attempts:
@@ -211,7 +234,6 @@ class MistralErrorHandler(DefaultErrorHandler):
         # stream carries that stream's name).
         self.stream_name = parameters.get("name") or "this stream"
         self.absent_route_hint = parameters.get("absent_route_hint")
-        self._skipped_routes: set[str] = set()
         self.retries_per_request = self.max_retries if self.max_retries is not None else 5
         self.seconds_without_success = self.max_time
         self.max_retries = _LOOP_UNBOUNDED_TRIES
@@ -234,19 +256,16 @@ class MistralErrorHandler(DefaultErrorHandler):
 
     def _skip(self, response: requests.Response) -> None:
         """An ignored answer is a route this API does not serve (the manifest ignores only 404 and
-        405): the stream is skipped, and the user is told at WARN, once per route. The CDK logs an
+        405): the stream is skipped, and the user is told at WARN, once per stream and route. The CDK logs an
         ignored answer at INFO only, which a platform showing warnings and errors hides."""
         route = f"{response.request.method} {urlsplit(response.request.url or '').path}"
-        if route in self._skipped_routes:
+        if not SKIPPED_ROUTES.note(SkippedRoute(self.stream_name, route, response.status_code)):
             return
-        self._skipped_routes.add(route)
         hint = f" {self.absent_route_hint}" if self.absent_route_hint else ""
-        message = (
+        _logger.warning(
             f"Skipping stream {self.stream_name}: the API answered HTTP {response.status_code} for {route}, a route "
             f"(or a file) this API or proxy does not serve.{hint} The sync goes on with the other streams."
         )
-        SKIPPED_STREAMS[self.stream_name] = SkippedRoute(route, response.status_code)
-        _logger.warning(message)
 
     def interpret_response(self, response_or_exception: requests.Response | Exception | None) -> ErrorResolution:
         resolution = self.resolve(response_or_exception)

@@ -29,7 +29,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from mistral_connection import normalize_config, register_secret_forms
 from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
-from source_mistral.components import SKIPPED_STREAMS, SkippedRoute
+from source_mistral.components import SKIPPED_ROUTES, SkippedRoute
 from source_mistral.config_checks import check_own_fields
 from source_mistral.estimates import announced_requests_per_second, estimate_messages
 
@@ -64,12 +64,12 @@ class SourceMistral(YamlDeclarativeSource):
         """Lists the account's models through the manifest's own requester (so auth, retries and
         the invalid-key message are the sync's), then verifies that the configured model is there."""
         _mask_key(self._config)
-        SKIPPED_STREAMS.pop("models", None)
+        SKIPPED_ROUTES.clear()
         try:
             names = model_names(self._read_stream("models"))
         except AirbyteTracedException as error:
             return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
-        skipped = SKIPPED_STREAMS.pop("models", None)
+        skipped = SKIPPED_ROUTES.of("models")
         if skipped is not None:
             # A read skips a stream whose route is absent; check has nothing to check without models.
             return AirbyteConnectionStatus(status=Status.FAILED, message=absent_models_message(skipped))
@@ -86,6 +86,7 @@ class SourceMistral(YamlDeclarativeSource):
         state: list[AirbyteStateMessage] | None = None,
     ) -> Iterator[AirbyteMessage]:
         _mask_key(self._config)
+        SKIPPED_ROUTES.clear()
         seen_headers: list = []
         yield from estimate_messages(self._config, [s.stream.name for s in catalog.streams], seen_headers)
         self._pace_at_announced_limit(seen_headers)
