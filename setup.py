@@ -32,7 +32,7 @@ setup(
     python_requires=">=3.11,<3.14",
     packages=find_packages(include=["mistral_connection*", "source_mistral*", "destination_mistral*"]),
     package_data={
-        "source_mistral": ["manifest.yaml", "spec_fields.yaml", "schemas/*.json"],
+        "source_mistral": ["manifest.yaml", "spec_fields.yaml"],
         "destination_mistral": ["*.yaml", "*.json"],
     },
     cmdclass={"build_py": BuildWithCredentialSpec},

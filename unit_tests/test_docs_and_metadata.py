@@ -440,7 +440,7 @@ def _source_streams() -> dict[str, dict]:
     for ref in manifest["streams"]:
         definition = manifest["definitions"][ref["$ref"].rsplit("/", 1)[-1]]
         cursor = (definition.get("incremental_sync") or {}).get("cursor_field")
-        schema = json.loads((REPO / definition["schema_loader"]["file_path"]).read_text(encoding="utf-8"))
+        schema = manifest["schemas"][definition["schema_loader"]["schema"]["$ref"].rsplit("/", 1)[-1]]
         streams[definition["name"]] = {"cursor": cursor, "primary_key": definition.get("primary_key"), "schema": schema}
     return streams
 
