@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from . import auth, validation
-from .account import Account
+from .account import BATCH_STATUSES, FT_STATUSES, Account
 from .batch_runner import API_ENDPOINTS, BatchRunner
 from .errors import ApiError, bad_request, detail_item, not_found, server_error, validation_error
 from .faults import FaultInjector
@@ -30,19 +30,6 @@ MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 FILE_PURPOSES = ("fine-tune", "batch", "ocr")
 SAMPLE_TYPES = ("pretrain", "instruct", "batch_request", "batch_result", "batch_error")
 FILE_SOURCES = ("upload", "repository", "mistral")
-BATCH_STATUSES = ("QUEUED", "RUNNING", "SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLATION_REQUESTED", "CANCELLED")
-FT_STATUSES = (
-    "QUEUED",
-    "STARTED",
-    "VALIDATING",
-    "VALIDATED",
-    "RUNNING",
-    "FAILED_VALIDATION",
-    "FAILED",
-    "SUCCESS",
-    "CANCELLED",
-    "CANCELLATION_REQUESTED",
-)
 STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state")
 # Per-request marks set by the fault middleware for the handler (and back).
 FAULT = web.RequestKey("emulator_fault", str)

@@ -14,6 +14,7 @@ import orjson
 from .account import Account
 from .errors import ApiError, bad_request, detail_item, invalid_model, not_found, validation_error
 from .inference import run_endpoint
+from .validation import require_object
 
 API_ENDPOINTS = (
     "/v1/chat/completions",
@@ -42,17 +43,7 @@ class BatchRunner:
 
     # ---- API ------------------------------------------------------------------------------------
     def create(self, body: Any) -> dict:
-        if not isinstance(body, dict):
-            raise validation_error(
-                [
-                    detail_item(
-                        "model_attributes_type",
-                        ["body"],
-                        "Input should be a valid dictionary or object to extract fields from",
-                        body,
-                    )
-                ]
-            )
+        body = require_object(body)
         errors = []
         if "endpoint" not in body:
             errors.append(detail_item("missing", ["body", "endpoint"], "Field required", body))
