@@ -218,15 +218,22 @@ def _primary_key(configured: ConfiguredAirbyteStream, label: str, names: set[str
 
 def _cursor(configured: ConfiguredAirbyteStream, label: str, names: set[str]) -> str | None:
     """The cursor append_dedup compares: the connection's cursor field, else the source's default.
-    One it cannot compare (nested, or not a column) leaves the last record to arrive winning, and a
-    warning says so, rather than failing a sync that ran before cursors were compared."""
+    A nested cursor is refused, as Airbyte's own destinations refuse it: a cursor the output cannot
+    compare would let an old version of a record replace a newer one. A top-level one that is not a
+    column (a reserved name, say) leaves the last record to arrive winning, and a warning says so,
+    rather than failing a sync that ran before cursors were compared."""
     path = configured.cursor_field or configured.stream.default_cursor_field or []
     if not path:
         return None
-    if len(path) == 1 and path[0] in names:
+    if len(path) > 1:
+        raise config_error(
+            f"Stream {label!r}: cursor {'.'.join(path)!r} is nested; append_dedup compares top-level cursor fields "
+            "only. Choose a top-level cursor field for the stream in the connection, or use append."
+        )
+    if path[0] in names:
         return path[0]
     logger.warning(
-        f"Stream {label}: cursor {'.'.join(path)!r} is not a top-level field of the stream's schema, so append_dedup "
+        f"Stream {label}: cursor {path[0]!r} is not a top-level field of the stream's schema, so append_dedup "
         "keeps the last record to arrive for each primary key instead of the one with the newest cursor."
     )
     return None

@@ -159,10 +159,18 @@ def test_dedup_compares_the_connections_cursor_field_else_the_sources_default(tm
     assert plan_stream(configured_stream(mode="append"), config_for(tmp_path)).cursor_field is None
 
 
-@pytest.mark.parametrize("cursor", [["tags", "0"], ["not_in_schema"]])
-def test_a_cursor_that_is_no_column_leaves_the_last_record_winning_and_says_so(tmp_path, caplog, cursor):
-    assert dedup_plan(tmp_path, cursor).cursor_field is None
+def test_a_cursor_that_is_no_column_leaves_the_last_record_winning_and_says_so(tmp_path, caplog):
+    assert dedup_plan(tmp_path, ["not_in_schema"]).cursor_field is None
     assert "keeps the last record to arrive" in caplog.text
+
+
+def test_a_nested_cursor_is_a_config_error_naming_the_stream_and_the_fix(tmp_path):
+    from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+    with pytest.raises(AirbyteTracedException, match="cursor 'tags.0' is nested") as raised:
+        dedup_plan(tmp_path, ["tags", "0"])
+    assert raised.value.failure_type.value == "config_error"
+    assert "top-level cursor field" in raised.value.message
 
 
 @pytest.mark.parametrize(
