@@ -363,3 +363,33 @@ def test_a_minimum_generation_drops_older_generations_at_complete(postgres_datab
     assert query(postgres_database, generations) == [(1, 3), (2, 2), (3, 1)], "no COMPLETE: nothing is dropped"
     sync(4, 2, range(6, 7))
     assert query(postgres_database, generations) == [(2, 2), (3, 1), (4, 1)], "below the minimum: dropped"
+
+
+def test_a_field_typed_more_widely_by_a_later_sync_keeps_its_values_and_dedup_keeps_one_row_per_key(
+    postgres_database, tmp_path
+):
+    """The schema of a later sync turns an integer key and value into strings: the columns are
+    widened with their values kept, new values are stored instead of nulled, and dedup keeps one
+    row per key across the syncs."""
+    config = config_for(postgres_database, None)
+
+    def sync(kind: str, rows: list[dict]):
+        fields = {"id": {"type": ["null", kind]}, "v": {"type": ["null", kind]}}
+        stream = configured_stream(
+            "widening", mode="append_dedup", primary_key=["id"], schema={"type": "object", "properties": fields}
+        )
+        messages, code = run_write(tmp_path, config, catalog(stream), messages_with_states(rows, stream="widening"))
+        assert code == 0 and not errors(messages), errors(messages)
+
+    sync("integer", [{"id": 1, "v": 5}])
+    sync("string", [{"id": "abc", "v": "hello"}])
+    sync("string", [{"id": "abc", "v": "hello again"}, {"id": "1", "v": "five"}])
+    rows = query(postgres_database, "SELECT id, v, _airbyte_meta FROM widening ORDER BY id")
+    assert [(key, value) for key, value, _ in rows] == [("1", "five"), ("abc", "hello again")]
+    assert all(meta["changes"] == [] for _, _, meta in rows), "nothing was nulled as not fitting"
+    types = query(
+        postgres_database,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'widening' "
+        "AND column_name IN ('id', 'v') ORDER BY 1",
+    )
+    assert types == [("id", "text"), ("v", "text")]

@@ -5,6 +5,7 @@ value that does not fit, instead of failing the batch."""
 from __future__ import annotations
 
 from destination_mistral.sinks.schema import EMBEDDING, EXTRACTED_AT, GENERATION_ID, META, Column, StreamPlan
+from destination_mistral.sinks.type_widening import widened
 from mistral_connection.errors import config_error
 
 # The JSON text of the changes made before the sink, a column of the batch beside the record's.
@@ -37,7 +38,8 @@ def create_table(con, schema: str, table: str, columns: list[Column]) -> None:
 
 
 def evolve_table(con, plan: StreamPlan, schema: str, table: str, existing: dict[str, str]) -> None:
-    """Adds the columns the table lacks; an embedding column of another size is a config error."""
+    """Adds the columns the table lacks and widens those the stream now types more widely
+    (type_widening.py); an embedding column of another size is a config error."""
     lowered = {name.lower(): kind for name, kind in existing.items()}
     for column in plan.all_columns():
         current = lowered.get(column.name.lower())
@@ -52,26 +54,9 @@ def evolve_table(con, plan: StreamPlan, schema: str, table: str, existing: dict[
                 "table or file."
             )
         elif column in plan.columns and widened(current, column.sql_type):
-            # The stream's schema now types the field more widely (an integer became a string, or
-            # several types): the stored values convert without loss, and the new ones fit instead of
-            # being nulled as values that do not fit (which, for a key, would break dedup).
             target = f"{quoted(schema)}.{quoted(table)}"
             using = f" USING to_json({quoted(column.name)})" if column.sql_type == "JSON" else ""
             con.execute(f"ALTER TABLE {target} ALTER COLUMN {quoted(column.name)} TYPE {column.sql_type}{using}")
-
-
-# Conversions that keep every stored value: to text, to JSON, and from an integer to a double.
-_WIDER = {"VARCHAR", "JSON"}
-
-
-def widened(stored: str, declared: str) -> bool:
-    if stored == declared or stored == "JSON":
-        return False
-    return (
-        declared in _WIDER
-        and not (declared == "VARCHAR" and stored == "JSON")
-        or (stored in ("BIGINT", "INTEGER") and declared == "DOUBLE")
-    )
 
 
 def column_exprs(plan: StreamPlan, target_types: dict[str, str]) -> tuple[list[str], list[str]]:

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from destination_mistral.sinks.schema import EMBEDDING, Column, StreamPlan
+from destination_mistral.sinks.type_widening import widened
 from mistral_connection.errors import config_error
 
 logger = logging.getLogger("airbyte")
@@ -28,6 +29,8 @@ _TYPES = {
     "TIMESTAMP": "timestamp without time zone",
     "JSON": "jsonb",
 }
+# The stored column's type under the names the widening rule speaks (format_type's spelling).
+_SQL_TYPES = {pg: sql for sql, pg in _TYPES.items()}
 
 
 def pg_name(name: str) -> str:
@@ -111,29 +114,26 @@ def existing_columns(con, schema: str, table: str) -> dict[str, str]:
 
 
 def prepare_table(con, plan: StreamPlan, schema: str, table: str, vectors: VectorSupport) -> dict[str, str]:
-    """Creates the table, or adds the columns it lacks; returns its columns. An embedding column of
-    another size is a config error."""
+    """Creates the table, or adds the columns it lacks and widens those the stream now types more
+    widely (type_widening.py); returns its columns. An embedding column of another size is a config
+    error."""
     wanted = table_columns(plan, vectors)
     existing = existing_columns(con, schema, table)
     if not existing:
         body = ", ".join(f"{ident(name)} {kind}" for name, kind in wanted)
         con.execute(f"CREATE TABLE {table_ref(schema, table)} ({body})")
         return existing_columns(con, schema, table)
-    names = {pg_name(name) for name in existing}
+    declared = {column.name: column.sql_type for column in plan.columns}
     for name, kind in wanted:
-        if pg_name(name) not in names:
+        stored = existing.get(pg_name(name))
+        if stored is None:
             con.execute(f"ALTER TABLE {table_ref(schema, table)} ADD COLUMN {ident(name)} {kind}")
-        elif (
-            name == EMBEDDING
-            and plan.embedding_dim
-            and _dimension(existing[pg_name(name)])
-            not in (
-                None,
-                plan.embedding_dim,
-            )
-        ):
+        elif name in declared and widened(_SQL_TYPES.get(stored, "JSON"), declared[name]):
+            cast = f"to_jsonb({ident(name)})" if kind == "jsonb" else f"{ident(name)}::{kind}"
+            con.execute(f"ALTER TABLE {table_ref(schema, table)} ALTER COLUMN {ident(name)} TYPE {kind} USING {cast}")
+        elif name == EMBEDDING and plan.embedding_dim and _dimension(stored) not in (None, plan.embedding_dim):
             raise config_error(
-                f"Table {schema}.{table} holds embeddings of type {existing[pg_name(name)]} but this sync produces "
+                f"Table {schema}.{table} holds embeddings of type {stored} but this sync produces "
                 f"{plan.embedding_dim} dimensions (another model or output_dimension): use overwrite once, or write "
                 "to another table."
             )
