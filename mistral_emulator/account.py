@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .catalogue import FINE_TUNED_FAMILY, Model, base_models
+from .catalogue import FINE_TUNED_FAMILY, Model, base_models, fine_tuned_classifiers
 from .settings import EmulatorSettings
 
 # Seeded timestamps end here (2026-01-01T00:00:00Z); anything created through the API is newer.
@@ -170,7 +170,7 @@ class Account:
         return [m.card() for m in self.base_models.values()] + [m.card() for m in self.ft_models.values()]
 
     def _fine_tuned_models(self) -> dict[str, Model]:
-        out = {}
+        out = {m.id: m for m in fine_tuned_classifiers()}
         for job in self.ft_jobs.values():
             if job["status"] == "SUCCESS" and job["fine_tuned_model"] and job["job_type"] == "completion":
                 out[job["fine_tuned_model"]] = Model(

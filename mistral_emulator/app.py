@@ -16,9 +16,12 @@ from aiohttp import web
 from . import auth, validation
 from .account import BATCH_STATUSES, FT_STATUSES, Account
 from .batch_runner import API_ENDPOINTS, BatchRunner
+from .classifiers import classification, moderation
 from .errors import ApiError, bad_request, detail_item, not_found, server_error, validation_error
 from .faults import FaultInjector
-from .inference import chat_completion, embeddings, moderation, stream_chunks
+from .fim import fim_completion
+from .inference import ChatResult, chat_completion, embeddings, stream_chunks
+from .ocr import ocr
 from .pagination import cursor_page, decode_cursor, page_slice
 from .ratelimit import RateLimiter, RequestLimits, rate_limited_body
 from .settings import LIMIT_KNOBS, EmulatorSettings
@@ -546,15 +549,35 @@ async def get_agent(request: web.Request) -> web.Response:
 
 
 # ---- inference ---------------------------------------------------------------------------------------
+def _admit(request: web.Request):
+    limits = request.get(LIMITS)
+    return limits.admit if limits is not None else None
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await _body(request)
-    limits = request.get(LIMITS)
-    result = chat_completion(body, state.account.model, admit=limits.admit if limits is not None else None)
-    if limits is not None:
-        limits.charge_month(result.completion_tokens)
+    result = chat_completion(body, state.account.model, admit=_admit(request))
     streamed = bool(body.get("stream"))
     state.stats.add_chat(result.prompt_tokens, result.completion_tokens, streamed)
+    return await _completion_response(request, result, streamed)
+
+
+async def fim_completions(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await _body(request)
+    result = fim_completion(body, state.account.model, admit=_admit(request))
+    streamed = bool(body.get("stream"))
+    state.stats.add_fim(result.prompt_tokens, result.completion_tokens, streamed)
+    return await _completion_response(request, result, streamed)
+
+
+async def _completion_response(request: web.Request, result: ChatResult, streamed: bool) -> web.StreamResponse:
+    """A finished chat or FIM completion as one JSON body, or as server-sent events ending in [DONE]."""
+    state = request.app[STATE]
+    limits = request.get(LIMITS)
+    if limits is not None:
+        limits.charge_month(result.completion_tokens)
     if not streamed:
         await _token_latency(state, result.prompt_tokens + result.completion_tokens)
         return json_response(result.response)
@@ -587,8 +610,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def create_embeddings(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    limits = request.get(LIMITS)
-    result = embeddings(await _body(request), state.account.model, admit=limits.admit if limits is not None else None)
+    result = embeddings(await _body(request), state.account.model, admit=_admit(request))
     state.stats.add_embeddings(result.inputs, result.tokens)
     await _token_latency(state, result.tokens)
     return json_response(result.response)
@@ -596,13 +618,26 @@ async def create_embeddings(request: web.Request) -> web.Response:
 
 async def moderations(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    limits = request.get(LIMITS)
-    response, tokens = moderation(
-        await _body(request),
-        state.account.model,
-        chat=request.path.endswith("/chat/moderations"),
-        admit=limits.admit if limits is not None else None,
-    )
+    chat = request.path.endswith("/chat/moderations")
+    response, tokens = moderation(await _body(request), state.account.model, chat=chat, admit=_admit(request))
+    state.stats.add_classifier("moderations", len(response["results"]), tokens)
+    await _token_latency(state, tokens)
+    return json_response(response)
+
+
+async def classifications(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    chat = request.path.endswith("/chat/classifications")
+    response, tokens = classification(await _body(request), state.account.model, chat=chat, admit=_admit(request))
+    state.stats.add_classifier("classifications", len(response["results"]), tokens)
+    await _token_latency(state, tokens)
+    return json_response(response)
+
+
+async def ocr_document(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    response, tokens = ocr(await _body(request), state.account.model, state.account, admit=_admit(request))
+    state.stats.add_ocr(response["usage_info"]["pages_processed"], tokens)
     await _token_latency(state, tokens)
     return json_response(response)
 
@@ -678,6 +713,10 @@ def create_app(api_key: str, settings: EmulatorSettings | None = None) -> web.Ap
     r.add_post("/v1/embeddings", create_embeddings)
     r.add_post("/v1/moderations", moderations)
     r.add_post("/v1/chat/moderations", moderations)
+    r.add_post("/v1/classifications", classifications)
+    r.add_post("/v1/chat/classifications", classifications)
+    r.add_post("/v1/ocr", ocr_document)
+    r.add_post("/v1/fim/completions", fim_completions)
     r.add_get("/admin/stats", admin_stats)
     r.add_post("/admin/reset", admin_reset)
     r.add_get("/admin/config", admin_get_config)

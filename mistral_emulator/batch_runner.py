@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from .account import Account
+from .endpoints import run_endpoint
 from .errors import ApiError, bad_request, detail_item, invalid_model, not_found, validation_error
-from .inference import run_endpoint
 from .validation import require_object
 
 API_ENDPOINTS = (
@@ -210,7 +210,7 @@ class BatchRunner:
             body = dict(line["body"])
             if job["model"] is not None:
                 body.setdefault("model", job["model"])
-            response = run_endpoint(job["endpoint"], body, self.account.model)
+            response = run_endpoint(job["endpoint"], body, self.account)
         except ApiError as exc:
             message = exc.body.get("message") if isinstance(exc.body, dict) and "message" in exc.body else str(exc.body)
             failures.append(

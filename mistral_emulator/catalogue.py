@@ -40,6 +40,8 @@ class ModelFamily:
     # (equal for models whose dimension is fixed).
     embedding_dimension: int | None = None
     max_embedding_dimension: int | None = None
+    # Classifier models only: each target's name and its labels, in the order scores are listed.
+    classifier_targets: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,23 @@ FAMILIES = (
 # Fine-tuned models report this family: a chat model with the old default context.
 FINE_TUNED_FAMILY = ModelFamily((), "fine-tuned", "Fine-tuned model.", CHAT, 32 * _K, 1715644800, 0.3)
 
+# A classifier trained with the classifier factory (a fine-tuning job of type "classifier"). Its targets
+# are the ones the seeded classifier jobs train ("intent") plus a sentiment target, so a test can assert
+# on labels a reader would expect from the text (see classifiers.py for the scoring).
+CLASSIFIER_FAMILY = ModelFamily(
+    (),
+    "fine-tuned-classifier",
+    "Fine-tuned classifier.",
+    frozenset({"classification"}),
+    32 * _K,
+    1767225600,
+    classifier_targets=(
+        ("intent", ("billing", "support", "sales")),
+        ("sentiment", ("positive", "negative", "neutral")),
+    ),
+)
+CLASSIFIER_MODEL_ID = "ft:classifier:ministral-3b-latest:6c1a2f9e:20260101:4b7d0e21"
+
 
 def base_models() -> list[Model]:
     models = []
@@ -271,3 +290,15 @@ def base_models() -> list[Model]:
             siblings = tuple(i for i in family.ids if i != model_id)
             models.append(Model(model_id, family, siblings))
     return models
+
+
+def fine_tuned_classifiers() -> list[Model]:
+    """The seeded classifier models; fine-tuned cards, so they carry a job id and a root model."""
+    return [
+        Model(
+            CLASSIFIER_MODEL_ID,
+            CLASSIFIER_FAMILY,
+            job="6c1a2f9e-0b3d-4e5f-9a8b-7c6d5e4f4b7d",
+            root="ministral-3b-latest",
+        )
+    ]

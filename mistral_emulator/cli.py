@@ -77,6 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redirect-status", type=int, default=307, help="status of those redirects")
     p.add_argument("--batch-queue-seconds", type=float, default=0.05, help="time a new batch job stays QUEUED")
     p.add_argument("--batch-seconds-per-request", type=float, default=0.0, help="pace of a RUNNING batch job")
+    p.add_argument("--ocr-max-document-bytes", type=int, default=50 * 1024 * 1024, help="largest OCR document")
+    p.add_argument("--ocr-max-pages", type=int, default=1000, help="most pages in one OCR document")
     p.add_argument("--auth-query-params", default="api_token,api_key,key")
     return p.parse_args(argv)
 
@@ -110,6 +112,8 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         absent_routes=[r for r in args.absent_routes.split(",") if r] if args.absent_routes else None,
         redirect_to=args.redirect_to,
         redirect_status=args.redirect_status,
+        ocr_max_document_bytes=args.ocr_max_document_bytes,
+        ocr_max_pages=args.ocr_max_pages,
     )
     return settings
 

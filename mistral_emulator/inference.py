@@ -1,6 +1,7 @@
-"""Chat completions, embeddings and moderation as pure functions of the request body: validated, then
-answered deterministically. The HTTP layer and the batch runner both call these, so a batch output line
-is exactly what the synchronous endpoint would have answered."""
+"""Chat completions and embeddings as pure functions of the request body: validated, then answered
+deterministically (classifiers.py, ocr.py and fim.py do the same for the other inference routes). The
+HTTP layer and the batch runner both call these, so a batch output line is exactly what the synchronous
+endpoint would have answered."""
 
 from __future__ import annotations
 
@@ -27,25 +28,13 @@ MAX_EMBEDDING_TOKENS_PER_INPUT = 8_192
 # Chat templates add a few control tokens around each message.
 TOKENS_PER_MESSAGE = 3
 
-MODERATION_CATEGORIES = {
-    "sexual": ("sex", "sexual", "nude", "porn", "explicit"),
-    "hate_and_discrimination": ("hate", "racist", "racism", "slur", "inferior", "discriminate"),
-    "violence_and_threats": ("kill", "attack", "hurt", "threat", "weapon", "shoot", "bomb", "violence", "murder"),
-    "dangerous_and_criminal_content": ("steal", "drugs", "hack", "explosive", "fraud", "illegal", "launder"),
-    "selfharm": ("suicide", "selfharm", "cutting", "overdose"),
-    "health": ("diagnosis", "symptom", "symptoms", "medication", "doctor", "disease", "treatment"),
-    "financial": ("invest", "stock", "stocks", "loan", "crypto", "mortgage", "trading"),
-    "law": ("lawsuit", "lawyer", "legal", "court", "contract", "sue"),
-    "pii": ("ssn", "passport", "address", "phone", "email", "password", "iban"),
-}
-
 ModelLookup = Callable[[str], Model | None]
 # Called with a validated request's prompt tokens before any answer is made; raises ApiError to refuse
 # it (the account's token limits). The batch runner passes none: batch jobs do not spend the rate limit.
 Admit = Callable[[int], None] | None
 
 
-def _seed_of(*parts: Any) -> int:
+def seed_of(*parts: Any) -> int:
     digest = hashlib.blake2b(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
@@ -71,7 +60,7 @@ class ChatResult:
     pieces: list[list[str]]
 
 
-def _resolve(lookup: ModelLookup, model_id: Any, status: int = 400) -> Model:
+def resolve_model(lookup: ModelLookup, model_id: Any, status: int = 400) -> Model:
     model = lookup(model_id) if isinstance(model_id, str) else None
     if model is None:
         raise invalid_model(status, model_id)
@@ -148,7 +137,7 @@ def _tool_call(body: dict, prompt: str, seed: int) -> dict | None:
 def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> ChatResult:
     body = validation.require_object(body)
     validation.check_chat(body)
-    model = _resolve(lookup, body["model"])
+    model = resolve_model(lookup, body["model"])
     if not model.can("completion_chat"):
         raise invalid_model(400, body["model"])
     messages = body["messages"]
@@ -158,17 +147,7 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
     prompt = "\n".join(texts)
     prompt_tokens = sum(count_tokens(t) for t in texts) + TOKENS_PER_MESSAGE * len(messages)
     max_tokens = body.get("max_tokens")
-    limit = model.family.max_context_length
-    if prompt_tokens + (max_tokens or 0) > limit:
-        raise ApiError(
-            400,
-            mistral_error(
-                f"Prompt contains {prompt_tokens} tokens and {max_tokens or 0} draft tokens, too large for model "
-                f"with {limit} maximum context length",
-                "invalid_request_prompt",
-                "3051",
-            ),
-        )
+    check_context(model, prompt_tokens, max_tokens)
     rf = body.get("response_format") or {}
     mode = rf.get("type", "text")
     if mode == "json_schema" and not isinstance(rf.get("json_schema"), dict):
@@ -176,7 +155,7 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
     if admit is not None:
         admit(prompt_tokens)
     last_user = next((texts[i] for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), prompt)
-    base_seed = _seed_of(
+    base_seed = seed_of(
         model.id,
         [(m.get("role"), t) for m, t in zip(messages, texts, strict=False)],
         body.get("random_seed"),
@@ -186,8 +165,7 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
     prefix = ""
     if messages[-1].get("role") == "assistant" and messages[-1].get("prefix"):
         prefix = texts[-1]
-    stops = body.get("stop")
-    stops = [stops] if isinstance(stops, str) else list(stops or [])
+    stops = stop_list(body)
     n = body.get("n") or 1
     choices, all_pieces, completion_tokens = [], [], 0
     for index in range(n):
@@ -205,15 +183,7 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
             else:
                 content = _text_answer(last_user, seed)
             content = prefix + content if prefix and not content.startswith(prefix) else content
-            finish = "stop"
-            for stop in stops:
-                if stop and stop in content:
-                    content = content[: content.index(stop)]
-            pieces = split_tokens(content)
-            if max_tokens is not None and len(pieces) > max_tokens:
-                pieces = pieces[:max_tokens]
-                content = "".join(pieces)
-                finish = "length"
+            content, pieces, finish = cut_answer(content, stops, max_tokens)
             completion_tokens += len(pieces)
         message = {
             "role": "assistant",
@@ -223,10 +193,51 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
         }
         choices.append({"index": index, "message": message, "finish_reason": finish})
         all_pieces.append(pieces)
+    return completion_result(body["model"], choices, all_pieces, prompt_tokens, completion_tokens)
+
+
+def check_context(model: Model, prompt_tokens: int, max_tokens: int | None) -> None:
+    limit = model.family.max_context_length
+    if prompt_tokens + (max_tokens or 0) > limit:
+        raise ApiError(
+            400,
+            mistral_error(
+                f"Prompt contains {prompt_tokens} tokens and {max_tokens or 0} draft tokens, too large for model "
+                f"with {limit} maximum context length",
+                "invalid_request_prompt",
+                "3051",
+            ),
+        )
+
+
+def stop_list(body: dict) -> list[str]:
+    stops = body.get("stop")
+    return [stops] if isinstance(stops, str) else list(stops or [])
+
+
+def cut_answer(content: str, stops: list[str], max_tokens: int | None) -> tuple[str, list[str], str]:
+    """Applies `stop` then `max_tokens` to a drafted answer: (content, its token pieces, finish_reason)."""
+    finish = "stop"
+    for stop in stops:
+        if stop and stop in content:
+            content = content[: content.index(stop)]
+    pieces = split_tokens(content)
+    if max_tokens is not None and len(pieces) > max_tokens:
+        pieces = pieces[:max_tokens]
+        content = "".join(pieces)
+        finish = "length"
+    return content, pieces, finish
+
+
+def completion_result(
+    model_id: str, choices: list[dict], pieces: list[list[str]], prompt_tokens: int, completion_tokens: int
+) -> ChatResult:
+    """The chat.completion envelope, shared by chat and FIM completions (FIMCompletionResponse is a
+    ChatCompletionResponse)."""
     response = {
         "id": uuid.uuid4().hex,
         "object": "chat.completion",
-        "model": body["model"],
+        "model": model_id,
         "created": int(time.time()),
         "usage": {
             "prompt_tokens": prompt_tokens,
@@ -235,7 +246,7 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
         },
         "choices": choices,
     }
-    return ChatResult(response, prompt_tokens, completion_tokens, all_pieces)
+    return ChatResult(response, prompt_tokens, completion_tokens, pieces)
 
 
 def stream_chunks(result: ChatResult, per_chunk: int = 4) -> list[tuple[dict, int]]:
@@ -296,7 +307,7 @@ class EmbeddingResult:
 def embeddings(body: Any, lookup: ModelLookup, admit: Admit = None) -> EmbeddingResult:
     body = validation.require_object(body)
     validation.check_embeddings(body)
-    model = _resolve(lookup, body["model"])
+    model = resolve_model(lookup, body["model"])
     if not model.is_embedding:
         raise invalid_model(400, body["model"])
     raw = body["input"]
@@ -353,45 +364,3 @@ def embeddings(body: Any, lookup: ModelLookup, admit: Admit = None) -> Embedding
         "usage": {"prompt_tokens": total, "completion_tokens": 0, "total_tokens": total},
     }
     return EmbeddingResult(response, total, len(texts))
-
-
-def _moderation_result(text: str) -> dict:
-    tokens = set(words(text))
-    scores = {}
-    for name, keys in MODERATION_CATEGORIES.items():
-        hits = len(tokens.intersection(keys))
-        base = (_seed_of(name, text) % 1000) / 200_000  # a small, stable background score
-        scores[name] = min(0.999, base + (0.55 + 0.2 * (hits - 1) if hits else 0.0))
-    return {"categories": {k: v > 0.5 for k, v in scores.items()}, "category_scores": scores}
-
-
-def moderation(body: Any, lookup: ModelLookup, chat: bool, admit: Admit = None) -> tuple[dict, int]:
-    body = validation.require_object(body)
-    validation.check_moderation(body, chat)
-    model = _resolve(lookup, body["model"])
-    if not model.can("moderation"):
-        raise invalid_model(400, body["model"])
-    raw = body["input"]
-    if chat:
-        conversations = raw if all(isinstance(v, list) for v in raw) else [raw]
-        texts = [" ".join(message_text(m.get("content")) for m in conv) for conv in conversations]
-    else:
-        texts = [raw] if isinstance(raw, str) else raw
-    tokens = sum(count_tokens(t) for t in texts)
-    if admit is not None:
-        admit(tokens)
-    results = [_moderation_result(t) for t in texts]
-    return {"id": uuid.uuid4().hex, "model": body["model"], "results": results}, tokens
-
-
-def run_endpoint(endpoint: str, body: Any, lookup: ModelLookup) -> dict:
-    """One request of a batch job; raises ApiError exactly like the HTTP endpoint would."""
-    if endpoint == "/v1/chat/completions":
-        if isinstance(body, dict) and body.get("stream"):
-            body = {**body, "stream": False}
-        return chat_completion(body, lookup).response
-    if endpoint == "/v1/embeddings":
-        return embeddings(body, lookup).response
-    if endpoint in ("/v1/moderations", "/v1/chat/moderations"):
-        return moderation(body, lookup, chat=endpoint == "/v1/chat/moderations")[0]
-    raise bad_request(f"Endpoint {endpoint} is not supported by this emulator's batch runner.")

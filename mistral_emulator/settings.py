@@ -33,6 +33,8 @@ RUNTIME_KNOBS = frozenset(
         "redirect_status",
         "batch_queue_seconds",
         "batch_seconds_per_request",
+        "ocr_max_document_bytes",
+        "ocr_max_pages",
     }
 )
 
@@ -87,6 +89,10 @@ class EmulatorSettings:
     # Batch jobs created through the API: time spent QUEUED, and time per request while RUNNING.
     batch_queue_seconds: float = 0.05
     batch_seconds_per_request: float = 0.0
+    # OCR limits: Mistral's OCR docs (not the spec, not NOTES) state 50 MB and 1,000 pages per document;
+    # unconfirmed, so both are knobs. A document over either gets a 400 (see mistral_emulator/NOTES.md).
+    ocr_max_document_bytes: int = 50 * 1024 * 1024
+    ocr_max_pages: int = 1000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,6 +121,10 @@ class EmulatorSettings:
                 value = int(value)
                 if value < 0:
                     raise ValueError(f"tokens_per_month must not be negative, got {value}")
+            if name in ("ocr_max_document_bytes", "ocr_max_pages"):
+                value = int(value)
+                if value <= 0:
+                    raise ValueError(f"{name} must be positive, got {value}")
             if name == "tpm_window_seconds":
                 value = float(value)
                 if value <= 0:

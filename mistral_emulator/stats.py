@@ -18,6 +18,13 @@ class Stats:
         # batches were, which decides its throughput under a requests-per-second limit.
         self.embedding_batches: list[int] = []
         self.chat = {"requests": 0, "streamed": 0}
+        self.fim = {"requests": 0, "streamed": 0}
+        # Requests and inputs (texts or conversations) classified, per family of routes.
+        self.classifiers = {
+            "moderations": {"requests": 0, "inputs": 0},
+            "classifications": {"requests": 0, "inputs": 0},
+        }
+        self.ocr = {"requests": 0, "pages": 0}
         self.faults: dict[str, int] = defaultdict(int)
         # 429s of the account limits (injected 429s count under `faults`), in total and by the limit that
         # refused: a client that paces well should see few "rps" or "tokens_minute" refusals.
@@ -37,6 +44,22 @@ class Stats:
         self.chat["requests"] += 1
         self.chat["streamed"] += int(streamed)
         self._tokens(prompt, completion)
+
+    def add_fim(self, prompt: int, completion: int, streamed: bool) -> None:
+        self.fim["requests"] += 1
+        self.fim["streamed"] += int(streamed)
+        self._tokens(prompt, completion)
+
+    def add_classifier(self, family: str, inputs: int, tokens: int) -> None:
+        counts = self.classifiers[family]
+        counts["requests"] += 1
+        counts["inputs"] += inputs
+        self._tokens(tokens, 0)
+
+    def add_ocr(self, pages: int, tokens: int) -> None:
+        self.ocr["requests"] += 1
+        self.ocr["pages"] += pages
+        self._tokens(0, tokens)
 
     def add_embeddings(self, inputs: int, tokens: int) -> None:
         e = self.embeddings
@@ -61,6 +84,9 @@ class Stats:
             "embeddings": dict(self.embeddings),
             "embedding_batches": list(self.embedding_batches),
             "chat": dict(self.chat),
+            "fim": dict(self.fim),
+            "classifiers": {family: dict(counts) for family, counts in self.classifiers.items()},
+            "ocr": dict(self.ocr),
             "faults": dict(self.faults),
             "rate_limited": self.rate_limited,
             "rate_limited_by": dict(self.rate_limited_by),

@@ -19,8 +19,15 @@ CHAT_FIELDS = frozenset(
     "prompt_mode guardrails prompt_cache_key service_tier safe_prompt".split()
 )
 EMBEDDING_FIELDS = frozenset("model metadata input output_dimension output_dtype encoding_format".split())
-MODERATION_FIELDS = frozenset("model metadata input".split())
-CHAT_MODERATION_FIELDS = frozenset("model input".split())
+# ClassificationRequest: the body of both /v1/moderations and /v1/classifications.
+CLASSIFICATION_FIELDS = frozenset("model metadata input".split())
+# ChatModerationRequest and ChatClassificationRequest.
+CHAT_CLASSIFICATION_FIELDS = frozenset("model input".split())
+INSTRUCT_REQUEST_FIELDS = frozenset({"messages"})
+FIM_FIELDS = frozenset(
+    "model temperature top_p max_tokens stream stop random_seed metadata prompt suffix min_tokens "
+    "prompt_cache_key".split()
+)
 MESSAGE_FIELDS = {
     "system": frozenset({"role", "content"}),
     "user": frozenset({"role", "content"}),
@@ -104,6 +111,55 @@ class Checker:
         if le is not None and value > le:
             self.add("less_than_equal", loc, f"Input should be less than or equal to {le}", value, {"le": le})
 
+    def metadata(self, body: dict, loc: list) -> None:
+        value = body.get("metadata")
+        if value is not None:
+            self.dict_(value, loc + ["metadata"])
+
+    def text_input(self, body: dict, loc: list) -> None:
+        """`input: str | [str]`, with the errors pydantic gives for each branch of the union."""
+        if "input" not in body:
+            return
+        value = body["input"]
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                self.string(item, loc + ["input", "list[str]", i])
+        elif not isinstance(value, str):
+            self.add("string_type", loc + ["input", "str"], "Input should be a valid string", value)
+            self.add("list_type", loc + ["input", "list[str]"], "Input should be a valid list", value)
+
+    def stop(self, body: dict, loc: list) -> None:
+        stop = body.get("stop")
+        if (
+            stop is not None
+            and not isinstance(stop, str)
+            and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+        ):
+            self.add("string_type", loc + ["stop", "str"], "Input should be a valid string", stop)
+
+    def sampling(self, body: dict, loc: list) -> None:
+        """The sampling fields chat and FIM completions share."""
+        self.number(body.get("temperature"), loc + ["temperature"], ge=0, le=1.5)
+        self.number(body.get("top_p"), loc + ["top_p"], gt=0, le=1)
+        self.number(body.get("max_tokens"), loc + ["max_tokens"], integer=True, ge=0)
+        self.number(body.get("random_seed"), loc + ["random_seed"], integer=True, ge=0)
+        if "stream" in body:
+            self.boolean(body["stream"], loc + ["stream"])
+        self.stop(body, loc)
+        self.metadata(body, loc)
+
+    def response_format(self, rf: Any, loc: list) -> None:
+        """A ResponseFormat object (or null): chat's `response_format`, OCR's annotation formats."""
+        if rf is None or not self.dict_(rf, loc):
+            return
+        self.fields(rf, RESPONSE_FORMAT_FIELDS, (), loc)
+        self.enum(rf.get("type", "text"), ("text", "json_object", "json_schema"), loc + ["type"])
+        js = rf.get("json_schema")
+        if js is not None and self.dict_(js, loc + ["json_schema"]):
+            self.fields(js, JSON_SCHEMA_FIELDS, ("name", "schema"), loc + ["json_schema"])
+            if "schema" in js:
+                self.dict_(js["schema"], loc + ["json_schema", "schema"])
+
     def enum(self, value: Any, options: tuple, loc: list) -> None:
         if value not in options:
             expected = _quoted(options)
@@ -177,31 +233,11 @@ def check_chat(body: dict) -> None:
         c.string(body["model"], ["body", "model"])
     if "messages" in body:
         check_messages(c, body["messages"], ["body", "messages"])
-    c.number(body.get("temperature"), ["body", "temperature"], ge=0, le=1.5)
-    c.number(body.get("top_p"), ["body", "top_p"], gt=0, le=1)
-    c.number(body.get("max_tokens"), ["body", "max_tokens"], integer=True, ge=0)
-    c.number(body.get("random_seed"), ["body", "random_seed"], integer=True, ge=0)
+    c.sampling(body, ["body"])
     c.number(body.get("n"), ["body", "n"], integer=True, ge=1)
     c.number(body.get("presence_penalty"), ["body", "presence_penalty"], ge=-2, le=2)
     c.number(body.get("frequency_penalty"), ["body", "frequency_penalty"], ge=-2, le=2)
-    if "stream" in body:
-        c.boolean(body["stream"], ["body", "stream"])
-    stop = body.get("stop")
-    if (
-        stop is not None
-        and not isinstance(stop, str)
-        and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
-    ):
-        c.add("string_type", ["body", "stop", "str"], "Input should be a valid string", stop)
-    rf = body.get("response_format")
-    if rf is not None and c.dict_(rf, ["body", "response_format"]):
-        c.fields(rf, RESPONSE_FORMAT_FIELDS, (), ["body", "response_format"])
-        c.enum(rf.get("type", "text"), ("text", "json_object", "json_schema"), ["body", "response_format", "type"])
-        js = rf.get("json_schema")
-        if js is not None and c.dict_(js, ["body", "response_format", "json_schema"]):
-            c.fields(js, JSON_SCHEMA_FIELDS, ("name", "schema"), ["body", "response_format", "json_schema"])
-            if "schema" in js:
-                c.dict_(js["schema"], ["body", "response_format", "json_schema", "schema"])
+    c.response_format(body.get("response_format"), ["body", "response_format"])
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -225,14 +261,8 @@ def check_embeddings(body: dict) -> None:
     c.fields(body, EMBEDDING_FIELDS, ("model", "input"), ["body"])
     if "model" in body:
         c.string(body["model"], ["body", "model"])
-    if "input" in body:
-        value = body["input"]
-        if isinstance(value, list):
-            for i, item in enumerate(value):
-                c.string(item, ["body", "input", "list[str]", i])
-        elif not isinstance(value, str):
-            c.add("string_type", ["body", "input", "str"], "Input should be a valid string", value)
-            c.add("list_type", ["body", "input", "list[str]"], "Input should be a valid list", value)
+    c.text_input(body, ["body"])
+    c.metadata(body, ["body"])
     c.number(body.get("output_dimension"), ["body", "output_dimension"], integer=True, gt=0)
     if "output_dtype" in body:
         c.enum(body["output_dtype"], EMBEDDING_DTYPES, ["body", "output_dtype"])
@@ -241,23 +271,57 @@ def check_embeddings(body: dict) -> None:
     c.raise_if_any()
 
 
-def check_moderation(body: dict, chat: bool) -> None:
+def check_classification(body: dict, chat: bool) -> None:
+    """The bodies of /v1/moderations and /v1/classifications (ClassificationRequest), or with `chat` of
+    /v1/chat/moderations (ChatModerationRequest: a conversation or a list of them)."""
     c = Checker()
-    c.fields(body, CHAT_MODERATION_FIELDS if chat else MODERATION_FIELDS, ("model", "input"), ["body"])
+    c.fields(body, CHAT_CLASSIFICATION_FIELDS if chat else CLASSIFICATION_FIELDS, ("model", "input"), ["body"])
+    if "model" in body:
+        c.string(body["model"], ["body", "model"])
+    if not chat:
+        c.text_input(body, ["body"])
+        c.metadata(body, ["body"])
+    elif "input" in body:
+        value = body["input"]
+        if not isinstance(value, list):
+            c.add("list_type", ["body", "input"], "Input should be a valid list", value)
+        elif value and all(isinstance(v, list) for v in value):
+            for i, conv in enumerate(value):
+                check_messages(c, conv, ["body", "input", i])
+        else:
+            check_messages(c, value, ["body", "input"])
+    c.raise_if_any()
+
+
+def check_chat_classification(body: dict) -> None:
+    """ChatClassificationRequest: `input` is one InstructRequest ({messages}) or a list of them."""
+    c = Checker()
+    c.fields(body, CHAT_CLASSIFICATION_FIELDS, ("model", "input"), ["body"])
     if "model" in body:
         c.string(body["model"], ["body", "model"])
     value = body.get("input")
     if "input" in body:
-        if chat:
-            if not isinstance(value, list) or not value:
-                c.add("list_type", ["body", "input"], "Input should be a valid list", value)
-            elif all(isinstance(v, list) for v in value):
-                for i, conv in enumerate(value):
-                    check_messages(c, conv, ["body", "input", i])
-            else:
-                check_messages(c, value, ["body", "input"])
-        elif not isinstance(value, str) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            c.add("string_type", ["body", "input", "str"], "Input should be a valid string", value)
+        requests = value if isinstance(value, list) else [value]
+        for i, item in enumerate(requests):
+            loc = ["body", "input", i] if isinstance(value, list) else ["body", "input"]
+            if c.dict_(item, loc):
+                c.fields(item, INSTRUCT_REQUEST_FIELDS, ("messages",), loc)
+                if "messages" in item:
+                    check_messages(c, item["messages"], loc + ["messages"])
+    c.raise_if_any()
+
+
+def check_fim(body: dict) -> None:
+    c = Checker()
+    c.fields(body, FIM_FIELDS, ("model", "prompt"), ["body"])
+    if "model" in body:
+        c.string(body["model"], ["body", "model"])
+    if "prompt" in body:
+        c.string(body["prompt"], ["body", "prompt"])
+    c.string(body.get("suffix"), ["body", "suffix"], nullable=True)
+    c.string(body.get("prompt_cache_key"), ["body", "prompt_cache_key"], nullable=True)
+    c.sampling(body, ["body"])
+    c.number(body.get("min_tokens"), ["body", "min_tokens"], integer=True, ge=0)
     c.raise_if_any()
 
 
