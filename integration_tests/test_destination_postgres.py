@@ -393,3 +393,21 @@ def test_a_field_typed_more_widely_by_a_later_sync_keeps_its_values_and_dedup_ke
         "AND column_name IN ('id', 'v') ORDER BY 1",
     )
     assert types == [("id", "text"), ("v", "text")]
+
+
+def test_a_stream_switched_from_append_to_dedup_keeps_one_row_per_key_from_its_first_dedup_sync(
+    postgres_database, tmp_path
+):
+    config = config_for(postgres_database, None)
+
+    def sync(mode: str, rows: list[dict]):
+        stream = configured_stream("people", mode=mode, primary_key=["id"], schema=PEOPLE)
+        stream.cursor_field = ["updated"]
+        messages, code = run_write(tmp_path, config, catalog(stream), messages_with_states(rows, stream="people"))
+        assert code == 0 and not errors(messages), errors(messages)
+
+    sync("append", [{"id": 1, "name": "newest", "updated": 2}, {"id": 1, "name": "older", "updated": 1}])
+    sync("append", [{"id": 2, "name": "first", "updated": 5}, {"id": 2, "name": "last", "updated": 5}])
+    sync("append_dedup", [{"id": 3, "name": "new key", "updated": 1}])
+    rows = query(postgres_database, "SELECT id, name FROM people ORDER BY id")
+    assert rows == [(1, "newest"), (2, "last"), (3, "new key")]

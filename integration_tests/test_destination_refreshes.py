@@ -343,6 +343,21 @@ def test_dedup_counts_a_missing_cursor_as_older_when_the_cursor_field_changes(tm
     ]
 
 
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_a_stream_switched_from_append_to_dedup_keeps_one_row_per_key_from_its_first_dedup_sync(tmp_path, output):
+    """The rows appended before hold every version of a key; the first append_dedup sync leaves the
+    newest by cursor (of equal cursors the one extracted last) for every key, including keys it
+    does not receive, and keeps the rows without a key."""
+    fields = {"id": INT, "u": INT, "name": STRING}
+    appended = [({"id": 1, "u": 2, "name": "1 newest"}, T0 + 1), ({"id": 1, "u": 1, "name": "1 older"}, T0 + 2)]
+    appended += [({"id": 2, "u": 5, "name": "2 first"}, T0 + 3), ({"id": 2, "u": 5, "name": "2 last"}, T0 + 4)]
+    appended += [({"u": 1, "name": "keyless"}, T0 + 5), ({"u": 1, "name": "keyless"}, T0 + 6)]
+    run(tmp_path, output, stream(fields, "append", generation=1), appended)
+    run(tmp_path, output, stream(fields, "append_dedup", generation=1, cursor="u"), [({"id": 3, "u": 1}, T0 + 7)])
+    names = sorted(str(row[2].get("name")) for row in dump(tmp_path, output, ["name"]))
+    assert names == ["1 newest", "2 last", "None", "keyless", "keyless"]
+
+
 # ---- generations beyond the suite ----------------------------------------------------------------------
 
 

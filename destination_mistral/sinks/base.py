@@ -116,6 +116,16 @@ def warn_keyless(plan: StreamPlan, count: int) -> None:
         )
 
 
+def report_collapse(plan: StreamPlan, removed: int) -> None:
+    """The log line for the older versions of keys an append_dedup stream's table dropped at the
+    start of a sync (its rows were written under another sync mode)."""
+    if removed:
+        logger.info(
+            f"Stream {plan.label!r} is append_dedup: {removed} older version(s) of its keys, written under another "
+            "sync mode, were removed so that one row per key remains."
+        )
+
+
 def attempt_known(plan: StreamPlan) -> bool:
     """Whether a later attempt of this sync can be told from a new sync: without a sync_id a replay
     looks like a new sync, so no sink records a swapped-in generation for it."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from destination_mistral.sinks.base import warn_keyless
 from destination_mistral.sinks.duckdb_tables import quoted
-from destination_mistral.sinks.schema import StreamPlan
+from destination_mistral.sinks.schema import EXTRACTED_AT, StreamPlan
 
 # The batch's input order, and whether a record is a CDC delete: columns of the batch beside the table's.
 SEQ = "_mistral_seq"
@@ -73,3 +73,21 @@ def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str) -> N
     warn_keyless(plan, con.execute(f"SELECT count(*) FROM {BATCH} WHERE {keyless}").fetchone()[0])
     con.execute(f"DROP TABLE {WINNERS}")
     con.execute(f"DROP TABLE {BATCH}")
+
+
+def collapse_duplicates(con, plan: StreamPlan, target: str) -> int:
+    """Keeps one row per key in `target` (a quoted schema.table), by the rule above, and returns how
+    many rows it removed. A table written in append or overwrite holds every version of a key: when
+    the stream becomes append_dedup, its older versions go at once (as Airbyte's destinations
+    rebuild a table whose sync mode changed), not only when each key arrives again."""
+    keys = [quoted(k) for k in plan.primary_key]
+    keyed = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+    numeric, text = cursor_keys(plan)
+    order = (f"{numeric('')} DESC NULLS LAST, {text('')} DESC NULLS LAST, " if plan.cursor_field else "") + (
+        f"{quoted(EXTRACTED_AT)} DESC NULLS LAST, rowid DESC"
+    )
+    removed = con.execute(
+        f"DELETE FROM {target} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
+        f"(PARTITION BY {', '.join(keys)} ORDER BY {order}) AS place FROM {target} WHERE {keyed}) WHERE place > 1)"
+    ).fetchone()
+    return removed[0] if removed else 0

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from destination_mistral.settings import OutputSettings
-from destination_mistral.sinks.base import Batches, CacheEntries, WriteItem, check_distinct_locations
+from destination_mistral.sinks.base import Batches, CacheEntries, WriteItem, check_distinct_locations, report_collapse
 from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.duckdb_commit import commit_atomically, insert_batch
 from destination_mistral.sinks.duckdb_connection import connect
+from destination_mistral.sinks.duckdb_dedup import collapse_duplicates
 from destination_mistral.sinks.duckdb_staging import StagingTables
 from destination_mistral.sinks.duckdb_tables import create_table, evolve_table, existing_columns, quoted
 from destination_mistral.sinks.schema import StreamPlan
@@ -46,6 +47,11 @@ class DuckDBSink(TableSink):
             if not self.stages(plan) and existing_columns(self.con, *self._table(plan, staging=True)):
                 commit_atomically(
                     self.con, lambda p=plan: self._staging.adopt(p, *self._table(p), self._table(p, True)[1])
+                )
+            if existing and plan.sync_mode == "append_dedup" and not self.stages(plan):
+                target = f"{quoted(schema)}.{quoted(table)}"
+                commit_atomically(
+                    self.con, lambda p=plan, t=target: report_collapse(p, collapse_duplicates(self.con, p, t))
                 )
             self._types[plan.key] = existing_columns(self.con, schema, table)
 

@@ -31,7 +31,7 @@ from destination_mistral.sinks.base import (
     warn_keyless,
 )
 from destination_mistral.sinks.cache import ResultCache
-from destination_mistral.sinks.dedup import Row, cursor_of, merge, row_key
+from destination_mistral.sinks.dedup import Row, cursor_of, merge, row_key, wins
 from destination_mistral.sinks.jsonl_files import (
     check_writable,
     drop_partial_last_line,
@@ -127,12 +127,18 @@ class JsonlSink(StagingSink):
 
     @staticmethod
     def _rows(plan: StreamPlan, lines: Iterable[bytes], origin: str) -> dict[tuple, Row]:
-        """Lines already written (to the file, or to a staging file) as rows of the merge."""
+        """Lines already written (to the file, or to a staging file) as rows of the merge, one per key:
+        a file written under another sync mode holds every version of a key, of which the dedup rule
+        keeps one (the later line of equal cursors)."""
         rows: dict[tuple, Row] = {}
         for number, line in enumerate(lines):
             record = orjson.loads(line)
             key = row_key(plan, record, (origin, number))
-            rows[key] = Row(key, cursor_of(plan, record), False, line)
+            cursor = cursor_of(plan, record)
+            held = rows.get(key)
+            if held is None or wins(cursor, held.cursor):
+                rows.pop(key, None)
+                rows[key] = Row(key, cursor, False, line)
         return rows
 
     def _merge(self, plan: StreamPlan, incoming: Iterable[Row], target: Path) -> None:

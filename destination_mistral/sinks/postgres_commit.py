@@ -15,7 +15,7 @@ from typing import Any
 from destination_mistral.sinks.base import WriteItem, warn_keyless
 from destination_mistral.sinks.postgres_rows import RowLayout, batch_rows
 from destination_mistral.sinks.postgres_tables import ident, table_ref
-from destination_mistral.sinks.schema import StreamPlan
+from destination_mistral.sinks.schema import EXTRACTED_AT, StreamPlan
 
 BATCH_TABLE = "_mistral_batch"
 SEQ = "_mistral_seq"
@@ -82,3 +82,20 @@ def _upsert(con, plan: StreamPlan, target: str, batch: str, names: list[str]) ->
         f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {batch} WHERE NOT {ident(DELETED)} "
         f"ORDER BY {ident(SEQ)}"
     )
+
+
+def collapse_duplicates(con, plan: StreamPlan, target: str) -> int:
+    """Keeps one row per key in `target` by the rule above (of equal cursors, the row extracted
+    last) and returns how many rows it removed: a table written in append or overwrite holds every
+    version of a key, and when the stream becomes append_dedup its older versions go at once."""
+    keys = [ident(k) for k in plan.primary_key]
+    keyed = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+    cursor = plan.cursor_field
+    order = (
+        f"{ident(cursor)} DESC NULLS LAST, " if cursor else ""
+    ) + f"{ident(EXTRACTED_AT)} DESC NULLS LAST, ctid DESC"
+    return con.execute(
+        f"DELETE FROM {target} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER "
+        f"(PARTITION BY {', '.join(keys)} ORDER BY {order}) AS place FROM {target} WHERE {keyed}) ranked "
+        "WHERE place > 1)"
+    ).rowcount

@@ -13,9 +13,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from destination_mistral.settings import OutputSettings
-from destination_mistral.sinks.base import Batches, CacheEntries, check_distinct_locations
+from destination_mistral.sinks.base import Batches, CacheEntries, check_distinct_locations, report_collapse
 from destination_mistral.sinks.postgres_cache import PostgresCache
-from destination_mistral.sinks.postgres_commit import write_batch
+from destination_mistral.sinks.postgres_commit import collapse_duplicates, write_batch
 from destination_mistral.sinks.postgres_connection import connect, index_without_vectors, store_failures
 from destination_mistral.sinks.postgres_rows import RowLayout, row_layout
 from destination_mistral.sinks.postgres_staging import StagingTables
@@ -26,6 +26,7 @@ from destination_mistral.sinks.postgres_tables import (
     ident,
     pg_name,
     prepare_table,
+    table_ref,
     vector_support,
 )
 from destination_mistral.sinks.schema import StreamPlan
@@ -75,6 +76,8 @@ class PostgresSink(TableSink):
                 staging = self._table(plan, staging=True)
                 if not self.stages(plan) and existing_columns(self.con, *staging):
                     self._staging.adopt(plan, *self._table(plan), staging[1])
+                if plan.sync_mode == "append_dedup" and not self.stages(plan):
+                    report_collapse(plan, collapse_duplicates(self.con, plan, table_ref(*self._table(plan))))
 
     def _prepare(self, plan: StreamPlan, vectors: VectorSupport, where: tuple[str, str]) -> None:
         columns = prepare_table(self.con, plan, *where, vectors)
