@@ -20,6 +20,7 @@ from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from integration_tests.hostile_inputs.source_faults import short_sleeps
 from mistral_connection import secret_forms
 from mistral_emulator import EmulatorServer, EmulatorSettings
 from source_mistral.source import SourceMistral
@@ -234,7 +235,9 @@ def test_truncated_result_file_download_ends_the_sync_as_transient_error():
         emulator.configure(fault_truncate=1.0, fault_routes=[f"/v1/files/{job['output_file']}/content"])
         config = {"api_key": emulator.api_key, "base_url": emulator.base_url}
         catalog = _catalog("batch_jobs", "batch_job_results")
-        output = read(SourceMistral(config=config, catalog=catalog), config, catalog, expecting_exception=True)
+        # Short sleeps: every retry of the download is truncated again, so only their count matters.
+        with short_sleeps():
+            output = read(SourceMistral(config=config, catalog=catalog), config, catalog, expecting_exception=True)
         truncated = {
             route: outcomes for route, outcomes in emulator.stats()["routes"].items() if route.endswith("/content")
         }
