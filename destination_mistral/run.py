@@ -1,4 +1,4 @@
-"""Console entry point: `destination-mistral spec|check|write|load`."""
+"""Console entry point: `destination-mistral spec|check|write|load|search`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def run(args: list[str] | None = None) -> None:
         from destination_mistral.local_files.command import run_load_command
 
         run_load_command(args[1:])
+        return
+    if args and args[0] == "search":
+        # A query against what a sync wrote: no Airbyte protocol, so no CDK before it is needed.
+        from destination_mistral.search.command import run_search_command
+
+        run_search_command(args[1:])
         return
     from destination_mistral.destination import DestinationMistral
 
