@@ -80,6 +80,13 @@ def test_chat_classifications_take_one_or_several_instruct_requests(emulator):
         assert max(results[0]["intent"]["scores"], key=results[0]["intent"]["scores"].get) == "support"
 
 
+def test_chat_moderation_of_an_empty_list_answers_no_results(emulator):
+    # The spec's ChatModerationRequest allows an empty list: a valid body, so no 422.
+    r = _post(emulator, "/v1/chat/moderations", {"model": MODERATION_MODEL, "input": []})
+    assert r.status_code == 200 and r.json()["results"] == []
+    validate_response(r, "/v1/chat/moderations", "POST")
+
+
 def test_moderation_model_classifies_into_its_categories(emulator):
     r = _post(emulator, "/v1/classifications", {"model": MODERATION_MODEL, "input": "I will attack you"})
     validate_response(r, "/v1/classifications", "POST")
@@ -244,6 +251,14 @@ def test_ocr_urls_images_and_uploaded_files(fresh_emulator):
     r = _post(emu, "/v1/ocr", _ocr_body({"type": "file", "file_id": up["id"]}))
     validate_response(r, "/v1/ocr", "POST")
     assert r.json()["usage_info"]["pages_processed"] == 2
+    batch_file = requests.post(
+        emu.base_url + "/v1/files",
+        headers=_h(emu),
+        data={"purpose": "batch"},
+        files={"file": ("in.jsonl", b'{"custom_id": "0", "body": {}}\n', "application/jsonl")},
+        timeout=10,
+    ).json()
+    assert _post(emu, "/v1/ocr", _ocr_body({"type": "file", "file_id": batch_file["id"]})).status_code == 400
     unknown = _post(emu, "/v1/ocr", _ocr_body({"type": "file", "file_id": "00000000-0000-4000-8000-000000000000"}))
     assert unknown.status_code == 404
     bad_url = _post(emu, "/v1/ocr", _ocr_body({"type": "document_url", "document_url": "ftp://x/a.pdf"}))
