@@ -195,13 +195,50 @@ def test_postgres_finds_the_same_record_with_pgvector_or_real_arrays(api, postgr
     assert "'reviews'" in unknown.stderr and "reviews_chunks" not in unknown.stderr
 
 
-def test_jsonl_output_is_searched_by_reading_the_file(api, tmp_path):
-    config = config_for(api, {"type": "jsonl", "directory": str(tmp_path / "jsonl")})
+def test_jsonl_output_is_searched_by_reading_the_file_and_its_chunks_file(api, tmp_path):
+    directory = tmp_path / "jsonl"
+    config = config_for(api, {"type": "jsonl", "directory": str(directory)})
     write_reviews(config)
     hits = hits_of(search(tmp_path, config, "--stream", "reviews", "--k", "50", "--json", QUERY))
     assert hits[0]["id"] == 7 and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert sorted(h["id"] for h in hits) == list(range(RECORDS))
     assert "_mistral_embedding" not in hits[0]
+    rows = [json.loads(line) for line in (directory / "reviews.jsonl").read_text().splitlines()]
+    chunks = [
+        {
+            "_airbyte_raw_id": row["_airbyte_raw_id"],
+            "id": row["id"],
+            "_mistral_chunk_index": 0,
+            "_mistral_chunk_text": row["review"],
+            "_mistral_chunk_tokens": 12,
+            "_mistral_embedding": row["_mistral_embedding"],
+        }
+        for row in rows
+    ]
+    (directory / "reviews_chunks.jsonl").write_text("".join(json.dumps(chunk) + "\n" for chunk in chunks))
+    found = hits_of(search(tmp_path, config, "--stream", "reviews", "--k", "2", "--json", QUERY))
+    assert found[0]["id"] == 7 and found[0]["_mistral_chunk_text"] == QUERY and len(found) == 2
+
+
+def test_a_namespace_names_the_schema_the_stream_was_written_to(api, tmp_path):
+    config = config_for(api, {"type": "duckdb", "path": str(tmp_path / "ns.duckdb")})
+    records = [review(i) for i in range(RECORDS)]
+    configured = catalog(configured_stream(namespace="shop"))
+    list(DestinationMistral().write(config, configured, messages_with_states(records, namespace="shop")))
+    hits = hits_of(search(tmp_path, config, "--stream", "reviews", "--namespace", "shop", "--k", "1", "--json", QUERY))
+    assert hits[0]["id"] == 7
+    default_schema = search(tmp_path, config, "--stream", "reviews", QUERY)
+    assert default_schema.returncode == 1 and "has no table in schema 'main'" in default_schema.stderr
+
+
+def test_a_duckdb_file_a_sync_holds_open_is_a_transient_error(duckdb_config, tmp_path):
+    writer = duckdb.connect(duckdb_config["output"]["path"])  # as a running sync holds it
+    try:
+        done = search(tmp_path, duckdb_config, "--stream", "reviews", QUERY)
+    finally:
+        writer.close()
+    assert done.returncode == 1
+    assert done.stderr.startswith("destination-mistral search: transient_error: The DuckDB file"), done.stderr
 
 
 def test_an_unknown_stream_is_named_with_the_streams_that_have_tables_before_any_request(api, duckdb_config, tmp_path):
