@@ -94,7 +94,8 @@ def _texts(body: dict, kind: str) -> list[str]:
     if kind == "text":
         return [raw] if isinstance(raw, str) else raw
     if kind == "chat_moderation":
-        conversations = raw if raw and all(isinstance(v, list) for v in raw) else [raw]
+        # A list of conversations, or one conversation (an empty list is no conversation at all).
+        conversations = raw if all(isinstance(v, list) for v in raw) else [raw]
         return [_conversation_text(conv) for conv in conversations]
     requests = raw if isinstance(raw, list) else [raw]
     return [_conversation_text(r["messages"]) for r in requests]
