@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import psycopg
 import pytest
 
 from destination_mistral.destination import DestinationMistral
-from integration_tests.conftest import POSTGRES_WRITER_PASSWORD
+from integration_tests.conftest import POSTGRES_WRITER, POSTGRES_WRITER_PASSWORD, admin_connection
+from integration_tests.test_destination_postgres import query
 from mistral_emulator import EmulatorServer, EmulatorSettings
 from tests.support.builders import catalog, configured_stream, messages_with_states, review
 
@@ -161,32 +161,29 @@ def test_a_chunks_table_beside_the_streams_is_searched_instead(api, tmp_path):
 
 
 @pytest.mark.parametrize("postgres_database", [True, False], indirect=True, ids=["pgvector", "plain"])
-def test_postgres_finds_the_same_record_with_pgvector_or_real_arrays(api, postgres_database, tmp_path, request):
+def test_postgres_finds_the_same_record_with_pgvector_or_real_arrays(
+    api, postgres_server, postgres_database, tmp_path, request
+):
     vector = "pgvector" in request.node.callspec.id
     config = config_for(api, postgres_database)
     write_reviews(config)
-    with psycopg.connect(
-        host=postgres_database["host"],
-        port=postgres_database["port"],
-        dbname=postgres_database["database"],
-        user=postgres_database["username"],
-        password=postgres_database["password"],
-        autocommit=True,
-    ) as con:
-        kind = con.execute(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = 'reviews'::regclass AND attname = '_mistral_embedding'"
-        ).fetchone()[0]
-        assert kind == ("vector(1024)" if vector else "real[]")
-        hits = hits_of(search(tmp_path, config, "--stream", "reviews", "--k", "50", "--json", QUERY))
-        assert hits[0]["id"] == 7 and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
-        assert sorted(h["id"] for h in hits) == list(range(RECORDS)), "the error row is skipped"
-        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-        assert "_mistral_embedding" not in hits[0] and hits[0]["tags"] == ["t", "1"]
+    kind = query(
+        postgres_database,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'reviews'::regclass AND attname = '_mistral_embedding'",
+    )
+    assert kind == [("vector(1024)" if vector else "real[]",)]
+    hits = hits_of(search(tmp_path, config, "--stream", "reviews", "--k", "50", "--json", QUERY))
+    assert hits[0]["id"] == 7 and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert sorted(h["id"] for h in hits) == list(range(RECORDS)), "the error row is skipped"
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert "_mistral_embedding" not in hits[0] and hits[0]["tags"] == ["t", "1"]
+    with admin_connection(postgres_server, postgres_database["database"]) as con:
         con.execute(
             "CREATE TABLE reviews_chunks AS SELECT _airbyte_raw_id, id, 0 AS _mistral_chunk_index, "
             "review AS _mistral_chunk_text, 12 AS _mistral_chunk_tokens, _mistral_embedding FROM reviews"
         )
+        con.execute(f"ALTER TABLE reviews_chunks OWNER TO {POSTGRES_WRITER}")  # as the writer's own sync makes it
     chunks = hits_of(search(tmp_path, config, "--stream", "reviews", "--k", "1", "--json", QUERY))
     assert chunks[0]["id"] == 7 and chunks[0]["_mistral_chunk_text"] == QUERY
     unknown = search(tmp_path, config, "--stream", "review", QUERY)

@@ -26,13 +26,6 @@ DEFAULT_K = 10
 DEFAULT_WIDTH = 100  # when stdout is not a terminal
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def parse_search_args(args: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -44,12 +37,14 @@ def parse_search_args(args: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--namespace", help="the stream's namespace, where a sync wrote it under one (default: the output's schema)"
     )
-    parser.add_argument("--k", type=positive, default=DEFAULT_K, help=f"how many hits (default {DEFAULT_K})")
+    parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"how many hits (default {DEFAULT_K})")
     parser.add_argument("--json", action="store_true", help="print the hits as a JSON list instead of a table")
-    parser.add_argument(
-        "--width", type=positive, help="the table's width in characters (default: the terminal's, else 100)"
-    )
-    return parser.parse_args(args)
+    parser.add_argument("--width", type=int, help="the table's width in characters (default: the terminal's, else 100)")
+    parsed = parser.parse_args(args)
+    for name in ("k", "width"):
+        if getattr(parsed, name) is not None and getattr(parsed, name) < 1:
+            parser.error(f"argument --{name}: must be 1 or more")
+    return parsed
 
 
 def open_output(output: OutputSettings, namespace: str | None):
