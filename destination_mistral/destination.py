@@ -25,7 +25,14 @@ from destination_mistral.protocol.catalog import catalog_from_json
 from destination_mistral.protocol.files import read_config
 from destination_mistral.protocol.input_lines import parse_message_objects
 from destination_mistral.protocol.messages import Record, State, StreamStatus
-from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings, own_fields, parse_config
+from destination_mistral.settings import (
+    ChatSettings,
+    DestinationConfig,
+    EmbeddingSettings,
+    NoEnrichment,
+    own_fields,
+    parse_config,
+)
 from destination_mistral.sync.runner import write_messages, write_stream
 from mistral_connection.errors import unknown_model_message
 from mistral_connection.spec import connector_specification
@@ -140,7 +147,16 @@ class DestinationMistral(Destination):
 
 
 def _enriches(settings: DestinationConfig) -> bool:
-    return any(isinstance(item, (ChatSettings, EmbeddingSettings)) for item in settings.all_enrichments())
+    return any(not isinstance(item, NoEnrichment) for item in settings.all_enrichments())
+
+
+# What a check that refuses a mode's model suggests instead.
+_MODEL_FOR = {
+    "moderation": "choose a moderation model such as mistral-moderation-latest.",
+    "classification": "choose a classifier model (fine-tuned with a classifier job; GET /v1/models lists it with the "
+    "classification capability).",
+    "ocr": "choose an OCR model such as mistral-ocr-latest.",
+}
 
 
 async def _check_api(settings: DestinationConfig) -> str | None:
@@ -189,7 +205,7 @@ async def _check_api(settings: DestinationConfig) -> str | None:
                 by_name.setdefault(alias, card)
         seen = set()
         for enrichment in settings.all_enrichments():
-            if not isinstance(enrichment, (ChatSettings, EmbeddingSettings)):
+            if isinstance(enrichment, NoEnrichment):
                 continue
             model = enrichment.model
             if (model, enrichment.mode) in seen:
@@ -203,6 +219,12 @@ async def _check_api(settings: DestinationConfig) -> str | None:
                 return (
                     f"Model {model!r} cannot do chat completions (it has no completion_chat capability): choose a chat "
                     "model such as mistral-small-latest, or use the embeddings mode for an embedding model."
+                )
+            need = getattr(enrichment, "capability", None)  # moderation, classification, ocr
+            if need and not capabilities.get(need):
+                return (
+                    f"Model {model!r} cannot do {enrichment.mode} (it has no {need} capability): "
+                    f"{_MODEL_FOR[enrichment.mode]}"
                 )
             if isinstance(enrichment, EmbeddingSettings) and "embed" not in model.lower():
                 # /v1/models has no embeddings capability flag: ask the endpoint itself, with one tiny input.

@@ -5,8 +5,9 @@ and hands out one awaitable result per input (`submit`, or `run` to await it); `
 batching enricher still holds when input pauses or ends. `parse` reads one answer into the results
 of the inputs it was sent for: the Batch API's delivery calls it on the lines of a result file.
 
-Chat and embeddings send their own requests (`OnlineEnricher`); the Batch API and auto delivery wrap
-one of them and offer the same interface."""
+Every mode's enricher sends its own requests (`OnlineEnricher`): one per record (chat, OCR) or one per
+batch of records (embeddings, moderation, classification: batched_requests.py). The Batch API and auto
+delivery wrap one of them and offer the same interface."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ InputT = TypeVar("InputT", bound=Input)
 
 @runtime_checkable
 class Enricher(Protocol[InputT]):
-    kind: str  # "chat" or "embeddings": the endpoint, and the cache's name for it
+    kind: str  # the mode: "chat", "embeddings", "moderation", "classification" or "ocr"
+    endpoint: str  # the route under /v1 its requests go to ("chat/completions", "chat/moderations", ...)
     model: str
 
     @property
@@ -62,7 +64,7 @@ class Enricher(Protocol[InputT]):
 
 
 class OnlineEnricher(Enricher[InputT], Protocol[InputT]):
-    """An enricher that sends its own requests (chat, embeddings): what the Batch API wraps."""
+    """An enricher that sends its own requests (every mode's): what the Batch API wraps."""
 
     def body_for(self, item: InputT) -> dict[str, Any]:
         """The body of a request that carries this one input: a line of a Batch API job."""

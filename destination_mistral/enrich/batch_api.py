@@ -2,7 +2,8 @@
 runs them, and the results come back joined by `custom_id`. Half the price upstream and no pressure
 on the online rate limit, at the cost of minutes of latency, so it suits large syncs.
 
-The enricher wraps an online one (chat or embeddings): the same prepared inputs, cache keys and
+The enricher wraps an online one (any mode's: the Batch API takes chat completions, embeddings,
+moderations, classifications and OCR, each on its own route): the same prepared inputs, cache keys and
 response parsing, so both ways of delivery write the same rows."""
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from destination_mistral.http.errors import InvalidAnswer, classify_refusal
 
 logger = logging.getLogger("airbyte")
 
-ENDPOINTS = {"chat": "/v1/chat/completions", "embeddings": "/v1/embeddings"}
 TERMINAL = frozenset({"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"})
 # The docs cap inline batches at 10,000 requests; files take more, but smaller jobs let the first
 # results be committed (and STATE acknowledged) sooner.
@@ -49,6 +49,7 @@ class BatchApiEnricher(Generic[InputT]):
         self.inner = inner
         self.client = client
         self.kind = inner.kind
+        self.endpoint = inner.endpoint
         self.model = inner.model
         self.poll_first_seconds = poll_first_seconds
         self.poll_max_seconds = poll_max_seconds
@@ -109,7 +110,7 @@ class BatchApiEnricher(Generic[InputT]):
             "batch/jobs",
             {
                 "input_files": [uploaded["id"]],
-                "endpoint": ENDPOINTS[self.kind],
+                "endpoint": f"/v1/{self.endpoint}",
                 "model": self.model,
                 "metadata": {"created_by": "destination-mistral"},
                 "timeout_hours": self.timeout_hours,
@@ -211,6 +212,7 @@ class AutoDeliveryEnricher(Generic[InputT]):
         self.online = online
         self.batch = batch
         self.kind = online.kind
+        self.endpoint = online.endpoint
         self.model = online.model
         self.threshold = threshold
         self._seen = 0

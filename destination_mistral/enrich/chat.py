@@ -36,6 +36,7 @@ class ChatInput:
 
 class ChatEnricher:
     kind = "chat"
+    endpoint = "chat/completions"
     dimension: int | None = None  # answers are text or JSON: no vector column to size
 
     def __init__(self, settings: ChatSettings, client: MistralClient | None) -> None:

@@ -1,6 +1,7 @@
-"""How large an embeddings batch may be: the server's per-request limits with a margin (blind, or
-calibrated by the `usage` answers report), the caps refusals taught, and a share of the account's
-tokens per minute."""
+"""How large a batch of inputs may be (embeddings, and the moderation and classification routes,
+which take the same `input: [...]` and are held to the same limits): the server's per-request limits
+with a margin (blind, or calibrated by the `usage` answers report), the caps refusals taught, and a
+share of the account's tokens per minute."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ ROUTE = "POST /v1/embeddings"
 
 
 class BatchLimits:
-    def __init__(self, client: MistralClient | None) -> None:
+    def __init__(self, client: MistralClient | None, route: str = ROUTE) -> None:
         self.client = client
+        # The route whose cost ratio (server tokens per token of ours) the pacer keeps.
+        self.route = route
         # Server tokens per token of ours, the highest seen in `usage`: once known, batches fill to
         # just under the server's limit instead of keeping the blind margin.
         self.token_ratio: float | None = None
@@ -41,7 +44,7 @@ class BatchLimits:
         pacer = self.client.pacer if isinstance(self.client, MistralClient) else None
         per_minute = pacer.tokens_per_minute if pacer is not None else None
         if per_minute:
-            ratio = pacer.ratios.get(ROUTE, 1.0)
+            ratio = pacer.ratios.get(self.route, 1.0)
             budget = min(budget, int(per_minute * batching.TPM_SHARE_PER_BATCH / max(ratio, 0.1)))
         return max(1, budget)
 

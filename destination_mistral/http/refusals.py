@@ -15,6 +15,15 @@ from mistral_connection.errors import INVALID_KEY_MESSAGE, config_error, transie
 MAX_UNEXPLAINED_REFUSALS_IN_A_ROW = 50
 
 
+# The capability GET /v1/models lists for a model a route takes, by the route's end.
+_CAPABILITIES = (
+    ("embeddings", "embeddings"),
+    ("moderations", "moderation"),
+    ("classifications", "classification"),
+    ("/ocr", "ocr"),
+)
+
+
 def raise_if_fatal(status: int, body: Any, raw: bytes, route: str) -> None:
     """Raises the config_error for a failure that every following request would hit too."""
     if status in (401, 403):
@@ -30,7 +39,7 @@ def raise_if_fatal(status: int, body: Any, raw: bytes, route: str) -> None:
     ):
         # The API words an unknown model and a model without this route's capability alike; the
         # model may come from `model`, `enrichment.model` or a stream override: the message names all.
-        need = "embeddings" if route.endswith("embeddings") else "completion_chat"
+        need = next((cap for end, cap in _CAPABILITIES if route.endswith(end)), "completion_chat")
         raise config_error(
             f"The Mistral API refused the model for {route} ({text}): the model a stream's enrichment uses "
             "(`enrichment.model` or a `stream_overrides` entry's, else the top-level `model`) must be one "

@@ -15,12 +15,15 @@ from destination_mistral.settings.spec_fields import field_schema
 from destination_mistral.settings.typed import (
     MIB,
     ChatSettings,
+    ClassificationSettings,
     Delivery,
     DestinationConfig,
     EmbeddingSettings,
     Enrichment,
     Limits,
+    ModerationSettings,
     NoEnrichment,
+    OcrSettings,
     ResponseFormat,
 )
 from mistral_connection import MistralConnection
@@ -35,6 +38,8 @@ _CHAT_VALUES = (
     "input_too_long",
 )
 _EMBEDDING_VALUES = ("output_dimension", "max_input_tokens", "input_too_long")
+_CLASSIFIER_VALUES = ("max_input_tokens", "input_too_long")
+_OCR_VALUES = ("max_pages", "pages_per_request", "table_format", "extract_header", "extract_footer")
 _LIMIT_VALUES = (
     "max_concurrent_requests",
     "requests_per_second",
@@ -86,7 +91,44 @@ def build_enrichment(raw: Mapping[str, Any], default_model: str) -> Enrichment:
             template=raw.get("template") or None,
             **given,
         )
+    if mode in ("moderation", "classification"):
+        return _classifier(raw, mode)
+    if mode == "ocr":
+        return _ocr(raw)
     return NoEnrichment()
+
+
+def _classifier(raw: Mapping[str, Any], mode: str) -> ModerationSettings | ClassificationSettings:
+    """Moderation and classification read a record alike: its text (fields or template) or its
+    conversation."""
+    given = _values(raw, _CLASSIFIER_VALUES, "enrichment", mode)
+    if _text(raw.get("model")):
+        given["model"] = _text(raw["model"])
+    conversation = _text(raw.get("conversation_field"))
+    given.update(
+        fields=tuple(field_path(text) for text in raw.get("fields") or ()),
+        template=raw.get("template") or None,
+        conversation_field=field_path(conversation) if conversation else None,
+    )
+    if mode == "classification":
+        return ClassificationSettings(**given)
+    if "threshold" in raw:
+        given["threshold"] = float(raw["threshold"])
+    given["category_thresholds"] = tuple(
+        (item["category"].strip(), float(item["threshold"])) for item in raw.get("category_thresholds") or ()
+    )
+    return ModerationSettings(**given)
+
+
+def _ocr(raw: Mapping[str, Any]) -> OcrSettings:
+    given = _values(raw, _OCR_VALUES, "enrichment", "ocr")
+    if _text(raw.get("model")):
+        given["model"] = _text(raw["model"])
+    if _text(raw.get("media_type")):
+        given["media_type"] = _text(raw["media_type"]).lower()
+    if "max_document_mb" in raw:
+        given["max_document_bytes"] = int(raw["max_document_mb"] * MIB)
+    return OcrSettings(document_field=field_path(raw["document_field"]), **given)
 
 
 def _response_format(raw: Mapping[str, Any] | None) -> ResponseFormat:

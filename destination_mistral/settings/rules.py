@@ -58,13 +58,69 @@ def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
                 f"`{where}`: give either `fields` (a list of field paths) or `template` (a Jinja template) "
                 "for the text to embed, not " + ("both." if fields else "neither.")
             )
-        for index, text in enumerate(fields):
-            if not all(field_path(text)):
-                raise config_error(
-                    f'`{where}.fields[{index}]` has an empty name in it: write a field path such as "review.text".'
-                )
+        _check_paths(fields, f"{where}.fields")
         if template:
             compile_template(template, f"{where}.template")
+    elif raw["mode"] in ("moderation", "classification"):
+        _check_classifier(raw, where)
+    elif raw["mode"] == "ocr":
+        _check_ocr(raw, where)
+
+
+def _check_classifier(raw: Mapping[str, Any], where: str) -> None:
+    from destination_mistral.enrich.templates import compile_template
+
+    fields, template = raw.get("fields") or [], raw.get("template")
+    conversation = (raw.get("conversation_field") or "").strip()
+    given = [
+        name
+        for name, value in (("fields", fields), ("template", template), ("conversation_field", conversation))
+        if value
+    ]
+    if len(given) != 1:
+        said = " and ".join(f"`{name}`" for name in given) if given else "none of them"
+        raise config_error(
+            f"`{where}`: give exactly one of `fields` (field paths whose text is sent), `template` (a Jinja "
+            f"template that builds the text) or `conversation_field` (a field holding a list of messages); "
+            f"the config gives {said}."
+        )
+    _check_paths(fields, f"{where}.fields")
+    if conversation:
+        _check_paths([conversation], f"{where}.conversation_field", listed=False)
+    if template:
+        compile_template(template, f"{where}.template")
+    if raw["mode"] == "classification" and not raw["model"].strip():
+        raise config_error(
+            f"`{where}.model` is empty: give the id of your classifier model (GET /v1/models lists it with the "
+            "classification capability, e.g. `ft:classifier:ministral-3b-latest:...`)."
+        )
+    seen: set[str] = set()
+    for index, item in enumerate(raw.get("category_thresholds") or []):
+        name = item["category"].strip()
+        if not name or name in seen:
+            problem = "is empty" if not name else "names a category an earlier entry already sets"
+            raise config_error(
+                f"`{where}.category_thresholds[{index}].category` {problem}: give each category once, by its name "
+                "in the API's answer (e.g. `violence_and_threats`)."
+            )
+        seen.add(name)
+
+
+def _check_ocr(raw: Mapping[str, Any], where: str) -> None:
+    _check_paths([raw["document_field"]], f"{where}.document_field", listed=False)
+    max_pages, per_request = raw.get("max_pages"), raw.get("pages_per_request")
+    if max_pages and per_request and per_request > max_pages:
+        raise config_error(
+            f"`{where}.pages_per_request` ({per_request}) is more than `{where}.max_pages` ({max_pages}): lower it, "
+            "or leave it empty to read the first max_pages pages in one request."
+        )
+
+
+def _check_paths(texts: list[str], where: str, listed: bool = True) -> None:
+    for index, text in enumerate(texts):
+        if not all(field_path(text)):
+            at = f"{where}[{index}]" if listed else where
+            raise config_error(f'`{at}` has an empty name in it: write a field path such as "review.text".')
 
 
 def field_path(text: str) -> tuple[str, ...]:

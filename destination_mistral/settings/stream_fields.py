@@ -25,7 +25,14 @@ from jinja2.defaults import DEFAULT_NAMESPACE
 
 from destination_mistral.settings.key_masking import key_kept_out
 from destination_mistral.settings.rules import next_key
-from destination_mistral.settings.typed import ChatSettings, DestinationConfig, EmbeddingSettings
+from destination_mistral.settings.typed import (
+    ChatSettings,
+    ClassificationSettings,
+    DestinationConfig,
+    EmbeddingSettings,
+    ModerationSettings,
+    OcrSettings,
+)
 from mistral_connection.errors import config_error
 
 # The name under which templates see the whole record (templates.render).
@@ -38,6 +45,8 @@ _FIELDS_SHOWN = 12
 # Attributes of a mapping: Jinja reads `record.items` as the method, never as a field named `items`.
 _MAPPING_ATTRIBUTES = frozenset(dir(dict))
 _NOT_OBJECTS = frozenset({"string", "integer", "number", "boolean", "null", "array"})
+# Settings that name fields by dotted path (read with next_key), not through a template.
+_PATH_SETTINGS = frozenset({"fields", "conversation_field", "document_field"})
 
 
 def check_stream_fields(config: DestinationConfig, configured_streams: Iterable[Any]) -> None:
@@ -50,7 +59,7 @@ def check_stream_fields(config: DestinationConfig, configured_streams: Iterable[
             label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
             where = config.enrichment_location(stream.name)
             for setting, path in named_fields(config.enrichment_for(stream.name)):
-                dotted = setting == "fields"
+                dotted = setting in _PATH_SETTINGS
                 missing = _undeclared(stream.json_schema, path, dotted)
                 if missing is not None:
                     raise config_error(_message(f"{where}.{setting}", path, label, *missing))
@@ -62,10 +71,14 @@ def named_fields(enrichment: Any) -> Iterator[tuple[str, tuple[str, ...]]]:
         yield from (("prompt_template", path) for path in template_fields(enrichment.prompt_template))
         if enrichment.system_prompt:
             yield from (("system_prompt", path) for path in template_fields(enrichment.system_prompt))
-    elif isinstance(enrichment, EmbeddingSettings):
+    elif isinstance(enrichment, (EmbeddingSettings, ModerationSettings, ClassificationSettings)):
         yield from (("fields", path) for path in enrichment.fields)
         if enrichment.template:
             yield from (("template", path) for path in template_fields(enrichment.template))
+        if getattr(enrichment, "conversation_field", None):
+            yield "conversation_field", enrichment.conversation_field
+    elif isinstance(enrichment, OcrSettings):
+        yield "document_field", enrichment.document_field
 
 
 def template_fields(text: str) -> list[tuple[str, ...]]:
@@ -167,7 +180,9 @@ def _closed_properties(schema: Any) -> Mapping[str, Any] | None:
 
 def _message(setting: str, path: tuple[str, ...], stream: str, found: tuple[str, ...], level: Any) -> str:
     field = ".".join(path)
-    guard = f" or guard it (`{{{{ {field} | default('') }}}}`)" if setting.rsplit(".", 1)[-1] != "fields" else ""
+    guard = (
+        f" or guard it (`{{{{ {field} | default('') }}}}`)" if setting.rsplit(".", 1)[-1] not in _PATH_SETTINGS else ""
+    )
     properties = _closed_properties(level)
     if properties is None:  # a level typed as a string, a number or a list
         kinds = level.get("type")

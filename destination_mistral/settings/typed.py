@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from destination_mistral.settings.spec_fields import defaults, field_schema
 from mistral_connection import MistralConnection
@@ -15,6 +15,9 @@ from mistral_connection import MistralConnection
 _CHAT = defaults("enrichment", "chat")
 _JSON_SCHEMA = defaults("enrichment", "chat", "response_format", "json_schema")
 _EMBEDDINGS = defaults("enrichment", "embeddings")
+_MODERATION = defaults("enrichment", "moderation")
+_CLASSIFICATION = defaults("enrichment", "classification")
+_OCR = defaults("enrichment", "ocr")
 _DUCKDB = defaults("output", "duckdb")
 _POSTGRES = defaults("output", "postgres")
 _LIMITS = defaults("limits")
@@ -22,6 +25,8 @@ _DELIVERY = defaults("delivery")
 MIB = 1024 * 1024
 
 DEFAULT_EMBED_MODEL = _EMBEDDINGS["model"]
+DEFAULT_MODERATION_MODEL = _MODERATION["model"]
+DEFAULT_OCR_MODEL = _OCR["model"]
 # The context per input of Mistral's embedding models (docs model cards): the form's default.
 EMBED_CONTEXT_TOKENS = _EMBEDDINGS["max_input_tokens"]
 # Chat answers are capped when the user sets no max_tokens: an answer that runs on (a model looping
@@ -132,13 +137,86 @@ class EmbeddingSettings:
         return "embeddings"
 
 
+FieldPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModerationSettings:
+    """Moderation of a text (`fields` or `template`) or of a conversation (`conversation_field`).
+    The thresholds are applied when rows are written, never sent: the cached scores serve any."""
+
+    model: str = DEFAULT_MODERATION_MODEL
+    fields: tuple[FieldPath, ...] = ()
+    template: str | None = None
+    conversation_field: FieldPath | None = None
+    threshold: float = float(_MODERATION["threshold"])
+    # (category, threshold) pairs that replace `threshold` for their category.
+    category_thresholds: tuple[tuple[str, float], ...] = ()
+    max_input_tokens: int = _MODERATION["max_input_tokens"]
+    input_too_long: str = _MODERATION["input_too_long"]
+    mode: str = "moderation"
+    capability: ClassVar[str] = "moderation"
+
+    @property
+    def endpoint(self) -> str:
+        return "chat/moderations" if self.conversation_field else "moderations"
+
+    def threshold_for(self, category: str) -> float:
+        return dict(self.category_thresholds).get(category, self.threshold)
+
+    def flagged_categories(self, scores: Mapping[str, float]) -> list[str]:
+        """The categories whose score is above their threshold, in the answer's order."""
+        return [name for name, score in scores.items() if score > self.threshold_for(name)]
+
+
+@dataclass(frozen=True)
+class ClassificationSettings:
+    """A classifier model's labels and scores per target, for a text or a conversation."""
+
+    model: str
+    fields: tuple[FieldPath, ...] = ()
+    template: str | None = None
+    conversation_field: FieldPath | None = None
+    max_input_tokens: int = _CLASSIFICATION["max_input_tokens"]
+    input_too_long: str = _CLASSIFICATION["input_too_long"]
+    mode: str = "classification"
+    capability: ClassVar[str] = "classification"
+
+    @property
+    def endpoint(self) -> str:
+        return "chat/classifications" if self.conversation_field else "classifications"
+
+
+@dataclass(frozen=True)
+class OcrSettings:
+    """OCR of the document a record's field holds (a URL, a data URI, or raw base64 of `media_type`)."""
+
+    document_field: FieldPath
+    model: str = DEFAULT_OCR_MODEL
+    media_type: str | None = None
+    max_pages: int | None = None
+    pages_per_request: int | None = None
+    max_document_bytes: int = int(_OCR["max_document_mb"] * MIB)
+    table_format: str | None = None
+    extract_header: bool = _OCR["extract_header"]
+    extract_footer: bool = _OCR["extract_footer"]
+    mode: str = "ocr"
+    capability: ClassVar[str] = "ocr"
+
+    @property
+    def endpoint(self) -> str:
+        return "ocr"
+
+
 @dataclass(frozen=True)
 class NoEnrichment:
     mode: str = "none"
     model: str | None = None
 
 
-Enrichment = ChatSettings | EmbeddingSettings | NoEnrichment
+Enrichment = ChatSettings | EmbeddingSettings | ModerationSettings | ClassificationSettings | OcrSettings | NoEnrichment
+# The modes that send records to a classifier endpoint: one text (or conversation) per record, batched.
+ClassifierSettings = ModerationSettings | ClassificationSettings
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import orjson
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.settings import OutputSettings
+from destination_mistral.sinks.mode_values import mode_values
 from destination_mistral.sinks.schema import (
     ANSWER,
     CACHED,
@@ -22,6 +23,7 @@ from destination_mistral.sinks.schema import (
     EMBEDDING,
     ERROR,
     EXTRACTED_AT,
+    MODE_COLUMNS,
     MODEL,
     PROMPT_TOKENS,
     RAW_ID,
@@ -60,13 +62,18 @@ CacheEntries = Iterable[tuple[str, str, Result]]
 
 
 def enrichment_fields(plan: StreamPlan, item: WriteItem) -> dict[str, Any]:
-    """The enrichment columns of one record by name: the answer or the vector (as the result holds
-    it) when the result is usable, then the model, token counts, cache flag and error."""
+    """The enrichment columns of one record by name: the answer, the vector (as the result holds it)
+    or the mode's columns (mode_values) when the result is usable, then the model, token counts,
+    cache flag and error."""
     out: dict[str, Any] = {}
     if plan.enrichment_mode == "none":
         return out
     result = item.result or Result()
-    out[ANSWER if plan.enrichment_mode == "chat" else EMBEDDING] = result.value if result.ok else None
+    value = result.value if result.ok else None
+    if plan.enrichment_mode in MODE_COLUMNS:
+        out.update(mode_values(plan, value))
+    else:
+        out[ANSWER if plan.enrichment_mode == "chat" else EMBEDDING] = value
     out[MODEL] = result.model
     out[PROMPT_TOKENS] = result.prompt_tokens
     out[COMPLETION_TOKENS] = result.completion_tokens

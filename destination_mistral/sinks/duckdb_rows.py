@@ -21,6 +21,7 @@ from destination_mistral.sinks.schema import (
     EMBEDDING,
     ERROR,
     EXTRACTED_AT,
+    MODE_COLUMNS,
     MODEL,
     PROMPT_TOKENS,
     RAW_ID,
@@ -34,6 +35,9 @@ _RESULT_TYPES = {
     CACHED: pa.bool_(),
     ERROR: pa.string(),
 }
+
+# The Arrow type of each SQL type of schema.MODE_COLUMNS other than JSON (written as JSON text).
+_MODE_TYPES = {"VARCHAR": pa.string(), "BOOLEAN": pa.bool_(), "INTEGER": pa.int64(), "BIGINT": pa.int64()}
 
 
 def arrow_batch(plan: StreamPlan, items: list[WriteItem]) -> tuple[pa.Table, list[str]]:
@@ -70,6 +74,15 @@ def arrow_batch(plan: StreamPlan, items: list[WriteItem]) -> tuple[pa.Table, lis
                 [v if v is None or isinstance(v, str) else json_text(v) for v in answers], pa.string()
             )
             select.append(f"answer AS {quoted(ANSWER)}")
+    elif plan.enrichment_mode in MODE_COLUMNS:
+        for index, column in enumerate(MODE_COLUMNS[plan.enrichment_mode]):
+            values, name = [f[column.name] for f in fields], f"mode{index}"
+            if column.sql_type == "JSON":
+                columns[name] = pa.array([json_text(v) for v in values], pa.string())
+                select.append(f"json({name}) AS {quoted(column.name)}")
+            else:
+                columns[name] = pa.array(values, _MODE_TYPES[column.sql_type])
+                select.append(f"{name} AS {quoted(column.name)}")
     else:
         columns["embedding"] = vector_array([f[EMBEDDING] for f in fields], plan.embedding_dim)
         select.append(f"embedding AS {quoted(EMBEDDING)}")

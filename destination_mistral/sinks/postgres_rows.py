@@ -86,7 +86,7 @@ def _row(plan: StreamPlan, item: WriteItem, layout: RowLayout) -> tuple:
         value = enrichment.get(name)
         if name == EMBEDDING:
             value = vector_text(value, kind)
-        elif name == ANSWER and value is not None and (kind == "json" or not isinstance(value, str)):
+        elif value is not None and (kind == "json" or (name == ANSWER and not isinstance(value, str))):
             value = _json(value)
         values.append(value)
     return tuple(values)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings
+from destination_mistral.settings import ChatSettings, DestinationConfig, EmbeddingSettings, ModerationSettings
 from mistral_connection.errors import config_error
 
 if TYPE_CHECKING:  # the protocol's dataclass, which destination_mistral.protocol.catalog reads a catalog into
@@ -34,6 +34,18 @@ PROMPT_TOKENS = "_mistral_prompt_tokens"
 COMPLETION_TOKENS = "_mistral_completion_tokens"
 CACHED = "_mistral_cached"
 ERROR = "_mistral_error"
+# moderation: the score per category (JSON object), whether any is over its threshold, and which.
+MODERATION_SCORES = "_mistral_moderation_scores"
+FLAGGED = "_mistral_flagged"
+FLAGGED_CATEGORIES = "_mistral_flagged_categories"
+# classification: {target: {"scores": {label: score}, "label": the top label}}.
+CLASSIFICATION = "_mistral_classification"
+# ocr: the pages' markdown joined, each page's markdown (JSON list), and the API's usage.
+OCR_MARKDOWN = "_mistral_ocr_markdown"
+OCR_PAGES = "_mistral_ocr_pages"
+OCR_PAGE_COUNT = "_mistral_ocr_page_count"
+OCR_PAGES_PROCESSED = "_mistral_ocr_pages_processed"
+OCR_DOC_SIZE_BYTES = "_mistral_ocr_doc_size_bytes"
 RESERVED_PREFIXES = ("_airbyte_", "_mistral_")
 
 
@@ -43,6 +55,21 @@ class Column:
     sql_type: str  # VARCHAR | BIGINT | DOUBLE | BOOLEAN | DATE | TIMESTAMPTZ | JSON
 
 
+# The result columns of the modes whose answer is several values (chat's is one answer, embeddings'
+# one vector), before the columns every mode shares.
+MODE_COLUMNS = {
+    "moderation": (Column(MODERATION_SCORES, "JSON"), Column(FLAGGED, "BOOLEAN"), Column(FLAGGED_CATEGORIES, "JSON")),
+    "classification": (Column(CLASSIFICATION, "JSON"),),
+    "ocr": (
+        Column(OCR_MARKDOWN, "VARCHAR"),
+        Column(OCR_PAGES, "JSON"),
+        Column(OCR_PAGE_COUNT, "INTEGER"),
+        Column(OCR_PAGES_PROCESSED, "INTEGER"),
+        Column(OCR_DOC_SIZE_BYTES, "BIGINT"),
+    ),
+}
+
+
 @dataclass
 class StreamPlan:
     name: str
@@ -50,9 +77,11 @@ class StreamPlan:
     sync_mode: str  # overwrite | append | append_dedup
     primary_key: list[str]
     columns: list[Column]
-    enrichment_mode: str  # chat | embeddings | none
+    enrichment_mode: str  # chat | embeddings | moderation | classification | ocr | none
     answer_json: bool = False
     embedding_dim: int | None = None
+    # moderation: the thresholds the flags are computed with when rows are written.
+    moderation: ModerationSettings | None = None
     sync_id: int | None = None
     generation_id: int | None = None
     minimum_generation_id: int | None = None
@@ -102,6 +131,8 @@ class StreamPlan:
             columns.append(Column(ANSWER, "JSON" if self.answer_json else "VARCHAR"))
         elif self.enrichment_mode == "embeddings":
             columns.append(Column(EMBEDDING, f"FLOAT[{self.embedding_dim}]" if self.embedding_dim else "FLOAT[]"))
+        else:
+            columns += MODE_COLUMNS.get(self.enrichment_mode, ())
         if self.enrichment_mode != "none":
             columns += [
                 Column(MODEL, "VARCHAR"),
@@ -265,4 +296,6 @@ def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) 
         from destination_mistral.enrich.embeddings import KNOWN_DIMENSIONS
 
         plan.embedding_dim = enrichment.output_dimension or KNOWN_DIMENSIONS.get(enrichment.model)
+    elif isinstance(enrichment, ModerationSettings):
+        plan.moderation = enrichment
     return plan

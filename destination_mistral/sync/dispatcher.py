@@ -24,6 +24,11 @@ from mistral_connection.errors import config_error, system_error, transient_erro
 CHUNK = 1000  # messages taken from the inbox at once
 
 
+# The cache's name for an enricher's answers (its `endpoint` column): chat's keeps the name earlier
+# versions stored; the cache reads a vector back for "embeddings" only.
+_CACHE_NAMES = {"chat": "chat/completions"}
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -174,7 +179,7 @@ class Dispatcher:
             return
         result = request.result()
         if (result.ok or result.paid) and self._cache_enabled:  # a paid answer is kept even when unusable
-            self._fresh.add(key, enricher.kind if enricher.kind == "embeddings" else "chat/completions", result)
+            self._fresh.add(key, _CACHE_NAMES.get(enricher.kind, enricher.kind), result)
         if result.ok:
             self._counters.enriched += 1
         for index, (runtime, item) in enumerate(waiters):

@@ -23,9 +23,12 @@ from destination_mistral.protocol.input_lines import InputParser, check_records
 from destination_mistral.protocol.messages import Record, State
 from destination_mistral.settings import (
     ChatSettings,
+    ClassificationSettings,
     Delivery,
     DestinationConfig,
     EmbeddingSettings,
+    ModerationSettings,
+    OcrSettings,
     check_stream_fields,
     parse_config,
 )
@@ -61,19 +64,27 @@ def build_enrichers(
     config: DestinationConfig, plans: list[StreamPlan], client: MistralClient
 ) -> dict[StreamKey, Enricher[Input] | None]:
     from destination_mistral.enrich.chat import ChatEnricher
+    from destination_mistral.enrich.classification import ClassificationEnricher
     from destination_mistral.enrich.embeddings import EmbeddingEnricher
+    from destination_mistral.enrich.moderation import ModerationEnricher
+    from destination_mistral.enrich.ocr import OcrEnricher
 
+    by_settings = {
+        ChatSettings: ChatEnricher,
+        EmbeddingSettings: EmbeddingEnricher,
+        ModerationSettings: ModerationEnricher,
+        ClassificationSettings: ClassificationEnricher,
+        OcrSettings: OcrEnricher,
+    }
     shared: dict[int, Enricher[Input] | None] = {}
     enrichers: dict[StreamKey, Enricher[Input] | None] = {}
     for plan in plans:
         settings = config.enrichment_for(plan.name)
-        # Streams with the same settings share one enricher, so their embedding inputs share batches.
+        # Streams with the same settings share one enricher, so their batched inputs share batches.
         enricher = shared.get(id(settings))
         if enricher is None:
-            if isinstance(settings, ChatSettings):
-                enricher = ChatEnricher(settings, client)
-            elif isinstance(settings, EmbeddingSettings):
-                enricher = EmbeddingEnricher(settings, client)
+            make = by_settings.get(type(settings))
+            enricher = make(settings, client) if make is not None else None
             enricher = with_delivery(enricher, config.delivery, client)
             shared[id(settings)] = enricher
         enrichers[plan.key] = enricher

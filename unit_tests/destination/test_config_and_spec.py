@@ -41,7 +41,7 @@ def test_spec_has_credential_block_and_own_fields():
         assert field in props, f"spec lacks {field}"
     assert props["api_key"]["airbyte_secret"] is True
     modes = [o["properties"]["mode"]["const"] for o in props["enrichment"]["oneOf"]]
-    assert modes == ["chat", "embeddings", "none"]
+    assert modes == ["chat", "embeddings", "moderation", "classification", "ocr", "none"]
     assert props["stream_overrides"]["items"]["properties"]["enrichment"]["oneOf"] == props["enrichment"]["oneOf"], (
         "per-stream overrides must offer exactly the same enrichment form"
     )
