@@ -13,6 +13,8 @@ ENTRY = {"__init__", "__main__", "run", "destination"}
 ALLOWED = {
     # The `load` command, at the entry points' level: it hands what it builds to sync/ as `write` does.
     "local_files": {"sync", "settings", "protocol"},
+    # The `search` command, at the same level: it reads an output and embeds one query.
+    "search": {"sinks", "enrich", "http", "settings", "protocol"},
     "sync": {"sinks", "enrich", "http", "settings", "protocol"},
     "sinks": {"enrich", "settings"},
     "enrich": {"http", "settings"},
