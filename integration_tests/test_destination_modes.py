@@ -339,7 +339,7 @@ def test_batch_delivery_writes_the_rows_online_delivery_writes(fresh_emulator, t
 
 
 def test_every_mode_writes_its_columns_to_postgresql(fresh_emulator, tmp_path, postgres_database):
-    import psycopg
+    from integration_tests.test_destination_postgres import query
 
     cases = [
         (MODERATION, text_records()),
@@ -348,15 +348,9 @@ def test_every_mode_writes_its_columns_to_postgresql(fresh_emulator, tmp_path, p
     ]
     for enrichment, records in cases:
         mode = enrichment["mode"]
-        write(make_config(fresh_emulator, tmp_path, enrichment, output={**postgres_database, "schema": mode}), records)
-        with psycopg.connect(
-            host=postgres_database["host"],
-            port=postgres_database["port"],
-            dbname=postgres_database["database"],
-            user=postgres_database["username"],
-            password=postgres_database["password"],
-        ) as con:
-            rows = con.execute(f"SELECT {MODE_COLUMNS[mode]}, {SHARED} FROM {mode}.items ORDER BY id").fetchall()
+        output = {**postgres_database, "schema": mode}
+        write(make_config(fresh_emulator, tmp_path, enrichment, output=output), records)
+        rows = query(output, f"SELECT {MODE_COLUMNS[mode]}, {SHARED} FROM {mode}.items ORDER BY id")
         assert len(rows) == len(records)
         assert all(row[-1] is None for row in rows), rows
         if mode == "moderation":

@@ -16,7 +16,7 @@ _CHAT = defaults("enrichment", "chat")
 _JSON_SCHEMA = defaults("enrichment", "chat", "response_format", "json_schema")
 _EMBEDDINGS = defaults("enrichment", "embeddings")
 _MODERATION = defaults("enrichment", "moderation")
-_CLASSIFICATION = defaults("enrichment", "classification")
+_CLASSIFIERS = defaults("enrichment", "classification")
 _OCR = defaults("enrichment", "ocr")
 _DUCKDB = defaults("output", "duckdb")
 _POSTGRES = defaults("output", "postgres")
@@ -140,26 +140,36 @@ class EmbeddingSettings:
 FieldPath = tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class ModerationSettings:
-    """Moderation of a text (`fields` or `template`) or of a conversation (`conversation_field`).
-    The thresholds are applied when rows are written, never sent: the cached scores serve any."""
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSource:
+    """What moderation and classification read from a record: a text (`fields` or `template`) sent
+    to their route, or a conversation (`conversation_field`) sent to its chat form."""
 
-    model: str = DEFAULT_MODERATION_MODEL
     fields: tuple[FieldPath, ...] = ()
     template: str | None = None
     conversation_field: FieldPath | None = None
-    threshold: float = float(_MODERATION["threshold"])
-    # (category, threshold) pairs that replace `threshold` for their category.
-    category_thresholds: tuple[tuple[str, float], ...] = ()
-    max_input_tokens: int = _MODERATION["max_input_tokens"]
-    input_too_long: str = _MODERATION["input_too_long"]
-    mode: str = "moderation"
-    capability: ClassVar[str] = "moderation"
+    # One text in the spec for both modes (a YAML anchor): the same defaults.
+    max_input_tokens: int = _CLASSIFIERS["max_input_tokens"]
+    input_too_long: str = _CLASSIFIERS["input_too_long"]
+    route: ClassVar[str]
 
     @property
     def endpoint(self) -> str:
-        return "chat/moderations" if self.conversation_field else "moderations"
+        return f"chat/{self.route}" if self.conversation_field else self.route
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModerationSettings(ClassifierSource):
+    """Moderation's scores per category. The thresholds are applied when rows are written, never
+    sent: the cached scores serve any."""
+
+    model: str = DEFAULT_MODERATION_MODEL
+    threshold: float = float(_MODERATION["threshold"])
+    # (category, threshold) pairs that replace `threshold` for their category.
+    category_thresholds: tuple[tuple[str, float], ...] = ()
+    mode: str = "moderation"
+    capability: ClassVar[str] = "moderation"
+    route: ClassVar[str] = "moderations"
 
     def threshold_for(self, category: str) -> float:
         return dict(self.category_thresholds).get(category, self.threshold)
@@ -169,22 +179,14 @@ class ModerationSettings:
         return [name for name, score in scores.items() if score > self.threshold_for(name)]
 
 
-@dataclass(frozen=True)
-class ClassificationSettings:
-    """A classifier model's labels and scores per target, for a text or a conversation."""
+@dataclass(frozen=True, kw_only=True)
+class ClassificationSettings(ClassifierSource):
+    """A classifier model's labels and scores per target."""
 
     model: str
-    fields: tuple[FieldPath, ...] = ()
-    template: str | None = None
-    conversation_field: FieldPath | None = None
-    max_input_tokens: int = _CLASSIFICATION["max_input_tokens"]
-    input_too_long: str = _CLASSIFICATION["input_too_long"]
     mode: str = "classification"
     capability: ClassVar[str] = "classification"
-
-    @property
-    def endpoint(self) -> str:
-        return "chat/classifications" if self.conversation_field else "classifications"
+    route: ClassVar[str] = "classifications"
 
 
 @dataclass(frozen=True)
