@@ -293,3 +293,29 @@ def test_check_reports_what_is_wrong(emulator, tmp_path, change, expected):
     else:
         assert status.status == Status.FAILED and expected in status.message, status.message
         assert "wrong-key-000" not in status.message
+
+
+@pytest.mark.parametrize(
+    ("enrichment", "column"),
+    [
+        ({**EMBED, "max_input_tokens": 20, "input_too_long": "truncate"}, "_mistral_embedding"),
+        ({**CHAT, "max_input_tokens": 20, "input_too_long": "truncate"}, "_mistral_answer"),
+    ],
+    ids=["embeddings", "chat"],
+)
+def test_an_input_cut_to_the_limit_is_named_truncated_in_the_rows_meta_and_counted_in_the_log(
+    emulator, tmp_path, caplog, enrichment, column
+):
+    long_review = {**review(1), "review": "The battery lasts and lasts. " * 40}
+    write(
+        make_config(emulator, tmp_path, enrichment),
+        catalog(configured_stream()),
+        messages_with_states([long_review, review(2)]),
+    )
+    result = rows(tmp_path, f"SELECT id, {column} IS NOT NULL, _mistral_error, _airbyte_meta FROM reviews ORDER BY id")
+    assert [r[:3] for r in result] == [(1, True, None), (2, True, None)], "both enriched"
+    changes = {r[0]: json.loads(r[3])["changes"] for r in result}
+    assert changes[1] == [{"field": column, "change": "TRUNCATED", "reason": "DESTINATION_FIELD_SIZE_LIMITATION"}]
+    assert changes[2] == [], "a short input is sent whole and says nothing"
+    assert "1 with their input cut to the model's limit" in caplog.text
+    assert "1 record(s) had an input longer than the model's limit" in caplog.text

@@ -21,6 +21,9 @@ from destination_mistral.enrich.results import Result
 class Input(Protocol):
     # The cache's key: equal inputs are sent once per sync and answered from the cache after.
     key: str
+    # Whether the input was cut to the model's limit (`input_too_long: truncate`) instead of being
+    # sent whole: the record's `_airbyte_meta.changes` then names the cut (TRUNCATED).
+    cut: bool
 
 
 InputT = TypeVar("InputT", bound=Input)

@@ -29,6 +29,7 @@ class ChatInput:
     key: str
     messages: list[dict[str, str]]
     tokens: int | None = None  # the prompt's token count, taken when first needed (pacing its cost)
+    cut: bool = False  # the user message was cut to the limit (`input_too_long: truncate`)
 
     def __repr__(self) -> str:  # never the prompt: it is record content
         return f"ChatInput(key={self.key!r}, tokens={self.tokens!r})"
@@ -90,12 +91,14 @@ class ChatEnricher:
         if chars > limit * MAX_CHARS_PER_TOKEN and not truncate:
             raise RecordError(f"prompt has {chars} characters, more than {limit} tokens can hold ({what})")
         tokens = None
+        cut = False
         bound = (upper_bound_for(self.model, user) or chars * 4) + (
             upper_bound_for(self.model, system) or 0 if system else 0
         )
         if bound > limit:
             if chars > limit * MAX_CHARS_PER_TOKEN:  # truncate: first cut by characters, cheaply
                 user = user[: max(0, limit * MAX_CHARS_PER_TOKEN - (len(system) if system else 0))]
+                cut = True
             system_tokens = self._tokenizer.count(system) if system else 0
             user_tokens = self._tokenizer.count(user)
             tokens = system_tokens + user_tokens
@@ -104,11 +107,15 @@ class ChatEnricher:
                     raise RecordError(f"prompt has {tokens} tokens, over {what} ({limit})")
                 user = self._tokenizer.truncate(user, limit - system_tokens)
                 tokens = system_tokens + self._tokenizer.count(user)
+                cut = True
         messages = ([{"role": "system", "content": system}] if system is not None else []) + [
             {"role": "user", "content": user}
         ]
         return ChatInput(
-            key=cache_key("chat/completions", self.model, self._key_params, messages), messages=messages, tokens=tokens
+            key=cache_key("chat/completions", self.model, self._key_params, messages),
+            messages=messages,
+            tokens=tokens,
+            cut=cut,
         )
 
     def count_tokens(self, items: list[ChatInput]) -> None:

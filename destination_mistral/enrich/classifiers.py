@@ -24,8 +24,16 @@ class ClassifierInput(EmbeddingInput):
 
     __slots__ = ("conversation",)
 
-    def __init__(self, key: str, text: str, tokens: int | None, count, conversation: list | None = None) -> None:
-        super().__init__(key, text, tokens, count)
+    def __init__(
+        self,
+        key: str,
+        text: str,
+        tokens: int | None,
+        count,
+        conversation: list | None = None,
+        cut: bool = False,
+    ) -> None:
+        super().__init__(key, text, tokens, count, cut)
         self.conversation = conversation
 
 
@@ -49,16 +57,15 @@ class ClassifierEnricher(BatchedEnricher[ClassifierInput]):
     def prepare(self, record: Mapping[str, Any]) -> ClassifierInput:
         path = self.settings.conversation_field
         if path is None:
-            text, tokens = self._text.of(record)
-            payload: Any = text
-            conversation = None
+            held = self._text.of(record)
+            text, payload, conversation = held.text, held.text, None
         else:
             conversation = conversation_at(record, path)
             text = conversation_text(conversation)
-            _, tokens = self._text.within_limit(text, "the conversation", may_cut=False)
+            held = self._text.within_limit(text, "the conversation", may_cut=False)
             payload = conversation
         key = cache_key(self.endpoint, self.model, {}, payload)
-        return ClassifierInput(key, text, tokens, self.count_text, conversation)
+        return ClassifierInput(key, text, held.tokens, self.count_text, conversation, held.cut)
 
     def request_body(self, items: list[ClassifierInput]) -> dict[str, Any]:
         if self.settings.conversation_field is None:

@@ -9,15 +9,21 @@ class EmbeddingInput:
     """One text to embed. Its token count is taken when first needed (to fill a batch), so an
     input the cache answers is never tokenized, unless it might be over the model's limit."""
 
-    __slots__ = ("key", "text", "_tokens", "_count")
+    __slots__ = ("key", "text", "_tokens", "_count", "cut")
 
     def __init__(
-        self, key: str, text: str, tokens: int | None = None, count: Callable[[str], int] | None = None
+        self,
+        key: str,
+        text: str,
+        tokens: int | None = None,
+        count: Callable[[str], int] | None = None,
+        cut: bool = False,
     ) -> None:
         self.key = key
         self.text = text
         self._tokens = tokens
         self._count = count  # loads the tokenizer on first use
+        self.cut = cut  # cut to the model's limit (`input_too_long: truncate`), not sent whole
 
     @property
     def tokens(self) -> int:

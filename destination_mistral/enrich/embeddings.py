@@ -49,9 +49,13 @@ class EmbeddingEnricher(BatchedEnricher[EmbeddingInput]):
         return self.settings.output_dimension or KNOWN_DIMENSIONS.get(self.model)
 
     def prepare(self, record: Mapping[str, Any]) -> EmbeddingInput:
-        text, tokens = self._text.of(record)
+        held = self._text.of(record)
         return EmbeddingInput(
-            key=cache_key("embeddings", self.model, self._params, text), text=text, tokens=tokens, count=self.count_text
+            key=cache_key("embeddings", self.model, self._params, held.text),
+            text=held.text,
+            tokens=held.tokens,
+            count=self.count_text,
+            cut=held.cut,
         )
 
     def request_body(self, items: list[EmbeddingInput]) -> dict[str, Any]:

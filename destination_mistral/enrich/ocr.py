@@ -33,6 +33,7 @@ class OcrInput:
     key: str
     document: dict[str, Any]  # the request's `document`: a document_url or image_url chunk
     tokens: int = 0  # OCR is billed by the page: nothing to count against tokens per minute
+    cut: bool = False  # a document is never cut
 
     def __repr__(self) -> str:  # never the document: it is record content
         return f"OcrInput(key={self.key!r}, type={self.document.get('type')!r})"

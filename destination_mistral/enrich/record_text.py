@@ -5,11 +5,22 @@ token limit (cut, or the record's error, as `input_too_long` says)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from destination_mistral.enrich.templates import RecordError, compile_template, render, text_from_fields
 from destination_mistral.enrich.tokens import upper_bound_for
+
+
+@dataclass(frozen=True)
+class HeldText:
+    """A record's text held to the token limit: its count when it was taken, and whether it had to
+    be cut (the record's TRUNCATED change says so)."""
+
+    text: str
+    tokens: int | None
+    cut: bool = False
 
 
 class RecordText:
@@ -35,7 +46,7 @@ class RecordText:
 
         return tokenizer_for(self.model)
 
-    def of(self, record: Mapping[str, Any]) -> tuple[str, int | None]:
+    def of(self, record: Mapping[str, Any]) -> HeldText:
         """The record's text and its token count when it had to be taken (None when the text is
         surely under the limit: it is counted later, only if it is sent). Raises RecordError."""
         text = render(self.template, record) if self.template is not None else text_from_fields(record, self.fields)
@@ -43,7 +54,7 @@ class RecordText:
             raise RecordError(f"{self.what} is empty")
         return self.within_limit(text)
 
-    def within_limit(self, text: str, what: str | None = None, may_cut: bool = True) -> tuple[str, int | None]:
+    def within_limit(self, text: str, what: str | None = None, may_cut: bool = True) -> HeldText:
         """`text` held to max_input_tokens, with its count when it was taken. `may_cut` False refuses
         an over-long text whatever `input_too_long` says (a conversation: which messages to drop is
         not ours to choose)."""
@@ -53,6 +64,6 @@ class RecordText:
         if tokens is not None and tokens > limit:
             if self.input_too_long == "error" or not may_cut:
                 raise RecordError(f"{what or self.what} has {tokens} tokens, over max_input_tokens {limit}")
-            text = self.tokenizer.truncate(text, limit)
-            tokens = min(limit, self.tokenizer.count(text))
-        return text, tokens
+            cut = self.tokenizer.truncate(text, limit)
+            return HeldText(cut, min(limit, self.tokenizer.count(cut)), cut=True)
+        return HeldText(text, tokens)

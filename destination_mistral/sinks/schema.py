@@ -120,6 +120,12 @@ class StreamPlan:
     def label(self) -> str:
         return f"{self.namespace}.{self.name}" if self.namespace else self.name
 
+    @property
+    def result_column(self) -> str | None:
+        """The first column the stream's enrichment writes (after Airbyte's four): the one a record's
+        TRUNCATED change names when its input was cut to the model's limit."""
+        return self.meta_columns()[4].name if self.enrichment_mode != "none" else None
+
     def meta_columns(self) -> list[Column]:
         columns = [
             Column(RAW_ID, "VARCHAR"),

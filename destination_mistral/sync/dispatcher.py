@@ -13,6 +13,7 @@ from destination_mistral.enrich.results import Result, failed
 from destination_mistral.enrich.templates import RecordError
 from destination_mistral.protocol.messages import State, StreamStatus
 from destination_mistral.sinks.base import Sink
+from destination_mistral.sinks.schema import StreamPlan
 from destination_mistral.sync.answers import FreshAnswers, InFlight, Waiter
 from destination_mistral.sync.committer import Committer
 from destination_mistral.sync.progress import Counters
@@ -115,6 +116,10 @@ class Dispatcher:
         try:
             item.prepared = runtime.enricher.prepare(record.data)
             item.key = item.prepared.key
+            if item.prepared.cut:
+                # Never a silent cut: the row says its enrichment saw only the start of its input.
+                item.changes = [*(item.changes or []), truncated_change(runtime.plan)]
+                self._counters.cut += 1
         except RecordError as error:
             self._complete(runtime, item, failed(str(error), kind="input"))
         return runtime, item
@@ -207,3 +212,7 @@ class Dispatcher:
                 self._committer.fail(
                     item.gseq, config_error(text) if result.error_kind == "input" else transient_error(text)
                 )
+
+
+def truncated_change(plan: StreamPlan) -> dict[str, str]:
+    return {"field": plan.result_column or "", "change": "TRUNCATED", "reason": "DESTINATION_FIELD_SIZE_LIMITATION"}

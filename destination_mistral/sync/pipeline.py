@@ -115,6 +115,12 @@ class Pipeline:
             await asyncio.gather(commits, reporter, return_exceptions=True)
             self._lookups.shutdown(wait=True)
             logger.info(self.counters.summary(*self._request_counts()))
+            if self.counters.cut:
+                logger.warning(
+                    f"{self.counters.cut} record(s) had an input longer than the model's limit and were enriched "
+                    "from its start only (`input_too_long: truncate`); their `_airbyte_meta.changes` say TRUNCATED. "
+                    "Set `input_too_long` to `error` to get error rows instead."
+                )
 
     async def _commit_loop(self) -> None:
         while await self._schedule.next_commit():

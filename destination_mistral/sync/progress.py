@@ -13,6 +13,7 @@ class Counters:
     enriched: int = 0  # answered by the API in this sync
     cached: int = 0  # answered from the cache, or shared with an identical input of this sync
     failed: int = 0
+    cut: int = 0  # inputs cut to the model's limit (`input_too_long: truncate`)
     committed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -36,7 +37,8 @@ class Counters:
         elapsed = time.monotonic() - self.started
         return (
             f"summary: {self.committed} records committed in {elapsed:.1f} s ({self.rate():.1f} records/s): "
-            f"{self.enriched} enriched by the API, {self.cached} from the cache, {self.failed} failed; "
+            f"{self.enriched} enriched by the API, {self.cached} from the cache, {self.failed} failed, "
+            f"{self.cut} with their input cut to the model's limit; "
             f"{self.prompt_tokens} prompt and {self.completion_tokens} completion tokens; "
             f"{requests} requests, {retries} retries, {throttled} throttled; "
             f"{self.states_out} of {self.states_in} state messages emitted"

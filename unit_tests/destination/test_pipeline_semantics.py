@@ -54,7 +54,7 @@ class GatedEnricher:
         return self.gates.setdefault(i, asyncio.Event())
 
     def prepare(self, data):
-        return SimpleNamespace(key=f"k{data['id']}", id=data["id"])
+        return SimpleNamespace(key=f"k{data['id']}", id=data["id"], cut=False)
 
     async def run(self, item):
         await self.gate(item.id).wait()
@@ -217,7 +217,7 @@ def test_identical_inputs_in_one_sync_are_sent_once(tmp_path):
 
         class Counting(GatedEnricher):
             def prepare(self, data):
-                return SimpleNamespace(key="same", id=data["id"])
+                return SimpleNamespace(key="same", id=data["id"], cut=False)
 
             async def run(self, item):
                 calls.append(item.id)
