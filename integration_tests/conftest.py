@@ -134,18 +134,21 @@ def postgres_database(postgres_server, request) -> dict:
     """A fresh database owned by `writer`, for one test; with the vector extension installed by the
     administrator when the test is parametrized indirectly with True, without it otherwise. Returns
     the `output` block of a config that writes to it."""
-    vector = bool(getattr(request, "param", False))
-    name = f"t_{abs(hash(request.node.nodeid)) % 10**10}_{int(vector)}"
-    with admin_connection(postgres_server) as con:
+    return make_postgres_database(postgres_server, request.node.nodeid, bool(getattr(request, "param", False)))
+
+
+def make_postgres_database(server: dict, test_id: str, vector: bool) -> dict:
+    name = f"t_{abs(hash(test_id)) % 10**10}_{int(vector)}"
+    with admin_connection(server) as con:
         con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         con.execute(f"CREATE DATABASE {name} OWNER {POSTGRES_WRITER}")
     if vector:
-        with admin_connection(postgres_server, name) as con:
+        with admin_connection(server, name) as con:
             con.execute("CREATE EXTENSION vector")
     return {
         "type": "postgres",
-        "host": postgres_server["host"],
-        "port": postgres_server["port"],
+        "host": server["host"],
+        "port": server["port"],
         "database": name,
         "username": POSTGRES_WRITER,
         "password": POSTGRES_WRITER_PASSWORD,

@@ -224,7 +224,11 @@ class AutoDeliveryEnricher(Generic[InputT]):
         return self.online.dimension
 
     def prepare(self, record: Mapping[str, Any]) -> InputT:
-        item = self.online.prepare(record)
+        return self.admit(self.online.prepare(record))
+
+    def admit(self, item: InputT) -> InputT:
+        """Chooses the input's way: online while fewer than `threshold` inputs came before it. The
+        chunks of chunked embeddings are admitted one by one, so for them the threshold counts chunks."""
         self._seen += 1
         if self._seen <= self.threshold:
             self._online_keys.add(item.key)

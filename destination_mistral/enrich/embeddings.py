@@ -50,13 +50,22 @@ class EmbeddingEnricher(BatchedEnricher[EmbeddingInput]):
 
     def prepare(self, record: Mapping[str, Any]) -> EmbeddingInput:
         held = self._text.of(record)
+        return self.input_for(held.text, held.tokens, cut=held.cut)
+
+    def input_for(self, text: str, tokens: int | None, cut: bool = False) -> EmbeddingInput:
+        """The input of one text (a record's, or one of its chunks'), keyed as every input of this model
+        and these parameters is."""
         return EmbeddingInput(
-            key=cache_key("embeddings", self.model, self._params, held.text),
-            text=held.text,
-            tokens=held.tokens,
+            key=cache_key("embeddings", self.model, self._params, text),
+            text=text,
+            tokens=tokens,
             count=self.count_text,
-            cut=held.cut,
+            cut=cut,
         )
+
+    def whole_text(self, record: Mapping[str, Any]) -> str:
+        """The record's text to embed, however long. Raises RecordError."""
+        return self._text.whole(record)
 
     def request_body(self, items: list[EmbeddingInput]) -> dict[str, Any]:
         # base64 float32 is ~4x smaller than a JSON float list and far cheaper to parse. A server

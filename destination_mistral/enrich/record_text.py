@@ -49,10 +49,15 @@ class RecordText:
     def of(self, record: Mapping[str, Any]) -> HeldText:
         """The record's text and its token count when it had to be taken (None when the text is
         surely under the limit: it is counted later, only if it is sent). Raises RecordError."""
+        return self.within_limit(self.whole(record))
+
+    def whole(self, record: Mapping[str, Any]) -> str:
+        """The record's text, however long (chunking splits it instead of cutting it). Raises
+        RecordError."""
         text = render(self.template, record) if self.template is not None else text_from_fields(record, self.fields)
         if not text.strip():
             raise RecordError(f"{self.what} is empty")
-        return self.within_limit(text)
+        return text
 
     def within_limit(self, text: str, what: str | None = None, may_cut: bool = True) -> HeldText:
         """`text` held to max_input_tokens, with its count when it was taken. `may_cut` False refuses

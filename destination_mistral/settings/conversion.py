@@ -15,6 +15,7 @@ from destination_mistral.settings.spec_fields import field_schema
 from destination_mistral.settings.typed import (
     MIB,
     ChatSettings,
+    ChunkingSettings,
     ClassificationSettings,
     Delivery,
     DestinationConfig,
@@ -38,6 +39,7 @@ _CHAT_VALUES = (
     "input_too_long",
 )
 _EMBEDDING_VALUES = ("output_dimension", "max_input_tokens", "input_too_long")
+_CHUNKING_VALUES = ("max_tokens", "overlap_tokens", "split_on")
 _CLASSIFIER_VALUES = ("max_input_tokens", "input_too_long")
 _OCR_VALUES = ("max_pages", "pages_per_request", "table_format", "extract_header", "extract_footer")
 _LIMIT_VALUES = (
@@ -86,9 +88,11 @@ def build_enrichment(raw: Mapping[str, Any], default_model: str) -> Enrichment:
         given = _values(raw, _EMBEDDING_VALUES, "enrichment", "embeddings")
         if _text(raw.get("model")):
             given["model"] = _text(raw["model"])
+        chunking = raw.get("chunking")
         return EmbeddingSettings(
             fields=tuple(field_path(text) for text in raw.get("fields") or ()),
             template=raw.get("template") or None,
+            chunking=_chunking(chunking) if isinstance(chunking, Mapping) else None,
             **given,
         )
     if mode in ("moderation", "classification"):
@@ -96,6 +100,11 @@ def build_enrichment(raw: Mapping[str, Any], default_model: str) -> Enrichment:
     if mode == "ocr":
         return _ocr(raw)
     return NoEnrichment()
+
+
+def _chunking(raw: Mapping[str, Any]) -> ChunkingSettings:
+    given = _values(raw, _CHUNKING_VALUES, "enrichment", "embeddings", "chunking")
+    return ChunkingSettings(metadata_fields=tuple(_text(name) for name in raw.get("metadata_fields") or ()), **given)
 
 
 def _classifier(raw: Mapping[str, Any], mode: str) -> ModerationSettings | ClassificationSettings:

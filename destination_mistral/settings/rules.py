@@ -61,10 +61,35 @@ def check_enrichment(raw: Mapping[str, Any], where: str) -> None:
         _check_paths(fields, f"{where}.fields")
         if template:
             compile_template(template, f"{where}.template")
+        if isinstance(raw.get("chunking"), Mapping):
+            _check_chunking(raw, f"{where}.chunking")
     elif raw["mode"] in ("moderation", "classification"):
         _check_classifier(raw, where)
     elif raw["mode"] == "ocr":
         _check_ocr(raw, where)
+
+
+def _check_chunking(raw: Mapping[str, Any], where: str) -> None:
+    from destination_mistral.settings.spec_fields import defaults
+
+    chunking = {**defaults("enrichment", "embeddings", "chunking"), **raw["chunking"]}
+    size, overlap = chunking["max_tokens"], chunking["overlap_tokens"]
+    if overlap >= size:
+        raise config_error(
+            f"`{where}.overlap_tokens` ({overlap}) must be less than `{where}.max_tokens` ({size}): lower the "
+            "overlap, or raise the chunk size."
+        )
+    limit = raw.get("max_input_tokens") or defaults("enrichment", "embeddings")["max_input_tokens"]
+    if size > limit:
+        raise config_error(
+            f"`{where}.max_tokens` ({size}) is over the model's input limit `max_input_tokens` ({limit}): a chunk "
+            "that long would be cut. Choose a chunk size of at most the limit."
+        )
+    for name in chunking.get("metadata_fields") or ():
+        if not isinstance(name, str) or not name.strip() or "." in name:
+            raise config_error(
+                f'`{where}.metadata_fields` holds {name!r}: name top-level fields of the record, e.g. "title".'
+            )
 
 
 def _check_classifier(raw: Mapping[str, Any], where: str) -> None:

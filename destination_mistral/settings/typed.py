@@ -122,6 +122,20 @@ class ChatSettings:
         return min(self.max_input_tokens, room) if self.max_input_tokens else room
 
 
+_CHUNKING = defaults("enrichment", "embeddings", "chunking")
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    """How a long text is split for embedding (enrich/chunking.py), and which of the record's fields
+    each chunk's row carries."""
+
+    max_tokens: int = _CHUNKING["max_tokens"]
+    overlap_tokens: int = _CHUNKING["overlap_tokens"]
+    split_on: str = _CHUNKING["split_on"]
+    metadata_fields: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class EmbeddingSettings:
     model: str = DEFAULT_EMBED_MODEL
@@ -130,6 +144,7 @@ class EmbeddingSettings:
     output_dimension: int | None = None
     max_input_tokens: int = EMBED_CONTEXT_TOKENS
     input_too_long: str = _EMBEDDINGS["input_too_long"]
+    chunking: ChunkingSettings | None = None  # None: one vector per record
     mode: str = "embeddings"
 
     @property

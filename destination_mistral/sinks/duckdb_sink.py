@@ -14,6 +14,11 @@ from collections.abc import Sequence
 from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.base import Batches, CacheEntries, WriteItem, check_distinct_locations, report_collapse
 from destination_mistral.sinks.cache import ResultCache
+from destination_mistral.sinks.duckdb_chunks import (
+    chunk_tables,
+    prepare_chunks,
+    write_chunks,
+)
 from destination_mistral.sinks.duckdb_commit import commit_atomically, insert_batch
 from destination_mistral.sinks.duckdb_connection import connect
 from destination_mistral.sinks.duckdb_dedup import collapse_duplicates
@@ -53,7 +58,16 @@ class DuckDBSink(TableSink):
                 commit_atomically(
                     self.con, lambda p=plan, t=target: report_collapse(p, collapse_duplicates(self.con, p, t))
                 )
+            if plan.chunked:
+                commit_atomically(self.con, lambda p=plan: self._prepare_chunks(p))
             self._types[plan.key] = existing_columns(self.con, schema, table)
+
+    def _prepare_chunks(self, plan: StreamPlan) -> None:
+        schema, table = self._write_table(plan)
+        prepare_chunks(self.con, plan, schema, table)
+        if not self.stages(plan):
+            chunk_tables(self.con).adopt(schema, table, self._table(plan, staging=True)[1])
+            chunk_tables(self.con).remove_orphans(schema, table)
 
     def commit(self, batches: Batches, cache_entries: CacheEntries, completes: Sequence[StreamPlan] = ()) -> None:
         cache_entries = list(cache_entries)
@@ -71,12 +85,18 @@ class DuckDBSink(TableSink):
             schema, table = self._table(plan)
             _, staging = self._table(plan, staging=True)
             self._staging.swap(plan, schema, table, staging)
+            if plan.chunked:
+                chunk_tables(self.con).swap(schema, table, staging)
         for plan in self._pending_trims(completes):
             self._staging.drop_older_generations(plan, *self._table(plan))
+            if plan.chunked:
+                chunk_tables(self.con).remove_orphans(*self._table(plan))
 
     def _insert_batch(self, plan: StreamPlan, items: list[WriteItem]) -> None:
         schema, table = self._write_table(plan)
         insert_batch(self.con, plan, items, f"{quoted(schema)}.{quoted(table)}", self._types[plan.key])
+        if plan.chunked:
+            write_chunks(self.con, plan, items, schema, table)
 
     def close(self) -> None:
         if self.cache is not None:

@@ -32,6 +32,7 @@ from destination_mistral.sinks.base import (
 )
 from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.dedup import Row, cursor_of, merge, row_key, wins
+from destination_mistral.sinks.jsonl_chunks import adopt_chunks, append_chunks, keep_chunks_of, swap_chunks
 from destination_mistral.sinks.jsonl_files import (
     check_writable,
     drop_partial_last_line,
@@ -87,6 +88,10 @@ class JsonlSink(StagingSink):
             self._prepare_staging(plan)
             if not self.stages(plan) and self._staging_path(plan).exists():
                 self._adopt_staging(plan)
+            if plan.chunked:
+                if not self.stages(plan):
+                    adopt_chunks(self._staging_path(plan), self.path_of(plan))
+                keep_chunks_of(self._write_path(plan))
             if plan.sync_mode != "append_dedup":
                 self._open(plan)
 
@@ -188,6 +193,8 @@ class JsonlSink(StagingSink):
         minimum = plan.minimum_generation_id
         kept = [line for line in read_lines(path) if (orjson.loads(line).get(GENERATION_ID) or 0) >= minimum]
         replace_file(path, kept)
+        if plan.chunked:
+            keep_chunks_of(path)
         if plan.sync_mode != "append_dedup":
             self._open(plan)
 
@@ -196,8 +203,12 @@ class JsonlSink(StagingSink):
         for plan, items in batches:
             if not items:
                 continue
+            if plan.chunked:  # before their records: a crash between leaves chunks to trim, not records without
+                append_chunks(plan, items, self._write_path(plan))
             if plan.sync_mode == "append_dedup":
                 self._merge_items(plan, items)
+                if plan.chunked:
+                    keep_chunks_of(self._write_path(plan))
                 continue
             handle = self._handles[plan.key]
             lines = b"".join(self._line(plan, item) for item in items)
@@ -228,6 +239,8 @@ class JsonlSink(StagingSink):
             os.fsync(handle.fileno())
             handle.close()
         os.replace(self._staging_path(plan), self.path_of(plan))
+        if plan.chunked:
+            swap_chunks(self._staging_path(plan), self.path_of(plan))
         if attempt_known(plan):
             self._generation_path(plan).write_bytes(
                 orjson.dumps({"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True})

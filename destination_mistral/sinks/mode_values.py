@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from destination_mistral.sinks.schema import (
+    CHUNK_COUNT,
     CLASSIFICATION,
     FLAGGED,
     FLAGGED_CATEGORIES,
@@ -34,6 +35,8 @@ def mode_values(plan: StreamPlan, value: Any) -> dict[str, Any]:
         return {MODERATION_SCORES: value, FLAGGED: bool(flagged), FLAGGED_CATEGORIES: flagged}
     if plan.enrichment_mode == "classification":
         return {CLASSIFICATION: value}
+    if plan.chunked:  # the chunks themselves are rows of the child table (chunks.py)
+        return {CHUNK_COUNT: len(value)}
     pages = value["pages"]
     return {
         OCR_MARKDOWN: PAGE_SEPARATOR.join(pages),

@@ -25,7 +25,7 @@ DELETED = "_mistral_deleted"
 def write_batch(con, plan: StreamPlan, items: Sequence[WriteItem], schema: str, table: str, layout: RowLayout) -> None:
     rows = batch_rows(plan, items, layout)
     if plan.sync_mode != "append_dedup":
-        _copy(con, table_ref(schema, table), layout.names, rows)
+        copy_rows(con, table_ref(schema, table), layout.names, rows)
         return
     marked = [(*row, item.seq, plan.deletes(item.record)) for row, item in zip(rows, items, strict=False)]
     merge(
@@ -33,7 +33,7 @@ def write_batch(con, plan: StreamPlan, items: Sequence[WriteItem], schema: str, 
         plan,
         table_ref(schema, table),
         layout.names,
-        lambda batch: _copy(con, batch, [*layout.names, SEQ, DELETED], marked),
+        lambda batch: copy_rows(con, batch, [*layout.names, SEQ, DELETED], marked),
     )
     keys = plan.primary_key
     warn_keyless(plan, sum(1 for item in items if any(item.record.get(k) is None for k in keys)))
@@ -52,7 +52,7 @@ def merge(con, plan: StreamPlan, target: str, names: list[str], fill: Callable[[
     con.execute(f"DROP TABLE {batch}")
 
 
-def _copy(con, target: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+def copy_rows(con, target: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:
     with (
         con.cursor() as cursor,
         cursor.copy(f"COPY {target} ({', '.join(ident(n) for n in names)}) FROM STDIN") as copy,

@@ -15,6 +15,11 @@ from contextlib import contextmanager
 from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.base import Batches, CacheEntries, check_distinct_locations, report_collapse
 from destination_mistral.sinks.postgres_cache import PostgresCache
+from destination_mistral.sinks.postgres_chunks import (
+    chunk_tables,
+    prepare_chunks,
+    write_chunks,
+)
 from destination_mistral.sinks.postgres_commit import collapse_duplicates, write_batch
 from destination_mistral.sinks.postgres_connection import connect, index_without_vectors, store_failures
 from destination_mistral.sinks.postgres_rows import RowLayout, row_layout
@@ -78,6 +83,15 @@ class PostgresSink(TableSink):
                     self._staging.adopt(plan, *self._table(plan), staging[1])
                 if plan.sync_mode == "append_dedup" and not self.stages(plan):
                     report_collapse(plan, collapse_duplicates(self.con, plan, table_ref(*self._table(plan))))
+                if plan.chunked:
+                    self._prepare_chunks(plan, vectors)
+
+    def _prepare_chunks(self, plan: StreamPlan, vectors: VectorSupport) -> None:
+        schema, table = self._write_table(plan)
+        prepare_chunks(self.con, plan, schema, table, vectors)
+        if not self.stages(plan):
+            chunk_tables(self.con).adopt(schema, table, self._table(plan, staging=True)[1])
+            chunk_tables(self.con).remove_orphans(schema, table)
 
     def _prepare(self, plan: StreamPlan, vectors: VectorSupport, where: tuple[str, str]) -> None:
         columns = prepare_table(self.con, plan, *where, vectors)
@@ -96,13 +110,19 @@ class PostgresSink(TableSink):
             for plan, items in batches:
                 if items:
                     write_batch(self.con, plan, items, *self._write_table(plan), self._layouts[plan.key])
+                    if plan.chunked:
+                        write_chunks(self.con, plan, items, *self._write_table(plan))
             if self.cache is not None:
                 self.cache.store(cache_entries)
             for plan in swaps:
                 schema, table = self._table(plan)
                 self._staging.swap(plan, schema, table, self._table(plan, staging=True)[1])
+                if plan.chunked:
+                    chunk_tables(self.con).swap(schema, table, self._table(plan, staging=True)[1])
             for plan in self._pending_trims(completes):
                 self._staging.drop_older_generations(plan, *self._table(plan))
+                if plan.chunked:
+                    chunk_tables(self.con).remove_orphans(*self._table(plan))
         self._swapped.update(plan.key for plan in swaps)
 
     def close(self) -> None:

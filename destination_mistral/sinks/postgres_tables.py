@@ -131,7 +131,7 @@ def prepare_table(con, plan: StreamPlan, schema: str, table: str, vectors: Vecto
         elif name in declared and widened(_SQL_TYPES.get(stored, "JSON"), declared[name]):
             cast = f"to_jsonb({ident(name)})" if kind == "jsonb" else f"{ident(name)}::{kind}"
             con.execute(f"ALTER TABLE {table_ref(schema, table)} ALTER COLUMN {ident(name)} TYPE {kind} USING {cast}")
-        elif name == EMBEDDING and plan.embedding_dim and _dimension(stored) not in (None, plan.embedding_dim):
+        elif name == EMBEDDING and plan.embedding_dim and vector_dimension(stored) not in (None, plan.embedding_dim):
             raise config_error(
                 f"Table {schema}.{table} holds embeddings of type {stored} but this sync produces "
                 f"{plan.embedding_dim} dimensions (another model or output_dimension): use overwrite once, or write "
@@ -140,7 +140,7 @@ def prepare_table(con, plan: StreamPlan, schema: str, table: str, vectors: Vecto
     return existing_columns(con, schema, table)
 
 
-def _dimension(kind: str) -> int | None:
+def vector_dimension(kind: str) -> int | None:
     if "vector(" not in kind:
         return None
     return int(kind.split("vector(", 1)[1].rstrip(")"))
@@ -158,7 +158,7 @@ def build_hnsw_index(
     kind = columns.get(EMBEDDING, "")
     if plan.enrichment_mode != "embeddings" or "vector" not in kind:
         return
-    dim = _dimension(kind)
+    dim = vector_dimension(kind)
     if dim is None or dim > HNSW_MAX_DIMENSIONS:
         raise config_error(
             f"`output.hnsw_index`: pgvector builds an HNSW index on at most {HNSW_MAX_DIMENSIONS} dimensions, and "

@@ -46,6 +46,15 @@ OCR_PAGES = "_mistral_ocr_pages"
 OCR_PAGE_COUNT = "_mistral_ocr_page_count"
 OCR_PAGES_PROCESSED = "_mistral_ocr_pages_processed"
 OCR_DOC_SIZE_BYTES = "_mistral_ocr_doc_size_bytes"
+# chunked embeddings: the stream's table counts each record's chunks; the chunks and their vectors
+# are rows of the child table `<table>_chunks` (sinks/chunks.py).
+CHUNK_COUNT = "_mistral_chunk_count"
+CHUNK_INDEX = "_mistral_chunk_index"
+CHUNK_TEXT = "_mistral_chunk_text"
+CHUNK_TOKENS = "_mistral_chunk_tokens"
+CHUNKS_SUFFIX = "_chunks"
+# The plan's mode for an embeddings enrichment with `chunking`.
+CHUNKED_EMBEDDINGS = "chunked_embeddings"
 RESERVED_PREFIXES = ("_airbyte_", "_mistral_")
 
 
@@ -60,6 +69,7 @@ class Column:
 MODE_COLUMNS = {
     "moderation": (Column(MODERATION_SCORES, "JSON"), Column(FLAGGED, "BOOLEAN"), Column(FLAGGED_CATEGORIES, "JSON")),
     "classification": (Column(CLASSIFICATION, "JSON"),),
+    CHUNKED_EMBEDDINGS: (Column(CHUNK_COUNT, "INTEGER"),),
     "ocr": (
         Column(OCR_MARKDOWN, "VARCHAR"),
         Column(OCR_PAGES, "JSON"),
@@ -77,7 +87,7 @@ class StreamPlan:
     sync_mode: str  # overwrite | append | append_dedup
     primary_key: list[str]
     columns: list[Column]
-    enrichment_mode: str  # chat | embeddings | moderation | classification | ocr | none
+    enrichment_mode: str  # chat | embeddings | chunked_embeddings | moderation | classification | ocr | none
     answer_json: bool = False
     embedding_dim: int | None = None
     # moderation: the thresholds the flags are computed with when rows are written.
@@ -88,7 +98,14 @@ class StreamPlan:
     # append_dedup: the top-level field whose value decides which record of a key is kept (None: the
     # last to arrive), from the catalog's cursor_field.
     cursor_field: str | None = None
+    # chunked_embeddings: the record's top-level fields copied onto each chunk's row: its primary key
+    # (whatever the sync mode) and the chunking's metadata fields.
+    chunk_fields: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chunked(self) -> bool:
+        return self.enrichment_mode == CHUNKED_EMBEDDINGS
 
     @property
     def staged(self) -> bool:
@@ -302,6 +319,22 @@ def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) 
         from destination_mistral.enrich.embeddings import KNOWN_DIMENSIONS
 
         plan.embedding_dim = enrichment.output_dimension or KNOWN_DIMENSIONS.get(enrichment.model)
+        if enrichment.chunking is not None:
+            plan.enrichment_mode = CHUNKED_EMBEDDINGS
+            keys = [path[0] for path in configured.primary_key or stream.source_defined_primary_key or []]
+            keys = [key for key in keys if key in names]  # the record's key, when it has one of columns
+            plan.chunk_fields = (*keys, *_chunk_fields(enrichment.chunking.metadata_fields, label, names))
     elif isinstance(enrichment, ModerationSettings):
         plan.moderation = enrichment
     return plan
+
+
+def _chunk_fields(wanted: tuple[str, ...], label: str, names: set[str]) -> tuple[str, ...]:
+    """The metadata fields each chunk's row carries: columns of the stream's table, copied from it."""
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise config_error(
+            f"Stream {label!r}: `enrichment.chunking.metadata_fields` names {', '.join(map(repr, missing))}, which "
+            "the stream's schema does not hold as a top-level field: name fields the stream has."
+        )
+    return tuple(dict.fromkeys(wanted))

@@ -91,11 +91,19 @@ class ByteWindow:
         return self.used / self.capacity if self.capacity else 1.0
 
 
+# The fewest characters a chunk is expected to hold, for the memory a chunked record's vectors take.
+CHARS_PER_CHUNK = 400
+
+
 def cost_of(plan: StreamPlan | None, data: Mapping[str, Any]) -> int:
     """The bytes a record holds in memory from its reading until its commit."""
     size = len(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)) * DICT_OVERHEAD_FACTOR + ITEM_OVERHEAD_BYTES
     if plan is not None and plan.enrichment_mode == "embeddings":
         size += 4 * (plan.embedding_dim or 1024) + 200
+    elif plan is not None and plan.chunked:
+        # A vector (and its chunk's text, held as a JSON list of floats until the commit) per chunk;
+        # a chunk holds at least a few hundred characters of the record.
+        size += (1 + size // CHARS_PER_CHUNK) * (24 * (plan.embedding_dim or 1024) + 200)
     elif plan is not None and plan.enrichment_mode == "chat":
         size += 2048
     return size

@@ -84,8 +84,15 @@ def build_enrichers(
         enricher = shared.get(id(settings))
         if enricher is None:
             make = by_settings.get(type(settings))
-            enricher = make(settings, client) if make is not None else None
-            enricher = with_delivery(enricher, config.delivery, client)
+            online = make(settings, client) if make is not None else None
+            enricher = with_delivery(online, config.delivery, client)
+            if isinstance(settings, EmbeddingSettings) and settings.chunking is not None:
+                from destination_mistral.enrich.batch_api import AutoDeliveryEnricher
+                from destination_mistral.enrich.chunked_embeddings import ChunkedEmbeddingEnricher
+
+                # The chunks travel as the embeddings of any text do, by the configured delivery.
+                admit = enricher.admit if isinstance(enricher, AutoDeliveryEnricher) else (lambda item: item)
+                enricher = ChunkedEmbeddingEnricher(settings, online, enricher, admit)
             shared[id(settings)] = enricher
         enrichers[plan.key] = enricher
     return enrichers

@@ -1,0 +1,114 @@
+"""Chunked embeddings: a record's text split into chunks by the embedding model's own tokenizer
+(chunking.py), each chunk embedded as any text is, and the record's result the list of its chunks
+with their vectors, which the outputs write as rows of the stream's `_chunks` table.
+
+The chunks travel as ordinary embedding inputs through the embedding enricher the delivery gives
+(online, or the Batch API's), so they share its batches, pacing, retries and limits. The record's
+result is one value, cached under the record's key, so an unchanged record is paid once: its vectors
+are kept as lists of floats, which the cache stores as JSON and gives back unchanged (a float32 written
+as its shortest decimal is read back as the same float32)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from destination_mistral.enrich.base import Enricher
+from destination_mistral.enrich.chunking import Chunk, Chunker
+from destination_mistral.enrich.embedding_input import EmbeddingInput
+from destination_mistral.enrich.embeddings import EmbeddingEnricher
+from destination_mistral.enrich.results import Result, cache_key
+from destination_mistral.enrich.templates import RecordError
+from destination_mistral.settings import ChunkingSettings, EmbeddingSettings
+
+
+class ChunkedInput:
+    """One record's chunks and the embedding input of each."""
+
+    __slots__ = ("key", "chunks", "inputs")
+    cut = False  # a chunked text is embedded whole, in pieces
+
+    def __init__(self, key: str, chunks: list[Chunk], inputs: list[EmbeddingInput]) -> None:
+        self.key = key
+        self.chunks = chunks
+        self.inputs = inputs
+
+    @property
+    def tokens(self) -> int:
+        return sum(chunk.tokens for chunk in self.chunks)
+
+    def __repr__(self) -> str:  # never the text: it is record content
+        return f"ChunkedInput(key={self.key!r}, chunks={len(self.chunks)}, tokens={self.tokens})"
+
+
+class ChunkedEmbeddingEnricher:
+    # The cache's name for a record's chunks: not "embeddings", whose entries hold one vector.
+    kind = "embeddings/chunks"
+    endpoint = "embeddings"
+
+    def __init__(
+        self,
+        settings: EmbeddingSettings,
+        embedder: EmbeddingEnricher,
+        delivery: Enricher,
+        admit: Callable[[EmbeddingInput], EmbeddingInput] = lambda item: item,
+    ) -> None:
+        chunking: ChunkingSettings = settings.chunking
+        self.model = settings.model
+        self._embedder = embedder  # reads records and keys texts
+        self._delivery = delivery  # sends the chunks: the embedder itself, or its Batch API delivery
+        self._admit = admit  # auto delivery's choice of way for each chunk
+        self._chunker = Chunker(embedder.count_text, chunking.max_tokens, chunking.overlap_tokens, chunking.split_on)
+        # A change of chunking makes other chunks: other records' keys, so nothing stale is reused.
+        self._params = {
+            "output_dimension": settings.output_dimension,
+            "max_tokens": chunking.max_tokens,
+            "overlap_tokens": chunking.overlap_tokens,
+            "split_on": chunking.split_on,
+        }
+
+    @property
+    def dimension(self) -> int | None:
+        return self._embedder.dimension
+
+    def prepare(self, record: Mapping[str, Any]) -> ChunkedInput:
+        chunks = self._chunker.split(self._embedder.whole_text(record))
+        if not chunks:
+            raise RecordError("the text to embed is empty")
+        inputs = [self._admit(self._embedder.input_for(chunk.text, chunk.tokens)) for chunk in chunks]
+        return ChunkedInput(cache_key(self.kind, self.model, self._params, [i.key for i in inputs]), chunks, inputs)
+
+    def count_tokens(self, items: list[ChunkedInput]) -> None:
+        """Nothing to count: the chunker counted every chunk."""
+
+    def submit(self, item: ChunkedInput) -> asyncio.Future[Result]:
+        answers = [self._delivery.submit(chunk_input) for chunk_input in item.inputs]
+        return asyncio.ensure_future(self._joined(item, answers))
+
+    async def run(self, item: ChunkedInput) -> Result:
+        return await self.submit(item)
+
+    def flush(self) -> None:
+        self._delivery.flush()
+
+    async def _joined(self, item: ChunkedInput, answers: list[asyncio.Future[Result]]) -> Result:
+        """The record's result once every chunk is answered: all its chunks, or the first chunk's error
+        (a record is stored with all its chunks or as an error row, never with some of them)."""
+        results = await asyncio.gather(*answers)
+        for chunk, result in zip(item.chunks, results, strict=True):
+            if not result.ok:
+                return Result(
+                    model=result.model,
+                    error=f"chunk {chunk.index + 1} of {len(item.chunks)}: {result.error}",
+                    error_kind=result.error_kind,
+                )
+        return Result(
+            value=[
+                {"index": chunk.index, "text": chunk.text, "tokens": chunk.tokens, "vector": result.value.tolist()}
+                for chunk, result in zip(item.chunks, results, strict=True)
+            ],
+            model=results[0].model,
+            prompt_tokens=sum(result.prompt_tokens or 0 for result in results),
+            completion_tokens=0,
+        )

@@ -1,0 +1,251 @@
+"""Chunked embeddings end to end against the emulator: a long text becomes chunks of at most
+`max_tokens` of the model's own tokenizer, each embedded, written to `<stream>_chunks` beside the
+stream's table and kept in step with it under every sync mode: appended with their records,
+replaced when append_dedup replaces a record, removed with it on a CDC delete, a generation's end or
+a refresh, and kept when a sync fails before its stream completes. Every output that has tables:
+DuckDB, PostgreSQL with pgvector and with real[]; JSON Lines (`<stream>_chunks.jsonl`).
+
+The invariant checked after every sync (`assert_in_step`): the chunks are exactly those of the
+records the stream holds, each record's `_mistral_chunk_count` of them, indexed from 0, with the
+record's key and metadata."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_mistral.destination import DestinationMistral
+from destination_mistral.enrich.tokens import tokenizer_for
+from integration_tests.conftest import make_postgres_database
+from tests.support.builders import catalog, configured_stream, messages_with_states
+
+MAX_TOKENS = 96
+CHUNKING = {"max_tokens": MAX_TOKENS, "overlap_tokens": 16, "metadata_fields": ["product"]}
+EMBED = {"mode": "embeddings", "fields": ["review"], "chunking": CHUNKING}
+OUTPUTS = ["duckdb", "jsonl", "postgres-pgvector", "postgres-plain"]
+
+
+def long_text(tag: str, parts: int = 4) -> str:
+    return "\n\n".join(
+        f"{tag} part {p}. " + " ".join(f"Sentence {p}-{i} says the {tag} battery lasts." for i in range(20))
+        for p in range(parts)
+    )
+
+
+def review(i: int, text: str, rating: int = 1, **extra) -> dict:
+    return {"id": i, "product": f"product {i}", "review": text, "rating": rating, **extra}
+
+
+@pytest.fixture(params=OUTPUTS)
+def output(request, tmp_path) -> dict:
+    if request.param == "duckdb":
+        return {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
+    if request.param == "jsonl":
+        return {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    server = request.getfixturevalue("postgres_server")
+    return make_postgres_database(server, request.node.nodeid, request.param.endswith("pgvector"))
+
+
+def sync(emulator, output, rows, mode="append", completed=True, cursor=None, enrichment=None, **stream):
+    config = {
+        "api_key": emulator.api_key,
+        "base_url": emulator.base_url,
+        "enrichment": enrichment or EMBED,
+        "output": output,
+    }
+    configured = configured_stream(mode=mode, **stream)
+    configured.cursor_field = [cursor] if cursor else None
+    messages = messages_with_states(rows, every=3, completed=completed)
+    return list(DestinationMistral().write(config, catalog(configured), messages))
+
+
+def tables(output) -> tuple[list[dict], list[dict]]:
+    """The stream's rows and its chunk rows, as dicts without the vectors (each chunk's vector size
+    instead)."""
+    if output["type"] == "jsonl":
+        directory = Path(output["directory"])
+
+        def lines(name):
+            path = directory / name
+            return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+        chunks = lines("reviews_chunks.jsonl")
+        for chunk in chunks:
+            vector = chunk.pop("_mistral_embedding")
+            chunk["dims"] = len(vector) if vector is not None else None
+        return lines("reviews.jsonl"), chunks
+    dims = "len(_mistral_embedding)" if output["type"] == "duckdb" else "array_length(_mistral_embedding::real[], 1)"
+    queries = (
+        "SELECT id, review, _airbyte_raw_id, _mistral_chunk_count, _mistral_error FROM reviews",
+        "SELECT _airbyte_raw_id, id, product, _mistral_chunk_index, _mistral_chunk_text, _mistral_chunk_tokens, "
+        f"{dims} AS dims, _airbyte_generation_id FROM reviews_chunks",
+    )
+    if output["type"] == "duckdb":
+        con = duckdb.connect(output["path"], read_only=True)
+        try:
+            return tuple(_dicts(con.execute(q)) for q in queries)
+        finally:
+            con.close()
+    with psycopg.connect(
+        host=output["host"],
+        port=output["port"],
+        dbname=output["database"],
+        user=output["username"],
+        password=output["password"],
+    ) as con:
+        return tuple(_dicts(con.execute(q)) for q in queries)
+
+
+def _dicts(cursor) -> list[dict]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def assert_in_step(output) -> tuple[list[dict], list[dict]]:
+    records, chunks = tables(output)
+    by_raw_id = {r["_airbyte_raw_id"]: r for r in records}
+    assert {c["_airbyte_raw_id"] for c in chunks} <= set(by_raw_id), "a chunk outlived its record"
+    counts = Counter(c["_airbyte_raw_id"] for c in chunks)
+    tokenizer = tokenizer_for("mistral-embed")
+    for raw_id, record in by_raw_id.items():
+        mine = sorted((c for c in chunks if c["_airbyte_raw_id"] == raw_id), key=lambda c: c["_mistral_chunk_index"])
+        assert counts[raw_id] == (record["_mistral_chunk_count"] or 0), "the count is the number of chunk rows"
+        assert [c["_mistral_chunk_index"] for c in mine] == list(range(len(mine)))
+        for chunk in mine:
+            assert chunk["id"] == record["id"] and chunk["product"] == f"product {record['id']}"
+            assert chunk["_mistral_chunk_text"] in record["review"]
+            assert chunk["_mistral_chunk_tokens"] == tokenizer.count(chunk["_mistral_chunk_text"]) <= MAX_TOKENS
+            assert chunk["dims"] == 1024
+    return records, chunks
+
+
+def test_a_long_text_becomes_chunks_of_at_most_max_tokens_and_a_short_one_a_single_chunk(emulator, output):
+    sync(emulator, output, [review(1, long_text("alpha")), review(2, "A short review.")])
+    records, chunks = assert_in_step(output)
+    counts = {r["id"]: r["_mistral_chunk_count"] for r in records}
+    assert counts[1] > 4 and counts[2] == 1, counts
+    first = min((c for c in chunks if c["id"] == 1), key=lambda c: c["_mistral_chunk_index"])
+    assert first["_mistral_chunk_text"].startswith("alpha part 0."), "chunks follow the text's order"
+
+
+def test_append_adds_chunks_with_their_records(emulator, output):
+    sync(emulator, output, [review(1, long_text("alpha"))])
+    sync(emulator, output, [review(1, long_text("beta")), review(2, long_text("gamma"))])
+    records, chunks = assert_in_step(output)
+    assert sorted(r["id"] for r in records) == [1, 1, 2], "append keeps both versions of record 1"
+
+
+def test_append_dedup_replaces_the_chunks_of_an_updated_record_and_removes_those_of_a_deleted_one(emulator, output):
+    dedup = {"mode": "append_dedup", "cursor": "rating"}
+    sync(emulator, output, [review(1, long_text("alpha")), review(2, long_text("gamma")), review(3, "short")], **dedup)
+    sync(
+        emulator,
+        output,
+        [
+            review(1, long_text("beta", parts=2), rating=2),  # newer: its chunks replace alpha's
+            review(2, "stale", rating=0),  # older than the stored row: changes nothing
+            review(3, "gone", rating=5, _ab_cdc_deleted_at="2024-01-01T00:00:00Z"),
+        ],
+        **dedup,
+    )
+    records, chunks = assert_in_step(output)
+    assert sorted((r["id"], r["review"][:4]) for r in records) == [(1, "beta"), (2, "gamm")]
+    assert not any("alpha" in c["_mistral_chunk_text"] for c in chunks), "no chunk of the replaced text is left"
+    assert all(c["id"] != 3 for c in chunks), "a deleted record's chunks go with it"
+
+
+def test_append_dedup_collapses_duplicates_and_their_chunks_within_one_batch(emulator, output):
+    rows = [review(1, long_text("alpha"), rating=1), review(1, long_text("beta"), rating=2)]
+    sync(emulator, output, rows, mode="append_dedup", cursor="rating")
+    records, chunks = assert_in_step(output)
+    assert [r["review"][:4] for r in records] == ["beta"]
+    assert chunks and all("alpha" not in c["_mistral_chunk_text"] for c in chunks)
+
+
+def test_overwrite_replaces_the_chunks_at_complete_and_a_failed_sync_keeps_the_old_ones(emulator, output):
+    sync(emulator, output, [review(1, long_text("alpha")), review(2, long_text("gamma"))], mode="overwrite")
+    sync(emulator, output, [review(3, long_text("beta"))], mode="overwrite", completed=False)
+    records, chunks = assert_in_step(output)
+    assert sorted(r["id"] for r in records) == [1, 2], "no COMPLETE: the old table and its chunks stay"
+    # The platform's next attempt resumes after the last STATE released: record 3 was acknowledged.
+    sync(emulator, output, [review(4, long_text("delta"))], mode="overwrite")
+    records, chunks = assert_in_step(output)
+    assert sorted(r["id"] for r in records) == [3, 4] and {c["id"] for c in chunks} == {3, 4}
+
+
+def test_a_truncate_refresh_removes_the_old_generations_chunks_only_at_complete(emulator, output):
+    def refresh(generation, rows, completed=True):
+        sync(
+            emulator,
+            output,
+            rows,
+            mode="append_dedup",
+            completed=completed,
+            sync_id=generation,
+            generation_id=generation,
+            minimum_generation_id=generation,
+        )
+
+    refresh(1, [review(1, long_text("alpha")), review(2, "short")])
+    refresh(2, [review(3, long_text("beta"))], completed=False)
+    assert sorted(r["id"] for r in assert_in_step(output)[0]) == [1, 2]
+    refresh(2, [review(3, long_text("beta"))])
+    records, chunks = assert_in_step(output)
+    assert [r["id"] for r in records] == [3] and {c["_airbyte_generation_id"] for c in chunks} == {2}
+
+
+def test_a_second_sync_of_the_same_records_pays_nothing_and_writes_the_same_chunks(fresh_emulator, tmp_path):
+    output = {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
+    rows = [review(1, long_text("alpha")), review(2, long_text("gamma"))]
+    sync(fresh_emulator, output, rows, mode="overwrite")
+    first = tables(output)[1]
+    paid = fresh_emulator.stats()["routes"]["POST /v1/embeddings"]
+    sync(fresh_emulator, output, rows, mode="overwrite")
+    second = tables(output)[1]
+    assert fresh_emulator.stats()["routes"]["POST /v1/embeddings"] == paid, "answered by the cache"
+
+    def texts(chunks):
+        return sorted((c["id"], c["_mistral_chunk_index"], c["_mistral_chunk_text"]) for c in chunks)
+
+    assert texts(first) == texts(second)
+
+
+def test_chunk_vectors_are_the_embeddings_of_their_texts(emulator, tmp_path):
+    """A chunk's vector is what the model gives for that chunk's text: the same as embedding the text
+    as a record of its own (the emulator's embeddings are deterministic)."""
+    chunked = {"type": "duckdb", "path": str(tmp_path / "chunked.duckdb")}
+    sync(emulator, chunked, [review(1, long_text("alpha"))])
+    con = duckdb.connect(chunked["path"], read_only=True)
+    text, vector = con.execute(
+        "SELECT _mistral_chunk_text, _mistral_embedding FROM reviews_chunks WHERE _mistral_chunk_index = 2"
+    ).fetchone()
+    con.close()
+    whole = {"type": "duckdb", "path": str(tmp_path / "whole.duckdb")}
+    sync(emulator, whole, [review(1, text)], enrichment={"mode": "embeddings", "fields": ["review"]})
+    con = duckdb.connect(whole["path"], read_only=True)
+    (expected,) = con.execute("SELECT _mistral_embedding FROM reviews").fetchone()
+    con.close()
+    assert vector == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("chunking", "field", "words"),
+    [
+        ({"max_tokens": 64, "overlap_tokens": 64}, "overlap_tokens", "must be less than"),
+        ({"max_tokens": 8192}, "max_tokens", "over the model's input limit"),
+        ({"metadata_fields": ["missing"]}, "metadata_fields", "does not hold"),
+    ],
+)
+def test_a_chunking_mistake_is_a_config_error_naming_the_field(emulator, tmp_path, chunking, field, words):
+    enrichment = {"mode": "embeddings", "fields": ["review"], "max_input_tokens": 4096, "chunking": chunking}
+    output = {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
+    with pytest.raises(AirbyteTracedException) as raised:
+        sync(emulator, output, [review(1, "text")], enrichment=enrichment)
+    assert raised.value.failure_type.value == "config_error"
+    assert field in raised.value.message and words in raised.value.message, raised.value.message
