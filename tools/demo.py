@@ -1,6 +1,6 @@
 """The README's main command (`make demo`): sync a Mistral account with source-mistral, then enrich
 the bundled product reviews with destination-mistral twice (a json_schema chat extraction and
-embeddings) and query the DuckDB file, including a semantic search with `array_cosine_similarity`.
+embeddings) and query the DuckDB file, then search it by meaning with `destination-mistral search`.
 Both connectors run as real subprocesses, as the platform runs them.
 
     python tools/demo.py                                      # against an emulator started here
@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -184,17 +183,6 @@ def _write(work: Path, name: str, config: dict, namespace: str, records: list[di
     return {"seconds": elapsed, "summary": summary, "states": states}
 
 
-def _embed(base_url: str, api_key: str, text: str) -> list[float]:
-    request = urllib.request.Request(
-        base_url.rstrip("/") + "/v1/embeddings",
-        data=json.dumps({"model": "mistral-embed", "input": [text]}).encode(),
-        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["data"][0]["embedding"]
-
-
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -278,20 +266,32 @@ def run_demo(
         ).fetchall()
         print("  sentiment counts: " + ", ".join(f"{s}={n}" for s, n in counts))
 
-        dimension = con.execute(
-            "SELECT array_length(_mistral_embedding) FROM vectors.product_reviews LIMIT 1"
-        ).fetchone()[0]
-        query_vector = _embed(base_url, api_key, QUERY)
-        hits = con.execute(
-            f"SELECT id, product, review, array_cosine_similarity(_mistral_embedding, ?::FLOAT[{dimension}]) AS score "
-            "FROM vectors.product_reviews WHERE _mistral_embedding IS NOT NULL ORDER BY score DESC LIMIT 3",
-            [query_vector],
-        ).fetchall()
     finally:
         con.close()
-    print(f"\nsemantic search for {QUERY!r} (array_cosine_similarity over FLOAT[{dimension}] in DuckDB):")
-    for rank, (row_id, product, review, score) in enumerate(hits, 1):
-        print(f"  {rank}. {score:.3f}  #{row_id} {product}: {_short(review, 80)}")
+    search = [
+        str(BIN / "destination-mistral"),
+        "search",
+        "--config",
+        str(work / "destination_embeddings_config.json"),
+        "--stream",
+        "product_reviews",
+        "--namespace",
+        "vectors",
+        "--k",
+        "3",
+        "--width",
+        "110",
+        QUERY,
+    ]
+    print(
+        f"\n$ destination-mistral search --config destination_embeddings_config.json --stream product_reviews "
+        f"--namespace vectors --k 3 {QUERY!r}"
+    )
+    found = subprocess.run(search, capture_output=True, text=True, check=False, cwd=str(work))
+    if found.returncode != 0:
+        raise SystemExit(f"destination-mistral search failed: {found.stderr[-1000:]}")
+    print("\n".join("  " + line for line in found.stdout.splitlines()))
+    hits = json.loads(subprocess.run([*search, "--json"], capture_output=True, text=True, check=True).stdout)
     return {"chat": chat, "embeddings": vectors, "again": again, "rows": rows, "hits": hits}
 
 
