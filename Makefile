@@ -41,19 +41,23 @@ test: $(STAMP) $(PYAIRBYTE_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not image_tests" -q
 
 ## Benchmarks (minutes): source read against a plain HTTP loop; CPU per request of HTTP clients;
-## destination start-up; destination against peers and the ceiling. Tables, JSON and a chart land in
+## destination start-up; destination against peers and the ceiling; text splitters compared;
+## chunked embeddings under a token limit. Tables, JSON and a chart land in
 ## bench-results/.
 bench: $(STAMP)
 	$(BIN)/python tools/bench_startup.py
 	$(BIN)/python tools/bench_source.py
 	$(BIN)/python tools/bench_http_clients.py
 	$(BIN)/python tools/bench_destination.py
+	$(BIN)/python tools/bench_splitters.py
+	$(BIN)/python tools/bench_chunking.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python tools/bench_startup.py --runs 3
 	$(BIN)/python tools/bench_source.py --files 5000 --batch-jobs 1000
 	$(BIN)/python tools/bench_http_clients.py --requests 1000
 	$(BIN)/python tools/bench_destination.py --quick
+	$(BIN)/python tools/bench_chunking.py --docs 100 --target-seconds 10
 
 ## Emulator load check: requests/s it serves to 64 concurrent clients.
 loadcheck: $(STAMP)

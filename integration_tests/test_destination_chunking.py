@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pytest
+import requests
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.destination import DestinationMistral
@@ -249,3 +250,36 @@ def test_a_chunking_mistake_is_a_config_error_naming_the_field(emulator, tmp_pat
         sync(emulator, output, [review(1, "text")], enrichment=enrichment)
     assert raised.value.failure_type.value == "config_error"
     assert field in raised.value.message and words in raised.value.message, raised.value.message
+
+
+@pytest.mark.parametrize("delivery", ["batch", "auto"])
+def test_chunks_travel_by_the_batch_api_when_delivery_asks_and_store_the_same_rows(fresh_emulator, tmp_path, delivery):
+    rows = [review(1, long_text("alpha")), review(2, "A short review.")]
+    online = {"type": "duckdb", "path": str(tmp_path / "online.duckdb")}
+    sync(fresh_emulator, online, rows)
+    sent_online = fresh_emulator.stats()["routes"]["POST /v1/embeddings"]
+    batched = {"type": "duckdb", "path": str(tmp_path / "batched.duckdb")}
+    config = {
+        "api_key": fresh_emulator.api_key,
+        "base_url": fresh_emulator.base_url,
+        "enrichment": EMBED,
+        "output": batched,
+        "cache": {"enabled": False},
+        "delivery": {"mode": delivery, "poll_max_seconds": 0.2, "auto_threshold": 2},
+    }
+    list(DestinationMistral().write(config, catalog(configured_stream()), messages_with_states(rows)))
+    _, chunks = assert_in_step(batched)
+
+    def texts(chunks):
+        return sorted((c["id"], c["_mistral_chunk_index"], c["_mistral_chunk_text"]) for c in chunks)
+
+    assert texts(chunks) == texts(tables(online)[1])
+    sent = fresh_emulator.stats()["routes"]["POST /v1/embeddings"]
+    if delivery == "batch":
+        assert sent == sent_online, "batch delivery sends no chunk online"
+    jobs = requests.get(
+        f"{fresh_emulator.base_url}/v1/batch/jobs",
+        headers={"Authorization": f"Bearer {fresh_emulator.api_key}"},
+        timeout=10,
+    ).json()["data"]
+    assert any(job["endpoint"] == "/v1/embeddings" for job in jobs), "the chunks went by a batch job"

@@ -59,7 +59,9 @@ class ChunkedEmbeddingEnricher:
         self._embedder = embedder  # reads records and keys texts
         self._delivery = delivery  # sends the chunks: the embedder itself, or its Batch API delivery
         self._admit = admit  # auto delivery's choice of way for each chunk
-        self._chunker = Chunker(embedder.count_text, chunking.max_tokens, chunking.overlap_tokens, chunking.split_on)
+        self._chunker = Chunker.for_model(
+            settings.model, chunking.max_tokens, chunking.overlap_tokens, chunking.split_on
+        )
         # A change of chunking makes other chunks: other records' keys, so nothing stale is reused.
         self._params = {
             "output_dimension": settings.output_dimension,

@@ -102,9 +102,9 @@ class Chunker:
     @classmethod
     def for_model(cls, model: str, max_tokens: int, overlap_tokens: int = 0, split_on: SplitOn = "text") -> Chunker:
         """A chunker counting with `model`'s tokenizer, as the embedding batches do."""
-        from destination_mistral.enrich.tokens import tokenizer_for
+        from destination_mistral.enrich.tokens import chunk_counter
 
-        return cls(tokenizer_for(model), max_tokens, overlap_tokens, split_on)
+        return cls(chunk_counter(model), max_tokens, overlap_tokens, split_on)
 
     def split(self, text: str) -> list[Chunk]:
         return _Split(self, text).run()
@@ -164,8 +164,9 @@ class _Split:
         return pieces
 
     def _by_tokens(self, a: int, b: int) -> list[tuple[int, int, int]]:
-        """Cuts a span without boundaries at the longest prefixes that fit (found by doubling, then
-        bisecting, so a long run costs a few counts of about a chunk's length per chunk)."""
+        """Cuts a span without boundaries at the longest prefixes that fit (found by stepping to where
+        the run's characters per token put the budget's end, then bisecting, so a long run costs a
+        few counts of about a chunk's length per chunk)."""
         pieces: list[tuple[int, int, int]] = []
         x = a
         while x < b:
@@ -178,7 +179,9 @@ class _Split:
                     fits, fits_tokens = y, tokens
                     if y == b:
                         break
-                    step *= 2
+                    # Next, where this run's characters per token put the budget's end (a little past
+                    # it, so that the bisection below starts from a span that is over).
+                    step = max(step + 1, (y - x) * (self.max + 1) // max(tokens, 1) + 1)
                 else:
                     over = y
             if over is not None:

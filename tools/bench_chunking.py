@@ -1,0 +1,196 @@
+"""Chunked embeddings under a tokens-per-minute limit: `python tools/bench_chunking.py [--docs 500]`.
+
+500 documents of about 4,000 tokens (the splitter benchmark's generator: paragraphs, markdown
+headings, long runs without breaks, non-ASCII) go through `destination-mistral write` with
+`chunking: {max_tokens: 512, overlap_tokens: 64}` into DuckDB, against the emulator (a separate
+process) with the rate-limit benchmark's latency model and a smooth tokens-per-minute limit set so
+that a run at the limit takes about 30 s. The limit is given in the config, as the rate-limit
+benchmark's "limits in config" runs do.
+
+Figures:
+- records/s of the sync (the destination's own summary) against the ceiling the limit allows: the
+  tokens per minute ÷ 60 ÷ the tokens of a document's chunks as the emulator counts them (the ceiling
+  of tools/bench_destination.py's rate-limit section);
+- the sync's CPU seconds (user + system of the destination process) and the splitting's share of
+  them: the same chunker, on the same texts, timed in this process (CPU time);
+- requests, 429s, chunks, records with errors, peak RSS.
+Results: bench-results/chunking.json and chunking.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools.bench_destination import RATE_LIMIT_WINDOW_SECONDS, _env  # noqa: E402
+from tools.bench_splitters import make_documents  # noqa: E402
+
+RESULTS = REPO / "bench-results"
+API_KEY = "bench-key-0123456789"
+MODEL = "mistral-embed"
+
+
+def _write_input(path: Path, docs: list[str]) -> None:
+    with open(path, "w") as handle:
+        for i, text in enumerate(docs):
+            record = {"stream": "documents", "data": {"id": i, "title": f"document {i}", "body": text}, "emitted_at": 1}
+            handle.write(json.dumps({"type": "RECORD", "record": record}) + "\n")
+            if (i + 1) % 50 == 0:
+                state = {
+                    "type": "STREAM",
+                    "stream": {"stream_descriptor": {"name": "documents"}, "stream_state": {"n": i}},
+                }
+                handle.write(json.dumps({"type": "STATE", "state": state}) + "\n")
+
+
+def _catalog() -> dict:
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "title": {"type": "string"}, "body": {"type": "string"}},
+    }
+    stream = {"name": "documents", "json_schema": schema, "supported_sync_modes": ["full_refresh"]}
+    return {
+        "streams": [
+            {"stream": stream, "sync_mode": "full_refresh", "destination_sync_mode": "append", "primary_key": [["id"]]}
+        ]
+    }
+
+
+def _run(cmd: list[str], stdin: Path) -> tuple[float, float, float, bytes, int]:
+    """(wall seconds, CPU seconds, peak RSS MB, stdout, exit code) of the process."""
+    started = time.perf_counter()
+    with open(stdin, "rb") as source:
+        process = subprocess.Popen(cmd, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env())
+        out = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+    return (
+        time.perf_counter() - started,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        out,
+        os.waitstatus_to_exitcode(status),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=500)
+    parser.add_argument("--doc-tokens", type=int, default=4000)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--overlap-tokens", type=int, default=64)
+    parser.add_argument("--target-seconds", type=float, default=30.0, help="a run at the limit takes this long")
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--latency-per-token-ms", type=float, default=0.001)
+    args = parser.parse_args()
+
+    from destination_mistral.enrich.chunking import Chunker
+    from destination_mistral.enrich.tokens import tokenizer_for
+    from mistral_emulator import EmulatorProcess, EmulatorSettings
+    from mistral_emulator.tokens import count_tokens as emulator_tokens
+
+    tokenizer = tokenizer_for(MODEL)
+    docs = make_documents(args.docs, args.doc_tokens, tokenizer.count)
+    chunker = Chunker.for_model(MODEL, args.max_tokens, args.overlap_tokens)
+    started = time.process_time()
+    chunks = [chunker.split(doc) for doc in docs]
+    split_cpu = time.process_time() - started
+    chunk_count = sum(len(c) for c in chunks)
+    # What the limit meters: the emulator's count of every chunk sent.
+    metered = sum(emulator_tokens(chunk.text) for doc in chunks for chunk in doc)
+    tpm = round(metered * 60 / args.target_seconds, -3)
+    ceiling = tpm / 60 / (metered / args.docs)
+    print(
+        f"{args.docs} documents, {sum(tokenizer.count(d) for d in docs) / args.docs:,.0f} tokens each on average; "
+        f"{chunk_count} chunks of at most {args.max_tokens} (overlap {args.overlap_tokens}); "
+        f"splitting took {split_cpu:.2f} CPU s here",
+        flush=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix="bench-chunking-"))
+    input_path, config_path, catalog_path = work / "input.jsonl", work / "config.json", work / "catalog.json"
+    _write_input(input_path, docs)
+    catalog_path.write_text(json.dumps(_catalog()))
+    settings = EmulatorSettings(
+        files=0,
+        batch_jobs=0,
+        agents=0,
+        fine_tuning_jobs=0,
+        latency_ms=args.latency_ms,
+        latency_per_token_ms=args.latency_per_token_ms,
+        tokens_per_minute=int(tpm),
+        tpm_shape="smooth",
+        tpm_window_seconds=RATE_LIMIT_WINDOW_SECONDS,
+    )
+    with EmulatorProcess(api_key=API_KEY, settings=settings) as emulator:
+        config = {
+            "api_key": API_KEY,
+            "base_url": emulator.base_url,
+            "enrichment": {
+                "mode": "embeddings",
+                "model": MODEL,
+                "fields": ["body"],
+                "chunking": {
+                    "max_tokens": args.max_tokens,
+                    "overlap_tokens": args.overlap_tokens,
+                    "metadata_fields": ["title"],
+                },
+            },
+            "output": {"type": "duckdb", "path": str(work / "out.duckdb")},
+            "limits": {"tokens_per_minute": int(tpm)},
+        }
+        config_path.write_text(json.dumps(config))
+        cmd = [sys.executable, "-m", "destination_mistral", "write", "--config", str(config_path)]
+        cmd += ["--catalog", str(catalog_path)]
+        wall, cpu, rss, out, code = _run(cmd, input_path)
+        stats = emulator.stats()
+    match = re.search(rb"summary: (\d+) records committed in ([0-9.]+) s", out)
+    committed, seconds = (int(match.group(1)), float(match.group(2))) if match else (0, wall)
+    rate = committed / seconds if seconds else 0.0
+    import duckdb
+
+    con = duckdb.connect(str(work / "out.duckdb"), read_only=True)
+    try:
+        errors = con.execute("SELECT count(*) FROM documents WHERE _mistral_error IS NOT NULL").fetchone()[0]
+        stored_chunks = con.execute("SELECT count(*) FROM documents_chunks").fetchone()[0]
+    finally:
+        con.close()
+    requests = sum(stats["routes"].get("POST /v1/embeddings", {}).values())
+    result = {
+        "docs": args.docs,
+        "chunks": chunk_count,
+        "chunks_stored": stored_chunks,
+        "records_committed": committed,
+        "records_with_errors": errors,
+        "exit_code": code,
+        "tokens_per_minute": tpm,
+        "ceiling_records_per_s": round(ceiling, 2),
+        "records_per_s": round(rate, 2),
+        "pct_of_ceiling": round(100 * rate / ceiling, 1),
+        "sync_cpu_s": round(cpu, 2),
+        "split_cpu_s": round(split_cpu, 2),
+        "split_pct_of_sync_cpu": round(100 * split_cpu / cpu, 1) if cpu else None,
+        "requests": requests,
+        "rate_limited_429": stats.get("rate_limited", 0),
+        "peak_rss_mb": round(rss),
+        "wall_s": round(wall, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "chunking.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = "\n".join(f"| {k} | {v} |" for k, v in result.items())
+    (RESULTS / "chunking.md").write_text(
+        f"# Chunked embeddings under a token limit\n\n| figure | value |\n|---|---|\n{table}\n"
+    )
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
