@@ -283,3 +283,13 @@ def test_chunks_travel_by_the_batch_api_when_delivery_asks_and_store_the_same_ro
         timeout=10,
     ).json()["data"]
     assert any(job["endpoint"] == "/v1/embeddings" for job in jobs), "the chunks went by a batch job"
+
+
+def test_the_example_config_parses_to_the_chunking_it_shows():
+    from destination_mistral.settings import ChunkingSettings, parse_config
+
+    path = Path(__file__).parent / "configs" / "destination_embeddings_chunked.json"
+    settings = parse_config(json.loads(path.read_text())).enrichment
+    assert settings.chunking == ChunkingSettings(
+        max_tokens=512, overlap_tokens=64, split_on="markdown", metadata_fields=("title", "url")
+    )
