@@ -35,10 +35,12 @@ demo: $(STAMP)
 
 ## The test suite (lint and format first, then unit, integration against the emulator, standard
 ## Airbyte tests, conformance).
+# Three workers on two cores: a third of the suite's time is waiting (rate-limit windows, retries,
+# subprocesses), which a third worker fills.
 test: $(STAMP) $(PYAIRBYTE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not image_tests" -q
+	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not image_tests" -q
 
 ## Benchmarks (minutes): source read against a plain HTTP loop; CPU per request of HTTP clients;
 ## destination start-up; destination against peers and the ceiling; text splitters compared;
