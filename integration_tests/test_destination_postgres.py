@@ -411,3 +411,38 @@ def test_a_stream_switched_from_append_to_dedup_keeps_one_row_per_key_from_its_f
     sync("append_dedup", [{"id": 3, "name": "new key", "updated": 1}])
     rows = query(postgres_database, "SELECT id, name FROM people ORDER BY id")
     assert rows == [(1, "newest"), (2, "last"), (3, "new key")]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "old", "new"),
+    [
+        ({"type": ["null", "integer"]}, {"type": ["null", "string"], "format": "date-time"}, 5, "2025-01-02T03:04:05Z"),
+        ({"type": ["null", "integer"]}, {"type": ["null", "string"]}, 9, "10"),
+        (
+            {"type": ["null", "string"], "format": "date"},
+            {"type": ["null", "string"], "format": "date-time"},
+            None,
+            None,
+        ),
+    ],
+    ids=["integer-to-datetime", "integer-to-string", "date-to-datetime"],
+)
+def test_a_cursor_that_changed_type_lets_the_newer_record_win_and_keeps_every_value(
+    postgres_database, tmp_path, before, after, old, new
+):
+    config = config_for(postgres_database, None)
+    old = old if old is not None else "2025-01-01"
+    new = new if new is not None else "2025-01-02T03:04:05Z"
+
+    def sync(kind: dict, row: dict):
+        schema = {"type": "object", "properties": {"id": {"type": "integer"}, "u": kind, "v": {"type": "string"}}}
+        stream = configured_stream("changing", mode="append_dedup", primary_key=["id"], schema=schema)
+        stream.cursor_field = ["u"]
+        messages, code = run_write(tmp_path, config, catalog(stream), messages_with_states([row], stream="changing"))
+        assert code == 0 and not errors(messages), errors(messages)
+
+    sync(before, {"id": 1, "u": old, "v": "old"})
+    sync(after, {"id": 1, "u": new, "v": "new"})
+    rows = query(postgres_database, "SELECT v, u::text, _airbyte_meta FROM changing")
+    assert [(v, meta["changes"]) for v, _, meta in rows] == [("new", [])], rows
+    assert "03:04:05" in rows[0][1] or "10" in rows[0][1], "the new cursor is stored whole"

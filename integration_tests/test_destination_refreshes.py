@@ -466,3 +466,57 @@ def test_a_field_typed_more_widely_by_a_later_sync_keeps_its_values_and_dedup_ke
     run(tmp_path, output, widened, [({"id": "abc", "v": "hello again"}, T0)])
     rows = sorted((str(r[2]["id"]), str(r[2]["v"])) for r in dump(tmp_path, output, ["id", "v"]))
     assert rows == [("1", "5"), ("abc", "hello again")], rows
+
+
+DATE = {"type": ["null", "string"], "format": "date"}
+BOOLEAN = {"type": ["null", "boolean"]}
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize(
+    ("before", "after", "old", "new"),
+    [
+        (INT, TIMESTAMPTZ, 5, "2025-01-02T03:04:05Z"),  # a cursor that becomes a moment
+        (INT, STRING, 9, "10"),  # "10" sorts below "9" as text
+        (STRING, INT, "9", 10),
+    ],
+    ids=["integer-to-datetime", "integer-to-string", "string-to-integer"],
+)
+def test_a_newer_record_wins_when_its_cursor_field_changed_type(tmp_path, output, before, after, old, new):
+    """The record of the later sync, whose cursor is of the new type, replaces the stored one: values
+    of two kinds do not compare, and the later record wins; neither cursor is nulled."""
+    run(
+        tmp_path,
+        output,
+        stream({"id": INT, "u": before, "v": STRING}, "append_dedup", generation=1, cursor="u"),
+        [({"id": 1, "u": old, "v": "old"}, T0)],
+    )
+    changed = stream({"id": INT, "u": after, "v": STRING}, "append_dedup", generation=1, cursor="u")
+    run(tmp_path, output, changed, [({"id": 1, "u": new, "v": "new"}, T0 + 1)])
+    rows = dump(tmp_path, output, ["id", "u", "v"])
+    assert [r[2]["v"] for r in rows] == ["new"], rows
+    assert rows[0][3]["changes"] == [], "the new cursor was stored whole"
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize(
+    ("before", "after", "old", "new"),
+    [
+        (DATE, TIMESTAMPTZ, "2025-01-01", "2025-01-02T03:04:05Z"),  # the time of day is kept
+        (BOOLEAN, INT, True, 7),
+        (INT, BOOLEAN, 7, False),
+        (INT, TIMESTAMPTZ, 7, "2025-01-02T03:04:05Z"),
+    ],
+    ids=["date-to-datetime", "boolean-to-integer", "integer-to-boolean", "integer-to-datetime"],
+)
+def test_a_field_that_changed_type_keeps_its_stored_values_and_stores_the_new_ones_whole(
+    tmp_path, output, before, after, old, new
+):
+    run(tmp_path, output, stream({"id": INT, "f": before}, "append", generation=1), [({"id": 1, "f": old}, T0)])
+    run(tmp_path, output, stream({"id": INT, "f": after}, "append", generation=1), [({"id": 2, "f": new}, T0 + 1)])
+    rows = dump(tmp_path, output, ["id", "f"])
+    assert all(r[3]["changes"] == [] for r in rows), [r[3] for r in rows]
+    values = {r[2]["id"]: r[2].get("f") for r in rows}
+    assert values[1] is not None and values[2] is not None, values
+    if after is TIMESTAMPTZ and output == "duckdb":
+        assert "03:04:05" in str(values[2]), "the moment keeps its time of day"

@@ -99,10 +99,11 @@ def typed(value: Any, kind: str) -> Any:
     if kind == "VARCHAR" and isinstance(value, str):
         return value
     text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    if kind != "JSON":
+    if kind not in ("JSON", "VARCHAR"):
         return text
-    # An untyped cursor's numbers compare as numbers, after (newer than) its other values, as DuckDB
-    # (duckdb_dedup.cursor_keys) and PostgreSQL's jsonb order them.
+    # An untyped cursor's numbers compare as numbers and its other values as text; between the two
+    # kinds the later record wins (`wins`), as in DuckDB (duckdb_dedup) and PostgreSQL. A text
+    # cursor that meets a number (its field's type changed) is one of two kinds as well.
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (1, float(value), "")
     return (0, 0.0, text)
@@ -114,6 +115,8 @@ def wins(new: Any, held: Any) -> bool:
         return True
     if new is None:
         return False
+    if isinstance(new, tuple) and isinstance(held, tuple) and new[0] != held[0]:
+        return True  # a number and another kind of JSON value: the later one wins
     try:
         return new >= held
     except TypeError:  # cursors of two types (the column's type changed): the later one wins

@@ -23,14 +23,16 @@ BATCH = "_mistral_batch"
 WINNERS = "_mistral_winners"
 
 
-def cursor_keys(plan: StreamPlan):
+def cursor_keys(con, plan: StreamPlan, target: str):
     """The cursor as the two keys it is ordered by, each a function of a table's name ('' for no
     prefix): a typed cursor column compares as its type (the second key is the same); a JSON one
-    (the schema gives several types, or none) would compare as text, 9 above 10, so its numbers
-    compare as numbers and come after (newer than) its other values, which compare as text, as
-    PostgreSQL orders jsonb and `dedup.py` orders them for JSON Lines."""
+    (the schema gives several types or none, or the field changed type: type_widening.py) would
+    compare as text, 9 above 10, so its numbers compare as numbers and its other values as text
+    (between the two kinds, `upsert` lets the later record win), as `dedup.py` orders them for JSON
+    Lines. The column's type is the table's, which may be wider than the stream declares."""
     name = quoted(plan.cursor_field or "")
-    json = next((c.sql_type for c in plan.columns if c.name == plan.cursor_field), "JSON") == "JSON"
+    stored = con.execute(f"DESCRIBE SELECT {name} FROM {target}").fetchone()[1] if plan.cursor_field else "JSON"
+    json = stored == "JSON"
 
     def column(table: str) -> str:
         return f"{table}.{name}" if table else name
@@ -46,7 +48,7 @@ def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str) -> N
     keys = [quoted(k) for k in plan.primary_key]
     columns = ", ".join(quoted(n) for n in names)
     keyless = " OR ".join(f"{k} IS NULL" for k in keys)
-    numeric, text = cursor_keys(plan)
+    numeric, text = cursor_keys(con, plan, target)
     order = (f"{numeric('')} DESC NULLS LAST, {text('')} DESC NULLS LAST, " if plan.cursor_field else "") + (
         f"{quoted(SEQ)} DESC"
     )
@@ -60,9 +62,11 @@ def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str) -> N
         cursor = quoted(plan.cursor_field)
         new_n, new_t, held_n, held_t = numeric(WINNERS), text(WINNERS), numeric(target), text(target)
         # A winner older than the row in place changes nothing: a source may send an old version late.
+        # Between a number and another kind of value (a JSON cursor whose field changed type), the
+        # later record wins.
         con.execute(
             f"DELETE FROM {WINNERS} USING {target} WHERE {match} AND {target}.{cursor} IS NOT NULL "
-            f"AND ({WINNERS}.{cursor} IS NULL OR ({held_n} IS NOT NULL AND ({new_n} IS NULL OR {new_n} < {held_n})) "
+            f"AND ({WINNERS}.{cursor} IS NULL OR ({held_n} IS NOT NULL AND {new_n} IS NOT NULL AND {new_n} < {held_n}) "
             f"OR ({held_n} IS NULL AND {new_n} IS NULL AND {new_t} < {held_t}))"
         )
     con.execute(f"DELETE FROM {target} USING {WINNERS} WHERE {match}")
@@ -82,7 +86,7 @@ def collapse_duplicates(con, plan: StreamPlan, target: str) -> int:
     rebuild a table whose sync mode changed), not only when each key arrives again."""
     keys = [quoted(k) for k in plan.primary_key]
     keyed = " AND ".join(f"{k} IS NOT NULL" for k in keys)
-    numeric, text = cursor_keys(plan)
+    numeric, text = cursor_keys(con, plan, target)
     order = (f"{numeric('')} DESC NULLS LAST, {text('')} DESC NULLS LAST, " if plan.cursor_field else "") + (
         f"{quoted(EXTRACTED_AT)} DESC NULLS LAST, rowid DESC"
     )

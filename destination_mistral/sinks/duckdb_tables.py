@@ -5,7 +5,7 @@ value that does not fit, instead of failing the batch."""
 from __future__ import annotations
 
 from destination_mistral.sinks.schema import EMBEDDING, EXTRACTED_AT, GENERATION_ID, META, Column, StreamPlan
-from destination_mistral.sinks.type_widening import widened
+from destination_mistral.sinks.type_widening import column_change
 from mistral_connection.errors import config_error
 
 # The JSON text of the changes made before the sink, a column of the batch beside the record's.
@@ -38,8 +38,8 @@ def create_table(con, schema: str, table: str, columns: list[Column]) -> None:
 
 
 def evolve_table(con, plan: StreamPlan, schema: str, table: str, existing: dict[str, str]) -> None:
-    """Adds the columns the table lacks and widens those the stream now types more widely
-    (type_widening.py); an embedding column of another size is a config error."""
+    """Adds the columns the table lacks and changes those the stream now types otherwise, keeping
+    their values (type_widening.py); an embedding column of another size is a config error."""
     lowered = {name.lower(): kind for name, kind in existing.items()}
     for column in plan.all_columns():
         current = lowered.get(column.name.lower())
@@ -53,10 +53,12 @@ def evolve_table(con, plan: StreamPlan, schema: str, table: str, existing: dict[
                 f"{column.sql_type} (another model or output_dimension): use overwrite once, or write to another "
                 "table or file."
             )
-        elif column in plan.columns and widened(current, column.sql_type):
-            target = f"{quoted(schema)}.{quoted(table)}"
-            using = f" USING to_json({quoted(column.name)})" if column.sql_type == "JSON" else ""
-            con.execute(f"ALTER TABLE {target} ALTER COLUMN {quoted(column.name)} TYPE {column.sql_type}{using}")
+        elif column in plan.columns:
+            kind = column_change(current, column.sql_type, cursor=column.name == plan.cursor_field)
+            if kind is not None:
+                target = f"{quoted(schema)}.{quoted(table)}"
+                using = f" USING to_json({quoted(column.name)})" if kind == "JSON" else ""
+                con.execute(f"ALTER TABLE {target} ALTER COLUMN {quoted(column.name)} TYPE {kind}{using}")
 
 
 def column_exprs(plan: StreamPlan, target_types: dict[str, str]) -> tuple[list[str], list[str]]:

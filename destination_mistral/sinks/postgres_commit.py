@@ -14,7 +14,7 @@ from typing import Any
 
 from destination_mistral.sinks.base import WriteItem, warn_keyless
 from destination_mistral.sinks.postgres_rows import RowLayout, batch_rows
-from destination_mistral.sinks.postgres_tables import ident, table_ref
+from destination_mistral.sinks.postgres_tables import ident, pg_name, table_ref
 from destination_mistral.sinks.schema import EXTRACTED_AT, StreamPlan
 
 BATCH_TABLE = "_mistral_batch"
@@ -73,8 +73,14 @@ def _upsert(con, plan: StreamPlan, target: str, batch: str, names: list[str]) ->
         "WHERE place > 1)"
     )
     same_key = " AND ".join(f"t.{k} = b.{k}" for k in keys)
-    # Against the stored rows: the batch's record wins unless the stored row's cursor is newer.
-    wins = f"(t.{ident(cursor)} IS NULL OR b.{ident(cursor)} >= t.{ident(cursor)})" if cursor else "TRUE"
+    # Against the stored rows: the batch's record wins unless the stored row's cursor is newer. A
+    # JSON cursor (its field's type changed: type_widening.py) compares values of one JSON kind, and
+    # between two kinds the later record wins, as in the other outputs.
+    wins = "TRUE"
+    if cursor:
+        held, new = f"t.{ident(cursor)}", f"b.{ident(cursor)}"
+        kinds = f" OR jsonb_typeof({held}) <> jsonb_typeof({new})" if _is_jsonb(con, target, cursor) else ""
+        wins = f"({held} IS NULL OR {new} >= {held}{kinds})"
     con.execute(f"DELETE FROM {target} t USING {batch} b WHERE {same_key} AND {wins}")
     con.execute(f"DELETE FROM {batch} b WHERE EXISTS (SELECT 1 FROM {target} t WHERE {same_key})")
     columns = ", ".join(ident(n) for n in names)
@@ -99,3 +105,11 @@ def collapse_duplicates(con, plan: StreamPlan, target: str) -> int:
         f"(PARTITION BY {', '.join(keys)} ORDER BY {order}) AS place FROM {target} WHERE {keyed}) ranked "
         "WHERE place > 1)"
     ).rowcount
+
+
+def _is_jsonb(con, table: str, column: str) -> bool:
+    row = con.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+        (table, pg_name(column)),
+    ).fetchone()
+    return bool(row) and row[0] == "jsonb"

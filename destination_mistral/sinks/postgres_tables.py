@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from destination_mistral.sinks.schema import EMBEDDING, Column, StreamPlan
-from destination_mistral.sinks.type_widening import widened
+from destination_mistral.sinks.type_widening import column_change
 from mistral_connection.errors import config_error
 
 logger = logging.getLogger("airbyte")
@@ -128,7 +128,10 @@ def prepare_table(con, plan: StreamPlan, schema: str, table: str, vectors: Vecto
         stored = existing.get(pg_name(name))
         if stored is None:
             con.execute(f"ALTER TABLE {table_ref(schema, table)} ADD COLUMN {ident(name)} {kind}")
-        elif name in declared and widened(_SQL_TYPES.get(stored, "JSON"), declared[name]):
+        elif name in declared and (
+            change := column_change(_SQL_TYPES.get(stored, "JSON"), declared[name], cursor=name == plan.cursor_field)
+        ):
+            kind = _TYPES[change]
             cast = f"to_jsonb({ident(name)})" if kind == "jsonb" else f"{ident(name)}::{kind}"
             con.execute(f"ALTER TABLE {table_ref(schema, table)} ALTER COLUMN {ident(name)} TYPE {kind} USING {cast}")
         elif name == EMBEDDING and plan.embedding_dim and vector_dimension(stored) not in (None, plan.embedding_dim):

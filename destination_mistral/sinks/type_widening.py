@@ -1,19 +1,50 @@
-"""When a later sync types a field more widely than the column that holds it (an integer become a
-string, or several types), the column is widened so that the stored values are kept and the new
-ones fit, instead of being nulled as values that do not fit (which, for a key, would break dedup).
-Both table outputs apply this one rule, each in its own SQL."""
+"""What becomes of a column when a later sync types its field otherwise (an integer become a string,
+a date a date-time, a boolean an integer): nothing is lost, stored or new. Both table outputs apply
+this one rule, each in its own SQL.
+
+- The new values fit the column as it is (an integer in a double, a date in a timestamp, any scalar
+  in text): the column stays.
+- Every stored value converts to the new type without loss (to text, to JSON, an integer to a
+  double, a date to a timestamp at midnight): the column takes the new type.
+- Otherwise the column becomes JSON, which holds the stored values and the new ones as they are,
+  instead of nulling one or the other (which, for a key, would also break dedup).
+
+A cursor column never mixes text with numbers or moments: "10" sorts below "9" as text, so such a
+change makes it JSON, where values of one kind compare as that kind and, between two kinds, the later
+record wins (dedup.py, duckdb_dedup.py, postgres_commit.py)."""
 
 from __future__ import annotations
 
-# Conversions that keep every stored value: to text, to JSON, and from an integer to a double.
-_WIDER = {"VARCHAR", "JSON"}
-_INTEGERS = {"BIGINT", "INTEGER"}
+_TEXT = "VARCHAR"
+_JSON = "JSON"
+_SCALARS = frozenset({"BIGINT", "INTEGER", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMPTZ", "TIMESTAMP"})
+# declared -> the stored types its values fit in without loss.
+_FITS_IN = {
+    "BIGINT": {"DOUBLE"},
+    "INTEGER": {"BIGINT", "DOUBLE"},
+    "DATE": {"TIMESTAMPTZ", "TIMESTAMP"},
+}
+# stored -> the types every stored value converts to without loss (besides text and JSON).
+_CONVERTS_TO = {
+    "BIGINT": {"DOUBLE"},
+    "INTEGER": {"BIGINT", "DOUBLE"},
+    "DATE": {"TIMESTAMPTZ", "TIMESTAMP"},
+}
+# information_schema's names for the types the outputs create.
+_NAMES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
 
 
-def widened(stored: str, declared: str) -> bool:
-    """Whether a column of the (DuckDB-named) type `stored` becomes `declared` for this sync."""
-    if stored == declared or stored == "JSON":
-        return False
-    if declared in _WIDER:
-        return not (declared == "VARCHAR" and stored == "JSON")
-    return stored in _INTEGERS and declared == "DOUBLE"
+def column_change(stored: str, declared: str, cursor: bool = False) -> str | None:
+    """The (DuckDB-named) type a column of type `stored` takes for a sync that declares `declared`,
+    or None when it stays as it is."""
+    stored = _NAMES.get(stored, stored)
+    if stored in (declared, _JSON):
+        return None
+    text_and_other = _TEXT in (stored, declared) and declared != _JSON
+    if cursor and text_and_other:
+        return _JSON
+    if stored in _FITS_IN.get(declared, ()) or (stored == _TEXT and declared in _SCALARS):
+        return None
+    if declared in (_TEXT, _JSON) or declared in _CONVERTS_TO.get(stored, ()):
+        return declared
+    return _JSON
