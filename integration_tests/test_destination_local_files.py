@@ -246,6 +246,12 @@ BAD_INPUTS = {
         ["--primary-key", "sku"],
         "line 1: primary key column 'sku'",
     ),
+    "columns_differing_only_by_case": (
+        "reviews.csv",
+        "id,Name,name\n1,a,b\n",
+        [],
+        "line 1: columns 'Name' and 'name' differ only by letter case",
+    ),
     "key_value_missing": (
         "reviews.csv",
         "sku,review\n1,a\n,b\n",

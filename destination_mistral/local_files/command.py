@@ -157,6 +157,17 @@ def survey(parsed: argparse.Namespace) -> LoadPlan:
         )
     json_schema = read_schema(parsed.schema) if parsed.schema else inference.json_schema()
     columns = list(json_schema.get("properties") or {})
+    seen: dict[str, str] = {}
+    for name in columns:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            # The outputs compare column names without case: one of the two would not be stored.
+            raise source.problem(
+                1 if source.format == "csv" and not parsed.schema else None,
+                f"columns {other!r} and {name!r} differ only by letter case, and the outputs compare column names "
+                "without case",
+                "rename one of them",
+            )
     keys = [name.strip() for given in parsed.primary_key or () for name in given.split(",") if name.strip()]
     keys = keys or [name for name in inference.default_key() if name in columns]
     for name in keys:

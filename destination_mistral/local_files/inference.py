@@ -27,6 +27,14 @@ NUMERIC = frozenset({"integer", "number"})
 KEY_BY_DEFAULT = "id"
 
 
+def json_kind(value) -> str:
+    """A JSON value's type; an integer past 64 bits is text, as in CSV, since no integer column
+    holds it (a number column would round it)."""
+    if type(value) is int and not INT64[0] <= value <= INT64[1]:
+        return "string"
+    return JSON_KINDS.get(type(value), "string")
+
+
 def csv_integer(text: str) -> int | None:
     if CSV_INTEGER.fullmatch(text):
         value = int(text)
@@ -127,7 +135,7 @@ class Inference:
                 if stats.candidates:
                     stats.candidates &= csv_types(value)
             else:
-                stats.types.add(JSON_KINDS.get(type(value), "string"))
+                stats.types.add(json_kind(value))
         if len(row.fields) < len(self.columns):
             for name, stats in self.columns.items():
                 if name not in row.fields:

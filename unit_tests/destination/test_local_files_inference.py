@@ -123,6 +123,12 @@ def test_jsonl_types_come_from_the_values(tmp_path):
     assert records(plan)[0]["meta"] == {"k": 1}, "JSON Lines values go on as they were read"
 
 
+def test_a_jsonl_integer_past_64_bits_is_text_so_that_no_integer_column_nulls_it(tmp_path):
+    lines = [{"id": 1, "account": 12345678901234567890, "big": 2**64 - 1}, {"id": 2, "account": 5, "big": 2**63}]
+    plan = plan_for(tmp_path, "accounts.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n")
+    assert types(plan) == {"id": "integer", "account": ["integer", "string"], "big": "string"}
+
+
 def test_jsonl_nan_is_stored_as_null_and_named(tmp_path):
     plan = plan_for(tmp_path, "nan.jsonl", '{"id": 1, "x": NaN, "y": 2}\n')
     record = next(m for m in plan.messages(1000) if isinstance(m, Record))
