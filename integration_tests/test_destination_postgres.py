@@ -446,3 +446,17 @@ def test_a_cursor_that_changed_type_lets_the_newer_record_win_and_keeps_every_va
     rows = query(postgres_database, "SELECT v, u::text, _airbyte_meta FROM changing")
     assert [(v, meta["changes"]) for v, _, meta in rows] == [("new", [])], rows
     assert "03:04:05" in rows[0][1] or "10" in rows[0][1], "the new cursor is stored whole"
+
+
+def test_a_schema_the_user_may_not_write_to_is_a_config_error_of_write_naming_the_field(
+    postgres_server, postgres_database, tmp_path
+):
+    with admin_connection(postgres_server, postgres_database["database"]) as con:
+        con.execute("CREATE SCHEMA locked")  # owned by the administrator: the writer may not create tables in it
+    config = config_for(postgres_database, None, schema="locked")
+    messages, code = run_write(
+        tmp_path, config, catalog(configured_stream()), messages_with_states(map(review, range(3)))
+    )
+    assert code != 0 and not states(messages)
+    (error,) = errors(messages)
+    assert error["failure_type"] == "config_error" and "`output.schema`" in error["message"], error

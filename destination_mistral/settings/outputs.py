@@ -29,6 +29,11 @@ def check_output(raw: Mapping[str, Any]) -> None:
         for name in _POSTGRES_TEXT:
             if not raw[name].strip():
                 raise config_error(f"`output.{name}` is empty: give the PostgreSQL {name} to write to.")
+        if _text(raw.get("schema")).lower().startswith("pg_"):
+            raise config_error(
+                f"`output.schema` {_text(raw.get('schema'))!r} starts with pg_, which PostgreSQL keeps for its own "
+                "schemas: choose another name."
+            )
         return
     key = _LOCATION_FIELDS[raw["type"]]
     location = raw[key].strip()
@@ -39,6 +44,11 @@ def check_output(raw: Mapping[str, Any]) -> None:
     if not location:
         raise config_error(
             f"`output.{key}` is empty: give the {'DuckDB file' if key == 'path' else 'directory'} to write to."
+        )
+    if raw["type"] == "duckdb" and location.lower().startswith(":memory:"):
+        raise config_error(
+            f"`output.path` {location!r} is an in-memory database, gone when the sync ends: nothing would be "
+            "stored. Give the path of a DuckDB file."
         )
     if raw["type"] == "duckdb":
         _check_duckdb_schema(raw, location)

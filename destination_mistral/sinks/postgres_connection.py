@@ -111,15 +111,20 @@ def check_writable(output: OutputSettings) -> None:
                 vectors = vector_support(con)
                 con.execute(f"DROP TABLE {ident(output.schema)}._mistral_check")
         except psycopg.Error as error:
-            failure = config_error(
-                f"User {settings.username!r} cannot create tables in schema {output.schema!r} of database "
-                f"{settings.database!r} ({_first_line(error)}): grant it CREATE on the database (or the schema), or "
-                "choose another `output.schema`."
-            )
-            mask_error(failure, settings.password)
-            raise failure from None
+            raise cannot_create(settings, output.schema, error) from None
     if settings.hnsw_index and vectors.schema is None:
         raise index_without_vectors(settings)
+
+
+def cannot_create(settings: PostgresSettings, schema: str, error: psycopg.Error) -> Exception:
+    """The config error of a user that may not create the output's schema or tables."""
+    failure = config_error(
+        f"User {settings.username!r} cannot create tables in schema {schema!r} of database "
+        f"{settings.database!r} ({_first_line(error)}): grant it CREATE on the database (or the schema), or "
+        "choose another `output.schema`."
+    )
+    mask_error(failure, settings.password)
+    return failure
 
 
 def index_without_vectors(settings: PostgresSettings) -> Exception:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import psycopg
+
 from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.base import Batches, CacheEntries, check_distinct_locations, report_collapse
 from destination_mistral.sinks.postgres_cache import PostgresCache
@@ -21,7 +23,7 @@ from destination_mistral.sinks.postgres_chunks import (
     write_chunks,
 )
 from destination_mistral.sinks.postgres_commit import collapse_duplicates, write_batch
-from destination_mistral.sinks.postgres_connection import connect, index_without_vectors, store_failures
+from destination_mistral.sinks.postgres_connection import cannot_create, connect, index_without_vectors, store_failures
 from destination_mistral.sinks.postgres_rows import RowLayout, row_layout
 from destination_mistral.sinks.postgres_staging import StagingTables
 from destination_mistral.sinks.postgres_tables import (
@@ -48,6 +50,9 @@ class PostgresSink(TableSink):
                 self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(output.schema)}")
                 if cache_enabled:
                     cache = PostgresCache(self.con, connect(self.settings), output.schema)
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReservedName) as error:
+            self.con.close()
+            raise cannot_create(self.settings, output.schema, error) from None
         except BaseException:
             self.con.close()
             raise
@@ -69,22 +74,26 @@ class PostgresSink(TableSink):
         check_distinct_locations(
             plans, lambda p: f"{pg_name(self.schema_of(p))}.{pg_name(p.name)}", "the PostgreSQL table"
         )
-        with self._transaction():
-            vectors = vector_support(self.con)
-            if self.settings.hnsw_index and vectors.schema is None:
-                raise index_without_vectors(self.settings)
-            self._staging = StagingTables(self.con, self.output.schema)
-            for plan in plans:
-                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema_of(plan))}")
-                self._prepare_staging(plan)
-                self._prepare(plan, vectors, self._write_table(plan))
-                staging = self._table(plan, staging=True)
-                if not self.stages(plan) and existing_columns(self.con, *staging):
-                    self._staging.adopt(plan, *self._table(plan), staging[1])
-                if plan.sync_mode == "append_dedup" and not self.stages(plan):
-                    report_collapse(plan, collapse_duplicates(self.con, plan, table_ref(*self._table(plan))))
-                if plan.chunked:
-                    self._prepare_chunks(plan, vectors)
+        try:
+            with self._transaction():
+                vectors = vector_support(self.con)
+                if self.settings.hnsw_index and vectors.schema is None:
+                    raise index_without_vectors(self.settings)
+                self._staging = StagingTables(self.con, self.output.schema)
+                for plan in plans:
+                    self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema_of(plan))}")
+                    self._prepare_staging(plan)
+                    self._prepare(plan, vectors, self._write_table(plan))
+                    staging = self._table(plan, staging=True)
+                    if not self.stages(plan) and existing_columns(self.con, *staging):
+                        self._staging.adopt(plan, *self._table(plan), staging[1])
+                    if plan.sync_mode == "append_dedup" and not self.stages(plan):
+                        report_collapse(plan, collapse_duplicates(self.con, plan, table_ref(*self._table(plan))))
+                    if plan.chunked:
+                        self._prepare_chunks(plan, vectors)
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReservedName) as error:
+            # A schema or table the user may not create: its grants, or `output.schema`, are to fix.
+            raise cannot_create(self.settings, self.output.schema, error) from None
 
     def _prepare_chunks(self, plan: StreamPlan, vectors: VectorSupport) -> None:
         schema, table = self._write_table(plan)

@@ -121,6 +121,14 @@ def test_output_and_limits_errors_name_the_field():
     )
 
 
+def test_an_in_memory_duckdb_or_a_reserved_postgres_schema_is_refused_naming_the_field():
+    memory = config_error_of({**BASE, "enrichment": {"mode": "none"}, "output": {"type": "duckdb", "path": ":memory:"}})
+    assert "`output.path`" in memory and "nothing would be stored" in memory
+    postgres = {"type": "postgres", "host": "h", "database": "d", "username": "u", "password": "p", "schema": "pg_x"}
+    reserved = config_error_of({**BASE, "enrichment": {"mode": "none"}, "output": postgres})
+    assert "`output.schema`" in reserved and "pg_" in reserved
+
+
 def test_stream_override_replaces_enrichment_for_that_stream_only():
     settings = parse_config(
         {
