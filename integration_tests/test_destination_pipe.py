@@ -24,6 +24,38 @@ def _messages(text):
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
+def _pipe(tmp_path: Path, source_config: Path, catalog: Path, destination_config: Path) -> subprocess.CompletedProcess:
+    """`source-mistral read | destination-mistral write`, both real processes; the write's outcome."""
+    read = subprocess.Popen(
+        [sys.executable, "-m", "source_mistral.run", "read", "--config", str(source_config), "--catalog", str(catalog)],
+        stdout=subprocess.PIPE,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    write = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "destination_mistral",
+            "write",
+            "--config",
+            str(destination_config),
+            "--catalog",
+            str(catalog),
+        ],
+        stdin=read.stdout,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=180,
+    )
+    read.stdout.close()
+    assert read.wait(60) == 0, "source-mistral read failed"
+    assert write.returncode == 0, write.stdout[-3000:] + write.stderr[-2000:]
+    return write
+
+
 def test_source_read_piped_into_destination_write(emulator, tmp_path):
     source_config = tmp_path / "source.json"
     source_config.write_text(json.dumps({"api_key": emulator.api_key, "base_url": emulator.base_url}))
@@ -58,42 +90,7 @@ def test_source_read_piped_into_destination_write(emulator, tmp_path):
             }
         )
     )
-    read = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "source_mistral.run",
-            "read",
-            "--config",
-            str(source_config),
-            "--catalog",
-            str(tmp_path / "catalog.json"),
-        ],
-        stdout=subprocess.PIPE,
-        env=_env(),
-        cwd=tmp_path,
-    )
-    write = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "destination_mistral",
-            "write",
-            "--config",
-            str(destination_config),
-            "--catalog",
-            str(tmp_path / "catalog.json"),
-        ],
-        stdin=read.stdout,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=tmp_path,
-        timeout=180,
-    )
-    read.stdout.close()
-    assert read.wait(60) == 0, "source-mistral read failed"
-    assert write.returncode == 0, write.stdout[-3000:] + write.stderr[-2000:]
+    write = _pipe(tmp_path, source_config, tmp_path / "catalog.json", destination_config)
     out = _messages(write.stdout)
     assert any(m["type"] == "STATE" for m in out), "the destination must echo STATE once committed"
     assert not [m for m in out if m["type"] == "TRACE"], "no error expected"
@@ -189,3 +186,44 @@ def test_write_does_its_whole_sync_without_importing_the_cdk(emulator, tmp_path)
 
     assert "TOKENIZER LOADED True" in write(), "new inputs are counted with Mistral's tokenizer"
     assert "TOKENIZER LOADED False" in write(), "a sync answered wholly by the cache never loads the tokenizer"
+
+
+def test_a_route_the_api_stops_serving_leaves_an_overwritten_table_as_it_was(emulator, tmp_path):
+    """The source skips agents when the API answers 404 for them, and reports the stream INCOMPLETE:
+    the overwrite destination keeps the agents it has instead of replacing them with nothing."""
+    source_config = tmp_path / "source.json"
+    source_config.write_text(json.dumps({"api_key": emulator.api_key, "base_url": emulator.base_url}))
+    schema = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": ["null", "string"]}}}
+    stream = {"name": "agents", "json_schema": schema, "supported_sync_modes": ["full_refresh"]}
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(
+        json.dumps({"streams": [{"stream": stream, "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]})
+    )
+    destination_config = tmp_path / "destination.json"
+    destination_config.write_text(
+        json.dumps(
+            {
+                "api_key": emulator.api_key,
+                "base_url": emulator.base_url,
+                "enrichment": {"mode": "none"},
+                "output": {"type": "duckdb", "path": str(tmp_path / "agents.duckdb")},
+            }
+        )
+    )
+
+    def agents() -> int:
+        con = duckdb.connect(str(tmp_path / "agents.duckdb"), read_only=True)
+        try:
+            return con.execute("SELECT count(*) FROM agents").fetchone()[0]
+        finally:
+            con.close()
+
+    _pipe(tmp_path, source_config, catalog, destination_config)
+    held = agents()
+    assert held > 0
+    emulator.configure(absent_routes=["/v1/agents/pages"])
+    try:
+        _pipe(tmp_path, source_config, catalog, destination_config)
+    finally:
+        emulator.configure(absent_routes=[])
+    assert agents() == held, "the skipped stream's table is kept"

@@ -1,6 +1,7 @@
 """source-mistral against an API that does not serve every route (a proxy or a deployment without
 agents, the current API without fine-tuning jobs): the stream whose route answers 404 or 405 is
-skipped with a warning naming it and the route, and the sync reads the others and succeeds. `check`
+skipped with a warning naming it and the route, its status is INCOMPLETE (it was not read whole),
+and the sync reads the others and succeeds. `check`
 reads the models, so it fails, naming the route, when that one is absent."""
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def test_a_stream_whose_route_answers_404_is_skipped_with_a_warning_and_the_othe
     assert skipped and f"GET {route}" in skipped[0] and "HTTP 404" in skipped[0], _warnings(output)
     others = [s for s in ("models", "files", "batch_jobs", "agents") if s != stream]
     assert all(_count(output, other) > 0 for other in others), {s: _count(output, s) for s in STREAMS}
-    assert output.get_stream_statuses(stream)[-1].name == "COMPLETE"
+    # Not read whole: a destination that replaces a stream when it completes keeps what it holds.
+    assert output.get_stream_statuses(stream)[-1].name == "INCOMPLETE"
+    assert all(output.get_stream_statuses(other)[-1].name == "COMPLETE" for other in others)
 
 
 def test_every_list_route_absent_but_models_still_reads_the_models_and_succeeds(emu):
@@ -104,6 +107,7 @@ def test_a_result_file_the_api_no_longer_serves_is_skipped_and_the_other_results
     assert {r.record.data["file_id"] for r in output.records} == set(by_file) - {gone}
     assert _count(output, "batch_job_results") == len(whole.records) - by_file[gone]
     assert any(f"/v1/files/{gone}/content" in w for w in _warnings(output)), _warnings(output)
+    assert output.get_stream_statuses("batch_job_results")[-1].name == "COMPLETE", "a gone file is not a gone list"
 
 
 def test_check_fails_naming_the_models_route_when_the_api_does_not_serve_it(emu):

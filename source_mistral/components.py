@@ -188,6 +188,12 @@ class SkippedRoutes:
     def of(self, stream: str) -> SkippedRoute | None:
         return next((s for (name, _), s in self._seen.items() if name == stream), None)
 
+    def left_unread(self, stream: str) -> bool:
+        """Whether the stream skipped a list it reads (not a single gone result file): it was not read
+        whole, and its status says so."""
+        with self._lock:
+            return any(name == stream and not s.route.endswith("/content") for (name, _), s in self._seen.items())
+
     def clear(self) -> None:
         with self._lock:
             self._seen.clear()

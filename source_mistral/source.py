@@ -16,6 +16,8 @@ from airbyte_cdk.models import (
     AirbyteErrorTraceMessage,
     AirbyteMessage,
     AirbyteStateMessage,
+    AirbyteStreamStatus,
+    AirbyteStreamStatusTraceMessage,
     ConfiguredAirbyteCatalog,
     ConnectorSpecification,
     FailureType,
@@ -97,6 +99,8 @@ class SourceMistral(YamlDeclarativeSource):
                     if message.trace.error.failure_type:
                         stream_failures.add(message.trace.error.failure_type)
                     _mask_trace(message.trace.error)
+                if message.type == Type.TRACE and message.trace.stream_status is not None:
+                    _incomplete_if_skipped(message.trace.stream_status)
                 yield message
         except AirbyteTracedException as error:
             # The CDK closes a sync with failed streams with a summary marked config_error, even when
@@ -130,6 +134,15 @@ class SourceMistral(YamlDeclarativeSource):
         for partition in stream.generate_partitions():
             for record in partition.read():
                 yield record.data
+
+
+def _incomplete_if_skipped(status: AirbyteStreamStatusTraceMessage) -> None:
+    """A stream whose route the API did not serve ends INCOMPLETE, not COMPLETE: the sync goes on,
+    but a destination that replaces a stream's data when it completes (overwrite, a refresh) must
+    keep what it holds rather than replace it with an empty read (a proxy that stops serving
+    agents for a while would otherwise empty the agents table)."""
+    if status.status == AirbyteStreamStatus.COMPLETE and SKIPPED_ROUTES.left_unread(status.stream_descriptor.name):
+        status.status = AirbyteStreamStatus.INCOMPLETE
 
 
 def checked_config(config: Mapping[str, Any]) -> dict[str, Any]:
