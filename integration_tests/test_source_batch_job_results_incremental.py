@@ -15,6 +15,7 @@ from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
 
+from integration_tests.hostile_inputs.source_faults import short_sleeps
 from mistral_emulator import EmulatorServer, EmulatorSettings
 from source_mistral.source import SourceMistral
 
@@ -133,3 +134,23 @@ def test_results_records_carry_the_jobs_completion_time(emu):
         data = record.record.data
         assert data["completed_at"] == jobs[data["job_id"]]["completed_at"], data
         assert data["file_id"] == jobs[data["job_id"]][f"{data['file_kind']}_file"], data
+
+
+def test_a_read_that_fails_on_one_result_file_releases_no_state_and_the_next_read_gets_every_file(emu):
+    """The parents' positions move only with the stream's COMPLETE: a file that cannot be downloaded
+    fails the read, and no STATE lets the next sync skip that file's job (the CDK's cursor would move
+    past a partition that failed)."""
+    whole = _by_job(_read(emu))
+    broken = sorted(whole)[len(whole) // 2]
+    output_file = _jobs(emu)[broken]["output_file"]
+    emu.configure(fault_500=1.0, fault_routes=[f"/v1/files/{output_file}/content"])
+    config = {"api_key": KEY, "base_url": emu.base_url}
+    catalog = CatalogBuilder().with_stream("batch_job_results", SyncMode.incremental).build()
+    with short_sleeps():
+        failed = read(SourceMistral(config=config, catalog=catalog), config, catalog, expecting_exception=True)
+    assert failed.errors, "the file never arrives: the read fails"
+    assert not failed.state_messages, "no STATE from a read that did not finish"
+    assert failed.get_stream_statuses("batch_job_results")[-1].name == "INCOMPLETE"
+    emu.configure(fault_500=0.0, fault_routes=[])
+    again = _by_job(_read(emu))
+    assert again.get(broken) == whole[broken], "the next read, from the same state, reads the broken job's file"

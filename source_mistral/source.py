@@ -17,7 +17,6 @@ from airbyte_cdk.models import (
     AirbyteMessage,
     AirbyteStateMessage,
     AirbyteStreamStatus,
-    AirbyteStreamStatusTraceMessage,
     ConfiguredAirbyteCatalog,
     ConnectorSpecification,
     FailureType,
@@ -93,14 +92,13 @@ class SourceMistral(YamlDeclarativeSource):
         yield from estimate_messages(self._config, [s.stream.name for s in catalog.streams], seen_headers)
         self._pace_at_announced_limit(seen_headers)
         stream_failures: set[FailureType] = set()
+        held = HeldStates(STATES_AT_COMPLETE)
         try:
-            for message in super().read(logger, config, catalog, state):
+            for message in held.messages(_skipped_incomplete(super().read(logger, config, catalog, state))):
                 if message.type == Type.TRACE and message.trace.error is not None:
                     if message.trace.error.failure_type:
                         stream_failures.add(message.trace.error.failure_type)
                     _mask_trace(message.trace.error)
-                if message.type == Type.TRACE and message.trace.stream_status is not None:
-                    _incomplete_if_skipped(message.trace.stream_status)
                 yield message
         except AirbyteTracedException as error:
             # The CDK closes a sync with failed streams with a summary marked config_error, even when
@@ -136,13 +134,54 @@ class SourceMistral(YamlDeclarativeSource):
                 yield record.data
 
 
-def _incomplete_if_skipped(status: AirbyteStreamStatusTraceMessage) -> None:
+# The streams whose STATE leaves only with their COMPLETE status. batch_job_results: its parents'
+# positions must not pass a job whose files were not read, and the CDK's concurrent cursor moves them
+# when a partition ends, even one that failed; so a read that fails part way releases no new state,
+# and the next one reads again the files of every job finished since the previous state.
+STATES_AT_COMPLETE = frozenset({"batch_job_results"})
+
+
+class HeldStates:
+    """Holds the STATEs of each of `streams` until the stream's COMPLETE status, then releases the
+    latest (the CDK sends a stream's last STATE after its status; that one passes); a stream that
+    fails or ends INCOMPLETE releases none."""
+
+    def __init__(self, streams: frozenset[str]) -> None:
+        self.streams = streams
+        self.latest: dict[str, AirbyteMessage] = {}
+        self.completed: set[str] = set()
+
+    def messages(self, messages: Iterable[AirbyteMessage]) -> Iterator[AirbyteMessage]:
+        for message in messages:
+            if message.type == Type.STATE and message.state.stream is not None:
+                name = message.state.stream.stream_descriptor.name
+                if name in self.streams and name not in self.completed:
+                    self.latest[name] = message
+                    continue
+            yield message
+            if message.type == Type.TRACE and message.trace.stream_status is not None:
+                status = message.trace.stream_status
+                held = self.latest.pop(status.stream_descriptor.name, None)
+                if status.status == AirbyteStreamStatus.COMPLETE:
+                    self.completed.add(status.stream_descriptor.name)
+                    if held is not None:
+                        yield held
+
+
+def _skipped_incomplete(messages: Iterable[AirbyteMessage]) -> Iterator[AirbyteMessage]:
     """A stream whose route the API did not serve ends INCOMPLETE, not COMPLETE: the sync goes on,
     but a destination that replaces a stream's data when it completes (overwrite, a refresh) must
     keep what it holds rather than replace it with an empty read (a proxy that stops serving
     agents for a while would otherwise empty the agents table)."""
-    if status.status == AirbyteStreamStatus.COMPLETE and SKIPPED_ROUTES.left_unread(status.stream_descriptor.name):
-        status.status = AirbyteStreamStatus.INCOMPLETE
+    for message in messages:
+        status = message.trace.stream_status if message.type == Type.TRACE else None
+        if (
+            status is not None
+            and status.status == AirbyteStreamStatus.COMPLETE
+            and SKIPPED_ROUTES.left_unread(status.stream_descriptor.name)
+        ):
+            status.status = AirbyteStreamStatus.INCOMPLETE
+        yield message
 
 
 def checked_config(config: Mapping[str, Any]) -> dict[str, Any]:
