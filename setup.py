@@ -24,7 +24,7 @@ class BuildWithCredentialSpec(build_py):
 
 setup(
     name="airbyte-mistral",
-    version="0.1.0",
+    version="0.2.0",
     description="Mistral AI for Airbyte pipelines: source-mistral and destination-mistral",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
