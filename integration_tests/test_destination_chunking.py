@@ -337,3 +337,19 @@ def test_any_sequence_of_syncs_keeps_the_chunks_in_step_with_the_records(emulato
             sync(emulator, output, records, mode=mode, completed=completed, cursor="rating")
             if Path(output.get("path", "")).exists() or Path(output.get("directory", "")).exists():
                 assert_in_step(output)
+
+
+def test_an_hnsw_index_covers_the_chunk_vectors_across_overwrites(emulator, postgres_server, request):
+    output = {**make_postgres_database(postgres_server, request.node.nodeid, True), "hnsw_index": True}
+    for tag in ("alpha", "beta", "gamma"):  # each overwrite swaps a staging copy, with its index, in
+        sync(emulator, output, [review(1, long_text(tag))], mode="overwrite")
+        assert_in_step(output)
+    with psycopg.connect(
+        host=output["host"],
+        port=output["port"],
+        dbname=output["database"],
+        user=output["username"],
+        password=output["password"],
+    ) as con:
+        indexes = con.execute("SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%hnsw%'").fetchall()
+    assert [table for table, _ in indexes] == ["reviews_chunks"], indexes

@@ -14,6 +14,7 @@ from destination_mistral.sinks.postgres_tables import (
     VectorSupport,
     existing_columns,
     ident,
+    index_name,
     pg_name,
     table_ref,
     vector_dimension,
@@ -82,3 +83,12 @@ def write_chunks(con, plan: StreamPlan, items: list[WriteItem], schema: str, tab
         f"FROM {batch} b JOIN {table_ref(schema, table)} p ON p.{ident(RAW_ID)} = b.raw_id"
     )
     con.execute(f"DROP TABLE {batch}")
+
+
+def rename_chunk_index(con, schema: str, table: str, staging: str) -> None:
+    """After a swap: the staging chunk table's HNSW index takes the stream's index name, which the
+    next staging copy's index would otherwise collide with (index names are per schema)."""
+    con.execute(
+        f"ALTER INDEX IF EXISTS {table_ref(schema, index_name(chunk_table(staging)))} "
+        f"RENAME TO {ident(index_name(chunk_table(table)))}"
+    )

@@ -16,10 +16,12 @@ import psycopg
 
 from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.base import Batches, CacheEntries, check_distinct_locations, report_collapse
+from destination_mistral.sinks.chunk_tables import chunk_table
 from destination_mistral.sinks.postgres_cache import PostgresCache
 from destination_mistral.sinks.postgres_chunks import (
     chunk_tables,
     prepare_chunks,
+    rename_chunk_index,
     write_chunks,
 )
 from destination_mistral.sinks.postgres_commit import collapse_duplicates, write_batch
@@ -98,6 +100,9 @@ class PostgresSink(TableSink):
     def _prepare_chunks(self, plan: StreamPlan, vectors: VectorSupport) -> None:
         schema, table = self._write_table(plan)
         prepare_chunks(self.con, plan, schema, table, vectors)
+        if self.settings.hnsw_index:  # search reads the chunks: their vectors are the ones to index
+            chunks = chunk_table(table)
+            build_hnsw_index(self.con, plan, schema, chunks, existing_columns(self.con, schema, chunks), vectors)
         if not self.stages(plan):
             chunk_tables(self.con).adopt(schema, table, self._table(plan, staging=True)[1])
             chunk_tables(self.con).remove_orphans(schema, table)
@@ -128,6 +133,7 @@ class PostgresSink(TableSink):
                 self._staging.swap(plan, schema, table, self._table(plan, staging=True)[1])
                 if plan.chunked:
                     chunk_tables(self.con).swap(schema, table, self._table(plan, staging=True)[1])
+                    rename_chunk_index(self.con, schema, table, self._table(plan, staging=True)[1])
             for plan in self._pending_trims(completes):
                 self._staging.drop_older_generations(plan, *self._table(plan))
                 if plan.chunked:

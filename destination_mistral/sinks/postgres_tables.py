@@ -159,7 +159,7 @@ def build_hnsw_index(
     """pgvector's HNSW index on the embedding, by cosine distance (how Mistral's embeddings are
     compared). Built on the empty table, so each commit keeps it up to date."""
     kind = columns.get(EMBEDDING, "")
-    if plan.enrichment_mode != "embeddings" or "vector" not in kind:
+    if "vector" not in kind:  # no embedding here (another mode, a chunked stream's table), or real[]
         return
     dim = vector_dimension(kind)
     if dim is None or dim > HNSW_MAX_DIMENSIONS:
