@@ -116,6 +116,19 @@ def postgres_server() -> Iterator[dict]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def writer_connection(output: dict):
+    """A connection as the writer, to the database of an `output` block (postgres_database's)."""
+    import psycopg
+
+    return psycopg.connect(
+        host=output["host"],
+        port=output["port"],
+        dbname=output["database"],
+        user=output["username"],
+        password=output["password"],
+    )
+
+
 def admin_connection(server: dict, database: str = "postgres"):
     import psycopg
 

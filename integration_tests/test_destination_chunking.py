@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
-import psycopg
 import pytest
 import requests
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -26,7 +25,7 @@ from hypothesis import strategies as st
 
 from destination_mistral.destination import DestinationMistral
 from destination_mistral.enrich.tokens import tokenizer_for
-from integration_tests.conftest import make_postgres_database
+from integration_tests.conftest import make_postgres_database, writer_connection
 from tests.support.builders import catalog, configured_stream, messages_with_states
 
 MAX_TOKENS = 96
@@ -98,13 +97,7 @@ def tables(output) -> tuple[list[dict], list[dict]]:
             return tuple(_dicts(con.execute(q)) for q in queries)
         finally:
             con.close()
-    with psycopg.connect(
-        host=output["host"],
-        port=output["port"],
-        dbname=output["database"],
-        user=output["username"],
-        password=output["password"],
-    ) as con:
+    with writer_connection(output) as con:
         return tuple(_dicts(con.execute(q)) for q in queries)
 
 
@@ -344,12 +337,6 @@ def test_an_hnsw_index_covers_the_chunk_vectors_across_overwrites(emulator, post
     for tag in ("alpha", "beta", "gamma"):  # each overwrite swaps a staging copy, with its index, in
         sync(emulator, output, [review(1, long_text(tag))], mode="overwrite")
         assert_in_step(output)
-    with psycopg.connect(
-        host=output["host"],
-        port=output["port"],
-        dbname=output["database"],
-        user=output["username"],
-        password=output["password"],
-    ) as con:
+    with writer_connection(output) as con:
         indexes = con.execute("SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%hnsw%'").fetchall()
     assert [table for table, _ in indexes] == ["reviews_chunks"], indexes

@@ -10,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-import psycopg
 import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, Status
 
@@ -19,7 +18,7 @@ from destination_mistral.settings import parse_config
 from destination_mistral.sinks.base import WriteItem
 from destination_mistral.sinks.postgres_sink import PostgresSink
 from destination_mistral.sinks.schema import StreamPlan, columns_from_schema
-from integration_tests.conftest import POSTGRES_WRITER_PASSWORD, admin_connection
+from integration_tests.conftest import POSTGRES_WRITER_PASSWORD, admin_connection, writer_connection
 from tests.support.builders import (
     catalog,
     complete,
@@ -83,13 +82,7 @@ def errors(messages: list[dict]) -> list[dict]:
 
 
 def query(output: dict, sql: str, params=()) -> list[tuple]:
-    with psycopg.connect(
-        host=output["host"],
-        port=output["port"],
-        dbname=output["database"],
-        user=output["username"],
-        password=output["password"],
-    ) as con:
+    with writer_connection(output) as con:
         return con.execute(sql, params).fetchall()
 
 
