@@ -506,8 +506,17 @@ def test_a_newer_record_wins_when_its_cursor_field_changed_type(tmp_path, output
         (BOOLEAN, INT, True, 7),
         (INT, BOOLEAN, 7, False),
         (INT, TIMESTAMPTZ, 7, "2025-01-02T03:04:05Z"),
+        (INT, {"type": ["null", "number"]}, 9007199254740993, 1.5),  # past 2**53: a double would round it
+        (TIMESTAMPTZ, {"type": ["null", "object"]}, "2024-05-01T10:11:12+02:00", {"k": 1}),
     ],
-    ids=["date-to-datetime", "boolean-to-integer", "integer-to-boolean", "integer-to-datetime"],
+    ids=[
+        "date-to-datetime",
+        "boolean-to-integer",
+        "integer-to-boolean",
+        "integer-to-datetime",
+        "big-integer-to-number",
+        "datetime-to-object",
+    ],
 )
 def test_a_field_that_changed_type_keeps_its_stored_values_and_stores_the_new_ones_whole(
     tmp_path, output, before, after, old, new
@@ -520,3 +529,7 @@ def test_a_field_that_changed_type_keeps_its_stored_values_and_stores_the_new_on
     assert values[1] is not None and values[2] is not None, values
     if after is TIMESTAMPTZ and output == "duckdb":
         assert "03:04:05" in str(values[2]), "the moment keeps its time of day"
+    if old == 9007199254740993:
+        assert "9007199254740993" in str(values[1]), "the stored integer keeps every digit"
+    if before is TIMESTAMPTZ:
+        assert "2024-05-01T" in str(values[1]), f"the stored moment stays ISO 8601 text: {values[1]}"

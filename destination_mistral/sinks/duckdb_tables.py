@@ -14,6 +14,10 @@ INTEGER_TYPES = frozenset({"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT"
 CHANGES_TYPE = '[{"field": "VARCHAR", "change": "VARCHAR", "reason": "VARCHAR"}]'
 
 
+# information_schema names of the moment types, which convert to JSON as ISO 8601 text.
+_MOMENTS = frozenset({"TIMESTAMP WITH TIME ZONE", "TIMESTAMP"})
+
+
 def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -57,7 +61,11 @@ def evolve_table(con, plan: StreamPlan, schema: str, table: str, existing: dict[
             kind = column_change(current, column.sql_type, cursor=column.name == plan.cursor_field)
             if kind is not None:
                 target = f"{quoted(schema)}.{quoted(table)}"
-                using = f" USING to_json({quoted(column.name)})" if kind == "JSON" else ""
+                value = quoted(column.name)
+                if current in _MOMENTS:
+                    # As ISO 8601 text (DuckDB's own writing has a space for the T), as new values come.
+                    value = f"replace(CAST({value} AS VARCHAR), ' ', 'T')"
+                using = f" USING to_json({value})" if kind == "JSON" else ""
                 con.execute(f"ALTER TABLE {target} ALTER COLUMN {quoted(column.name)} TYPE {kind}{using}")
 
 

@@ -2,10 +2,11 @@
 a date a date-time, a boolean an integer): nothing is lost, stored or new. Both table outputs apply
 this one rule, each in its own SQL.
 
-- The new values fit the column as it is (an integer in a double, a date in a timestamp, any scalar
-  in text): the column stays.
-- Every stored value converts to the new type without loss (to text, to JSON, an integer to a
-  double, a date to a timestamp at midnight): the column takes the new type.
+- The new values fit the column as it is (a date in a timestamp, any scalar in text): the column
+  stays.
+- Every stored value converts to the new type without loss (to text, to JSON, a date to a timestamp
+  at midnight; not a 64-bit integer to a double, which rounds past 2**53): the column takes the new
+  type.
 - Otherwise the column becomes JSON, which holds the stored values and the new ones as they are,
   instead of nulling one or the other (which, for a key, would also break dedup).
 
@@ -18,15 +19,14 @@ from __future__ import annotations
 _TEXT = "VARCHAR"
 _JSON = "JSON"
 _SCALARS = frozenset({"BIGINT", "INTEGER", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMPTZ", "TIMESTAMP"})
-# declared -> the stored types its values fit in without loss.
+# declared -> the stored types its values fit in without loss. Not a 64-bit integer in a double: past
+# 2**53 it would be rounded.
 _FITS_IN = {
-    "BIGINT": {"DOUBLE"},
     "INTEGER": {"BIGINT", "DOUBLE"},
     "DATE": {"TIMESTAMPTZ", "TIMESTAMP"},
 }
 # stored -> the types every stored value converts to without loss (besides text and JSON).
 _CONVERTS_TO = {
-    "BIGINT": {"DOUBLE"},
     "INTEGER": {"BIGINT", "DOUBLE"},
     "DATE": {"TIMESTAMPTZ", "TIMESTAMP"},
 }
