@@ -16,8 +16,9 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, Status
 from destination_mistral.destination import DestinationMistral
 from destination_mistral.settings import parse_config
 from destination_mistral.sinks.base import WriteItem
+from destination_mistral.sinks.plans import columns_from_schema
 from destination_mistral.sinks.postgres_sink import PostgresSink
-from destination_mistral.sinks.schema import StreamPlan, columns_from_schema
+from destination_mistral.sinks.schema import StreamPlan
 from integration_tests.conftest import POSTGRES_WRITER_PASSWORD, admin_connection, writer_connection
 from tests.support.builders import (
     catalog,

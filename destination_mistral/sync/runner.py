@@ -101,7 +101,7 @@ def build_enrichers(
 def write_messages(config: Mapping[str, Any], catalog, messages: Iterable[Record | State]) -> Iterator[dict]:
     """Runs one sync; yields each STATE message (as JSON objects) once everything before it is committed."""
     settings = parse_config(config)
-    from destination_mistral.sinks.schema import plan_stream
+    from destination_mistral.sinks.plans import plan_stream
 
     plans = [plan_stream(stream, settings) for stream in catalog.streams]
     check_stream_fields(settings, catalog.streams)

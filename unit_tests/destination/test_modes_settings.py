@@ -17,7 +17,8 @@ from destination_mistral.settings import (
     check_stream_fields,
     parse_config,
 )
-from destination_mistral.sinks.schema import MODE_COLUMNS, plan_stream
+from destination_mistral.sinks.plans import plan_stream
+from destination_mistral.sinks.schema import MODE_COLUMNS
 from tests.support.builders import configured_stream
 
 CONFIGS = Path(__file__).resolve().parents[2] / "integration_tests" / "configs"

@@ -13,7 +13,7 @@ from destination_mistral.destination import from_airbyte
 from destination_mistral.enrich.results import Result, failed
 from destination_mistral.protocol.messages import Record
 from destination_mistral.settings import parse_config
-from destination_mistral.sinks.schema import plan_stream
+from destination_mistral.sinks.plans import plan_stream
 from destination_mistral.sync.pipeline import Pipeline
 from destination_mistral.sync.reader import END_OF_INPUT, ByteWindow, RecordIn
 from tests.support.builders import configured_stream, record, review, state

@@ -9,7 +9,7 @@ import pytest
 from destination_mistral.enrich.results import Result
 from destination_mistral.settings import DestinationConfig, parse_config
 from destination_mistral.sinks import WriteItem, open_sink
-from destination_mistral.sinks.schema import plan_stream
+from destination_mistral.sinks.plans import plan_stream
 from tests.support.builders import configured_stream, review
 
 
