@@ -9,23 +9,25 @@ from typing import Any
 
 import orjson
 
-from destination_mistral.settings.outputs import build_output
-from destination_mistral.settings.rules import field_path
-from destination_mistral.settings.spec_fields import field_schema
-from destination_mistral.settings.typed import (
+from destination_mistral.settings.enrichment import (
     MIB,
     ChatSettings,
     ChunkingSettings,
     ClassificationSettings,
-    Delivery,
-    DestinationConfig,
     EmbeddingSettings,
     Enrichment,
-    Limits,
     ModerationSettings,
     NoEnrichment,
     OcrSettings,
     ResponseFormat,
+)
+from destination_mistral.settings.outputs import build_output
+from destination_mistral.settings.rules import field_path
+from destination_mistral.settings.spec_fields import field_schema
+from destination_mistral.settings.typed import (
+    Delivery,
+    DestinationConfig,
+    Limits,
 )
 from mistral_connection import MistralConnection
 

@@ -23,15 +23,17 @@ from typing import Any
 from jinja2 import Environment, nodes
 from jinja2.defaults import DEFAULT_NAMESPACE
 
-from destination_mistral.settings.key_masking import key_kept_out
-from destination_mistral.settings.rules import next_key
-from destination_mistral.settings.typed import (
+from destination_mistral.settings.enrichment import (
     ChatSettings,
     ClassificationSettings,
-    DestinationConfig,
     EmbeddingSettings,
     ModerationSettings,
     OcrSettings,
+)
+from destination_mistral.settings.key_masking import key_kept_out
+from destination_mistral.settings.rules import next_key
+from destination_mistral.settings.typed import (
+    DestinationConfig,
 )
 from mistral_connection.errors import config_error
 
