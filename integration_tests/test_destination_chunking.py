@@ -340,3 +340,38 @@ def test_an_hnsw_index_covers_the_chunk_vectors_across_overwrites(emulator, post
     with writer_connection(output) as con:
         indexes = con.execute("SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%hnsw%'").fetchall()
     assert [table for table, _ in indexes] == ["reviews_chunks"], indexes
+
+
+@pytest.mark.parametrize("mode", ["append_dedup", "overwrite"])
+def test_a_stream_no_longer_chunked_keeps_no_chunks_and_an_unfinished_overwrite_keeps_the_old_ones(
+    emulator, output, mode
+):
+    sync(emulator, output, [review(1, long_text("alpha"))], mode=mode, cursor="rating")
+    plain = {"mode": "embeddings", "fields": ["review"]}
+    if mode == "overwrite":  # without COMPLETE the old table stays, and its chunks with it
+        sync(emulator, output, [review(2, "new")], mode=mode, completed=False, enrichment=plain)
+        assert {c["id"] for c in tables(output)[1]} == {1}
+    sync(
+        emulator,
+        output,
+        [review(1, "updated", rating=2), review(2, "new")],
+        mode=mode,
+        enrichment=plain,
+        cursor="rating",
+    )
+    assert chunk_rows(output) == 0, "no chunk outlives the chunked records"
+
+
+def chunk_rows(output) -> int:
+    if output["type"] == "jsonl":
+        path = Path(output["directory"]) / "reviews_chunks.jsonl"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+    sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'reviews_chunks'"
+    if output["type"] == "duckdb":
+        con = duckdb.connect(output["path"], read_only=True)
+        try:
+            return con.execute(sql).fetchone()[0]
+        finally:
+            con.close()
+    with writer_connection(output) as con:
+        return con.execute(sql).fetchone()[0]

@@ -4,11 +4,18 @@ duckdb_chunks.py: a chunk row exists exactly for the records its table holds, ma
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from destination_mistral.sinks.base import WriteItem
 from destination_mistral.sinks.schema import CHUNKS_SUFFIX, EXTRACTED_AT, GENERATION_ID, RAW_ID, StreamPlan
+
+logger = logging.getLogger("airbyte")
+
+
+def report_unchunked(plan: StreamPlan, removed: str) -> None:
+    logger.info(f"Stream {plan.label!r} is no longer chunked: its chunks ({removed}) were removed with it.")
 
 
 def chunk_table(table: str) -> str:
@@ -52,8 +59,18 @@ class ChunkTables:
         )
         self.drop(schema, staging)
 
-    def drop(self, schema: str, table: str) -> None:
+    def drop(self, schema: str, table: str) -> bool:
+        """Drops the chunk table of `table`; whether there was one."""
+        existed = bool(self.columns(self.con, schema, chunk_table(table)))
         self.con.execute(f"DROP TABLE IF EXISTS {self.ref(schema, chunk_table(table))}")
+        return existed
+
+    def unchunk(self, plan: StreamPlan, schema: str, table: str, staging: str) -> None:
+        """A stream no longer chunked (its enrichment has no `chunking` now) keeps no chunk table: the
+        records it writes carry their own vector, and chunks of records it replaces would outlive
+        them. For a staged stream this happens with the swap, so a failed sync keeps the old ones."""
+        if self.drop(schema, table) | self.drop(schema, staging):
+            report_unchunked(plan, chunk_table(table))
 
     def swap(self, schema: str, table: str, staging: str) -> None:
         """The staging copy's chunks replace the stream's, in the commit that swaps the copy in."""

@@ -60,7 +60,13 @@ class DuckDBSink(TableSink):
                 )
             if plan.chunked:
                 commit_atomically(self.con, lambda p=plan: self._prepare_chunks(p))
+            elif not self.stages(plan):
+                commit_atomically(self.con, lambda p=plan: self._unchunk(p))
             self._types[plan.key] = existing_columns(self.con, schema, table)
+
+    def _unchunk(self, plan: StreamPlan) -> None:
+        schema, table = self._table(plan)
+        chunk_tables(self.con).unchunk(plan, schema, table, self._table(plan, staging=True)[1])
 
     def _prepare_chunks(self, plan: StreamPlan) -> None:
         schema, table = self._write_table(plan)
@@ -87,6 +93,8 @@ class DuckDBSink(TableSink):
             self._staging.swap(plan, schema, table, staging)
             if plan.chunked:
                 chunk_tables(self.con).swap(schema, table, staging)
+            else:
+                self._unchunk(plan)
         for plan in self._pending_trims(completes):
             self._staging.drop_older_generations(plan, *self._table(plan))
             if plan.chunked:

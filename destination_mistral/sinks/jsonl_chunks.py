@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from destination_mistral.sinks.base import JSON_OPTIONS, WriteItem, extracted_at_iso
-from destination_mistral.sinks.chunk_tables import chunked_items
+from destination_mistral.sinks.chunk_tables import chunked_items, report_unchunked
 from destination_mistral.sinks.jsonl_files import drop_partial_last_line, read_lines, replace_file, write_all
 from destination_mistral.sinks.schema import (
     CHUNK_INDEX,
@@ -103,3 +103,12 @@ def _line(plan: StreamPlan, item: WriteItem, chunk: dict) -> bytes:
 
 def _raw_id(line: bytes) -> str | None:
     return orjson.loads(line).get(RAW_ID)
+
+
+def unchunk(plan: StreamPlan, records: Path, staging: Path) -> None:
+    """A stream no longer chunked keeps no chunk file (chunk_tables.ChunkTables.unchunk says why)."""
+    removed = [path for path in (chunks_path(records), chunks_path(staging)) if path.exists()]
+    for path in removed:
+        path.unlink()
+    if removed:
+        report_unchunked(plan, chunks_path(records).name)

@@ -32,7 +32,7 @@ from destination_mistral.sinks.base import (
 )
 from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.dedup import Row, cursor_of, merge, row_key, wins
-from destination_mistral.sinks.jsonl_chunks import adopt_chunks, append_chunks, keep_chunks_of, swap_chunks
+from destination_mistral.sinks.jsonl_chunks import adopt_chunks, append_chunks, keep_chunks_of, swap_chunks, unchunk
 from destination_mistral.sinks.jsonl_files import (
     check_writable,
     drop_partial_last_line,
@@ -92,6 +92,8 @@ class JsonlSink(StagingSink):
                 if not self.stages(plan):
                     adopt_chunks(self._staging_path(plan), self.path_of(plan))
                 keep_chunks_of(self._write_path(plan))
+            elif not self.stages(plan):
+                unchunk(plan, self.path_of(plan), self._staging_path(plan))
             if plan.sync_mode != "append_dedup":
                 self._open(plan)
 
@@ -241,6 +243,8 @@ class JsonlSink(StagingSink):
         os.replace(self._staging_path(plan), self.path_of(plan))
         if plan.chunked:
             swap_chunks(self._staging_path(plan), self.path_of(plan))
+        else:
+            unchunk(plan, self.path_of(plan), self._staging_path(plan))
         if attempt_known(plan):
             self._generation_path(plan).write_bytes(
                 orjson.dumps({"generation_id": plan.generation_id, "sync_id": plan.sync_id, "applied": True})

@@ -93,6 +93,9 @@ class PostgresSink(TableSink):
                         report_collapse(plan, collapse_duplicates(self.con, plan, table_ref(*self._table(plan))))
                     if plan.chunked:
                         self._prepare_chunks(plan, vectors)
+                    elif not self.stages(plan):
+                        schema, table = self._table(plan)
+                        chunk_tables(self.con).unchunk(plan, schema, table, STAGING_PREFIX + table)
         except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReservedName) as error:
             # A schema or table the user may not create: its grants, or `output.schema`, are to fix.
             raise cannot_create(self.settings, self.output.schema, error) from None
@@ -134,6 +137,8 @@ class PostgresSink(TableSink):
                 if plan.chunked:
                     chunk_tables(self.con).swap(schema, table, self._table(plan, staging=True)[1])
                     rename_chunk_index(self.con, schema, table, self._table(plan, staging=True)[1])
+                else:
+                    chunk_tables(self.con).unchunk(plan, schema, table, self._table(plan, staging=True)[1])
             for plan in self._pending_trims(completes):
                 self._staging.drop_older_generations(plan, *self._table(plan))
                 if plan.chunked:
