@@ -279,3 +279,4 @@ def test_the_api_down_is_a_transient_error(duckdb_config, tmp_path):
     down = {**duckdb_config, "base_url": "http://127.0.0.1:9", "limits": {"max_retries": 1, "max_retry_seconds": 2}}
     done = search(tmp_path, down, "--stream", "reviews", QUERY)
     assert done.returncode == 1 and done.stderr.startswith("destination-mistral search: transient_error:"), done.stderr
+    assert "sync" not in done.stderr and "committed" not in done.stderr, "a search has no sync to speak of"

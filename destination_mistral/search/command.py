@@ -9,6 +9,7 @@ sentence (the config_error / transient_error wording of the other commands), wit
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 
@@ -97,6 +98,15 @@ def failure_text(error: Exception) -> str:
     failure_type = getattr(error, "failure_type", None)
     message = getattr(error, "message", None)
     if failure_type is not None and message:
-        return mask(f"{getattr(failure_type, 'value', failure_type)}: {message}")
+        return mask(f"{getattr(failure_type, 'value', failure_type)}: {without_sync_words(message)}")
     # Not one of ours (a bug, or a driver's error no branch above words): its type and first line.
     return mask(f"system_error: {type(error).__name__}: {first_line(error)}")
+
+
+# The HTTP client words its failures for a sync ("The sync stops ...; the records before this one are
+# committed."): a search has no sync and no records to commit, so those sentences are left out.
+_SYNC_SENTENCES = re.compile(r"\s*The sync stops[^.]*?(?:; the records before this one are committed)?\.")
+
+
+def without_sync_words(message: str) -> str:
+    return _SYNC_SENTENCES.sub("", message).strip()
