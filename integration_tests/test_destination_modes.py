@@ -254,6 +254,17 @@ def test_ocr_reads_a_long_document_in_page_ranges(fresh_emulator, tmp_path):
     assert calls(fresh_emulator, "POST /v1/ocr") >= 3
 
 
+def test_a_url_read_in_page_ranges_has_the_pages_it_has_when_read_whole(fresh_emulator, tmp_path):
+    url = [{"id": 0, "document": "https://example.com/reports/annual.pdf"}]
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "ranges").mkdir()
+    write(make_config(fresh_emulator, tmp_path / "whole", OCR), url)
+    write(make_config(fresh_emulator, tmp_path / "ranges", {**OCR, "pages_per_request": 1}), url)
+    (whole,), (ranges,) = table(tmp_path / "whole", "ocr"), table(tmp_path / "ranges", "ocr")
+    assert ranges["_mistral_ocr_pages"] == whole["_mistral_ocr_pages"], "the ranges stop at the document's end"
+    assert calls(fresh_emulator, "POST /v1/ocr") <= 1 + whole["_mistral_ocr_page_count"] + 1
+
+
 def test_ocr_max_pages_reads_only_the_first_pages(fresh_emulator, tmp_path):
     pages = [f"page {i}" for i in range(5)]
     write(make_config(fresh_emulator, tmp_path, {**OCR, "max_pages": 2}), [{"id": 0, "document": data_uri(pages)}])

@@ -233,10 +233,11 @@ def test_ocr_urls_images_and_uploaded_files(fresh_emulator):
     url = {"type": "document_url", "document_url": "https://example.test/papers/a.pdf"}
     first = _post(emu, "/v1/ocr", _ocr_body(url)).json()
     assert 1 <= len(first["pages"]) <= 5 and _post(emu, "/v1/ocr", _ocr_body(url)).json()["pages"] == first["pages"]
-    # The emulator cannot fetch the URL: the pages asked for are taken to exist.
-    hinted = _post(emu, "/v1/ocr", _ocr_body(url, pages=[9]))
-    validate_response(hinted, "/v1/ocr", "POST")
-    assert [p["index"] for p in hinted.json()["pages"]] == [9]
+    # The emulator cannot fetch the URL: its pages come from the URL string, and a later page is
+    # refused as for any document, so that a reader of page ranges meets the document's end.
+    last = len(first["pages"]) - 1
+    assert [p["index"] for p in _post(emu, "/v1/ocr", _ocr_body(url, pages=[last])).json()["pages"]] == [last]
+    assert _post(emu, "/v1/ocr", _ocr_body(url, pages=[last + 1])).status_code == 400
     for image in ("https://example.test/scan.png", {"url": _data_uri(b"\x89PNG....", "image/png")}):
         r = _post(emu, "/v1/ocr", _ocr_body({"type": "image_url", "image_url": image}))
         validate_response(r, "/v1/ocr", "POST")

@@ -8,7 +8,8 @@ Page rules (also in NOTES.md):
   text, stripped.
 - other binary data: one page per started 64 KiB, generated text.
 - an image (`image_url`, or a data URI / file whose media type is image/*): one page, generated text.
-- an http(s) URL: `1 + crc32(url) % 5` pages, or up to the highest page the request's `pages` names.
+- an http(s) URL: `1 + crc32(url) % 5` pages; a request for a later page is refused, as for any
+  document, so that a reader of page ranges meets the document's end.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _pages_of_bytes(content: bytes, media_type: str) -> tuple[list[str | None], 
 
 def _url_document(url: str, is_image: bool, wanted: list[int], name: str) -> Document:
     crc = zlib.crc32(url.encode("utf-8"))
-    count = 1 if is_image else max(1 + crc % 5, max(wanted, default=-1) + 1)
+    count = 1 if is_image else 1 + crc % 5  # a page past these is refused, as for any document
     return Document(name, URL_BYTES_PER_PAGE * count + crc % 10_000, [None] * count, is_image, url.encode())
 
 
