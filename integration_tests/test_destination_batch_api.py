@@ -103,3 +103,29 @@ def test_auto_delivery_sends_records_beyond_the_threshold_through_a_batch_job(fr
     routes = _routes(fresh_emulator)
     assert routes.get("POST /v1/embeddings", {}).get("200", 0) >= 1, "the first records go online"
     assert routes.get("POST /v1/batch/jobs", {}).get("200", 0) >= 1, "the rest go through a batch job"
+
+
+def test_a_create_whose_answer_is_cut_off_is_found_again_instead_of_made_twice(fresh_emulator, tmp_path):
+    """The server creates the file or the job, then its answer is cut off: the retry finds what was
+    created (by the file's unique name, by the job's metadata token) and never creates, nor pays
+    for, a second one."""
+    import requests
+
+    fresh_emulator.configure(fault_truncate=0.7, fault_routes=["POST /v1/batch/jobs", "POST /v1/files"])
+    delivery = {"mode": "batch", "poll_max_seconds": 0.2}
+    out = tmp_path / "out.duckdb"
+    messages = _write(_config(fresh_emulator, out, EMBED, delivery), messages_with_states(review(i) for i in range(4)))
+    assert not [m for m in messages if m.type == Type.TRACE and m.trace.error], "the sync succeeds"
+    assert len(_rows(out)) == 4
+    fresh_emulator.configure(fault_truncate=0.0, fault_routes=[])
+    headers = {"Authorization": f"Bearer {fresh_emulator.api_key}"}
+    jobs = requests.get(f"{fresh_emulator.base_url}/v1/batch/jobs", headers=headers, timeout=10).json()["data"]
+    ours = [job for job in jobs if (job.get("metadata") or {}).get("created_by") == "destination-mistral"]
+    assert len(ours) == 1, f"one job, whatever the lost answers: {len(ours)}"
+    files = requests.get(
+        f"{fresh_emulator.base_url}/v1/files", params={"purpose": "batch"}, headers=headers, timeout=10
+    ).json()["data"]
+    assert len([f for f in files if f["filename"].startswith("destination-mistral-")]) == 1
+    routes = _routes(fresh_emulator)
+    cut = routes["POST /v1/batch/jobs"].get("truncated", 0) + routes["POST /v1/files"].get("truncated", 0)
+    assert cut >= 1, f"answers were cut off: {routes['POST /v1/batch/jobs']}, {routes['POST /v1/files']}"

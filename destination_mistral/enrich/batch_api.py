@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic
+from urllib.parse import quote
 
 import orjson
 
@@ -106,15 +107,25 @@ class BatchApiEnricher(Generic[InputT]):
         uploaded = await self.client.upload_file(
             f"destination-mistral-{uuid.uuid4().hex}.jsonl", content, purpose="batch"
         )
+        # A token of this job's own in its metadata: a create whose answer was lost is found by it
+        # before a retry, instead of creating (and paying for) a second job.
+        metadata = {"created_by": "destination-mistral", "request": uuid.uuid4().hex}
+
+        async def created() -> Any | None:
+            listed = await self.client.get(f"batch/jobs?metadata={quote(orjson.dumps(metadata).decode())}")
+            jobs = [job for job in (listed or {}).get("data") or () if isinstance(job, dict) and job.get("id")]
+            return jobs[0] if jobs else None
+
         job = await self.client.post(
             "batch/jobs",
             {
                 "input_files": [uploaded["id"]],
                 "endpoint": f"/v1/{self.endpoint}",
                 "model": self.model,
-                "metadata": {"created_by": "destination-mistral"},
+                "metadata": metadata,
                 "timeout_hours": self.timeout_hours,
             },
+            created=created,
         )
         logger.info("Batch job %s created for %d requests", job["id"], len(items))
         try:

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -104,9 +105,17 @@ class MistralClient:
         validate: Callable[[Any], Any] | None = None,
         precheck: Callable[[], None] | None = None,
         splittable: bool = False,
+        created: Callable[[], Awaitable[Any | None]] | None = None,
     ) -> Any:
         return await self.request(
-            "POST", path, orjson.dumps(payload), cost=cost, validate=validate, precheck=precheck, splittable=splittable
+            "POST",
+            path,
+            orjson.dumps(payload),
+            cost=cost,
+            validate=validate,
+            precheck=precheck,
+            splittable=splittable,
+            created=created,
         )
 
     async def get_bytes(self, path: str) -> bytes:
@@ -115,7 +124,8 @@ class MistralClient:
 
     async def upload_file(self, filename: str, content: bytes, purpose: str) -> Any:
         """POST /v1/files as multipart/form-data. The body is built once as bytes, so that a retry
-        sends exactly the same upload."""
+        sends exactly the same upload; before a retry, the file is looked up by its name (which the
+        caller makes unique), so that an upload whose answer was lost is not made twice."""
         boundary = uuid.uuid4().hex
         parts = [
             f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'.encode(),
@@ -124,8 +134,21 @@ class MistralClient:
             content,
             f"\r\n--{boundary}--\r\n".encode(),
         ]
+
+        async def uploaded() -> Any | None:
+            listed = await self.get(f"files?search={quote(filename)}&purpose={quote(purpose)}&page_size=10")
+            found = [
+                f for f in (listed or {}).get("data") or () if isinstance(f, Mapping) and f.get("filename") == filename
+            ]
+            return found[0] if found else None
+
         return await self.request(
-            "POST", "files", b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}", validate=has_id
+            "POST",
+            "files",
+            b"".join(parts),
+            content_type=f"multipart/form-data; boundary={boundary}",
+            validate=has_id,
+            created=uploaded,
         )
 
     async def request(
@@ -140,13 +163,17 @@ class MistralClient:
         validate: Callable[[Any], Any] | None = None,
         precheck: Callable[[], None] | None = None,
         splittable: bool = False,
+        created: Callable[[], Awaitable[Any | None]] | None = None,
     ) -> Any:
         """Sends one request until it gets a usable answer, and returns it (decoded JSON, passed
         through `validate`, which raises InvalidAnswer for an answer of the wrong shape and may
         return what it read). `cost` is the request's token count as we count it, for the pacer.
         `precheck` is called just before sending and may raise to abandon the request (a batch
         that no longer fits what the server has since said it accepts). `splittable`: the caller can
-        send the request as smaller ones (a batch), so a refusal for its size is raised to it."""
+        send the request as smaller ones (a batch), so a refusal for its size is raised to it.
+        `created`, for a request that creates something (a file, a batch job): before each retry it
+        looks for what an attempt whose answer was lost may have created, and that is the answer if
+        found, so that a retry never creates (and bills) a second one."""
         import aiohttp
 
         url = self.connection.url(path)
@@ -223,6 +250,10 @@ class MistralClient:
             delay = attempts.failed(route, cause, retry_after, self._backoff)
             self.stats.retries += 1
             await self._sleep(delay)
+            if created is not None:
+                made = await created()
+                if made is not None:
+                    return made
 
     async def _wait_for_start(self, cost: float, route: str) -> Ticket:
         """Books a start with the pacer and sleeps until it. The sleep is taken in slices: a start
