@@ -28,7 +28,7 @@ class FakeBatchApi:
         self.uploaded = [orjson.loads(line) for line in content.splitlines()]
         return {"id": "file-in"}
 
-    async def post(self, path, payload, cost=0, validate=None, precheck=None, splittable=False):
+    async def post(self, path, payload, cost=0, validate=None, precheck=None, splittable=False, created=None):
         self.calls.append(f"POST {path}")
         if path == "embeddings":  # online
             answer = {
