@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +42,7 @@ from destination_mistral.http.errors import (
     retry_after_seconds,
     transport_cause,
 )
+from destination_mistral.http.multipart import file_upload_body
 from destination_mistral.http.pacer import Pacer, Ticket
 from destination_mistral.http.probe import FirstRequestProbe
 from destination_mistral.http.refusals import UnexplainedRefusals, month_error, raise_if_fatal
@@ -123,17 +123,9 @@ class MistralClient:
         return await self.request("GET", path, None, decode=False)
 
     async def upload_file(self, filename: str, content: bytes, purpose: str) -> Any:
-        """POST /v1/files as multipart/form-data. The body is built once as bytes, so that a retry
-        sends exactly the same upload; before a retry, the file is looked up by its name (which the
-        caller makes unique), so that an upload whose answer was lost is not made twice."""
-        boundary = uuid.uuid4().hex
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'.encode(),
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: application/jsonl\r\n\r\n".encode(),
-            content,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
+        """POST /v1/files (http/multipart.py). Before a retry, the file is looked up by its name
+        (which the caller makes unique), so that an upload whose answer was lost is not made twice."""
+        body, content_type = file_upload_body(filename, content, purpose)
 
         async def uploaded() -> Any | None:
             listed = await self.get(f"files?search={quote(filename)}&purpose={quote(purpose)}&page_size=10")
@@ -145,8 +137,8 @@ class MistralClient:
         return await self.request(
             "POST",
             "files",
-            b"".join(parts),
-            content_type=f"multipart/form-data; boundary={boundary}",
+            body,
+            content_type=content_type,
             validate=has_id,
             created=uploaded,
         )
