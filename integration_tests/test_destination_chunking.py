@@ -375,3 +375,11 @@ def chunk_rows(output) -> int:
             con.close()
     with writer_connection(output) as con:
         return con.execute(sql).fetchone()[0]
+
+
+def test_a_small_chunk_size_without_an_overlap_takes_an_overlap_that_fits():
+    from destination_mistral.settings import parse_config
+
+    enrichment = {"mode": "embeddings", "fields": ["review"], "chunking": {"max_tokens": 32}}
+    config = {"api_key": "k-123456", "enrichment": enrichment, "output": {"type": "jsonl", "directory": "/tmp/x"}}
+    assert parse_config(config).enrichment.chunking.overlap_tokens == 4

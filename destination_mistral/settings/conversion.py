@@ -20,6 +20,7 @@ from destination_mistral.settings.enrichment import (
     NoEnrichment,
     OcrSettings,
     ResponseFormat,
+    default_overlap,
 )
 from destination_mistral.settings.outputs import build_output
 from destination_mistral.settings.rules import field_path
@@ -106,6 +107,8 @@ def build_enrichment(raw: Mapping[str, Any], default_model: str) -> Enrichment:
 
 def _chunking(raw: Mapping[str, Any]) -> ChunkingSettings:
     given = _values(raw, _CHUNKING_VALUES, "enrichment", "embeddings", "chunking")
+    if "overlap_tokens" not in given:
+        given["overlap_tokens"] = default_overlap(given.get("max_tokens", ChunkingSettings.max_tokens))
     return ChunkingSettings(metadata_fields=tuple(_text(name) for name in raw.get("metadata_fields") or ()), **given)
 
 

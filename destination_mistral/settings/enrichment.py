@@ -129,6 +129,12 @@ class ChunkingSettings:
     metadata_fields: tuple[str, ...] = ()
 
 
+def default_overlap(max_tokens: int) -> int:
+    """The overlap when the config gives none: the spec's default, or an eighth of a smaller chunk (the
+    default would not fit in it)."""
+    return min(_CHUNKING["overlap_tokens"], max_tokens // 8)
+
+
 @dataclass(frozen=True)
 class EmbeddingSettings:
     model: str = DEFAULT_EMBED_MODEL

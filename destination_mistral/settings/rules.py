@@ -74,7 +74,7 @@ def _check_chunking(raw: Mapping[str, Any], where: str) -> None:
 
     chunking = {**defaults("enrichment", "embeddings", "chunking"), **raw["chunking"]}
     size, overlap = chunking["max_tokens"], chunking["overlap_tokens"]
-    if overlap >= size:
+    if "overlap_tokens" in raw["chunking"] and overlap >= size:  # an overlap left out fits (default_overlap)
         raise config_error(
             f"`{where}.overlap_tokens` ({overlap}) must be less than `{where}.max_tokens` ({size}): lower the "
             "overlap, or raise the chunk size."
