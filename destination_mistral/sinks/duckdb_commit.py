@@ -53,7 +53,7 @@ def insert_batch(con, plan: StreamPlan, items: list[WriteItem], target: str, tar
     source = f"(SELECT {', '.join(columns)} FROM {BATCH_VIEW})"
     con.register(BATCH_VIEW, rows)
     try:
-        _insert_rows(con, plan, target, names, exprs, source)
+        _insert_rows(con, plan, target, names, exprs, source, target_types)
     finally:
         try:
             con.unregister(BATCH_VIEW)
@@ -61,10 +61,12 @@ def insert_batch(con, plan: StreamPlan, items: list[WriteItem], target: str, tar
             pass  # an aborted transaction refuses this too; the insert's own error is the one to see
 
 
-def _insert_rows(con, plan: StreamPlan, target: str, names: list[str], exprs: list[str], source: str) -> None:
+def _insert_rows(
+    con, plan: StreamPlan, target: str, names: list[str], exprs: list[str], source: str, types: dict[str, str]
+) -> None:
     column_list = ", ".join(quoted(n) for n in names)
     select = ", ".join(f"{e} AS {quoted(n)}" for e, n in zip(exprs, names, strict=False))
     if plan.sync_mode != "append_dedup":
         con.execute(f"INSERT INTO {target} ({column_list}) SELECT {select} FROM {source}")
         return
-    upsert(con, plan, target, names, f"SELECT {select}, {quoted(SEQ)}, {quoted(DELETED)} FROM {source}")
+    upsert(con, plan, target, names, f"SELECT {select}, {quoted(SEQ)}, {quoted(DELETED)} FROM {source}", types)

@@ -12,6 +12,8 @@ later sync that is not a refresh finds it (see duckdb_staging.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from destination_mistral.sinks.base import warn_keyless
 from destination_mistral.sinks.duckdb_tables import quoted
 from destination_mistral.sinks.schema import EXTRACTED_AT, StreamPlan
@@ -23,16 +25,17 @@ BATCH = "_mistral_batch"
 WINNERS = "_mistral_winners"
 
 
-def cursor_keys(con, plan: StreamPlan, target: str):
+def cursor_keys(plan: StreamPlan, types: Mapping[str, str]):
     """The cursor as the two keys it is ordered by, each a function of a table's name ('' for no
     prefix): a typed cursor column compares as its type (the second key is the same); a JSON one
     (the schema gives several types or none, or the field changed type: type_widening.py) would
     compare as text, 9 above 10, so its numbers compare as numbers and its other values as text
     (between the two kinds, `upsert` lets the later record win), as `dedup.py` orders them for JSON
-    Lines. The column's type is the table's, which may be wider than the stream declares."""
+    Lines. The column's type is the table's (`types`, its columns' types), which may be wider than
+    the stream declares."""
     name = quoted(plan.cursor_field or "")
-    stored = con.execute(f"DESCRIBE SELECT {name} FROM {target}").fetchone()[1] if plan.cursor_field else "JSON"
-    json = stored == "JSON"
+    cursor = (plan.cursor_field or "").lower()
+    json = next((kind for column, kind in types.items() if column.lower() == cursor), "JSON") == "JSON"
 
     def column(table: str) -> str:
         return f"{table}.{name}" if table else name
@@ -42,13 +45,14 @@ def cursor_keys(con, plan: StreamPlan, target: str):
     return (lambda table: f"TRY_CAST({column(table)} AS DOUBLE)"), (lambda table: f"CAST({column(table)} AS VARCHAR)")
 
 
-def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str) -> None:
+def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str, types: Mapping[str, str]) -> None:
     """Merges `rows` (a SELECT giving the table's columns `names`, typed as the table's, then SEQ and
-    DELETED) into `target` (a quoted schema.table) by the plan's primary key and cursor."""
+    DELETED) into `target` (a quoted schema.table, whose columns have `types`) by the plan's
+    primary key and cursor."""
     keys = [quoted(k) for k in plan.primary_key]
     columns = ", ".join(quoted(n) for n in names)
     keyless = " OR ".join(f"{k} IS NULL" for k in keys)
-    numeric, text = cursor_keys(con, plan, target)
+    numeric, text = cursor_keys(plan, types)
     order = (f"{numeric('')} DESC NULLS LAST, {text('')} DESC NULLS LAST, " if plan.cursor_field else "") + (
         f"{quoted(SEQ)} DESC"
     )
@@ -79,14 +83,14 @@ def upsert(con, plan: StreamPlan, target: str, names: list[str], rows: str) -> N
     con.execute(f"DROP TABLE {BATCH}")
 
 
-def collapse_duplicates(con, plan: StreamPlan, target: str) -> int:
+def collapse_duplicates(con, plan: StreamPlan, target: str, types: Mapping[str, str]) -> int:
     """Keeps one row per key in `target` (a quoted schema.table), by the rule above, and returns how
     many rows it removed. A table written in append or overwrite holds every version of a key: when
     the stream becomes append_dedup, its older versions go at once (as Airbyte's destinations
     rebuild a table whose sync mode changed), not only when each key arrives again."""
     keys = [quoted(k) for k in plan.primary_key]
     keyed = " AND ".join(f"{k} IS NOT NULL" for k in keys)
-    numeric, text = cursor_keys(con, plan, target)
+    numeric, text = cursor_keys(plan, types)
     order = (f"{numeric('')} DESC NULLS LAST, {text('')} DESC NULLS LAST, " if plan.cursor_field else "") + (
         f"{quoted(EXTRACTED_AT)} DESC NULLS LAST, rowid DESC"
     )

@@ -53,16 +53,17 @@ class DuckDBSink(TableSink):
                 commit_atomically(
                     self.con, lambda p=plan: self._staging.adopt(p, *self._table(p), self._table(p, True)[1])
                 )
+            types = self._types[plan.key] = existing_columns(self.con, schema, table)
             if existing and plan.sync_mode == "append_dedup" and not self.stages(plan):
                 target = f"{quoted(schema)}.{quoted(table)}"
                 commit_atomically(
-                    self.con, lambda p=plan, t=target: report_collapse(p, collapse_duplicates(self.con, p, t))
+                    self.con,
+                    lambda p=plan, t=target, k=types: report_collapse(p, collapse_duplicates(self.con, p, t, k)),
                 )
             if plan.chunked:
                 commit_atomically(self.con, lambda p=plan: self._prepare_chunks(p))
             elif not self.stages(plan):
                 commit_atomically(self.con, lambda p=plan: self._unchunk(p))
-            self._types[plan.key] = existing_columns(self.con, schema, table)
 
     def _unchunk(self, plan: StreamPlan) -> None:
         schema, table = self._table(plan)

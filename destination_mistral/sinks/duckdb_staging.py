@@ -101,7 +101,7 @@ class StagingTables:
         count = self.con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
         if plan.sync_mode == "append_dedup":
             rows = f"SELECT {select}, row_number() OVER () AS {quoted(SEQ)}, false AS {quoted(DELETED)} FROM {source}"
-            upsert(self.con, plan, destination, names, rows)
+            upsert(self.con, plan, destination, names, rows, target)
         else:
             columns = ", ".join(quoted(name) for name in names)
             self.con.execute(f"INSERT INTO {destination} ({columns}) SELECT {select} FROM {source}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from destination_mistral.sinks.base import WriteItem, warn_keyless
 from destination_mistral.sinks.postgres_rows import RowLayout, batch_rows
-from destination_mistral.sinks.postgres_tables import ident, pg_name, table_ref
+from destination_mistral.sinks.postgres_tables import ident, table_ref
 from destination_mistral.sinks.schema import EXTRACTED_AT, StreamPlan
 
 BATCH_TABLE = "_mistral_batch"
@@ -28,27 +28,31 @@ def write_batch(con, plan: StreamPlan, items: Sequence[WriteItem], schema: str, 
         copy_rows(con, table_ref(schema, table), layout.names, rows)
         return
     marked = [(*row, item.seq, plan.deletes(item.record)) for row, item in zip(rows, items, strict=False)]
+    kinds = dict(zip(layout.names, layout.kinds, strict=True))
     merge(
         con,
         plan,
         table_ref(schema, table),
         layout.names,
         lambda batch: copy_rows(con, batch, [*layout.names, SEQ, DELETED], marked),
+        cursor_json=kinds.get(plan.cursor_field or "") == "json",
     )
     keys = plan.primary_key
     warn_keyless(plan, sum(1 for item in items if any(item.record.get(k) is None for k in keys)))
 
 
-def merge(con, plan: StreamPlan, target: str, names: list[str], fill: Callable[[str], None]) -> None:
+def merge(
+    con, plan: StreamPlan, target: str, names: list[str], fill: Callable[[str], None], *, cursor_json: bool
+) -> None:
     """Upserts into `target` the rows `fill` puts in the batch table it is given (the columns `names`,
-    then SEQ and DELETED)."""
+    then SEQ and DELETED). `cursor_json`: the table holds the cursor as jsonb (its field changed type)."""
     batch = ident(BATCH_TABLE)
     con.execute(f"DROP TABLE IF EXISTS pg_temp.{batch}")
     # The batch table has the target's column types, so that cursors compare as the stored rows do.
     con.execute(f"CREATE TEMP TABLE {batch} (LIKE {target})")
     con.execute(f"ALTER TABLE {batch} ADD COLUMN {ident(SEQ)} bigint, ADD COLUMN {ident(DELETED)} boolean")
     fill(batch)
-    _upsert(con, plan, target, batch, names)
+    _upsert(con, plan, target, batch, names, cursor_json)
     con.execute(f"DROP TABLE {batch}")
 
 
@@ -61,7 +65,7 @@ def copy_rows(con, target: str, names: list[str], rows: list[tuple[Any, ...]]) -
             copy.write_row(row)
 
 
-def _upsert(con, plan: StreamPlan, target: str, batch: str, names: list[str]) -> None:
+def _upsert(con, plan: StreamPlan, target: str, batch: str, names: list[str], cursor_json: bool) -> None:
     keys = [ident(k) for k in plan.primary_key]
     keyed = " AND ".join(f"{k} IS NOT NULL" for k in keys)
     cursor = plan.cursor_field
@@ -79,7 +83,7 @@ def _upsert(con, plan: StreamPlan, target: str, batch: str, names: list[str]) ->
     wins = "TRUE"
     if cursor:
         held, new = f"t.{ident(cursor)}", f"b.{ident(cursor)}"
-        kinds = f" OR jsonb_typeof({held}) <> jsonb_typeof({new})" if _is_jsonb(con, target, cursor) else ""
+        kinds = f" OR jsonb_typeof({held}) <> jsonb_typeof({new})" if cursor_json else ""
         wins = f"({held} IS NULL OR {new} >= {held}{kinds})"
     con.execute(f"DELETE FROM {target} t USING {batch} b WHERE {same_key} AND {wins}")
     con.execute(f"DELETE FROM {batch} b WHERE EXISTS (SELECT 1 FROM {target} t WHERE {same_key})")
@@ -105,11 +109,3 @@ def collapse_duplicates(con, plan: StreamPlan, target: str) -> int:
         f"(PARTITION BY {', '.join(keys)} ORDER BY {order}) AS place FROM {target} WHERE {keyed}) ranked "
         "WHERE place > 1)"
     ).rowcount
-
-
-def _is_jsonb(con, table: str, column: str) -> bool:
-    row = con.execute(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
-        (table, pg_name(column)),
-    ).fetchone()
-    return bool(row) and row[0] == "jsonb"

@@ -11,7 +11,7 @@ import logging
 
 from destination_mistral.sinks.base import attempt_known
 from destination_mistral.sinks.postgres_commit import DELETED, SEQ, merge
-from destination_mistral.sinks.postgres_tables import existing_columns, ident, index_name, table_ref
+from destination_mistral.sinks.postgres_tables import existing_columns, ident, index_name, pg_name, table_ref
 from destination_mistral.sinks.schema import GENERATION_ID, StreamPlan
 
 logger = logging.getLogger("airbyte")
@@ -90,14 +90,22 @@ class StagingTables:
         for those rows: when a later sync of the stream is no refresh (the refresh was cancelled),
         they belong in the table, appended, or merged by key and cursor as any later rows are."""
         present = existing_columns(self.con, schema, staging)
-        names = [name for name in existing_columns(self.con, schema, table) if name in present]
+        stored = existing_columns(self.con, schema, table)
+        names = [name for name in stored if name in present]
         source, target = table_ref(schema, staging), table_ref(schema, table)
         columns = ", ".join(ident(name) for name in names)
         count = self.con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
         if plan.sync_mode == "append_dedup":
             into = f"({columns}, {ident(SEQ)}, {ident(DELETED)})"
             select = f"SELECT {columns}, row_number() OVER (), false FROM {source}"
-            merge(self.con, plan, target, names, lambda batch: self.con.execute(f"INSERT INTO {batch} {into} {select}"))
+            merge(
+                self.con,
+                plan,
+                target,
+                names,
+                lambda batch: self.con.execute(f"INSERT INTO {batch} {into} {select}"),
+                cursor_json=stored.get(pg_name(plan.cursor_field or "")) == "jsonb",
+            )
         else:
             self.con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {source}")
         self.con.execute(f"DROP TABLE {source}")
