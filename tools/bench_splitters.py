@@ -136,7 +136,7 @@ def _langchain(markdown: bool, count: Callable[[str], int], max_tokens: int, ove
     return split
 
 
-def _own(markdown: bool, count: Callable[[str], int], max_tokens: int, overlap: int):
+def _own(markdown: bool, count, max_tokens: int, overlap: int):
     from destination_mistral.enrich.chunking import Chunker
 
     chunker = Chunker(count, max_tokens, overlap, "markdown" if markdown else "text")
@@ -284,11 +284,12 @@ def main() -> None:
         )
         for name, (package, build) in CONTENDERS.items():
             # This project's chunker counts as the destination does (tokens.chunk_counter: remembered
-            # words where the tokenizer cuts at spaces), from a cold memory each time; the libraries
-            # get the tokenizer's count. Every contender's chunks are checked with the exact count.
-            counter = (
-                WordCounts(tokenizer).count if package == "airbyte-mistral" and tokenizer.splits_at_spaces else count
-            )
+            # words and span counts where the tokenizer cuts at spaces), from a cold memory each time;
+            # the libraries get the tokenizer's count. Every contender's chunks are checked with the
+            # exact count.
+            counter = count
+            if package == "airbyte-mistral":
+                counter = WordCounts(tokenizer) if tokenizer.splits_at_spaces else tokenizer
             try:
                 split = build(counter, args.max_tokens, args.overlap_tokens)
             except ImportError as error:

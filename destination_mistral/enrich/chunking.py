@@ -1,17 +1,19 @@
 """Splits long texts into chunks for embedding, each within a token budget of the embedding model's own
 tokenizer (tokens.py), with overlap between neighbours.
 
-Structure first: markdown headings (with split_on="markdown", outside code fences, level 1 before 2 and
-so on), then paragraphs, lines, sentences and words; a run with none of these (a giant word, CJK text
-without spaces) is cut by tokens, at the longest prefix that fits. Neighbouring pieces are merged into
-chunks of up to max_tokens, and each chunk after the first starts with about overlap_tokens of the
-previous chunk's end, cut at a sentence or else a word boundary.
+Structure first: the text is cut into pieces at the coarsest boundaries that bring each under the
+budget (chunk_pieces.py: markdown headings, paragraphs, lines, sentences, words, and tokens inside a
+run with none of these). Neighbouring pieces are merged into chunks of up to max_tokens, and each chunk
+after the first starts with about overlap_tokens of the previous chunk's end, cut at a sentence or else
+a word boundary.
 
 Every chunk is counted whole with the model's tokenizer before it is returned: counts do not add up
 (the count of "a b" is not the count of "a" plus that of "b", by a token or two either way), so sums
 only guide the merge and the recount decides. A chunk is the source text between two offsets with its
 surrounding whitespace stripped, so chunks come in the text's order and together hold every non-blank
-character of it; a text that is empty or only whitespace has no chunks.
+character of it; a text that is empty or only whitespace has no chunks. With a counter that counts
+spans of one text (tokens.WordCounts.spans, for tokenizers that cut at spaces), a count costs a
+bisection instead of a pass over the span.
 
 Why not a library: tools/bench_splitters.py measured langchain-text-splitters and semantic-text-splitter
 with the Mistral tokenizers (bench-results/splitters.json). LangChain's recursive splitter adds up the
@@ -19,29 +21,18 @@ counts of its pieces and so returns chunks over the bound (513 tokens of 512 wit
 tokenizer), its markdown header splitter rewrites line breaks (the chunks are no longer the source's
 text), and it brings langchain-core and 20 other distributions. semantic-text-splitter holds the bound
 exactly, but measures its candidates through the callback by binary search, tokenizing about seven
-times each document's length: 32 ms of CPU per 4,000-token document with mistral-embed's tokenizer
-against this module's 14 ms (two tokenizer passes and a little; a pass costs 6 ms), when the
-destination's budget for splitting is a small share of a sync's CPU. Chunk.tokens is the count an
-embedding input needs (EmbeddingInput's tokens), so the batches need not count the chunks again."""
+times each document's length: 32 ms of CPU per 4,000-token document with mistral-embed's tokenizer,
+when this module takes about 2 ms and the destination's budget for splitting is a small share of a
+sync's CPU. Chunk.tokens is the count an embedding input needs (EmbeddingInput's tokens), so the
+batches need not count the chunks again."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
-SplitOn = Literal["text", "markdown"]
-
-# Boundaries, coarsest first: a new piece starts at the end of each match.
-_PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
-_LINE = re.compile(r"\n\s*")
-# After sentence punctuation (and a closing quote or bracket) followed by space; after CJK full stops
-# without space, since CJK text has none.
-_SENTENCE = re.compile(r"(?<=[.!?;…])[\"'”’)\]]*\s+|(?<=[。！？；])\s*")
-_WORD = re.compile(r"\s+")
-_FENCE = re.compile(r"^[ \t]{0,3}(```|~~~).*?(?:^[ \t]{0,3}\1[^\n]*$|\Z)", re.M | re.S)
-_HEADINGS = [re.compile(rf"^(?=#{{1,{level}}}[ \t])", re.M) for level in range(1, 7)]
+from destination_mistral.enrich.chunk_pieces import SENTENCE, WORD, Pieces, SplitOn, strip
 
 # A text this many characters per token of budget or shorter is counted whole first, since it most
 # likely fits (a record's field usually does) and then one count is all it costs. Only speed rides on it.
@@ -53,6 +44,8 @@ _NO_SPACE_WITHIN = 32
 
 class _Counts(Protocol):
     def count(self, text: str) -> int: ...
+
+    def count_many(self, texts: list[str]) -> list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +80,12 @@ class Chunker:
             self._count = count_tokens
         else:
             raise ValueError("count_tokens: expected a function of a text or a tokenizer with .count(text)")
+        count_many = getattr(count_tokens, "count_many", None)
+        self._count_many: Callable[[list[str]], list[int]] = (
+            count_many if callable(count_many) else lambda texts: [self._count(text) for text in texts]
+        )
+        # A counter of many spans of one text (tokens.WordCounts.spans), when the counter has one.
+        self._spans: Callable[[str], Callable[[int, int], int]] | None = getattr(count_tokens, "spans", None)
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens: expected an integer of at least 1, got {max_tokens!r}")
         if isinstance(overlap_tokens, bool) or not isinstance(overlap_tokens, int) or overlap_tokens < 0:
@@ -111,103 +110,30 @@ class Chunker:
 
 
 class _Split:
-    """The state of one split: the text and where its fenced code blocks are."""
+    """The state of one split: the text, its counter and the chunks so far."""
 
     def __init__(self, chunker: Chunker, text: str) -> None:
         self.text = text
-        self.count = chunker._count
+        self.count_many = chunker._count_many
+        self.spans = chunker._spans
+        count = chunker._count
+        self.count: Callable[[int, int], int] = lambda x, y: count(text[x:y])  # text[x:y]'s tokens
         self.max = chunker.max_tokens
         self.overlap = chunker.overlap_tokens
-        self.levels: list[re.Pattern[str] | None] = [_PARAGRAPH, _LINE, _SENTENCE, _WORD]
-        self.fences: list[tuple[int, int]] = []
-        if chunker.split_on == "markdown":
-            self.levels = [*_HEADINGS, *self.levels]
-            self.fences = [m.span() for m in _FENCE.finditer(text)]
+        self.split_on = chunker.split_on
 
     def run(self) -> list[Chunk]:
         text = self.text
-        a, b = _strip(text, 0, len(text))
+        a, b = strip(text, 0, len(text))
         if a == b:
             return []
         if b - a <= self.max * _WHOLE_FIRST_CHARS_PER_TOKEN:
-            tokens = self.count(text[a:b])
+            tokens = self.count(a, b)
             if tokens <= self.max:
                 return [Chunk(0, text[a:b], tokens, a, b)]
-        return self._merge(self._pieces(a, b, 0))
-
-    # --- pieces: spans of at most max tokens each, in order, covering every non-blank character ------------
-
-    def _cuts(self, pattern: re.Pattern[str], a: int, b: int) -> list[int]:
-        cuts = [m.end() for m in pattern.finditer(self.text, a, b) if a < m.end() < b]
-        if self.fences and pattern in _HEADINGS:
-            cuts = [cut for cut in cuts if not any(start < cut < end for start, end in self.fences)]
-        return cuts
-
-    def _pieces(self, a: int, b: int, level: int) -> list[tuple[int, int, int]]:
-        """Spans (start, end, tokens) within text[a:b], which is known or likely to be over the budget."""
-        for depth in range(level, len(self.levels)):
-            cuts = self._cuts(self.levels[depth], a, b)
-            if cuts:
-                break
-        else:
-            return self._by_tokens(a, b)
-        pieces: list[tuple[int, int, int]] = []
-        for x, y in zip([a, *cuts], [*cuts, b], strict=True):
-            x, y = _strip(self.text, x, y)
-            if x == y:
-                continue
-            tokens = self.count(self.text[x:y])
-            if tokens <= self.max:
-                pieces.append((x, y, tokens))
-            else:
-                pieces += self._pieces(x, y, depth + 1)
-        return pieces
-
-    def _by_tokens(self, a: int, b: int) -> list[tuple[int, int, int]]:
-        """Cuts a span without boundaries at the longest prefixes that fit (found by stepping to where
-        the run's characters per token put the budget's end, then bisecting, so a long run costs a
-        few counts of about a chunk's length per chunk)."""
-        pieces: list[tuple[int, int, int]] = []
-        x = a
-        while x < b:
-            fits, fits_tokens, over = x, 0, None
-            step = max(1, self.max)  # characters: most tokens hold one or more
-            while over is None:
-                y = min(b, x + step)
-                tokens = self.count(self.text[x:y])
-                if tokens <= self.max:
-                    fits, fits_tokens = y, tokens
-                    if y == b:
-                        break
-                    # Next, where this run's characters per token put the budget's end (a little past
-                    # it, so that the bisection below starts from a span that is over).
-                    step = max(step + 1, (y - x) * (self.max + 1) // max(tokens, 1) + 1)
-                else:
-                    over = y
-            if over is not None:
-                lo, hi = fits, over  # text[x:lo] fits (or lo == x), text[x:hi] does not
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    tokens = self.count(self.text[x:mid])
-                    if tokens <= self.max:
-                        lo, fits_tokens = mid, tokens
-                    else:
-                        hi = mid
-                fits = lo
-            if fits == x:
-                raise ValueError(
-                    f"max_tokens: {self.max} is fewer than the tokens of the single character {self.text[x]!r}"
-                )
-            # Whitespace at the cut stays out of both sides, as at any other boundary.
-            start, end = _strip(self.text, x, fits)
-            if (start, end) != (x, fits):
-                fits_tokens = self.count(self.text[start:end]) if start < end else 0
-            if start < end:
-                pieces.append((start, end, fits_tokens))
-            x = fits
-        return pieces
-
-    # --- merging pieces into chunks ---------------------------------------------------------------------------
+        if self.spans is not None:
+            self.count = self.spans(text)
+        return self._merge(Pieces(text, self.count, self.count_many, self.max, self.split_on).within(a, b))
 
     def _merge(self, pieces: list[tuple[int, int, int]]) -> list[Chunk]:
         text, chunks = self.text, []
@@ -225,7 +151,9 @@ class _Split:
                 j += 1
             while True:
                 end = pieces[j - 1][1]
-                tokens = self.count(text[start:end])
+                # One piece alone was counted as it stands; more text is counted whole, since counts
+                # do not add up.
+                tokens = pieces[i][2] if j - 1 == i and start == pieces[i][0] else self.count(start, end)
                 if tokens <= self.max:
                     break
                 if j - 1 > i:
@@ -253,15 +181,15 @@ class _Split:
             start = self._word_start(max(guess, a + 1), b)
             if start >= b:
                 return next_start, 0
-            tokens = self.count(text[start:b])
+            tokens = self.count(start, b)
             if tokens <= self.overlap:
                 break
             guess = start + max(1, int((tokens - self.overlap) * chars_per_token))
         else:
             return next_start, 0
-        sentence = next((m.end() for m in _SENTENCE.finditer(text, start, b) if start < m.end() < b), None)
+        sentence = next((m.end() for m in SENTENCE.finditer(text, start, b) if start < m.end() < b), None)
         if sentence is not None and (b - sentence) * 2 >= b - start:
-            return sentence, self.count(text[sentence:b])
+            return sentence, self.count(sentence, b)
         return start, tokens
 
     def _word_start(self, at: int, b: int) -> int:
@@ -269,17 +197,9 @@ class _Split:
         if at >= b:
             return b
         if not self.text[at - 1].isspace() and not self.text[at].isspace():
-            space = _WORD.search(self.text, at, b)
+            space = WORD.search(self.text, at, b)
             if space is None or space.start() - at > _NO_SPACE_WITHIN:
                 return at  # no space near: CJK text or a giant word, cut between characters
             return space.end()
-        match = _WORD.match(self.text, at, b)
+        match = WORD.match(self.text, at, b)
         return match.end() if match else at
-
-
-def _strip(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b

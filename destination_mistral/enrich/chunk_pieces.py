@@ -1,0 +1,153 @@
+"""The pieces chunks are merged from (chunking.py): spans of a text of at most max_tokens each, in the
+text's order, together holding every non-blank character of it, each cut at the coarsest boundary
+that brings it under the budget: markdown headings (with split_on="markdown", outside code fences,
+level 1 before 2 and so on), then paragraphs, lines, sentences and words; a run with none of these (a
+giant word, CJK text without spaces) is cut by tokens."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Literal
+
+SplitOn = Literal["text", "markdown"]
+
+# Boundaries, coarsest first: a new piece starts at the end of each match.
+_PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_LINE = re.compile(r"\n\s*")
+# After sentence punctuation (and a closing quote or bracket) followed by space; after CJK full stops
+# without space, since CJK text has none.
+SENTENCE = re.compile(r"(?<=[.!?;…])[\"'”’)\]]*\s+|(?<=[。！？；])\s*")
+WORD = re.compile(r"\s+")
+_NOT_SPACE = re.compile(r"\S+")
+_FENCE = re.compile(r"^[ \t]{0,3}(```|~~~).*?(?:^[ \t]{0,3}\1[^\n]*$|\Z)", re.M | re.S)
+_HEADINGS = [re.compile(rf"^(?=#{{1,{level}}}[ \t])", re.M) for level in range(1, 7)]
+
+# A cut inside a run without boundaries is taken when it holds at least max_tokens - max_tokens // _SLACK
+# tokens (97% of a chunk), which most often the second count finds, instead of searching on for the
+# longest prefix.
+_SLACK = 32
+
+
+class Pieces:
+    """The pieces of one text, counted by `count(x, y)` (the tokens of text[x:y]) and `count_many`
+    (the tokens of each of many texts)."""
+
+    def __init__(
+        self,
+        text: str,
+        count: Callable[[int, int], int],
+        count_many: Callable[[list[str]], list[int]],
+        max_tokens: int,
+        split_on: SplitOn,
+    ) -> None:
+        self.text, self.count, self.count_many, self.max = text, count, count_many, max_tokens
+        self.levels: list[re.Pattern[str]] = [_PARAGRAPH, _LINE, SENTENCE, WORD]
+        self.fences: list[tuple[int, int]] = []
+        if split_on == "markdown":
+            self.levels = [*_HEADINGS, *self.levels]
+            self.fences = [m.span() for m in _FENCE.finditer(text)]
+
+    def within(self, a: int, b: int) -> list[tuple[int, int, int]]:
+        """Spans (start, end, tokens) within text[a:b] (stripped, and known or likely to be over the budget)."""
+        return self._pieces(a, b, 0)
+
+    def _cuts(self, pattern: re.Pattern[str], a: int, b: int) -> list[int]:
+        cuts = [m.end() for m in pattern.finditer(self.text, a, b) if a < m.end() < b]
+        if self.fences and pattern in _HEADINGS:
+            cuts = [cut for cut in cuts if not any(start < cut < end for start, end in self.fences)]
+        return cuts
+
+    def _pieces(self, a: int, b: int, level: int) -> list[tuple[int, int, int]]:
+        """Spans (start, end, tokens) within text[a:b], which is known or likely to be over the budget."""
+        for depth in range(level, len(self.levels)):
+            if self.levels[depth] is WORD:
+                return self._words(a, b)
+            cuts = self._cuts(self.levels[depth], a, b)
+            if cuts:
+                break
+        else:
+            return self._by_tokens(a, b)
+        pieces: list[tuple[int, int, int]] = []
+        for x, y in zip([a, *cuts], [*cuts, b], strict=True):
+            x, y = strip(self.text, x, y)
+            if x == y:
+                continue
+            tokens = self.count(x, y)
+            if tokens <= self.max:
+                pieces.append((x, y, tokens))
+            else:
+                pieces += self._pieces(x, y, depth + 1)
+        return pieces
+
+    def _words(self, a: int, b: int) -> list[tuple[int, int, int]]:
+        """The words of text[a:b] as pieces, counted in one call (a run of thousands of words without
+        a sentence break, such as a flattened table, would otherwise cost a call per word), and
+        words over the budget cut by tokens. The same pieces as cutting at _WORD and stripping."""
+        spans = [m.span() for m in _NOT_SPACE.finditer(self.text, a, b)]
+        if len(spans) == 1 and spans[0] == (a, b):
+            return self._by_tokens(a, b)
+        counts = self.count_many([self.text[x:y] for x, y in spans])
+        pieces: list[tuple[int, int, int]] = []
+        for (x, y), tokens in zip(spans, counts, strict=True):
+            if tokens <= self.max:
+                pieces.append((x, y, tokens))
+            else:
+                pieces += self._by_tokens(x, y)
+        return pieces
+
+    def _by_tokens(self, a: int, b: int) -> list[tuple[int, int, int]]:
+        """Cuts a span without boundaries into prefixes that fit (_prefix), so a long run costs a few
+        counts of about a chunk's length per chunk."""
+        pieces: list[tuple[int, int, int]] = []
+        x = a
+        while x < b:
+            fits, fits_tokens = self._prefix(x, b)
+            if fits == x:
+                raise ValueError(
+                    f"max_tokens: {self.max} is fewer than the tokens of the single character {self.text[x]!r}"
+                )
+            # Whitespace at the cut stays out of both sides, as at any other boundary.
+            start, end = strip(self.text, x, fits)
+            if (start, end) != (x, fits):
+                fits_tokens = self.count(start, end) if start < end else 0
+            if start < end:
+                pieces.append((start, end, fits_tokens))
+            x = fits
+        return pieces
+
+    def _prefix(self, x: int, b: int) -> tuple[int, int]:
+        """The end of a prefix of text[x:b] that fits and its count (x when no character fits): all of
+        it, or a prefix within _SLACK of the budget, or else the longest. Found by interpolating where
+        the run's characters per token put the budget's end (a run's count grows about linearly with
+        its length), bisecting when an interpolation gains less than half: two or three counts a chunk."""
+        slack = self.max // _SLACK
+        target = self.max - slack // 2  # aim inside the accepted range
+        lo, lo_tokens, hi, hi_tokens = x, 0, b + 1, -1  # text[x:lo] fits; text[x:hi] does not (b + 1: unknown)
+        y, width = min(b, x + self.max), b + 1 - x  # first: a character a token, which most tokens hold or more
+        while True:
+            tokens = self.count(x, y)
+            if tokens <= self.max:
+                lo, lo_tokens = y, tokens
+                if y == b or tokens >= self.max - slack:
+                    return lo, lo_tokens
+            else:
+                hi, hi_tokens = y, tokens
+            if hi - lo <= 1:
+                return lo, lo_tokens
+            if hi_tokens < 0:  # nothing over yet: on to where the characters per token so far put the target
+                y = min(b, max(lo + 1, x + (lo - x) * target // max(lo_tokens, 1)))
+                continue
+            if (hi - lo) * 2 > width:
+                y = (lo + hi) // 2
+            else:
+                y = lo + (target - lo_tokens) * (hi - lo) // max(1, hi_tokens - lo_tokens)
+            y, width = min(hi - 1, max(lo + 1, y)), hi - lo
+
+
+def strip(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
