@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from destination_mistral.enrich.chunking import Chunk, Chunker
-from destination_mistral.enrich.tokens import tokenizer_for
+from destination_mistral.enrich.tokens import chunk_counter, tokenizer_for
 
 MODELS = ["mistral-embed", "codestral-embed"]
 
@@ -220,6 +220,24 @@ def test_property_bound_and_coverage(tokenizer, text, max_tokens, overlap_share,
     _check(text, chunks, tokenizer.count, max_tokens)
     if not text.strip():
         assert chunks == []
+    # The destination's counter (remembered words and span sums for mistral-embed) decides alike.
+    model = next(m for m in MODELS if tokenizer_for(m) is tokenizer)
+    assert Chunker(chunk_counter(model), max_tokens, overlap, split_on).split(text) == chunks
+
+
+_RUNS = st.sampled_from(["QmFzZTY0IHJ1bg" * 40, "東京都の天気は晴れです" * 30, "word " * 150, "x" * 700])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(_TEXTS | _RUNS, min_size=1, max_size=6), max_tokens=st.integers(16, 200))
+def test_property_long_runs_are_cut_within_the_bound(tokenizer, parts, max_tokens):
+    """Runs without boundaries (base64, CJK, a flat run of words) among ordinary text: cut by tokens
+    within the bound, covering everything, with the destination's counter deciding as the tokenizer."""
+    text = "\n\n".join(parts)
+    chunks = Chunker(tokenizer, max_tokens, max_tokens // 8).split(text)
+    _check(text, chunks, tokenizer.count, max_tokens)
+    model = next(m for m in MODELS if tokenizer_for(m) is tokenizer)
+    assert Chunker(chunk_counter(model), max_tokens, max_tokens // 8).split(text) == chunks
 
 
 @settings(max_examples=60, deadline=None)
