@@ -12,7 +12,9 @@ Figures:
   tokens per minute ÷ 60 ÷ the tokens of a document's chunks as the emulator counts them (the ceiling
   of tools/bench_destination.py's rate-limit section);
 - the sync's CPU seconds (user + system of the destination process) and the splitting's share of
-  them: the same chunker, on the same texts, timed in this process (CPU time);
+  them, twice: the same chunker on the same texts timed in this process (CPU time, from a cold
+  memory of words), and the destination's own summary figure, the CPU its thread spent preparing
+  every input (reading the fields, splitting, keying the chunks), which holds the splitting;
 - requests, 429s, chunks, records with errors, peak RSS.
 Results: bench-results/chunking.json and chunking.md.
 """
@@ -155,6 +157,9 @@ def main() -> None:
     match = re.search(rb"summary: (\d+) records committed in ([0-9.]+) s", out)
     committed, seconds = (int(match.group(1)), float(match.group(2))) if match else (0, wall)
     rate = committed / seconds if seconds else 0.0
+    # The destination's own figure: its CPU in preparing inputs, splitting included, timed per record.
+    prepared = re.search(rb"inputs prepared \(read, counted, split into chunks\) in ([0-9.]+) CPU s", out)
+    prepare_cpu = float(prepared.group(1)) if prepared else None
     import duckdb
 
     con = duckdb.connect(str(work / "out.duckdb"), read_only=True)
@@ -178,6 +183,8 @@ def main() -> None:
         "sync_cpu_s": round(cpu, 2),
         "split_cpu_s": round(split_cpu, 2),
         "split_pct_of_sync_cpu": round(100 * split_cpu / cpu, 1) if cpu else None,
+        "prepare_cpu_s_in_sync": prepare_cpu,
+        "prepare_pct_of_sync_cpu": round(100 * prepare_cpu / cpu, 1) if cpu and prepare_cpu is not None else None,
         "requests": requests,
         "rate_limited_429": stats.get("rate_limited", 0),
         "peak_rss_mb": round(rss),

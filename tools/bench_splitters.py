@@ -35,7 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from destination_mistral.enrich.tokens import WordCounts, tokenizer_for  # noqa: E402
+from destination_mistral.enrich.tokens import tokenizer_for  # noqa: E402
+from destination_mistral.enrich.word_counts import WordCounts  # noqa: E402
 
 RESULTS = REPO / "bench-results" / "splitters.json"
 

@@ -58,16 +58,17 @@ class Pieces:
             cuts = [cut for cut in cuts if not any(start < cut < end for start, end in self.fences)]
         return cuts
 
-    def _pieces(self, a: int, b: int, level: int) -> list[tuple[int, int, int]]:
-        """Spans (start, end, tokens) within text[a:b], which is known or likely to be over the budget."""
+    def _pieces(self, a: int, b: int, level: int, tokens: int = 0) -> list[tuple[int, int, int]]:
+        """Spans (start, end, tokens) within text[a:b], which is known or likely to be over the budget
+        (`tokens`, its count when known)."""
         for depth in range(level, len(self.levels)):
             if self.levels[depth] is WORD:
-                return self._words(a, b)
+                return self._words(a, b, tokens)
             cuts = self._cuts(self.levels[depth], a, b)
             if cuts:
                 break
         else:
-            return self._by_tokens(a, b)
+            return self._by_tokens(a, b, tokens)
         pieces: list[tuple[int, int, int]] = []
         for x, y in zip([a, *cuts], [*cuts, b], strict=True):
             x, y = strip(self.text, x, y)
@@ -77,32 +78,34 @@ class Pieces:
             if tokens <= self.max:
                 pieces.append((x, y, tokens))
             else:
-                pieces += self._pieces(x, y, depth + 1)
+                pieces += self._pieces(x, y, depth + 1, tokens)
         return pieces
 
-    def _words(self, a: int, b: int) -> list[tuple[int, int, int]]:
+    def _words(self, a: int, b: int, tokens: int) -> list[tuple[int, int, int]]:
         """The words of text[a:b] as pieces, counted in one call (a run of thousands of words without
         a sentence break, such as a flattened table, would otherwise cost a call per word), and
         words over the budget cut by tokens. The same pieces as cutting at _WORD and stripping."""
         spans = [m.span() for m in _NOT_SPACE.finditer(self.text, a, b)]
         if len(spans) == 1 and spans[0] == (a, b):
-            return self._by_tokens(a, b)
+            return self._by_tokens(a, b, tokens)
         counts = self.count_many([self.text[x:y] for x, y in spans])
         pieces: list[tuple[int, int, int]] = []
         for (x, y), tokens in zip(spans, counts, strict=True):
             if tokens <= self.max:
                 pieces.append((x, y, tokens))
             else:
-                pieces += self._by_tokens(x, y)
+                pieces += self._by_tokens(x, y, tokens)
         return pieces
 
-    def _by_tokens(self, a: int, b: int) -> list[tuple[int, int, int]]:
+    def _by_tokens(self, a: int, b: int, tokens: int) -> list[tuple[int, int, int]]:
         """Cuts a span without boundaries into prefixes that fit (_prefix), so a long run costs a few
-        counts of about a chunk's length per chunk."""
+        counts of about a chunk's length per chunk. `tokens`: the span's count, when known (0 if not),
+        whose characters per token place the first cut."""
         pieces: list[tuple[int, int, int]] = []
+        chars_per_token = (b - a) / tokens if tokens else 1.0  # a character a token, which most hold or more
         x = a
         while x < b:
-            fits, fits_tokens = self._prefix(x, b)
+            fits, fits_tokens = self._prefix(x, b, chars_per_token)
             if fits == x:
                 raise ValueError(
                     f"max_tokens: {self.max} is fewer than the tokens of the single character {self.text[x]!r}"
@@ -116,7 +119,7 @@ class Pieces:
             x = fits
         return pieces
 
-    def _prefix(self, x: int, b: int) -> tuple[int, int]:
+    def _prefix(self, x: int, b: int, chars_per_token: float) -> tuple[int, int]:
         """The end of a prefix of text[x:b] that fits and its count (x when no character fits): all of
         it, or a prefix within _SLACK of the budget, or else the longest. Found by interpolating where
         the run's characters per token put the budget's end (a run's count grows about linearly with
@@ -124,7 +127,7 @@ class Pieces:
         slack = self.max // _SLACK
         target = self.max - slack // 2  # aim inside the accepted range
         lo, lo_tokens, hi, hi_tokens = x, 0, b + 1, -1  # text[x:lo] fits; text[x:hi] does not (b + 1: unknown)
-        y, width = min(b, x + self.max), b + 1 - x  # first: a character a token, which most tokens hold or more
+        y, width = min(b, x + max(1, int(target * chars_per_token))), b + 1 - x
         while True:
             tokens = self.count(x, y)
             if tokens <= self.max:

@@ -6,6 +6,7 @@ to the committer, which releases or applies them once the records before them ar
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from destination_mistral.enrich.base import Enricher, Input
@@ -113,6 +114,7 @@ class Dispatcher:
             # A CDC delete removes its key's row and is never stored: nothing to pay for.
             item.done = True
             return runtime, item
+        started = time.thread_time()  # this thread's CPU only, whatever else runs meanwhile
         try:
             item.prepared = runtime.enricher.prepare(record.data)
             item.key = item.prepared.key
@@ -122,6 +124,8 @@ class Dispatcher:
                 self._counters.cut += 1
         except RecordError as error:
             self._complete(runtime, item, failed(str(error), kind="input"))
+        finally:
+            self._counters.prepare_cpu += time.thread_time() - started
         return runtime, item
 
     async def _start(self, items: list[Waiter]) -> None:

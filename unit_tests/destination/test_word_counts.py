@@ -6,12 +6,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from destination_mistral.enrich.tokens import WordCounts, chunk_counter, tokenizer_for
+from destination_mistral.enrich.tokens import chunk_counter, tokenizer_for
+from destination_mistral.enrich.word_counts import WordCounts
 
 TOKENIZER = tokenizer_for("mistral-embed")
 # Words, punctuation, digits, accents, CJK, emoji, tabs and new lines, and runs of spaces: what
 # documents hold, and the whitespace the word rule must leave to the tokenizer.
-ALPHABET = st.sampled_from(list("abcXYZ019.,;:!?'\"()-_/ \t\n") + ["é", "ß", "ж", "東", "京", "😀", "  ", "\n\n"])
+ALPHABET = st.sampled_from(
+    list("abcXYZ019.,;:!?'\"()-_/ \t\n") + ["é", "ß", "ж", "東", "京", "😀", "  ", "\n\n", "▁", "<0x0A>"]
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -62,6 +65,13 @@ def test_span_counts_of_a_long_run_without_spaces_are_exact_and_not_remembered()
     assert [span(x, y) for x, y in cuts] == [TOKENIZER.count(text[x:y]) for x, y in cuts]
     assert max(map(len, counts._counts)) <= len(text), "the document's own words only"
     assert not any(text[x:y] in counts._counts for x, y in cuts[:3]), "cuts inside the run are not kept"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(ALPHABET, max_size=12).map("".join), max_size=40))
+def test_words_counted_together_count_as_each_alone(words):
+    """count_words encodes the words joined by spaces once and cuts the pieces at word starts."""
+    assert TOKENIZER.count_words(words) == [TOKENIZER.count(word) for word in words]
 
 
 def test_only_a_tokenizer_that_cuts_at_spaces_is_counted_by_words():

@@ -1,0 +1,134 @@
+"""Token counts by remembered words, for tokenizers that cut a text at every space before they merge
+pieces (tokens._splits_at_spaces: mistral-embed's SentencePiece model). Splitting a long document into
+chunks counts the same words again and again (every piece, every merged chunk, every overlap), and
+natural text repeats few words, so each word is tokenized once and its count remembered; a span of a
+document is then counted from running sums over the document's words.
+
+Exact, not an estimate: property tests hold every count here to the tokenizer's own."""
+
+from __future__ import annotations
+
+import re
+import threading
+from bisect import bisect_left
+from collections.abc import Callable
+from itertools import accumulate, compress, count, repeat
+from operator import is_
+from typing import TYPE_CHECKING
+
+import numpy
+
+if TYPE_CHECKING:
+    from destination_mistral.enrich.tokens import Tokenizer
+
+# SentencePiece's own mark for a space: in a text, it joins the space marks around it, so a text
+# holding one is not the sum of its words.
+_MARK = "\u2581"
+
+# A word this long or shorter is remembered. Longer ones are runs without spaces (base64, CJK text, a
+# document's paragraphs glued by line breaks), each met once and cut into parts that are new each
+# time: counted when asked, not kept.
+_REMEMBERED = 64
+
+
+class WordCounts:
+    """Counts a text as the sum of its space-separated words' counts. A text with two spaces in a row,
+    a space at either end, or a "▁", is counted whole by the tokenizer."""
+
+    # Past this many remembered words the memory is cleared (a word costs ~100 bytes).
+    MAX_WORDS = 200_000
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        # Many new words counted at once (tokens._MistralCommonTokenizer.count_words), else a list.
+        self._count_words: Callable[[list[str]], list[int]] = getattr(tokenizer, "count_words", tokenizer.count_many)
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def count(self, text: str) -> int:
+        if not text or "  " in text or text[0] == " " or text[-1] == " " or _MARK in text:
+            return self._tokenizer.count(text)
+        return sum(self.count_many(text.split(" ")))
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        """Counts of many texts; a list of known words (a run of words split apart) costs one
+        dictionary lookup each, in C, instead of a call of `count` each."""
+        counts = self._word_counts(texts)
+        if None not in counts:
+            return counts  # type: ignore[return-value]
+        result = []
+        for text, known in zip(texts, counts, strict=True):
+            if known is None:  # a long word, or a text of several words
+                known = self.count(text) if " " in text else self._tokenizer.count(text)
+            result.append(known)
+        return result
+
+    def spans(self, text: str) -> Callable[[int, int], int]:
+        """The count of text[x:y] for any x < y, from running sums over `text`'s words: a span's
+        words are the whole words between its ends plus a part of a word at either end, so one
+        bisection and two lookups count it, where counting the span's text costs a pass over it.
+        A chunker counts thousands of spans of one document (every piece, chunk and overlap)."""
+        words = text.split(" ")
+        counts = self._word_counts(words)
+        # Long words are counted only if a span holds one whole (most are cut inside): 0 in the sums
+        # until then, and added on their own.
+        longs = list(compress(count(), map(is_, counts, repeat(None))))
+        is_long = set(longs)
+        for i in longs:
+            counts[i] = 0
+        sums = list(accumulate(counts, initial=0))  # type: ignore[arg-type]
+        long_counts: dict[int, int] = {}
+        # Where the spaces are, found by numpy in C (a running sum of word lengths costs ~3 times
+        # as much): word i runs from spaces[i - 1] + 1 to spaces[i].
+        spaces = numpy.flatnonzero(numpy.frombuffer(text.encode("utf-32-le"), dtype=numpy.uint32) == 32).tolist()
+        spaces.append(len(text))
+        # Spans that count() leaves to the tokenizer: those holding the second space of a run of
+        # spaces (a span with a space at neither end holds a run whole), or a literal "▁".
+        hazards = [m.start() + 1 for m in re.finditer("  ", text)] if "  " in text else []
+        if _MARK in text:
+            hazards = sorted(hazards + [m.start() for m in re.finditer(_MARK, text)])
+
+        def whole_long(i: int) -> int:
+            if i not in long_counts:
+                long_counts[i] = self._tokenizer.count(words[i])
+            return long_counts[i]
+
+        def part(i: int, x: int, y: int) -> int:
+            """The count of text[x:y], which lies within word i."""
+            if y == spaces[i] and (x == 0 if i == 0 else x == spaces[i - 1] + 1):
+                return whole_long(i) if i in is_long else counts[i]
+            if y - x > _REMEMBERED:
+                return self._tokenizer.count(text[x:y])
+            word = text[x:y]  # a single word: no space in it
+            known = self._counts.get(word)
+            return self.count_many([word])[0] if known is None else known
+
+        def span(x: int, y: int) -> int:
+            k = bisect_left(hazards, x)
+            if text[x] == " " or text[y - 1] == " " or (k < len(hazards) and hazards[k] < y):
+                return self._tokenizer.count(text[x:y])  # what count() leaves to the tokenizer
+            i, j = bisect_left(spaces, x), bisect_left(spaces, y - 1)  # the words holding x and y - 1
+            if i == j:
+                return part(i, x, y)
+            inner = sums[j] - sums[i + 1]
+            for k in range(bisect_left(longs, i + 1), bisect_left(longs, j)):
+                inner += whole_long(longs[k])
+            return part(i, x, spaces[i]) + inner + part(j, spaces[j - 1] + 1, y)
+
+        return span
+
+    def _word_counts(self, words: list[str]) -> list[int | None]:
+        """The counts of single words (no space in them), new ones tokenized together; None for a
+        long word (over _REMEMBERED) not remembered, and for a text with a space."""
+        counts = list(map(self._counts.get, words))
+        if None not in counts:
+            return counts
+        with self._lock:
+            unknown = set(compress(words, map(is_, counts, repeat(None))))
+            new = [w for w in unknown.difference(self._counts) if 0 < len(w) <= _REMEMBERED and " " not in w]
+            if len(self._counts) + len(new) >= self.MAX_WORDS:
+                self._counts.clear()
+            self._counts.update(zip(new, self._count_words(new), strict=True))
+            if "" in unknown:
+                self._counts[""] = 0
+        return list(map(self._counts.get, words))
