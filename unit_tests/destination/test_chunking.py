@@ -203,7 +203,9 @@ def test_windows_line_ends_and_blank_paragraphs(tokenizer):
 
 # --- properties ----------------------------------------------------------------------------------------------
 
-_ALPHABET = st.sampled_from(list("abc xyz ABC.,;!?\n\n\t#-é€東😀▁") + ["# ", "\n## ", "```\n", ". ", "\r\n", "  "])
+_ALPHABET = st.sampled_from(
+    list("abc xyz ABC.,;!?\n\n\t#-é€東😀▁") + ["# ", "\n## ", "```\n", ". ", "\r\n", "  ", "\xa0", "\u3000"]
+)
 _TEXTS = st.lists(_ALPHABET, max_size=400).map("".join) | st.text(max_size=300)
 
 

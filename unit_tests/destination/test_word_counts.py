@@ -13,7 +13,8 @@ TOKENIZER = tokenizer_for("mistral-embed")
 # Words, punctuation, digits, accents, CJK, emoji, tabs and new lines, and runs of spaces: what
 # documents hold, and the whitespace the word rule must leave to the tokenizer.
 ALPHABET = st.sampled_from(
-    list("abcXYZ019.,;:!?'\"()-_/ \t\n") + ["é", "ß", "ж", "東", "京", "😀", "  ", "\n\n", "▁", "<0x0A>"]
+    list("abcXYZ019.,;:!?'\"()-_/ \t\n")
+    + ["é", "ß", "ж", "東", "京", "😀", "  ", "\n\n", "▁", "<0x0A>", "\xa0", "\u3000", "\u200b", "\r"]
 )
 
 
