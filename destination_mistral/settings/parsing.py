@@ -1,7 +1,7 @@
 """The one way a config becomes settings, used by `check` and `write` alike so that they accept
 and refuse the same configs with the same words: the credential block first (mistral_connection,
-shared with the source), then the destination's own fields against the spec, then the rules the
-spec cannot state, then the typed settings."""
+shared with the source), then the destination's own fields against the spec (and none it lacks),
+then the rules the spec cannot state, then the typed settings."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from destination_mistral.settings.conversion import build_config
 from destination_mistral.settings.key_masking import key_kept_out
 from destination_mistral.settings.rules import check_rules
 from destination_mistral.settings.typed import DestinationConfig
+from destination_mistral.settings.unknown_fields import unknown_field_problem
 from destination_mistral.settings.validation import schema_problem
 from mistral_connection import MistralConnection
 from mistral_connection.errors import config_error
@@ -25,7 +26,7 @@ def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
     connection = MistralConnection.from_config(config)
     own = without_nulls(config)
     with key_kept_out(connection.api_key, *output_secrets(own)):
-        problem = schema_problem(own)
+        problem = schema_problem(own) or unknown_field_problem(own)
         if problem:
             raise config_error(problem)
         check_rules(own)

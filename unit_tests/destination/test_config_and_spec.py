@@ -129,6 +129,47 @@ def test_an_in_memory_duckdb_or_a_reserved_postgres_schema_is_refused_naming_the
     assert "`output.schema`" in reserved and "pg_" in reserved
 
 
+@pytest.mark.parametrize(
+    ("config", "field", "fix"),
+    [
+        (
+            {"enrichment": {"mode": "chat", "prompt_template": "{{ a }}", "chunking": {"max_tokens": 64}}},
+            "`enrichment.chunking`",
+            "set `enrichment.mode` to embeddings",
+        ),
+        (
+            {"enrichment": {"mode": "embeddings", "fields": ["a"], "chunking": {"max_token": 64}}},
+            "`enrichment.chunking.max_token`",
+            "Did you mean `max_tokens`?",
+        ),
+        (
+            {"enrichment": {"mode": "none"}, "limits": {"tokens_per_minut": 5000}},
+            "`limits.tokens_per_minut`",
+            "Did you mean `tokens_per_minute`?",
+        ),
+        (
+            {
+                "enrichment": {"mode": "none"},
+                "stream_overrides": [
+                    {"stream_name": "a", "enrichment": {"mode": "chat", "prompt_template": "x", "feilds": ["x"]}}
+                ],
+            },
+            "`stream_overrides[0].enrichment.feilds`",
+            "Did you mean `fields`, of the embeddings",
+        ),
+    ],
+)
+def test_a_field_the_form_does_not_have_is_refused_not_ignored(config, field, fix):
+    """A field of another mode or a misspelt one would otherwise be silently without effect."""
+    message = config_error_of({**BASE, **config})
+    assert field in message and fix in message, message
+
+
+def test_top_level_fields_of_the_shared_credential_block_are_left_alone():
+    """One config file may serve the source too: its own top-level fields are not the destination's."""
+    parse_config({**BASE, "enrichment": {"mode": "none"}, "start_date": "2024-01-01T00:00:00Z"})
+
+
 def test_stream_override_replaces_enrichment_for_that_stream_only():
     settings = parse_config(
         {
