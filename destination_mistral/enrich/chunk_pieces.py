@@ -17,7 +17,9 @@ _PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _LINE = re.compile(r"\n\s*")
 # After sentence punctuation (and a closing quote or bracket) followed by space; after CJK full stops
 # without space, since CJK text has none.
-SENTENCE = re.compile(r"(?<=[.!?;…])[\"'”’)\]]*\s+|(?<=[。！？；])\s*")
+# (Only a match's end is used, so the punctuation is matched rather than looked behind for: the
+# scan then only stops at punctuation.)
+SENTENCE = re.compile(r"[.!?;…][\"'”’)\]]*\s+|[。！？；]\s*")
 WORD = re.compile(r"\s+")
 _NOT_SPACE = re.compile(r"\S+")
 _FENCE = re.compile(r"^[ \t]{0,3}(```|~~~).*?(?:^[ \t]{0,3}\1[^\n]*$|\Z)", re.M | re.S)
@@ -27,6 +29,9 @@ _HEADINGS = [re.compile(rf"^(?=#{{1,{level}}}[ \t])", re.M) for level in range(1
 # tokens (97% of a chunk), which most often the second count finds, instead of searching on for the
 # longest prefix.
 _SLACK = 32
+# A run of words is cut into groups of about max_tokens // _WORD_GROUP tokens, which the merge packs
+# into chunks: a chunk ends at most a group short of the budget.
+_WORD_GROUP = 16
 
 
 class Pieces:
@@ -82,9 +87,28 @@ class Pieces:
         return pieces
 
     def _words(self, a: int, b: int, tokens: int) -> list[tuple[int, int, int]]:
-        """The words of text[a:b] as pieces, counted in one call (a run of thousands of words without
-        a sentence break, such as a flattened table, would otherwise cost a call per word), and
-        words over the budget cut by tokens. The same pieces as cutting at _WORD and stripping."""
+        """Groups of words of text[a:b] of about max_tokens // _WORD_GROUP tokens each, cut at
+        whitespace: a run of thousands of words without a sentence break (a flattened table) would
+        cost a piece per word, here and in the merge. A group over the budget is taken word by word."""
+        group = max(1, self.max // _WORD_GROUP)
+        chars_per_token = (b - a) / tokens if tokens else 4.0
+        pieces: list[tuple[int, int, int]] = []
+        x = a
+        while x < b:
+            space = WORD.search(self.text, x + max(1, int(group * chars_per_token)), b)
+            end, after = space.span() if space else (b, b)
+            count = self.count(x, end)
+            if count > self.max:
+                pieces += self._each_word(x, end, count)
+            else:
+                pieces.append((x, end, count))
+                chars_per_token = (end - x) / max(count, 1)
+            x = after
+        return pieces
+
+    def _each_word(self, a: int, b: int, tokens: int) -> list[tuple[int, int, int]]:
+        """The words of text[a:b] (`tokens` in all) as pieces, counted in one call, and words over the
+        budget cut by tokens. The same pieces as cutting at WORD and stripping."""
         spans = [m.span() for m in _NOT_SPACE.finditer(self.text, a, b)]
         if len(spans) == 1 and spans[0] == (a, b):
             return self._by_tokens(a, b, tokens)

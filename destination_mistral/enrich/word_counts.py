@@ -72,7 +72,7 @@ class WordCounts:
         counts = self._word_counts(words)
         # Long words are counted only if a span holds one whole (most are cut inside): 0 in the sums
         # until then, and added on their own.
-        longs = list(compress(count(), map(is_, counts, repeat(None))))
+        longs = list(compress(count(), map(is_, counts, repeat(None)))) if None in counts else []
         is_long = set(longs)
         for i in longs:
             counts[i] = 0

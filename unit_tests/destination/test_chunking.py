@@ -167,6 +167,16 @@ def test_giant_word_is_cut_by_tokens(tokenizer):
     assert inside and all(c.tokens >= 180 for c in inside)
 
 
+def test_a_long_run_of_words_without_sentences_fills_its_chunks(tokenizer):
+    """A flattened table: thousands of words with no sentence or line break, cut into groups of
+    words that the merge packs nearly to the bound."""
+    words = ["invoice", "12.50", "EUR", "shipped", "naïve", "東京", "row", "42", "status:", "ok"]
+    text = " ".join(words[(i * 7) % len(words)] + str(i % 13) for i in range(4000))
+    chunks = Chunker(tokenizer, 256, 32).split(text)
+    _check(text, chunks, tokenizer.count, 256)
+    assert all(chunk.tokens >= 256 * 0.85 for chunk in chunks[:-1]), [c.tokens for c in chunks]
+
+
 def test_text_without_breaks_or_spaces(tokenizer):
     text = "東京都の天気は晴れです数据处理管道向量检索模型分词器" * 80
     chunks = Chunker(tokenizer, 64, 8).split(text)
