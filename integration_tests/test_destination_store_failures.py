@@ -192,3 +192,17 @@ def test_a_duckdb_file_locked_by_another_process_is_a_transient_error_and_releas
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_long_records_far_beyond_the_duckdb_buffer_pool_are_all_committed(tmp_path):
+    """DuckDB holds each long string written since its last checkpoint in memory: 240 MB of 120 KB
+    records, more than the output's buffer pool, once made a commit fail halfway through the sync."""
+    config = config_for(tmp_path, "duckdb")
+    text = "word " * 24_000
+    messages = [record({"id": i, "review": f"{i} {text}"}) for i in range(2_000)]
+    messages = [
+        m for i, message in enumerate(messages) for m in ([message, state({"n": i})] if i % 100 == 99 else [message])
+    ]
+    out = list(DestinationMistral().write(config, catalog(configured_stream()), [*messages, complete()]))
+    assert sum(m.type == Type.STATE for m in out) == 20
+    assert sorted(stored_ids(tmp_path, "duckdb")) == list(range(2_000))

@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mistral_connection.errors import config_error
+from mistral_connection.spec import credential_block
+from mistral_connection.unknown_fields import unknown_field_problem
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
 DEFAULT_MODEL = "mistral-small-latest"
@@ -173,6 +175,7 @@ def _checked_port(parts) -> int | None:
     return port
 
 
+_PLACEMENT_SCHEMA = credential_block()["properties"]["key_placement"]
 # What spec.yaml's pattern allows for the parameter name: URL-safe without escaping.
 _PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
 
@@ -182,12 +185,24 @@ def _key_placement(config: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(placement, Mapping):
         raise config_error('`key_placement` must be an object such as {"method": "bearer_header"}.')
     method = placement.get("method", "bearer_header")
+    if method in ("bearer_header", "query_parameter"):
+        # A misspelt or misplaced field (`metod`, a parameter name beside the Bearer header) would
+        # otherwise be ignored, and the key sent where the user did not ask.
+        problem = unknown_field_problem(
+            {"key_placement": {"method": method, **placement}}, {"key_placement": _PLACEMENT_SCHEMA}
+        )
+        if problem:
+            raise config_error(problem)
     if method == "bearer_header":
         return dict(BEARER)
     if method == "query_parameter":
         name = placement.get("parameter_name")
         name = "api_token" if name is None else name
-        name = name.strip() if isinstance(name, str) else ""
+        if not isinstance(name, str):
+            raise config_error(
+                "`key_placement.parameter_name` must be text: the query parameter's name, e.g. api_token."
+            )
+        name = name.strip()
         if not name:
             raise config_error("`key_placement.parameter_name` is empty: name the query parameter, e.g. api_token.")
         if not _PARAMETER_NAME.match(name):

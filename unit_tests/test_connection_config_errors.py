@@ -105,7 +105,16 @@ def test_internationalised_host_is_sent_in_its_ascii_form():
     [
         ("query_parameter", "must be an object"),
         ({"method": "query_parameter", "parameter_name": "api token"}, "may hold only"),
-        ({"method": "query_parameter", "parameter_name": 7}, "is empty"),
+        ({"method": "query_parameter", "parameter_name": 7}, "`key_placement.parameter_name` must be text"),
+        ({"method": "query_parameter", "parameter_name": "  "}, "is empty"),
+        # A field the placement does not have would be ignored, and the key sent where not asked.
+        (
+            {"method": "bearer_header", "parameter_name": "token"},
+            "`key_placement.parameter_name` belongs to the query_parameter method",
+        ),
+        ({"method": "query_parameter", "paramter_name": "token"}, "Did you mean `parameter_name`?"),
+        ({"metod": "query_parameter"}, "Did you mean `method`?"),
+        ({"method": "bearer_header", "foo": 1}, "`key_placement.foo` is not a field of `key_placement`"),
     ],
 )
 def test_malformed_key_placement_is_a_config_error_naming_the_field(placement, words):
@@ -140,6 +149,10 @@ CLI_CASES = {
     "line break in the key": ({"api_key": SECRET + "\r\nX-Injected: 1"}, "`api_key` contains a line break"),
     "non-ASCII key": ({"api_key": "“" + SECRET + "”"}, "`api_key` contains a non-ASCII character"),
     "blank key": ({"api_key": "   "}, "`api_key` is missing or blank"),
+    "misspelt placement field": (
+        {"key_placement": {"method": "query_parameter", "paramter_name": "token"}},
+        "Did you mean `parameter_name`?",
+    ),
 }
 
 

@@ -4,9 +4,9 @@ with their vectors, which the outputs write as rows of the stream's `_chunks` ta
 
 The chunks travel as ordinary embedding inputs through the embedding enricher the delivery gives
 (online, or the Batch API's), so they share its batches, pacing, retries and limits. The record's
-result is one value, cached under the record's key, so an unchanged record is paid once: its vectors
-are kept as lists of floats, which the cache stores as JSON and gives back unchanged (a float32 written
-as its shortest decimal is read back as the same float32)."""
+result is one value, cached under the record's key, so an unchanged record is paid once: the cache
+keeps its chunks' vectors as float32, one after another, and gives them back unchanged
+(sinks/cache_values.py)."""
 
 from __future__ import annotations
 

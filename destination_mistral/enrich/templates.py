@@ -164,6 +164,7 @@ def text_from_fields(record: Mapping[str, Any], paths: tuple[tuple[str, ...], ..
     """The values at `paths`, one per line; missing or null values are left out, and a record that
     has none of them is an error (an empty string is not worth an embedding)."""
     parts: list[str] = []
+    blank = False  # a field is there, with nothing but whitespace in it
     for path in paths:
         value = value_at(record, path)
         if value is None:
@@ -171,6 +172,11 @@ def text_from_fields(record: Mapping[str, Any], paths: tuple[tuple[str, ...], ..
         text = _value_text(value)
         if text.strip():
             parts.append(text)
+        else:
+            blank = True
     if not parts:
-        raise RecordError("none of the fields to embed is present: " + ", ".join(".".join(p) for p in paths))
+        names = ", ".join(".".join(p) for p in paths)
+        if blank:
+            raise RecordError(f"the text to embed is empty (its fields hold only whitespace): {names}")
+        raise RecordError(f"none of the fields to embed is present: {names}")
     return "\n".join(parts)

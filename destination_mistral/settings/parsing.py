@@ -11,11 +11,12 @@ from typing import Any
 from destination_mistral.settings.conversion import build_config
 from destination_mistral.settings.key_masking import key_kept_out
 from destination_mistral.settings.rules import check_rules
+from destination_mistral.settings.spec_fields import own_schema
 from destination_mistral.settings.typed import DestinationConfig
-from destination_mistral.settings.unknown_fields import unknown_field_problem
 from destination_mistral.settings.validation import schema_problem
 from mistral_connection import MistralConnection
 from mistral_connection.errors import config_error
+from mistral_connection.unknown_fields import unknown_field_problem
 
 
 def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
@@ -26,7 +27,7 @@ def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
     connection = MistralConnection.from_config(config)
     own = without_nulls(config)
     with key_kept_out(connection.api_key, *output_secrets(own)):
-        problem = schema_problem(own) or unknown_field_problem(own)
+        problem = schema_problem(own) or unknown_field_problem(own, own_schema()["properties"])
         if problem:
             raise config_error(problem)
         check_rules(own)

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from mistral_connection.field_words import discriminator
+
 SPEC_FIELDS_FILE = "spec_fields.yaml"
 # The YAML stays beside the package's other data files, where the distribution ships them.
 _DATA_PACKAGE = "destination_mistral"
@@ -31,15 +33,6 @@ def own_schema() -> Mapping[str, Any]:
     reports problems in: the value's type, then missing fields, then each field in the form's order."""
     fields = own_fields()
     return {"type": "object", "required": list(fields.get("required", [])), "properties": fields["properties"]}
-
-
-def discriminator(options: Sequence[Mapping[str, Any]]) -> str | None:
-    """The property whose `const` tells the options of a `oneOf` apart (`mode`, `type`), or None."""
-    common: set[str] | None = None
-    for option in options:
-        consts = {name for name, prop in option.get("properties", {}).items() if "const" in prop}
-        common = consts if common is None else common & consts
-    return min(common) if common else None
 
 
 def option_values(options: Sequence[Mapping[str, Any]], key: str) -> list[Any]:

@@ -18,9 +18,8 @@ from typing import Any
 from jsonschema import Draft7Validator, ValidationError
 from jsonschema.validators import extend
 
-from destination_mistral.settings.spec_fields import discriminator, option_values, own_schema
-
-FieldPath = tuple[str | int, ...]
+from destination_mistral.settings.spec_fields import option_values, own_schema
+from mistral_connection.field_words import FieldPath, discriminator, dotted, or_words
 
 _KINDS = {
     "string": "text",
@@ -53,14 +52,6 @@ def schema_problem(config: Mapping[str, Any]) -> str | None:
     """The first of the config's own fields that the spec refuses, in the form's order, told in
     words; None when the spec accepts them all."""
     return _first_problem(config, own_schema(), ())
-
-
-def dotted(path: FieldPath) -> str:
-    """`stream_overrides[0].enrichment.mode`: a field as the messages name it."""
-    text = ""
-    for step in path:
-        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
-    return text
 
 
 def _first_problem(instance: Any, schema: Mapping[str, Any], path: FieldPath) -> str | None:
@@ -208,11 +199,6 @@ def _pattern_words(pattern: str) -> str:
     kinds += list(dict.fromkeys(chars.replace("\\", "")))
     count = "one or more" if match["plus"] else f"{match['low']} to {match['high']}"
     return f"{count} characters, each one of: {or_words(kinds)}"
-
-
-def or_words(values: Sequence[Any]) -> str:
-    words = [str(value) for value in values]
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def kind_words(expected: Any) -> str:

@@ -16,14 +16,15 @@ runs everything else."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.sinks.base import CacheEntries
+from destination_mistral.sinks.cache_values import WITH_VECTORS
+from destination_mistral.sinks.cache_values import columns as cached_columns
+from destination_mistral.sinks.cache_values import value as cached_value
 
 TABLE = "_mistral_cache"
 _KEYS_VIEW = "_mistral_cache_keys"
@@ -159,7 +160,7 @@ class ResultCache:
             hits = [
                 row
                 for row, endpoint in zip(rows.column("row_id").to_pylist(), endpoints, strict=False)
-                if endpoint == "embeddings"
+                if endpoint in WITH_VECTORS
             ]
             if hits:
                 reader.register(_ROWS_VIEW, pa.table({"row_id": pa.array(hits, pa.int64())}))
@@ -194,12 +195,9 @@ class ResultCache:
                     cached=True,
                 )
                 continue
-            if endpoint == "embeddings":
-                value: Any = vectors.get(key)
-                if value is None:
-                    continue  # no usable vector: ask the API again
-            else:
-                value = orjson.loads(answer) if answer is not None else None
+            usable, value = cached_value(endpoint, answer, vectors.get(key))
+            if not usable:
+                continue  # ask the API again
             result[key] = Result(
                 value=value, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached=True
             )
@@ -215,15 +213,9 @@ class ResultCache:
             endpoints.append(endpoint)
             models.append(result.model)
             errors.append(result.error)
-            if not result.ok:
-                answers.append(None)
-                vectors.append(None)
-            elif endpoint == "embeddings":
-                answers.append(None)
-                vectors.append(result.value)
-            else:
-                answers.append(orjson.dumps(result.value).decode())
-                vectors.append(None)
+            answer, vector = cached_columns(endpoint, result.value) if result.ok else (None, None)
+            answers.append(answer)
+            vectors.append(vector)
             prompts.append(result.prompt_tokens)
             completions.append(result.completion_tokens)
         if not keys:

@@ -19,13 +19,23 @@ from destination_mistral.sinks.schema import StreamPlan
 BATCH_VIEW = "_mistral_batch_rows"
 
 
+# How DuckDB words running out of its buffer pool when it is not an OutOfMemoryException: a COMMIT
+# that cannot pin the blocks it writes fails with a TransactionException saying so.
+_OUT_OF_MEMORY_TEXTS = ("failed to pin block", "could not allocate block", "out of memory")
+
+
 def commit_atomically(con, write: Callable[[], None]) -> None:
     """Runs `write` in one transaction, committed, or rolled back when it raises."""
     try:
         _in_transaction(con, write)
-    except duckdb.OutOfMemoryException:
-        # A record of tens of MB needs several times its size while its JSON is cast; the buffer
-        # pool is kept small for the common case, and made roomy only for this commit.
+    except duckdb.Error as error:
+        if not isinstance(error, duckdb.OutOfMemoryException) and not any(
+            text in str(error).lower() for text in _OUT_OF_MEMORY_TEXTS
+        ):
+            raise
+        # A record of tens of MB needs several times its size while its JSON is cast, and a commit
+        # holding tens of MB of long strings pins them all until it is written; the buffer pool is
+        # kept small for the common case, and made roomy only for this commit.
         con.execute(f"SET memory_limit = '{ROOMY_MEMORY_LIMIT}'")
         try:
             _in_transaction(con, write)

@@ -21,6 +21,7 @@ from mistral_connection.errors import config_error, transient_error
 logger = logging.getLogger("airbyte")
 
 MEMORY_LIMIT = "192MB"
+CHECKPOINT_THRESHOLD = "64MB"
 ROOMY_MEMORY_LIMIT = "4GB"
 # The output being opened: the sinks call connect(path), and the storage version and MotherDuck
 # token of that output come from here (set by sinks.open_sink and check_writable).
@@ -115,9 +116,12 @@ def _tune(con) -> None:
     # source, and pages it evicts are re-read from the file when needed.
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     # At the default 16 MB the write-ahead log fills every commit or two (a vector is 4 KB, written
-    # to the table and to the cache), and each checkpoint rewrites the cache's key index and the
-    # partly filled row groups again. Committed transactions are durable in the log either way.
-    con.execute("SET checkpoint_threshold = '256MB'")
+    # to the table and to the cache), and each checkpoint rewrites the partly filled row groups
+    # again. It stays well below the buffer pool: DuckDB holds every long string (a record's JSON,
+    # a chunk's text) written since the last checkpoint in memory, and a threshold above the pool
+    # made the commits of a few thousand long records fail. Committed transactions are durable in
+    # the log either way.
+    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     # Embeddings are dense floats that no method compresses, yet at each checkpoint DuckDB tries
     # them all: ALP on every FLOAT[n] segment and dict_fsst on every 4 KB cache blob. Measured on
     # 20,000 vectors of 1024 floats, closing the file took 1.3 s with them and 0.4 s without, for a

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-import orjson
-
 from destination_mistral.enrich.results import Result
 from destination_mistral.sinks.base import CacheEntries
+from destination_mistral.sinks.cache_values import columns as cached_columns
+from destination_mistral.sinks.cache_values import value as cached_value
 from destination_mistral.sinks.postgres_tables import table_ref
 
 TABLE = "_mistral_cache"
@@ -44,11 +43,10 @@ class PostgresCache:
             counts = {"model": model, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
             if error is not None:
                 found[key] = Result(error=error, error_kind="answer", cached=True, **counts)
-            elif endpoint == "embeddings":
-                if vector is not None:  # no usable vector: ask the API again
-                    found[key] = Result(value=np.asarray(vector, dtype=np.float32), cached=True, **counts)
             else:
-                found[key] = Result(value=orjson.loads(answer) if answer is not None else None, cached=True, **counts)
+                usable, value = cached_value(endpoint, answer, vector)
+                if usable:  # else ask the API again
+                    found[key] = Result(value=value, cached=True, **counts)
         return found
 
     def store(self, entries: CacheEntries) -> None:
@@ -57,18 +55,14 @@ class PostgresCache:
         unique = {key: (endpoint, result) for key, endpoint, result in entries if result.ok or result.paid}
         rows = []
         for key, (endpoint, result) in unique.items():
-            answer = vector = None
-            if result.ok and endpoint == "embeddings":
-                vector = np.asarray(result.value, dtype=np.float32).tolist()
-            elif result.ok:
-                answer = orjson.dumps(result.value).decode()
+            answer, vector = cached_columns(endpoint, result.value) if result.ok else (None, None)
             rows.append(
                 (
                     key,
                     endpoint,
                     result.model,
                     answer,
-                    vector,
+                    None if vector is None else vector.tolist(),
                     result.prompt_tokens,
                     result.completion_tokens,
                     result.error,

@@ -172,14 +172,14 @@ CASES: list[Case] = [
     Case(
         "embeddings_empty_text",
         "record_error",
-        "none of the fields to embed",
+        "the text to embed is empty",
         (_record(review=""),),
         config=embed_config,
     ),
     Case(
         "embeddings_whitespace_text",
         "record_error",
-        "none of the fields to embed",
+        "the text to embed is empty",
         (_record(review="   \n "),),
         config=embed_config,
     ),

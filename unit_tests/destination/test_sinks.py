@@ -287,3 +287,36 @@ def test_cache_written_with_blob_vectors_is_migrated_without_losing_answers(tmp_
     cache.store([("e2", "embeddings", Result(value=vector * 2, model="mistral-embed", prompt_tokens=1))])
     assert np.array_equal(cache.lookup(["e2"])["e2"].value, vector * 2), "the migrated table takes new rows"
     con.close()
+
+
+def test_cached_chunks_keep_their_vectors_as_floats_and_read_back_the_same(tmp_path):
+    """A record's chunk vectors go to the cache's FLOAT[] column, not into its JSON text (which
+    DuckDB holds in memory until a checkpoint); rows written with the vectors inline still read."""
+    from destination_mistral.sinks.cache import TABLE, ResultCache
+
+    rng = np.random.default_rng(3)
+    chunks = [
+        {"index": i, "text": f"chunk {i}", "tokens": 2 + i, "vector": rng.standard_normal(16).astype(np.float32)}
+        for i in range(3)
+    ]
+    con = duckdb.connect(str(tmp_path / "cache.duckdb"))
+    cache = ResultCache(con)
+    result = Result(value=chunks, model="mistral-embed", prompt_tokens=9)
+    cache.store([("new", "embeddings/chunks", result)])
+    inline = [{**chunk, "vector": chunk["vector"].tolist()} for chunk in chunks]
+    con.execute(
+        f"INSERT INTO {TABLE} (key, endpoint, model, answer) VALUES ('old', 'embeddings/chunks', 'mistral-embed', ?)",
+        [json.dumps(inline)],
+    )
+    answer, floats = con.execute(f"SELECT answer, len(vector) FROM {TABLE} WHERE key = 'new'").fetchone()
+    assert "vector" not in answer and floats == 48
+    found = cache.lookup(["new", "old"])
+    for key in ("new", "old"):
+        read = found[key].value
+        assert [(c["index"], c["text"], c["tokens"]) for c in read] == [
+            (c["index"], c["text"], c["tokens"]) for c in chunks
+        ]
+        assert all(
+            np.array_equal(np.asarray(r["vector"], np.float32), c["vector"]) for r, c in zip(read, chunks, strict=True)
+        )
+    con.close()

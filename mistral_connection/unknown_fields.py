@@ -2,7 +2,8 @@
 mode) or a misspelt one (`max_token`). The schema lets both pass (an option of a `oneOf` takes any
 other key), and the destination would silently do without them: chunking asked for and not done, a
 limit set and not applied. Keys at the config's top level are left alone, since one config file may
-serve the source as well (the credential block is shared)."""
+serve the source as well, and hold fields of the other connector. Both connectors check their own
+blocks with it: the destination its settings, each the credential block's `key_placement`."""
 
 from __future__ import annotations
 
@@ -10,17 +11,16 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from destination_mistral.settings.spec_fields import discriminator, own_schema
-from destination_mistral.settings.validation import FieldPath, dotted, or_words
+from mistral_connection.field_words import FieldPath, discriminator, dotted, or_words
 
 # Listed in a message only up to this many; past it the form is where to look.
 _MOST_FIELDS_NAMED = 12
 
 
-def unknown_field_problem(config: Mapping[str, Any]) -> str | None:
-    """The first field below the top level that the form does not have, told with its fix; None
-    when every field is the form's."""
-    for name, schema in own_schema()["properties"].items():
+def unknown_field_problem(config: Mapping[str, Any], properties: Mapping[str, Any]) -> str | None:
+    """The first field below the top level of `properties` (a form's top-level fields and their
+    schemas) that the form does not have, told with its fix; None when every field is the form's."""
+    for name, schema in properties.items():
         if name in config:
             problem = _walk(config[name], schema, (name,))
             if problem:
