@@ -160,6 +160,8 @@ def main() -> None:
     # The destination's own figure: its CPU in preparing inputs, splitting included, timed per record.
     prepared = re.search(rb"inputs prepared \(read, counted, split into chunks\) in ([0-9.]+) CPU s", out)
     prepare_cpu = float(prepared.group(1)) if prepared else None
+    split_in_sync = re.search(rb"\(splitting ([0-9.]+) CPU s\)", out)
+    split_cpu_in_sync = float(split_in_sync.group(1)) if split_in_sync else None
     import duckdb
 
     con = duckdb.connect(str(work / "out.duckdb"), read_only=True)
@@ -183,6 +185,10 @@ def main() -> None:
         "sync_cpu_s": round(cpu, 2),
         "split_cpu_s": round(split_cpu, 2),
         "split_pct_of_sync_cpu": round(100 * split_cpu / cpu, 1) if cpu else None,
+        "split_cpu_s_in_sync": split_cpu_in_sync,
+        "split_in_sync_pct_of_sync_cpu": round(100 * split_cpu_in_sync / cpu, 1)
+        if cpu and split_cpu_in_sync is not None
+        else None,
         "prepare_cpu_s_in_sync": prepare_cpu,
         "prepare_pct_of_sync_cpu": round(100 * prepare_cpu / cpu, 1) if cpu and prepare_cpu is not None else None,
         "requests": requests,

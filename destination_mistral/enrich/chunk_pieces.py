@@ -97,6 +97,8 @@ class Pieces:
         while x < b:
             space = WORD.search(self.text, x + max(1, int(group * chars_per_token)), b)
             end, after = space.span() if space else (b, b)
+            # The search may start inside a run of whitespace: the group ends where the run begins.
+            end = strip(self.text, x, end)[1]
             count = self.count(x, end)
             if count > self.max:
                 pieces += self._each_word(x, end, count)

@@ -11,6 +11,7 @@ keeps its chunks' vectors as float32, one after another, and gives them back unc
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,13 +27,14 @@ from destination_mistral.settings import ChunkingSettings, EmbeddingSettings
 class ChunkedInput:
     """One record's chunks and the embedding input of each."""
 
-    __slots__ = ("key", "chunks", "inputs")
+    __slots__ = ("key", "chunks", "inputs", "split_cpu")
     cut = False  # a chunked text is embedded whole, in pieces
 
-    def __init__(self, key: str, chunks: list[Chunk], inputs: list[EmbeddingInput]) -> None:
+    def __init__(self, key: str, chunks: list[Chunk], inputs: list[EmbeddingInput], split_cpu: float = 0.0) -> None:
         self.key = key
         self.chunks = chunks
         self.inputs = inputs
+        self.split_cpu = split_cpu  # CPU seconds the split took, for the sync's summary
 
     @property
     def tokens(self) -> int:
@@ -75,11 +77,15 @@ class ChunkedEmbeddingEnricher:
         return self._embedder.dimension
 
     def prepare(self, record: Mapping[str, Any]) -> ChunkedInput:
-        chunks = self._chunker.split(self._embedder.whole_text(record))
+        text = self._embedder.whole_text(record)
+        started = time.thread_time()
+        chunks = self._chunker.split(text)
+        split_cpu = time.thread_time() - started
         if not chunks:
             raise RecordError("the text to embed is empty")
         inputs = [self._admit(self._embedder.input_for(chunk.text, chunk.tokens)) for chunk in chunks]
-        return ChunkedInput(cache_key(self.kind, self.model, self._params, [i.key for i in inputs]), chunks, inputs)
+        key = cache_key(self.kind, self.model, self._params, [i.key for i in inputs])
+        return ChunkedInput(key, chunks, inputs, split_cpu)
 
     def count_tokens(self, items: list[ChunkedInput]) -> None:
         """Nothing to count: the chunker counted every chunk."""

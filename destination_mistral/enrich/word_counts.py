@@ -78,6 +78,7 @@ class WordCounts:
             counts[i] = 0
         sums = list(accumulate(counts, initial=0))  # type: ignore[arg-type]
         long_counts: dict[int, int] = {}
+        long_parts: dict[tuple[int, int], int] = {}
         # Where the spaces are, found by numpy in C (a running sum of word lengths costs ~3 times
         # as much): word i runs from spaces[i - 1] + 1 to spaces[i].
         spaces = numpy.flatnonzero(numpy.frombuffer(text.encode("utf-32-le"), dtype=numpy.uint32) == 32).tolist()
@@ -98,7 +99,12 @@ class WordCounts:
             if y == spaces[i] and (x == 0 if i == 0 else x == spaces[i - 1] + 1):
                 return whole_long(i) if i in is_long else counts[i]
             if y - x > _REMEMBERED:
-                return self._tokenizer.count(text[x:y])
+                # A long word's part, such as a run without spaces cut by lines: the chunker asks for
+                # the same one again (a piece, then its group of words), and each count is a pass.
+                known = long_parts.get((x, y))
+                if known is None:
+                    known = long_parts[(x, y)] = self._tokenizer.count(text[x:y])
+                return known
             word = text[x:y]  # a single word: no space in it
             known = self._counts.get(word)
             return self.count_many([word])[0] if known is None else known

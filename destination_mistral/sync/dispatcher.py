@@ -118,6 +118,7 @@ class Dispatcher:
         try:
             item.prepared = runtime.enricher.prepare(record.data)
             item.key = item.prepared.key
+            self._counters.split_cpu += getattr(item.prepared, "split_cpu", 0.0)
             if item.prepared.cut:
                 # Never a silent cut: the row says its enrichment saw only the start of its input.
                 item.changes = [*(item.changes or []), truncated_change(runtime.plan)]

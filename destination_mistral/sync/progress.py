@@ -15,6 +15,7 @@ class Counters:
     failed: int = 0
     cut: int = 0  # inputs cut to the model's limit (`input_too_long: truncate`)
     prepare_cpu: float = 0.0  # CPU seconds spent preparing inputs (fields read, templates, counts, chunks)
+    split_cpu: float = 0.0  # of which splitting texts into chunks
     committed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -40,7 +41,8 @@ class Counters:
             f"summary: {self.committed} records committed in {elapsed:.1f} s ({self.rate():.1f} records/s): "
             f"{self.enriched} enriched by the API, {self.cached} from the cache, {self.failed} failed, "
             f"{self.cut} with their input cut to the model's limit; "
-            f"inputs prepared (read, counted, split into chunks) in {self.prepare_cpu:.2f} CPU s; "
+            f"inputs prepared (read, counted, split into chunks) in {self.prepare_cpu:.2f} CPU s"
+            f"{f' (splitting {self.split_cpu:.2f} CPU s)' if self.split_cpu else ''}; "
             f"{self.prompt_tokens} prompt and {self.completion_tokens} completion tokens; "
             f"{requests} requests, {retries} retries, {throttled} throttled; "
             f"{self.states_out} of {self.states_in} state messages emitted"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from destination_mistral.enrich.chunking import Chunk, Chunker
@@ -259,6 +259,7 @@ def test_property_long_runs_are_cut_within_the_bound(tokenizer, parts, max_token
     ),
     max_tokens=st.integers(1, 30),
 )
+@example(words=["000\r", "0"], max_tokens=4)  # a group of words cut inside a run of whitespace kept its "\r"
 def test_property_bound_with_a_byte_counter(words, max_tokens):
     """With a counter by UTF-8 bytes any bound of 4 or more holds for any text (a character is at most
     4 bytes); below that a wider character is refused rather than returned over the bound."""
