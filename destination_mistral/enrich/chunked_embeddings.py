@@ -113,7 +113,7 @@ class ChunkedEmbeddingEnricher:
                 )
         return Result(
             value=[
-                {"index": chunk.index, "text": chunk.text, "tokens": chunk.tokens, "vector": result.value.tolist()}
+                {"index": chunk.index, "text": chunk.text, "tokens": chunk.tokens, "vector": result.value}
                 for chunk, result in zip(item.chunks, results, strict=True)
             ],
             model=results[0].model,
