@@ -175,7 +175,6 @@ def _checked_port(parts) -> int | None:
     return port
 
 
-_PLACEMENT_SCHEMA = credential_block()["properties"]["key_placement"]
 # What spec.yaml's pattern allows for the parameter name: URL-safe without escaping.
 _PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
 
@@ -185,12 +184,11 @@ def _key_placement(config: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(placement, Mapping):
         raise config_error('`key_placement` must be an object such as {"method": "bearer_header"}.')
     method = placement.get("method", "bearer_header")
-    if method in ("bearer_header", "query_parameter"):
+    if placement is not BEARER and method in ("bearer_header", "query_parameter"):
         # A misspelt or misplaced field (`metod`, a parameter name beside the Bearer header) would
         # otherwise be ignored, and the key sent where the user did not ask.
-        problem = unknown_field_problem(
-            {"key_placement": {"method": method, **placement}}, {"key_placement": _PLACEMENT_SCHEMA}
-        )
+        form = {"key_placement": credential_block()["properties"]["key_placement"]}
+        problem = unknown_field_problem({"key_placement": {"method": method, **placement}}, form)
         if problem:
             raise config_error(problem)
     if method == "bearer_header":

@@ -7,10 +7,12 @@ from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from airbyte_cdk.models import ConnectorSpecification
+
+if TYPE_CHECKING:
+    from airbyte_cdk.models import ConnectorSpecification
 
 SPEC_FILE = "spec.yaml"
 
@@ -55,6 +57,10 @@ def connector_specification(
     documentation_url: str,
     **extra: Any,
 ) -> ConnectorSpecification:
+    # Imported here: a write reads the credential block (to check `key_placement`) and never needs
+    # the CDK, whose import costs a large part of its start-up.
+    from airbyte_cdk.models import ConnectorSpecification
+
     return ConnectorSpecification(
         documentationUrl=documentation_url,
         connectionSpecification=connection_specification(title, own_fields),
