@@ -13,8 +13,9 @@ Figures:
   of tools/bench_destination.py's rate-limit section);
 - the sync's CPU seconds (user + system of the destination process) and the splitting's share of
   them, twice: the same chunker on the same texts timed in this process (CPU time, from a cold
-  memory of words), and the destination's own summary figure, the CPU its thread spent preparing
-  every input (reading the fields, splitting, keying the chunks), which holds the splitting;
+  memory of words), and the destination's own summary figures: the CPU its thread spent splitting
+  (timed around each split in the sync, where the sync's other threads and the emulator share the
+  cores), and preparing every input (reading the fields, splitting, keying the chunks);
 - requests, 429s, chunks, records with errors, peak RSS.
 Results: bench-results/chunking.json and chunking.md.
 """
