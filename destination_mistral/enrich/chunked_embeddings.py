@@ -5,7 +5,7 @@ with their vectors, which the outputs write as rows of the stream's `_chunks` ta
 The chunks travel as ordinary embedding inputs through the embedding enricher the delivery gives
 (online, or the Batch API's), so they share its batches, pacing, retries and limits. The record's
 result is one value, cached under the record's key, so an unchanged record is paid once: the cache
-keeps its chunks' vectors as float32, one after another, and gives them back unchanged
+keeps each chunk's vector as the embedding of the chunk's text, and the record's row lists their keys
 (sinks/cache_values.py)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from destination_mistral.enrich.base import Enricher
@@ -100,6 +101,11 @@ class ChunkedEmbeddingEnricher:
     def flush(self) -> None:
         self._delivery.flush()
 
+    def from_cache(self, item: ChunkedInput, result: Result) -> Result:
+        """A cached answer with the record's chunks put back: the cache keeps each chunk's vector under
+        the chunk's key, and the record's key (made from those keys) says its chunks are these."""
+        return replace(result, value=_chunk_values(item, [chunk["vector"] for chunk in result.value]))
+
     async def _joined(self, item: ChunkedInput, answers: list[asyncio.Future[Result]]) -> Result:
         """The record's result once every chunk is answered: all its chunks, or the first chunk's error
         (a record is stored with all its chunks or as an error row, never with some of them)."""
@@ -112,11 +118,16 @@ class ChunkedEmbeddingEnricher:
                     error_kind=result.error_kind,
                 )
         return Result(
-            value=[
-                {"index": chunk.index, "text": chunk.text, "tokens": chunk.tokens, "vector": result.value}
-                for chunk, result in zip(item.chunks, results, strict=True)
-            ],
+            value=_chunk_values(item, [result.value for result in results]),
             model=results[0].model,
             prompt_tokens=sum(result.prompt_tokens or 0 for result in results),
             completion_tokens=0,
         )
+
+
+def _chunk_values(item: ChunkedInput, vectors: list[Any]) -> list[dict[str, Any]]:
+    """A record's result: each chunk with its cache key and vector, as the outputs write them."""
+    return [
+        {"index": chunk.index, "text": chunk.text, "tokens": chunk.tokens, "key": source.key, "vector": vector}
+        for chunk, source, vector in zip(item.chunks, item.inputs, vectors, strict=True)
+    ]

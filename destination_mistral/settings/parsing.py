@@ -27,7 +27,7 @@ def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
     connection = MistralConnection.from_config(config)
     own = without_nulls(config)
     with key_kept_out(connection.api_key, *output_secrets(own)):
-        problem = schema_problem(own) or unknown_field_problem(own, own_schema()["properties"])
+        problem = unknown_field_problem(own, own_schema()["properties"]) or schema_problem(own)
         if problem:
             raise config_error(problem)
         check_rules(own)

@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.sinks.base import CacheEntries
-from destination_mistral.sinks.cache_values import WITH_VECTORS
-from destination_mistral.sinks.cache_values import columns as cached_columns
+from destination_mistral.sinks.cache_values import CHUNKS, EMBEDDINGS, CacheRow, chunk_keys
+from destination_mistral.sinks.cache_values import rows as cache_rows
 from destination_mistral.sinks.cache_values import value as cached_value
 
 TABLE = "_mistral_cache"
@@ -139,51 +139,36 @@ class ResultCache:
             raise
 
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
-        """Two reads in one snapshot: the matching rows without their vectors (the join scans the
-        key column only), then the vectors of the hits by rowid. One join that carried the vectors
-        read every vector of the table per lookup: 55 ms per 1,000 keys against 20,000 cached rows,
-        500 ms against 100,000, where this takes 20 and 31."""
+        """Reads in one snapshot: the matching rows without their vectors (the join scans the key
+        column only), the rows of the chunks that records' rows list, then the vectors of the
+        embedding rows by rowid. One join that carried the vectors read every vector of the table per
+        lookup: 55 ms per 1,000 keys against 20,000 cached rows, 500 ms against 100,000, where this
+        takes 20 and 31."""
         if not keys:
             return {}
-        wanted = pa.table({"key": pa.array(list(dict.fromkeys(keys)), pa.string())})
         reader = self._reader
         reader.begin()
-        reader.register(_KEYS_VIEW, wanted)
         try:
-            rows = reader.sql(
-                "SELECT c.rowid AS row_id, c.key, c.endpoint, c.model, c.answer, c.prompt_tokens, "
-                "c.completion_tokens, c.error "
-                f"FROM {_KEYS_VIEW} w JOIN {TABLE} c ON c.key = w.key"
-            ).to_arrow_table()
-            vectors: dict[str, np.ndarray | None] = {}
+            rows = self._matching(list(dict.fromkeys(keys)))
             endpoints = rows.column("endpoint").to_pylist()
-            hits = [
-                row
-                for row, endpoint in zip(rows.column("row_id").to_pylist(), endpoints, strict=False)
-                if endpoint in WITH_VECTORS
-            ]
-            if hits:
-                reader.register(_ROWS_VIEW, pa.table({"row_id": pa.array(hits, pa.int64())}))
-                try:
-                    found = reader.sql(
-                        f"SELECT key, vector FROM {TABLE} WHERE rowid IN (SELECT row_id FROM {_ROWS_VIEW})"
-                    ).to_arrow_table()
-                finally:
-                    reader.unregister(_ROWS_VIEW)
-                vectors = dict(zip(found.column("key").to_pylist(), list_vectors(found.column("vector")), strict=False))
+            answers = rows.column("answer").to_pylist()
+            listed = {
+                key for endpoint, answer in zip(endpoints, answers, strict=True) for key in chunk_keys(endpoint, answer)
+            }
+            chunk_rows = self._matching(list(listed)) if listed else None
+            vectors = self._vectors([rows, chunk_rows] if chunk_rows is not None else [rows])
         finally:
-            reader.unregister(_KEYS_VIEW)
             reader.commit()
         result = {}
         for key, endpoint, model, answer, prompt_tokens, completion_tokens, error in zip(
             rows.column("key").to_pylist(),
             endpoints,
             rows.column("model").to_pylist(),
-            rows.column("answer").to_pylist(),
+            answers,
             rows.column("prompt_tokens").to_pylist(),
             rows.column("completion_tokens").to_pylist(),
             rows.column("error").to_pylist(),
-            strict=False,
+            strict=True,
         ):
             if error is not None:
                 result[key] = Result(
@@ -195,7 +180,7 @@ class ResultCache:
                     cached=True,
                 )
                 continue
-            usable, value = cached_value(endpoint, answer, vectors.get(key))
+            usable, value = cached_value(endpoint, answer, vectors.get(key), vectors)
             if not usable:
                 continue  # ask the API again
             result[key] = Result(
@@ -203,33 +188,69 @@ class ResultCache:
             )
         return result
 
+    def _matching(self, keys: list[str], reader=None) -> pa.Table:
+        """The rows of `keys`, without their vectors, read through the lookups' cursor (or `reader`)."""
+        reader = reader or self._reader
+        reader.register(_KEYS_VIEW, pa.table({"key": pa.array(keys, pa.string())}))
+        try:
+            return reader.sql(
+                "SELECT c.rowid AS row_id, c.key, c.endpoint, c.model, c.answer, c.prompt_tokens, "
+                "c.completion_tokens, c.error "
+                f"FROM {_KEYS_VIEW} w JOIN {TABLE} c ON c.key = w.key"
+            ).to_arrow_table()
+        finally:
+            reader.unregister(_KEYS_VIEW)
+
+    def _vectors(self, tables: list[pa.Table]) -> dict[str, np.ndarray | None]:
+        """The vectors of the embedding rows among `tables`, by key."""
+        hits = [
+            row
+            for rows in tables
+            for row, endpoint in zip(
+                rows.column("row_id").to_pylist(), rows.column("endpoint").to_pylist(), strict=True
+            )
+            if endpoint == EMBEDDINGS
+        ]
+        if not hits:
+            return {}
+        reader = self._reader
+        reader.register(_ROWS_VIEW, pa.table({"row_id": pa.array(hits, pa.int64())}))
+        try:
+            found = reader.sql(
+                f"SELECT key, vector FROM {TABLE} WHERE rowid IN (SELECT row_id FROM {_ROWS_VIEW})"
+            ).to_arrow_table()
+        finally:
+            reader.unregister(_ROWS_VIEW)
+        return dict(zip(found.column("key").to_pylist(), list_vectors(found.column("vector")), strict=True))
+
     def store(self, entries: CacheEntries) -> None:
         """(key, endpoint, result) for successes and paid answers that could not be used; keys already
-        present are left alone."""
-        keys, endpoints, models, answers, vectors, prompts, completions, errors = [], [], [], [], [], [], [], []
-        unique = {key: (endpoint, result) for key, endpoint, result in entries if result.ok or result.paid}
-        for key, (endpoint, result) in unique.items():
-            keys.append(key)
-            endpoints.append(endpoint)
-            models.append(result.model)
-            errors.append(result.error)
-            answer, vector = cached_columns(endpoint, result.value) if result.ok else (None, None)
-            answers.append(answer)
-            vectors.append(vector)
-            prompts.append(result.prompt_tokens)
-            completions.append(result.completion_tokens)
-        if not keys:
+        present are left alone (a chunk's row, which other records or texts may share, included)."""
+        unique: dict[str, CacheRow] = {}
+        chunked = False
+        for key, endpoint, result in entries:
+            if result.ok or result.paid:
+                chunked = chunked or endpoint == CHUNKS
+                for row in cache_rows(key, endpoint, result):
+                    unique.setdefault(row.key, row)
+        if chunked:
+            # A chunk's text may be cached already (another record holds it, or a sync embedded it
+            # whole); every other key was looked up and missed before its answer was paid for.
+            for key in self._matching(list(unique), self._con).column("key").to_pylist():
+                unique.pop(key, None)
+        if not unique:
             return
+        kept = list(unique.values())
         rows = pa.table(
             {
-                "key": pa.array(keys, pa.string()),
-                "endpoint": pa.array(endpoints, pa.string()),
-                "model": pa.array(models, pa.string()),
-                "answer": pa.array(answers, pa.string()),
-                "vector": vectors_to_list_array(vectors),
-                "prompt_tokens": pa.array(prompts, pa.int32()),
-                "completion_tokens": pa.array(completions, pa.int32()),
-                "error": pa.array(errors, pa.string()),
+                "key": pa.array([row.key for row in kept], pa.string()),
+                "endpoint": pa.array([row.endpoint for row in kept], pa.string()),
+                "model": pa.array([row.model for row in kept], pa.string()),
+                "answer": pa.array([row.answer for row in kept], pa.string()),
+                "vector": vectors_to_list_array([row.vector for row in kept]),
+                "prompt_tokens": pa.array([row.prompt_tokens for row in kept], pa.int32()),
+                "completion_tokens": pa.array([row.completion_tokens for row in kept], pa.int32()),
+                "error": pa.array([row.error for row in kept], pa.string()),
             }
         )
         view = _ROWS_VIEW

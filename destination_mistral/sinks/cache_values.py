@@ -1,47 +1,84 @@
-"""How a cached answer is kept in the cache table's two value columns, for both caches (DuckDB's and
-PostgreSQL's): an embedding as its vector; a record's chunks as their index, text and token count in
-`answer` and all their vectors one after another in `vector`; any other answer as JSON in `answer`.
+"""How a paid answer becomes rows of the cache table, and how rows become the answer again, for
+both caches (DuckDB's and PostgreSQL's): an embedding is a row holding its vector; any other answer
+a row holding its JSON; and a record's chunks a row listing the cache keys of its chunks, each chunk
+being an embedding row of its own (the row any text of that model and dimension is cached under).
 
-Chunk vectors are kept out of the JSON: as decimal text they took three times the space of their
-floats, and DuckDB keeps a long string in memory until its next checkpoint, so a sync of a few
-thousand chunked records filled the output's buffer pool and its commits failed."""
+Chunk vectors are never kept in the record's row: as JSON text they filled DuckDB's memory (it keeps
+a long string in memory until its next checkpoint), and as one long list per record a lookup of a
+few hundred cached records read lists of hundreds of thousands of floats at once and ran out of it.
+An embedding row is 4 KB, however long the record. The chunks' text and token counts are not kept
+either: a hit's key is made from its chunks' keys, so the record's own chunks, split again before the
+lookup, are those of the answer (chunked_embeddings.py puts them back)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
+from destination_mistral.enrich.results import Result
+
 EMBEDDINGS = "embeddings"
 CHUNKS = "embeddings/chunks"
-# The endpoints whose answers carry a vector column to read back.
-WITH_VECTORS = (EMBEDDINGS, CHUNKS)
 
 
-def columns(endpoint: str, value: Any) -> tuple[str | None, np.ndarray | None]:
-    """(answer, vector) for a successful answer of `endpoint`."""
+class CacheRow(NamedTuple):
+    key: str
+    endpoint: str
+    model: str | None
+    answer: str | None
+    vector: np.ndarray | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    error: str | None
+
+
+def rows(key: str, endpoint: str, result: Result) -> list[CacheRow]:
+    """The rows that keep `result`: a failure's row holds its error and counts only."""
+    counts = (result.prompt_tokens, result.completion_tokens, result.error)
+    if not result.ok:
+        return [CacheRow(key, endpoint, result.model, None, None, *counts)]
     if endpoint == EMBEDDINGS:
-        return None, np.asarray(value, dtype=np.float32).ravel()
-    if endpoint == CHUNKS and value and all(chunk.get("vector") is not None for chunk in value):
-        described = [{key: chunk[key] for key in chunk if key != "vector"} for chunk in value]
-        vectors = np.concatenate([np.asarray(chunk["vector"], dtype=np.float32).ravel() for chunk in value])
-        return orjson.dumps(described).decode(), vectors
-    return orjson.dumps(value).decode(), None
+        return [CacheRow(key, endpoint, result.model, None, np.asarray(result.value, np.float32).ravel(), *counts)]
+    if endpoint == CHUNKS:
+        chunks = result.value
+        listed = orjson.dumps([chunk["key"] for chunk in chunks]).decode()
+        return [CacheRow(key, endpoint, result.model, listed, None, *counts)] + [
+            CacheRow(
+                chunk["key"],
+                EMBEDDINGS,
+                result.model,
+                None,
+                np.asarray(chunk["vector"], np.float32).ravel(),
+                chunk["tokens"],
+                0,
+                None,
+            )
+            for chunk in chunks
+        ]
+    return [CacheRow(key, endpoint, result.model, orjson.dumps(result.value).decode(), None, *counts)]
 
 
-def value(endpoint: str, answer: str | None, vector: Any) -> tuple[bool, Any]:
-    """(usable, value) read back from the two columns (`vector` as floats of any sequence); an
-    unusable row is asked for again."""
-    vector = None if vector is None else np.asarray(vector, dtype=np.float32)
+def chunk_keys(endpoint: str, answer: str | None) -> list[str]:
+    """The keys of the embedding rows a record's chunks row lists (none for any other row)."""
+    if endpoint != CHUNKS or answer is None:
+        return []
+    listed = orjson.loads(answer)
+    return listed if isinstance(listed, list) and all(isinstance(key, str) for key in listed) else []
+
+
+def value(endpoint: str, answer: str | None, vector: Any, vectors: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(usable, value) read back from a row (`vector` as floats of any sequence), with `vectors` the
+    embedding rows found for chunk keys; an unusable row is asked for again. A record's chunks come
+    back as their index and vector, in order."""
     if endpoint == EMBEDDINGS:
-        return vector is not None, vector
-    parsed = orjson.loads(answer) if answer is not None else None
-    if endpoint == CHUNKS and isinstance(parsed, list) and parsed and "vector" not in parsed[0]:
-        # Chunks whose vectors are in the vector column (those written before it carry them inline).
-        if vector is None or len(vector) % len(parsed):
-            return False, None
-        for chunk, own in zip(parsed, np.split(vector, len(parsed)), strict=True):
-            chunk["vector"] = own
-        return True, parsed
-    return True, parsed
+        return vector is not None, None if vector is None else np.asarray(vector, dtype=np.float32)
+    if endpoint == CHUNKS:
+        keys = chunk_keys(endpoint, answer)
+        found = [vectors.get(key) for key in keys]
+        if not keys or any(v is None for v in found):
+            return False, None  # a chunk's row is missing, or the row predates this layout: pay again
+        return True, [{"index": i, "vector": np.asarray(v, dtype=np.float32)} for i, v in enumerate(found)]
+    return True, orjson.loads(answer) if answer is not None else None

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.sinks.base import CacheEntries
-from destination_mistral.sinks.cache_values import columns as cached_columns
+from destination_mistral.sinks.cache_values import CacheRow, chunk_keys
+from destination_mistral.sinks.cache_values import rows as cache_rows
 from destination_mistral.sinks.cache_values import value as cached_value
 from destination_mistral.sinks.postgres_tables import table_ref
 
@@ -35,39 +36,32 @@ class PostgresCache:
     def lookup(self, keys: Sequence[str]) -> dict[str, Result]:
         if not keys:
             return {}
-        rows = self._reader.execute(
-            f"SELECT {_COLUMNS} FROM {self._table} WHERE key = ANY(%s)", (list(dict.fromkeys(keys)),)
-        ).fetchall()
+        rows = self._rows(list(dict.fromkeys(keys)))
+        listed = {key for row in rows for key in chunk_keys(row[1], row[3])}
+        vectors = {row[0]: row[4] for row in [*rows, *(self._rows(list(listed)) if listed else [])] if row[4]}
         found = {}
         for key, endpoint, model, answer, vector, prompt_tokens, completion_tokens, error in rows:
             counts = {"model": model, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
             if error is not None:
                 found[key] = Result(error=error, error_kind="answer", cached=True, **counts)
-            else:
-                usable, value = cached_value(endpoint, answer, vector)
-                if usable:  # else ask the API again
-                    found[key] = Result(value=value, cached=True, **counts)
+                continue
+            usable, value = cached_value(endpoint, answer, vector, vectors)
+            if usable:  # else ask the API again
+                found[key] = Result(value=value, cached=True, **counts)
         return found
+
+    def _rows(self, keys: list[str]) -> list[tuple]:
+        return self._reader.execute(f"SELECT {_COLUMNS} FROM {self._table} WHERE key = ANY(%s)", (keys,)).fetchall()
 
     def store(self, entries: CacheEntries) -> None:
         """(key, endpoint, result) for successes and paid answers that could not be used; keys already
-        present are left alone."""
-        unique = {key: (endpoint, result) for key, endpoint, result in entries if result.ok or result.paid}
-        rows = []
-        for key, (endpoint, result) in unique.items():
-            answer, vector = cached_columns(endpoint, result.value) if result.ok else (None, None)
-            rows.append(
-                (
-                    key,
-                    endpoint,
-                    result.model,
-                    answer,
-                    None if vector is None else vector.tolist(),
-                    result.prompt_tokens,
-                    result.completion_tokens,
-                    result.error,
-                )
-            )
+        present are left alone (a chunk's row, which other records or texts may share, included)."""
+        unique: dict[str, CacheRow] = {}
+        for key, endpoint, result in entries:
+            if result.ok or result.paid:
+                for row in cache_rows(key, endpoint, result):
+                    unique.setdefault(row.key, row)
+        rows = [row._replace(vector=None if row.vector is None else row.vector.tolist()) for row in unique.values()]
         if rows:
             with self._con.cursor() as cursor:
                 cursor.executemany(

@@ -152,7 +152,9 @@ class Dispatcher:
             elif key in fresh_answers:
                 self._complete(runtime, item, fresh_answers.get(key).as_cached())
             elif key in found:
-                self._complete(runtime, item, found[key])
+                # An enricher whose cached answers leave out what the input holds puts it back.
+                from_cache = getattr(runtime.enricher, "from_cache", None)
+                self._complete(runtime, item, from_cache(item.prepared, found[key]) if from_cache else found[key])
             elif key in in_flight:
                 in_flight.join(key, (runtime, item))
             else:

@@ -157,6 +157,12 @@ def test_an_in_memory_duckdb_or_a_reserved_postgres_schema_is_refused_naming_the
             "`stream_overrides[0].enrichment.feilds`",
             "Did you mean `fields`, of the embeddings",
         ),
+        # A misspelt required field is named as typed, not reported as the missing one.
+        (
+            {"enrichment": {"mode": "none"}, "output": {"type": "duckdb", "pth": "out.duckdb"}},
+            "`output.pth`",
+            "Did you mean `path`?",
+        ),
     ],
 )
 def test_a_field_the_form_does_not_have_is_refused_not_ignored(config, field, fix):

@@ -289,34 +289,73 @@ def test_cache_written_with_blob_vectors_is_migrated_without_losing_answers(tmp_
     con.close()
 
 
-def test_cached_chunks_keep_their_vectors_as_floats_and_read_back_the_same(tmp_path):
-    """A record's chunk vectors go to the cache's FLOAT[] column, not into its JSON text (which
-    DuckDB holds in memory until a checkpoint); rows written with the vectors inline still read."""
+def _chunked(name: str, texts: list[str], dim: int = 16) -> Result:
+    """A record's chunked answer as the enricher gives it: each chunk's cache key and vector."""
+    vectors = [np.random.default_rng(abs(hash(text)) % 2**32).standard_normal(dim).astype(np.float32) for text in texts]
+    chunks = [
+        {"index": i, "text": text, "tokens": 2, "key": f"chunk:{text}", "vector": vector}
+        for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+    ]
+    return Result(value=chunks, model="mistral-embed", prompt_tokens=2 * len(texts))
+
+
+def test_cached_chunks_are_embedding_rows_of_their_own_shared_by_records_and_read_back_the_same(tmp_path):
+    """A record's row lists its chunks' keys; each chunk's vector is the embedding row of its text,
+    stored once however many records hold it. A record whose chunk row is gone is asked again."""
     from destination_mistral.sinks.cache import TABLE, ResultCache
 
-    rng = np.random.default_rng(3)
-    chunks = [
-        {"index": i, "text": f"chunk {i}", "tokens": 2 + i, "vector": rng.standard_normal(16).astype(np.float32)}
-        for i in range(3)
-    ]
     con = duckdb.connect(str(tmp_path / "cache.duckdb"))
     cache = ResultCache(con)
-    result = Result(value=chunks, model="mistral-embed", prompt_tokens=9)
-    cache.store([("new", "embeddings/chunks", result)])
-    inline = [{**chunk, "vector": chunk["vector"].tolist()} for chunk in chunks]
-    con.execute(
-        f"INSERT INTO {TABLE} (key, endpoint, model, answer) VALUES ('old', 'embeddings/chunks', 'mistral-embed', ?)",
-        [json.dumps(inline)],
-    )
-    answer, floats = con.execute(f"SELECT answer, len(vector) FROM {TABLE} WHERE key = 'new'").fetchone()
-    assert "vector" not in answer and floats == 48
-    found = cache.lookup(["new", "old"])
-    for key in ("new", "old"):
-        read = found[key].value
-        assert [(c["index"], c["text"], c["tokens"]) for c in read] == [
-            (c["index"], c["text"], c["tokens"]) for c in chunks
-        ]
-        assert all(
-            np.array_equal(np.asarray(r["vector"], np.float32), c["vector"]) for r, c in zip(read, chunks, strict=True)
-        )
+    first, second = _chunked("a", ["one", "two", "three"]), _chunked("b", ["two", "four"])
+    cache.store([("a", "embeddings/chunks", first)])
+    cache.store([("b", "embeddings/chunks", second)])
+    stored = dict(con.execute(f"SELECT key, vector IS NULL FROM {TABLE}").fetchall())
+    assert stored == {
+        "a": True,
+        "b": True,
+        "chunk:one": False,
+        "chunk:two": False,
+        "chunk:three": False,
+        "chunk:four": False,
+    }
+    found = cache.lookup(["a", "b"])
+    for key, result in (("a", first), ("b", second)):
+        assert [c["index"] for c in found[key].value] == [c["index"] for c in result.value]
+        for read, wrote in zip(found[key].value, result.value, strict=True):
+            assert np.array_equal(read["vector"], wrote["vector"])
+    con.execute(f"DELETE FROM {TABLE} WHERE key = 'chunk:four'")
+    assert set(cache.lookup(["a", "b"])) == {"a"}, "a record missing a chunk's vector is paid again, never cut short"
+    con.close()
+
+
+def test_a_lookup_of_many_cached_records_with_many_chunks_fits_the_output_memory(tmp_path):
+    """1,000 cached records of 17 chunks (70 MB of vectors) looked up with a quarter of the output's
+    buffer pool (the rest holds what the sync writes meanwhile): kept as one list per record, they
+    were read all at once by any lookup, which ran out of memory, and every later sync with it."""
+    from destination_mistral.sinks.cache import ResultCache
+
+    con = duckdb.connect(str(tmp_path / "cache.duckdb"))
+    con.execute("SET memory_limit = '48MB'")
+    cache = ResultCache(con)
+    rng = np.random.default_rng(5)
+    keys = [f"record {r}" for r in range(1_000)]
+    for batch in range(0, len(keys), 100):
+        entries = []
+        for key in keys[batch : batch + 100]:
+            chunks = [
+                {
+                    "index": i,
+                    "text": "",
+                    "tokens": 1,
+                    "key": f"{key} chunk {i}",
+                    "vector": rng.standard_normal(1024).astype(np.float32),
+                }
+                for i in range(17)
+            ]
+            entries.append((key, "embeddings/chunks", Result(value=chunks, model="mistral-embed", prompt_tokens=17)))
+        con.begin()
+        cache.store(entries)
+        con.commit()
+    found = cache.lookup(keys)
+    assert len(found) == 1_000 and all(len(result.value) == 17 for result in found.values())
     con.close()
