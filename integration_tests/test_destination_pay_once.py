@@ -183,3 +183,66 @@ def test_a_paid_answer_that_cannot_be_used_is_not_paid_for_again(fresh_emulator,
     rows = con.execute("SELECT _mistral_error, _mistral_cached FROM reviews").fetchall()
     con.close()
     assert all(e and "not valid JSON" in e and cached for e, cached in rows), rows
+
+
+def embedded_inputs(emulator) -> int:
+    return int(emulator.stats()["embeddings"]["inputs"])
+
+
+def chunked_config(emulator, tmp_path, **extra):
+    return {
+        "api_key": emulator.api_key,
+        "base_url": emulator.base_url,
+        "enrichment": {"mode": "embeddings", "fields": ["review"], "chunking": {"max_tokens": 64, "overlap_tokens": 0}},
+        "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")},
+        **extra,
+    }
+
+
+SHARED = ("Every order ships within two days, and returns are free for a month after delivery. " * 3).strip()
+
+
+def test_a_chunk_shared_by_records_is_paid_once_in_this_sync_and_the_next(fresh_emulator, tmp_path):
+    """Records that share a paragraph (a signature, a policy) pay for its chunk once: a chunk is an
+    input like any other, cached under its own text."""
+    config = chunked_config(fresh_emulator, tmp_path)
+    first = [review(i, f"{SHARED}\n\nReview {i} says the battery of unit {i} lasts {i} hours.") for i in range(20)]
+    list(DestinationMistral().write(config, catalog(configured_stream()), messages_with_states(first, every=5)))
+    assert embedded_inputs(fresh_emulator) == 21, "twenty own paragraphs and the shared one"
+    fresh_emulator.reset_stats()
+    later = [review(100 + i, f"{SHARED}\n\nLater review {i} finds the case of unit {i} scratched.") for i in range(20)]
+    list(DestinationMistral().write(config, catalog(configured_stream()), messages_with_states(later, every=5)))
+    assert embedded_inputs(fresh_emulator) == 20, "the shared paragraph is cached"
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    try:
+        shared = con.execute(
+            "SELECT count(DISTINCT _mistral_embedding) FROM reviews_chunks WHERE _mistral_chunk_index = 0"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert shared == 1, "every record's first chunk has the shared paragraph's vector"
+
+
+def test_a_failed_sync_keeps_the_chunks_it_received_of_a_record_it_could_not_finish(fresh_emulator, tmp_path):
+    """A record of hundreds of chunks, sent in several requests, whose later requests are refused (the
+    month's token quota is spent): the chunks answered before are cached as they arrive, and the next
+    attempt pays only for the others."""
+    text = "\n\n".join(
+        f"Paragraph {p} of the long manual explains step {p} of the setup in detail." for p in range(2500)
+    )
+    config = chunked_config(fresh_emulator, tmp_path, limits={"max_concurrent_requests": 1})
+    fresh_emulator.configure(tokens_per_month=20_000)
+    with pytest.raises(AirbyteTracedException) as caught:
+        list(DestinationMistral().write(config, catalog(configured_stream()), messages_with_states([review(1, text)])))
+    assert caught.value.failure_type.value == "transient_error"
+    received = embedded_inputs(fresh_emulator)
+    fresh_emulator.configure(tokens_per_month=None)
+    fresh_emulator.reset_stats()
+    list(DestinationMistral().write(config, catalog(configured_stream()), messages_with_states([review(1, text)])))
+    paid_again = embedded_inputs(fresh_emulator)
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    try:
+        chunks = con.execute("SELECT count(*) FROM reviews_chunks").fetchone()[0]
+    finally:
+        con.close()
+    assert received > 0 and paid_again == chunks - received, (received, paid_again, chunks)

@@ -28,7 +28,7 @@ from destination_mistral.settings import ChunkingSettings, EmbeddingSettings
 class ChunkedInput:
     """One record's chunks and the embedding input of each."""
 
-    __slots__ = ("key", "chunks", "inputs", "split_cpu")
+    __slots__ = ("key", "chunks", "inputs", "split_cpu", "known")
     cut = False  # a chunked text is embedded whole, in pieces
 
     def __init__(self, key: str, chunks: list[Chunk], inputs: list[EmbeddingInput], split_cpu: float = 0.0) -> None:
@@ -36,6 +36,12 @@ class ChunkedInput:
         self.chunks = chunks
         self.inputs = inputs
         self.split_cpu = split_cpu  # CPU seconds the split took, for the sync's summary
+        # Chunks already answered (cached, or paid earlier in this sync), by chunk key: not sent again.
+        self.known: dict[str, Result] = {}
+
+    @property
+    def chunk_keys(self) -> list[str]:
+        return [chunk_input.key for chunk_input in self.inputs]
 
     @property
     def tokens(self) -> int:
@@ -73,6 +79,13 @@ class ChunkedEmbeddingEnricher:
             "split_on": chunking.split_on,
         }
 
+        # Each chunk's request by its key while it is in flight, so that records sharing a chunk (a
+        # signature, a boilerplate paragraph) pay for it once.
+        self._pending: dict[str, asyncio.Future[Result]] = {}
+        # Told each chunk's answer as it arrives (the pipeline keeps it for the cache), so that a sync
+        # that fails or is killed before a record's last chunk does not pay again for the others.
+        self.on_chunk_answer: Callable[[str, Result], None] | None = None
+
     @property
     def dimension(self) -> int | None:
         return self._embedder.dimension
@@ -92,8 +105,27 @@ class ChunkedEmbeddingEnricher:
         """Nothing to count: the chunker counted every chunk."""
 
     def submit(self, item: ChunkedInput) -> asyncio.Future[Result]:
-        answers = [self._delivery.submit(chunk_input) for chunk_input in item.inputs]
-        return asyncio.ensure_future(self._joined(item, answers))
+        answers: list[asyncio.Future[Result]] = []
+        paid_here: list[bool] = []  # whether this record's result counts the chunk's tokens
+        for chunk_input in item.inputs:
+            key = chunk_input.key
+            known = item.known.get(key)
+            if known is not None:
+                answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+                answer.set_result(known)
+                answers.append(answer)
+                paid_here.append(False)
+            elif key in self._pending:
+                # Shielded: this record's end (a cancelled sync) must not cancel another's request.
+                answers.append(asyncio.shield(self._pending[key]))
+                paid_here.append(False)
+            else:
+                request = self._delivery.submit(chunk_input)
+                self._pending[key] = request
+                request.add_done_callback(lambda done, k=key: self._settled(k, done))
+                answers.append(request)
+                paid_here.append(True)
+        return asyncio.ensure_future(self._joined(item, answers, paid_here))
 
     async def run(self, item: ChunkedInput) -> Result:
         return await self.submit(item)
@@ -106,7 +138,16 @@ class ChunkedEmbeddingEnricher:
         the chunk's key, and the record's key (made from those keys) says its chunks are these."""
         return replace(result, value=_chunk_values(item, [chunk["vector"] for chunk in result.value]))
 
-    async def _joined(self, item: ChunkedInput, answers: list[asyncio.Future[Result]]) -> Result:
+    def _settled(self, key: str, request: asyncio.Future[Result]) -> None:
+        if self._pending.get(key) is request:
+            del self._pending[key]
+        if request.cancelled() or request.exception() is not None or self.on_chunk_answer is None:
+            return
+        result = request.result()
+        if result.ok or result.paid:
+            self.on_chunk_answer(key, result)
+
+    async def _joined(self, item: ChunkedInput, answers: list[asyncio.Future[Result]], paid_here: list[bool]) -> Result:
         """The record's result once every chunk is answered: all its chunks, or the first chunk's error
         (a record is stored with all its chunks or as an error row, never with some of them)."""
         results = await asyncio.gather(*answers)
@@ -120,8 +161,10 @@ class ChunkedEmbeddingEnricher:
         return Result(
             value=_chunk_values(item, [result.value for result in results]),
             model=results[0].model,
-            prompt_tokens=sum(result.prompt_tokens or 0 for result in results),
+            # Only the chunks this record paid for: a known or shared chunk's tokens are counted once.
+            prompt_tokens=sum(r.prompt_tokens or 0 for r, paid in zip(results, paid_here, strict=True) if paid),
             completion_tokens=0,
+            cached=not any(paid_here),
         )
 
 

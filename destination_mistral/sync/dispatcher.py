@@ -58,6 +58,11 @@ class Dispatcher:
         self._counters = counters
         self._on_error = on_error
         self._cache_enabled = cache_enabled
+        if cache_enabled:
+            # Chunk answers are kept for the cache as they arrive, before their record is complete.
+            for runtime in ordering.streams.values():
+                if hasattr(runtime.enricher, "on_chunk_answer"):
+                    runtime.enricher.on_chunk_answer = self._on_chunk_answer
 
     async def run(self) -> None:
         """Dispatches the input until it ends or the sync fails."""
@@ -145,6 +150,7 @@ class Dispatcher:
         if unknown and self._cache_enabled:
             found = await asyncio.get_running_loop().run_in_executor(self._lookups, self._sink.lookup, unknown)
         await self._count_tokens(todo, fresh, found)
+        await self._known_chunks([it for _, it in todo if it.key not in fresh and it.key not in found])
         for runtime, item in todo:
             key = item.key
             if key in fresh:
@@ -165,6 +171,25 @@ class Dispatcher:
                 in_flight.start(key, request, (runtime, item))
                 request.add_done_callback(lambda done, k=key, e=enricher: self._on_answer(k, e, done))
         self._schedule.after_completion()
+
+    async def _known_chunks(self, items: list[PendingItem]) -> None:
+        """For records about to be sent in chunks: the chunks already answered, in this sync or a
+        cached one (a chunk shared with another record, or the part of a record a failed or killed
+        sync had received), which are then not sent again."""
+        chunked = [item for item in items if hasattr(item.prepared, "known") and item.key not in self._in_flight]
+        if not chunked:
+            return
+        keys = {key for item in chunked for key in item.prepared.chunk_keys}
+        known = {key: self._fresh.get(key).as_cached() for key in keys if key in self._fresh}
+        unknown = [key for key in keys if key not in known]
+        if unknown and self._cache_enabled:
+            loop = asyncio.get_running_loop()
+            known.update(await loop.run_in_executor(self._lookups, self._sink.lookup, unknown))
+        for item in chunked:
+            item.prepared.known = {key: known[key] for key in item.prepared.chunk_keys if key in known}
+
+    def _on_chunk_answer(self, key: str, result: Result) -> None:
+        self._fresh.add(key, "embeddings", result)
 
     async def _count_tokens(self, todo: list[Waiter], fresh: dict[str, Result], found: dict[str, Result]) -> None:
         """Token counts for the inputs about to be sent, taken on the lookup thread in one call per
@@ -192,7 +217,7 @@ class Dispatcher:
         result = request.result()
         if (result.ok or result.paid) and self._cache_enabled:  # a paid answer is kept even when unusable
             self._fresh.add(key, _CACHE_NAMES.get(enricher.kind, enricher.kind), result)
-        if result.ok:
+        if result.ok and not result.cached:  # a record whose chunks were all known paid nothing
             self._counters.enriched += 1
         for index, (runtime, item) in enumerate(waiters):
             self._complete(runtime, item, result if index == 0 else result.as_cached())
