@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.sinks.base import CacheEntries
-from destination_mistral.sinks.cache_values import CHUNKS, EMBEDDINGS, CacheRow, chunk_keys
+from destination_mistral.sinks.cache_values import EMBEDDINGS, CacheRow, chunk_keys
 from destination_mistral.sinks.cache_values import rows as cache_rows
 from destination_mistral.sinks.cache_values import value as cached_value
 
@@ -188,9 +188,9 @@ class ResultCache:
             )
         return result
 
-    def _matching(self, keys: list[str], reader=None) -> pa.Table:
-        """The rows of `keys`, without their vectors, read through the lookups' cursor (or `reader`)."""
-        reader = reader or self._reader
+    def _matching(self, keys: list[str]) -> pa.Table:
+        """The rows of `keys`, without their vectors."""
+        reader = self._reader
         reader.register(_KEYS_VIEW, pa.table({"key": pa.array(keys, pa.string())}))
         try:
             return reader.sql(
@@ -224,20 +224,12 @@ class ResultCache:
         return dict(zip(found.column("key").to_pylist(), list_vectors(found.column("vector")), strict=True))
 
     def store(self, entries: CacheEntries) -> None:
-        """(key, endpoint, result) for successes and paid answers that could not be used; keys already
-        present are left alone (a chunk's row, which other records or texts may share, included)."""
+        """(key, endpoint, result) for successes and paid answers that could not be used."""
         unique: dict[str, CacheRow] = {}
-        chunked = False
         for key, endpoint, result in entries:
             if result.ok or result.paid:
-                chunked = chunked or endpoint == CHUNKS
                 for row in cache_rows(key, endpoint, result):
                     unique.setdefault(row.key, row)
-        if chunked:
-            # A chunk's text may be cached already (another record holds it, or a sync embedded it
-            # whole); every other key was looked up and missed before its answer was paid for.
-            for key in self._matching(list(unique), self._con).column("key").to_pylist():
-                unique.pop(key, None)
         if not unique:
             return
         kept = list(unique.values())

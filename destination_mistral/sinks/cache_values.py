@@ -1,7 +1,8 @@
 """How a paid answer becomes rows of the cache table, and how rows become the answer again, for
 both caches (DuckDB's and PostgreSQL's): an embedding is a row holding its vector; any other answer
 a row holding its JSON; and a record's chunks a row listing the cache keys of its chunks, each chunk
-being an embedding row of its own (the row any text of that model and dimension is cached under).
+being an embedding row of its own (the row any text of that model and dimension is cached under),
+which the pipeline stores as the chunk's answer arrives, before the record is complete.
 
 Chunk vectors are never kept in the record's row: as JSON text they filled DuckDB's memory (it keeps
 a long string in memory until its next checkpoint), and as one long list per record a lookup of a
@@ -43,21 +44,9 @@ def rows(key: str, endpoint: str, result: Result) -> list[CacheRow]:
     if endpoint == EMBEDDINGS:
         return [CacheRow(key, endpoint, result.model, None, np.asarray(result.value, np.float32).ravel(), *counts)]
     if endpoint == CHUNKS:
-        chunks = result.value
-        listed = orjson.dumps([chunk["key"] for chunk in chunks]).decode()
-        return [CacheRow(key, endpoint, result.model, listed, None, *counts)] + [
-            CacheRow(
-                chunk["key"],
-                EMBEDDINGS,
-                result.model,
-                None,
-                np.asarray(chunk["vector"], np.float32).ravel(),
-                chunk["tokens"],
-                0,
-                None,
-            )
-            for chunk in chunks
-        ]
+        # The chunks' own rows are written as each chunk's answer arrives (or were there before).
+        listed = orjson.dumps([chunk["key"] for chunk in result.value]).decode()
+        return [CacheRow(key, endpoint, result.model, listed, None, *counts)]
     return [CacheRow(key, endpoint, result.model, orjson.dumps(result.value).decode(), None, *counts)]
 
 

@@ -55,7 +55,7 @@ class PostgresCache:
 
     def store(self, entries: CacheEntries) -> None:
         """(key, endpoint, result) for successes and paid answers that could not be used; keys already
-        present are left alone (a chunk's row, which other records or texts may share, included)."""
+        present are left alone."""
         unique: dict[str, CacheRow] = {}
         for key, endpoint, result in entries:
             if result.ok or result.paid:

@@ -299,16 +299,26 @@ def _chunked(name: str, texts: list[str], dim: int = 16) -> Result:
     return Result(value=chunks, model="mistral-embed", prompt_tokens=2 * len(texts))
 
 
+def _as_paid(key: str, result: Result) -> list:
+    """The cache entries a sync gives for a chunked record: each chunk's answer as it arrived, and
+    the record's row."""
+    chunks = [
+        (c["key"], "embeddings", Result(value=c["vector"], model=result.model, prompt_tokens=c["tokens"]))
+        for c in result.value
+    ]
+    return [*chunks, (key, "embeddings/chunks", result)]
+
+
 def test_cached_chunks_are_embedding_rows_of_their_own_shared_by_records_and_read_back_the_same(tmp_path):
     """A record's row lists its chunks' keys; each chunk's vector is the embedding row of its text,
-    stored once however many records hold it. A record whose chunk row is gone is asked again."""
+    which records sharing the chunk share. A record whose chunk row is gone is asked again."""
     from destination_mistral.sinks.cache import TABLE, ResultCache
 
     con = duckdb.connect(str(tmp_path / "cache.duckdb"))
     cache = ResultCache(con)
     first, second = _chunked("a", ["one", "two", "three"]), _chunked("b", ["two", "four"])
-    cache.store([("a", "embeddings/chunks", first)])
-    cache.store([("b", "embeddings/chunks", second)])
+    cache.store(_as_paid("a", first))
+    cache.store([entry for entry in _as_paid("b", second) if entry[0] != "chunk:two"])  # already answered
     stored = dict(con.execute(f"SELECT key, vector IS NULL FROM {TABLE}").fetchall())
     assert stored == {
         "a": True,
@@ -352,7 +362,7 @@ def test_a_lookup_of_many_cached_records_with_many_chunks_fits_the_output_memory
                 }
                 for i in range(17)
             ]
-            entries.append((key, "embeddings/chunks", Result(value=chunks, model="mistral-embed", prompt_tokens=17)))
+            entries += _as_paid(key, Result(value=chunks, model="mistral-embed", prompt_tokens=17))
         con.begin()
         cache.store(entries)
         con.commit()
