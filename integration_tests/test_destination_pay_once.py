@@ -8,6 +8,7 @@ import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_mistral.destination import DestinationMistral
+from integration_tests.conftest import make_postgres_database
 from tests.support.builders import catalog, configured_stream, messages_with_states, review
 
 CHAT = "POST /v1/chat/completions"
@@ -189,12 +190,12 @@ def embedded_inputs(emulator) -> int:
     return int(emulator.stats()["embeddings"]["inputs"])
 
 
-def chunked_config(emulator, tmp_path, **extra):
+def chunked_config(emulator, tmp_path, output=None, **extra):
     return {
         "api_key": emulator.api_key,
         "base_url": emulator.base_url,
         "enrichment": {"mode": "embeddings", "fields": ["review"], "chunking": {"max_tokens": 64, "overlap_tokens": 0}},
-        "output": {"type": "duckdb", "path": str(tmp_path / "out.duckdb")},
+        "output": output or {"type": "duckdb", "path": str(tmp_path / "out.duckdb")},
         **extra,
     }
 
@@ -202,10 +203,17 @@ def chunked_config(emulator, tmp_path, **extra):
 SHARED = ("Every order ships within two days, and returns are free for a month after delivery. " * 3).strip()
 
 
-def test_a_chunk_shared_by_records_is_paid_once_in_this_sync_and_the_next(fresh_emulator, tmp_path):
+@pytest.mark.parametrize("kind", ["duckdb", "jsonl", "postgres"])
+def test_a_chunk_shared_by_records_is_paid_once_in_this_sync_and_the_next(fresh_emulator, tmp_path, kind, request):
     """Records that share a paragraph (a signature, a policy) pay for its chunk once: a chunk is an
-    input like any other, cached under its own text."""
-    config = chunked_config(fresh_emulator, tmp_path)
+    input like any other, cached under its own text, in every output's cache."""
+    if kind == "postgres":
+        output = make_postgres_database(request.getfixturevalue("postgres_server"), request.node.nodeid, True)
+    elif kind == "jsonl":
+        output = {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    else:
+        output = None
+    config = chunked_config(fresh_emulator, tmp_path, output)
     first = [review(i, f"{SHARED}\n\nReview {i} says the battery of unit {i} lasts {i} hours.") for i in range(20)]
     list(DestinationMistral().write(config, catalog(configured_stream()), messages_with_states(first, every=5)))
     assert embedded_inputs(fresh_emulator) == 21, "twenty own paragraphs and the shared one"
@@ -213,14 +221,15 @@ def test_a_chunk_shared_by_records_is_paid_once_in_this_sync_and_the_next(fresh_
     later = [review(100 + i, f"{SHARED}\n\nLater review {i} finds the case of unit {i} scratched.") for i in range(20)]
     list(DestinationMistral().write(config, catalog(configured_stream()), messages_with_states(later, every=5)))
     assert embedded_inputs(fresh_emulator) == 20, "the shared paragraph is cached"
-    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
-    try:
-        shared = con.execute(
-            "SELECT count(DISTINCT _mistral_embedding) FROM reviews_chunks WHERE _mistral_chunk_index = 0"
-        ).fetchone()[0]
-    finally:
-        con.close()
-    assert shared == 1, "every record's first chunk has the shared paragraph's vector"
+    if kind == "duckdb":
+        con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+        try:
+            shared = con.execute(
+                "SELECT count(DISTINCT _mistral_embedding) FROM reviews_chunks WHERE _mistral_chunk_index = 0"
+            ).fetchone()[0]
+        finally:
+            con.close()
+        assert shared == 1, "every record's first chunk has the shared paragraph's vector"
 
 
 def test_a_failed_sync_keeps_the_chunks_it_received_of_a_record_it_could_not_finish(fresh_emulator, tmp_path):
