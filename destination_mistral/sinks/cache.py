@@ -22,9 +22,8 @@ import pyarrow as pa
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.sinks.base import CacheEntries
-from destination_mistral.sinks.cache_values import EMBEDDINGS, CacheRow, chunk_keys
-from destination_mistral.sinks.cache_values import rows as cache_rows
-from destination_mistral.sinks.cache_values import value as cached_value
+from destination_mistral.sinks.cache_values import EMBEDDINGS, chunk_keys, rows_to_keep
+from destination_mistral.sinks.cache_values import result as cached_result
 
 TABLE = "_mistral_cache"
 _KEYS_VIEW = "_mistral_cache_keys"
@@ -159,7 +158,7 @@ class ResultCache:
             vectors = self._vectors([rows, chunk_rows] if chunk_rows is not None else [rows])
         finally:
             reader.commit()
-        result = {}
+        found = {}
         for key, endpoint, model, answer, prompt_tokens, completion_tokens, error in zip(
             rows.column("key").to_pylist(),
             endpoints,
@@ -170,23 +169,12 @@ class ResultCache:
             rows.column("error").to_pylist(),
             strict=True,
         ):
-            if error is not None:
-                result[key] = Result(
-                    model=model,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    error=error,
-                    error_kind="answer",
-                    cached=True,
-                )
-                continue
-            usable, value = cached_value(endpoint, answer, vectors.get(key), vectors)
-            if not usable:
-                continue  # ask the API again
-            result[key] = Result(
-                value=value, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached=True
+            cached = cached_result(
+                endpoint, model, answer, vectors.get(key), prompt_tokens, completion_tokens, error, vectors
             )
-        return result
+            if cached is not None:
+                found[key] = cached
+        return found
 
     def _matching(self, keys: list[str]) -> pa.Table:
         """The rows of `keys`, without their vectors."""
@@ -225,14 +213,9 @@ class ResultCache:
 
     def store(self, entries: CacheEntries) -> None:
         """(key, endpoint, result) for successes and paid answers that could not be used."""
-        unique: dict[str, CacheRow] = {}
-        for key, endpoint, result in entries:
-            if result.ok or result.paid:
-                for row in cache_rows(key, endpoint, result):
-                    unique.setdefault(row.key, row)
-        if not unique:
+        kept = rows_to_keep(entries)
+        if not kept:
             return
-        kept = list(unique.values())
         rows = pa.table(
             {
                 "key": pa.array([row.key for row in kept], pa.string()),

@@ -13,7 +13,7 @@ lookup, are those of the answer (chunked_embeddings.py puts them back)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,18 +36,26 @@ class CacheRow(NamedTuple):
     error: str | None
 
 
-def rows(key: str, endpoint: str, result: Result) -> list[CacheRow]:
-    """The rows that keep `result`: a failure's row holds its error and counts only."""
-    counts = (result.prompt_tokens, result.completion_tokens, result.error)
-    if not result.ok:
-        return [CacheRow(key, endpoint, result.model, None, None, *counts)]
-    if endpoint == EMBEDDINGS:
-        return [CacheRow(key, endpoint, result.model, None, np.asarray(result.value, np.float32).ravel(), *counts)]
-    if endpoint == CHUNKS:
+def rows_to_keep(entries: Iterable[tuple[str, str, Result]]) -> list[CacheRow]:
+    """One row per key of the (key, endpoint, result) entries worth keeping: the successes, and the
+    paid answers that could not be used (so that they are not paid for again)."""
+    kept = {key: _row(key, endpoint, result) for key, endpoint, result in entries if result.ok or result.paid}
+    return list(kept.values())
+
+
+def _row(key: str, endpoint: str, result: Result) -> CacheRow:
+    """The row that keeps `result`: a failure's row holds its error and counts only."""
+    answer, vector = None, None
+    if result.ok and endpoint == EMBEDDINGS:
+        vector = np.asarray(result.value, np.float32).ravel()
+    elif result.ok and endpoint == CHUNKS:
         # The chunks' own rows are written as each chunk's answer arrives (or were there before).
-        listed = orjson.dumps([chunk["key"] for chunk in result.value]).decode()
-        return [CacheRow(key, endpoint, result.model, listed, None, *counts)]
-    return [CacheRow(key, endpoint, result.model, orjson.dumps(result.value).decode(), None, *counts)]
+        answer = orjson.dumps([chunk["key"] for chunk in result.value]).decode()
+    elif result.ok:
+        answer = orjson.dumps(result.value).decode()
+    return CacheRow(
+        key, endpoint, result.model, answer, vector, result.prompt_tokens, result.completion_tokens, result.error
+    )
 
 
 def chunk_keys(endpoint: str, answer: str | None) -> list[str]:
@@ -58,10 +66,28 @@ def chunk_keys(endpoint: str, answer: str | None) -> list[str]:
     return listed if isinstance(listed, list) and all(isinstance(key, str) for key in listed) else []
 
 
-def value(endpoint: str, answer: str | None, vector: Any, vectors: Mapping[str, Any]) -> tuple[bool, Any]:
-    """(usable, value) read back from a row (`vector` as floats of any sequence), with `vectors` the
-    embedding rows found for chunk keys; an unusable row is asked for again. A record's chunks come
-    back as their index and vector, in order."""
+def result(
+    endpoint: str,
+    model: str | None,
+    answer: str | None,
+    vector: Any,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    error: str | None,
+    vectors: Mapping[str, Any],
+) -> Result | None:
+    """The cached answer a row holds (`vector` as floats of any sequence), with `vectors` the
+    embedding rows found for chunk keys; None for a row that cannot be used, asked for again."""
+    counts = {"model": model, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    if error is not None:  # a paid answer that could not be used: not paid again, its error kept
+        return Result(error=error, error_kind="answer", cached=True, **counts)
+    usable, found = _value(endpoint, answer, vector, vectors)
+    return Result(value=found, cached=True, **counts) if usable else None
+
+
+def _value(endpoint: str, answer: str | None, vector: Any, vectors: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(usable, value) of a successful row. A record's chunks come back as their index and vector,
+    in order."""
     if endpoint == EMBEDDINGS:
         return vector is not None, None if vector is None else np.asarray(vector, dtype=np.float32)
     if endpoint == CHUNKS:

@@ -11,9 +11,8 @@ from collections.abc import Sequence
 
 from destination_mistral.enrich.results import Result
 from destination_mistral.sinks.base import CacheEntries
-from destination_mistral.sinks.cache_values import CacheRow, chunk_keys
-from destination_mistral.sinks.cache_values import rows as cache_rows
-from destination_mistral.sinks.cache_values import value as cached_value
+from destination_mistral.sinks.cache_values import chunk_keys, rows_to_keep
+from destination_mistral.sinks.cache_values import result as cached_result
 from destination_mistral.sinks.postgres_tables import table_ref
 
 TABLE = "_mistral_cache"
@@ -40,14 +39,10 @@ class PostgresCache:
         listed = {key for row in rows for key in chunk_keys(row[1], row[3])}
         vectors = {row[0]: row[4] for row in [*rows, *(self._rows(list(listed)) if listed else [])] if row[4]}
         found = {}
-        for key, endpoint, model, answer, vector, prompt_tokens, completion_tokens, error in rows:
-            counts = {"model": model, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-            if error is not None:
-                found[key] = Result(error=error, error_kind="answer", cached=True, **counts)
-                continue
-            usable, value = cached_value(endpoint, answer, vector, vectors)
-            if usable:  # else ask the API again
-                found[key] = Result(value=value, cached=True, **counts)
+        for key, *fields in rows:
+            cached = cached_result(*fields, vectors)
+            if cached is not None:
+                found[key] = cached
         return found
 
     def _rows(self, keys: list[str]) -> list[tuple]:
@@ -56,12 +51,9 @@ class PostgresCache:
     def store(self, entries: CacheEntries) -> None:
         """(key, endpoint, result) for successes and paid answers that could not be used; keys already
         present are left alone."""
-        unique: dict[str, CacheRow] = {}
-        for key, endpoint, result in entries:
-            if result.ok or result.paid:
-                for row in cache_rows(key, endpoint, result):
-                    unique.setdefault(row.key, row)
-        rows = [row._replace(vector=None if row.vector is None else row.vector.tolist()) for row in unique.values()]
+        rows = [
+            row._replace(vector=None if row.vector is None else row.vector.tolist()) for row in rows_to_keep(entries)
+        ]
         if rows:
             with self._con.cursor() as cursor:
                 cursor.executemany(

@@ -149,8 +149,9 @@ class Dispatcher:
         found: dict[str, Result] = {}
         if unknown and self._cache_enabled:
             found = await asyncio.get_running_loop().run_in_executor(self._lookups, self._sink.lookup, unknown)
-        await self._count_tokens(todo, fresh, found)
-        await self._known_chunks([it for _, it in todo if it.key not in fresh and it.key not in found])
+        to_send = [(rt, it) for rt, it in todo if not self._answered(it.key, fresh, found)]
+        await self._count_tokens(to_send)
+        await self._known_chunks([it for _, it in to_send])
         for runtime, item in todo:
             key = item.key
             if key in fresh:
@@ -176,7 +177,7 @@ class Dispatcher:
         """For records about to be sent in chunks: the chunks already answered, in this sync or a
         cached one (a chunk shared with another record, or the part of a record a failed or killed
         sync had received), which are then not sent again."""
-        chunked = [item for item in items if hasattr(item.prepared, "known") and item.key not in self._in_flight]
+        chunked = [item for item in items if hasattr(item.prepared, "known")]
         if not chunked:
             return
         keys = {key for item in chunked for key in item.prepared.chunk_keys}
@@ -191,14 +192,15 @@ class Dispatcher:
     def _on_chunk_answer(self, key: str, result: Result) -> None:
         self._fresh.add(key, "embeddings", result)
 
-    async def _count_tokens(self, todo: list[Waiter], fresh: dict[str, Result], found: dict[str, Result]) -> None:
+    def _answered(self, key: str, fresh: dict[str, Result], found: dict[str, Result]) -> bool:
+        """Whether an input has its answer, or one on the way: it is not sent."""
+        return key in fresh or key in found or key in self._in_flight or key in self._fresh
+
+    async def _count_tokens(self, to_send: list[Waiter]) -> None:
         """Token counts for the inputs about to be sent, taken on the lookup thread in one call per
         enricher (the tokenizer does not hold the GIL for a list of texts)."""
         by_enricher: dict[int, tuple[Enricher[Input], list[Input]]] = {}
-        for runtime, item in todo:
-            key = item.key
-            if key in fresh or key in found or key in self._in_flight or key in self._fresh:
-                continue
+        for runtime, item in to_send:
             by_enricher.setdefault(id(runtime.enricher), (runtime.enricher, []))[1].append(item.prepared)
         loop = asyncio.get_running_loop()
         for enricher, prepared in by_enricher.values():
