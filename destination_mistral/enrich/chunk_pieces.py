@@ -32,6 +32,8 @@ _SLACK = 32
 # A run of words is cut into groups of about max_tokens // _WORD_GROUP tokens, which the merge packs
 # into chunks: a chunk ends at most a group short of the budget.
 _WORD_GROUP = 16
+# A span longer than this many characters per token of budget is counted by its head first (_measure).
+_HEAD_CHARS_PER_TOKEN = 4
 
 
 class Pieces:
@@ -58,14 +60,14 @@ class Pieces:
         return self._pieces(a, b, 0)
 
     def _cuts(self, pattern: re.Pattern[str], a: int, b: int) -> list[int]:
-        cuts = [m.end() for m in pattern.finditer(self.text, a, b) if a < m.end() < b]
+        cuts = [end for m in pattern.finditer(self.text, a, b) if a < (end := m.end()) < b]
         if self.fences and pattern in _HEADINGS:
             cuts = [cut for cut in cuts if not any(start < cut < end for start, end in self.fences)]
         return cuts
 
     def _pieces(self, a: int, b: int, level: int, tokens: int = 0) -> list[tuple[int, int, int]]:
         """Spans (start, end, tokens) within text[a:b], which is known or likely to be over the budget
-        (`tokens`, its count when known)."""
+        (`tokens`, its count or an estimate when known: only guesses ride on it)."""
         for depth in range(level, len(self.levels)):
             if self.levels[depth] is WORD:
                 return self._words(a, b, tokens)
@@ -79,17 +81,32 @@ class Pieces:
             x, y = strip(self.text, x, y)
             if x == y:
                 continue
-            tokens = self.count(x, y)
-            if tokens <= self.max:
+            tokens, exact = self._measure(x, y)
+            if exact and tokens <= self.max:
                 pieces.append((x, y, tokens))
             else:
                 pieces += self._pieces(x, y, depth + 1, tokens)
         return pieces
 
+    def _measure(self, x: int, y: int) -> tuple[int, bool]:
+        """text[x:y]'s count and True; or, for a span of more than _HEAD_CHARS_PER_TOKEN characters a
+        token of budget whose head alone is over the budget, an estimate from the head and False. A
+        long run without spaces (base64, CJK text) costs a pass of the tokenizer to count whole, and
+        is then cut by tokens anyway."""
+        head = x + self.max * _HEAD_CHARS_PER_TOKEN
+        if y > head:
+            head = strip(self.text, x, head)[1]  # a head ending in a space costs a pass to count
+            head_tokens = self.count(x, head)
+            if head_tokens > self.max:
+                return head_tokens * (y - x) // (head - x), False
+        return self.count(x, y), True
+
     def _words(self, a: int, b: int, tokens: int) -> list[tuple[int, int, int]]:
         """Groups of words of text[a:b] of about max_tokens // _WORD_GROUP tokens each, cut at
         whitespace: a run of thousands of words without a sentence break (a flattened table) would
         cost a piece per word, here and in the merge. A group over the budget is taken word by word."""
+        if WORD.search(self.text, a, b) is None:  # a single word: cut by tokens, without a count of it whole
+            return self._by_tokens(a, b, tokens)
         group = max(1, self.max // _WORD_GROUP)
         chars_per_token = (b - a) / tokens if tokens else 4.0
         pieces: list[tuple[int, int, int]] = []

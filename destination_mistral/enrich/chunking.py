@@ -140,7 +140,10 @@ class _Split:
         i = 0
         while i < len(pieces):
             start, overlap = pieces[i][0], 0
-            if chunks and self.overlap:
+            # No overlap is sought when the first new piece leaves room for less than half of one:
+            # the tail found would most often not fit, and seeking it costs counts (in a long run
+            # cut by tokens, every piece fills a chunk).
+            if chunks and self.overlap and (self.max - pieces[i][2]) * 2 >= self.overlap:
                 start, overlap = self._overlap_start(chunks[-1], pieces[i][0])
             budget = self.max - overlap
             if pieces[i][2] > budget:  # the first new piece needs the room the overlap would take

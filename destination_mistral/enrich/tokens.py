@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property, lru_cache
+from itertools import compress, count
+from operator import sub
 from typing import Protocol
-
-import numpy
 
 from destination_mistral.enrich.word_counts import WordCounts
 
@@ -77,20 +77,23 @@ class _MistralCommonTokenizer:
         alone = [i for i, word in enumerate(words) if "▁" in word or " " in word or not word]
         joined = [word for word in words if "▁" not in word and " " not in word and word] if alone else words
         with self._lock:
-            ids = numpy.asarray(self._processor.encode(" ".join(joined)), dtype=numpy.int64)
-        starts = numpy.flatnonzero(self._starts_word[ids])
+            ids = self._processor.encode(" ".join(joined))
+        # In C over the ids, without numpy: numpy lets other threads take the interpreter during
+        # its loops, and a sync's other threads then evict what the splitter had in cache.
+        starts = list(compress(count(), map(self._starts_word.__getitem__, ids)))
         if len(starts) != len(joined):  # not the shape this rule expects: count each word
             return self.count_many(words)
-        counts = numpy.diff(starts, append=len(ids)).tolist()
+        starts.append(len(ids))
+        counts = list(map(sub, starts[1:], starts))
         for i in alone:
             counts.insert(i, self.count(words[i]))
         return counts
 
     @cached_property
-    def _starts_word(self):
+    def _starts_word(self) -> bytes:
         """For each piece id, whether the piece starts a word (begins with "▁", SentencePiece's space)."""
         processor = self._processor
-        return numpy.array([processor.id_to_piece(i).startswith("▁") for i in range(processor.get_piece_size())])
+        return bytes(piece.startswith("▁") for piece in processor.id_to_piece(list(range(processor.get_piece_size()))))
 
     @cached_property
     def _processor(self):

@@ -167,6 +167,27 @@ def test_giant_word_is_cut_by_tokens(tokenizer):
     assert inside and all(c.tokens >= 180 for c in inside)
 
 
+def test_a_giant_word_is_never_counted_whole_nor_for_an_overlap_it_has_no_room_for(tokenizer):
+    """A run without spaces costs a pass of the tokenizer per count: it is measured by its head, cut
+    by tokens into pieces that fill their chunks, and no overlap is sought before a piece that
+    leaves no room for one."""
+    word = "".join(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(i * 7919) % 64] for i in range(20000)
+    )
+    text = f"Before.\n\n{word}\n\nAfter."
+    counted: list[int] = []
+
+    def count(piece: str) -> int:
+        counted.append(len(piece))
+        return tokenizer.count(piece)
+
+    chunks = Chunker(count, 200, 40).split(text)
+    _check(text, chunks, tokenizer.count, 200)
+    assert max(counted) < len(word) // 4, "the run was counted whole"
+    inside = [c for c in chunks if c.text in word]
+    assert len(counted) <= 3 * len(inside), f"{len(counted)} counts for {len(inside)} chunks of the run"
+
+
 def test_a_long_run_of_words_without_sentences_fills_its_chunks(tokenizer):
     """A flattened table: thousands of words with no sentence or line break, cut into groups of
     words that the merge packs nearly to the bound."""
