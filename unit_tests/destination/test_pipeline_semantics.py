@@ -6,6 +6,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import orjson
 import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -248,3 +249,33 @@ def test_byte_window_blocks_the_reader_until_commit_releases_bytes():
     thread.join()
     window.release(60)
     assert window.acquire(1000), "a record larger than the window passes alone once the window has drained"
+
+
+def test_a_full_byte_window_resumes_reading_only_once_an_eighth_of_it_is_free():
+    """Records then arrive in runs and are prepared back to back, instead of one per commit."""
+    window = ByteWindow(800)
+    assert window.acquire(700)
+    acquired = threading.Event()
+    thread = threading.Thread(target=lambda: (window.acquire(150), acquired.set()))
+    thread.start()
+    window.release(100)  # 600 + 150 fits the window, but less than an eighth of it is free
+    assert not acquired.wait(0.2), "reading must wait until an eighth of the window is free"
+    window.release(50)  # 550 + 150 = 700: an eighth is free
+    assert acquired.wait(2)
+    thread.join()
+    assert window.used == 700
+
+
+def test_a_chunked_record_costs_the_window_at_least_its_chunks_texts_and_vectors():
+    from destination_mistral.enrich.chunking import Chunker
+    from destination_mistral.sinks.schema import CHUNKED_EMBEDDINGS, StreamPlan
+    from destination_mistral.sync.reader import DICT_OVERHEAD_FACTOR, cost_of
+
+    plan = StreamPlan("docs", None, "append", [], [], CHUNKED_EMBEDDINGS, embedding_dim=1024)
+    # Four bytes a character (an emoji makes Python keep the whole text so), chunks of few characters.
+    body = " ".join(f"😀{i % 97}" for i in range(6000))
+    data = {"id": 1, "body": body}
+    chunks = Chunker(len, 400, 40).split(body)  # a token a character: the most chunks a text can make
+    held = sum(4 * len(chunk.text) + 4 * 1024 for chunk in chunks)
+    json_size = len(orjson.dumps(data))
+    assert cost_of(plan, data) >= json_size * DICT_OVERHEAD_FACTOR + held
