@@ -190,7 +190,9 @@ class _Split:
             guess = start + max(1, int((tokens - self.overlap) * chars_per_token))
         else:
             return next_start, 0
-        sentence = next((m.end() for m in SENTENCE.finditer(text, start, b) if start < m.end() < b), None)
+        # The first sentence end after start, if before b: a later match would end later.
+        first = SENTENCE.search(text, start, b)
+        sentence = first.end() if first is not None and first.end() < b else None
         if sentence is not None and (b - sentence) * 2 >= b - start:
             return sentence, self.count(sentence, b)
         return start, tokens
