@@ -75,6 +75,9 @@ class Pipeline:
         self._fresh = fresh = FreshAnswers()
         self._in_flight = InFlight()
         self._schedule = CommitSchedule(ordering, states, self.window, fresh)
+        # Reading that waits for room gets what is complete committed now, not at the next timed commit.
+        loop = asyncio.get_running_loop()
+        self.window.on_wait = lambda: loop.call_soon_threadsafe(self._schedule.after_completion)
         self._committer = committer = Committer(
             ordering, states, self._schedule, StoreWriter(sink), fresh, self.window, self.inbox, self.counters, self.db
         )

@@ -59,6 +59,10 @@ class ByteWindow:
         self.used = 0
         self._cond = threading.Condition()
         self._closed = False
+        # Whether reading waits for room: what is complete must then be committed at once, however
+        # little of the window it holds, or reading waits for the next timed commit.
+        self.reading_waits = False
+        self.on_wait: Callable[[], None] | None = None  # told, from the reader thread, when reading starts to wait
 
     def try_acquire(self, amount: int) -> bool:
         """Takes the bytes if they fit now (or the window is closed: the caller then stops)."""
@@ -76,8 +80,12 @@ class ByteWindow:
                 # runs and are prepared back to back, not one between every two answers, where
                 # each finds the processor's caches cold (a third more CPU to split a text).
                 resume_at = self.capacity - self.capacity // RESUME_SHARE
+                self.reading_waits = True
+                if self.on_wait is not None:
+                    self.on_wait()
                 while not self._closed and self.used > 0 and self.used + amount > resume_at:
                     self._cond.wait()
+                self.reading_waits = False
             if self._closed:
                 return False
             self.used += amount

@@ -43,7 +43,7 @@ class CommitSchedule:
         if (
             (first is not None and self._ordering.lowest_uncommitted(once_ready_committed=True) >= first)
             or rows >= COMMIT_ROWS
-            or (rows and self._window.pressure >= 0.75)
+            or (rows and (self._window.pressure >= 0.75 or self._window.reading_waits))
             or len(self._fresh) >= FRESH_ANSWERS_TO_COMMIT
         ):
             self._due.set()
