@@ -37,15 +37,14 @@ def test_records_of_a_large_share_of_the_window_never_wait_for_the_clock_to_be_c
     catalog = {"streams": [{"stream": stream, "sync_mode": "full_refresh", "destination_sync_mode": "append"}]}
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "catalog.json").write_text(json.dumps(catalog))
-    lines = [
-        json.dumps({"type": "RECORD", "record": {"stream": "s1", "emitted_at": 1, "data": {"id": i, "pad": "x" * pad_bytes}}})
-        for i in range(12)
-    ]
+    records = [{"stream": "s1", "emitted_at": 1, "data": {"id": i, "pad": "x" * pad_bytes}} for i in range(12)]
+    lines = [json.dumps({"type": "RECORD", "record": record}) for record in records]
     lines.append(json.dumps({"type": "STATE", "state": {"type": "LEGACY", "data": {"seq": 1}}}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _WITHOUT_TIMED_COMMITS, "write", "--config", "config.json", "--catalog", "catalog.json"],
+            [sys.executable, "-c", _WITHOUT_TIMED_COMMITS, "write"]
+            + ["--config", "config.json", "--catalog", "catalog.json"],
             input=("\n".join(lines) + "\n").encode(),
             capture_output=True,
             env=env,
