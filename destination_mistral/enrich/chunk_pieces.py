@@ -89,13 +89,13 @@ class Pieces:
         return pieces
 
     def _measure(self, x: int, y: int) -> tuple[int, bool]:
-        """text[x:y]'s count and True; or, for a span of more than _HEAD_CHARS_PER_TOKEN characters a
-        token of budget whose head alone is over the budget, an estimate from the head and False. A
-        long run without spaces (base64, CJK text) costs a pass of the tokenizer to count whole, and
-        is then cut by tokens anyway."""
+        """text[x:y]'s count and True; or, for a run without whitespace of more than
+        _HEAD_CHARS_PER_TOKEN characters a token of budget whose head alone is over the budget, an
+        estimate from the head and False. Such a run (base64, CJK text) costs a pass of the tokenizer
+        to count whole, and is then cut by tokens anyway; text with spaces is not measured so, since
+        its head seldom settles it and a counter by words counts it whole as cheaply."""
         head = x + self.max * _HEAD_CHARS_PER_TOKEN
-        if y > head:
-            head = strip(self.text, x, head)[1]  # a head ending in a space costs a pass to count
+        if y > head and WORD.search(self.text, x, y) is None:
             head_tokens = self.count(x, head)
             if head_tokens > self.max:
                 return head_tokens * (y - x) // (head - x), False
