@@ -95,17 +95,21 @@ class Pieces:
         to count whole, and is then cut by tokens anyway; text with spaces is not measured so, since
         its head seldom settles it and a counter by words counts it whole as cheaply."""
         head = x + self.max * _HEAD_CHARS_PER_TOKEN
-        if y > head and WORD.search(self.text, x, y) is None:
+        if y > head and self._one_run(x, y):
             head_tokens = self.count(x, head)
             if head_tokens > self.max:
                 return head_tokens * (y - x) // (head - x), False
         return self.count(x, y), True
 
+    def _one_run(self, a: int, b: int) -> bool:
+        """Whether text[a:b] holds no whitespace: a giant word, base64 or CJK text."""
+        return WORD.search(self.text, a, b) is None
+
     def _words(self, a: int, b: int, tokens: int) -> list[tuple[int, int, int]]:
         """Groups of words of text[a:b] of about max_tokens // _WORD_GROUP tokens each, cut at
         whitespace: a run of thousands of words without a sentence break (a flattened table) would
         cost a piece per word, here and in the merge. A group over the budget is taken word by word."""
-        if WORD.search(self.text, a, b) is None:  # a single word: cut by tokens, without a count of it whole
+        if self._one_run(a, b):  # a single word: cut by tokens, without a count of it whole
             return self._by_tokens(a, b, tokens)
         group = max(1, self.max // _WORD_GROUP)
         chars_per_token = (b - a) / tokens if tokens else 4.0

@@ -237,12 +237,18 @@ def test_identical_inputs_in_one_sync_are_sent_once(tmp_path):
     asyncio.run(scenario())
 
 
+def _acquiring(window: ByteWindow, amount: int) -> tuple[threading.Thread, threading.Event]:
+    """A reader thread acquiring `amount`, and the event it sets once it has."""
+    acquired = threading.Event()
+    thread = threading.Thread(target=lambda: (window.acquire(amount), acquired.set()))
+    thread.start()
+    return thread, acquired
+
+
 def test_byte_window_blocks_the_reader_until_commit_releases_bytes():
     window = ByteWindow(100)
     assert window.acquire(60)
-    acquired = threading.Event()
-    thread = threading.Thread(target=lambda: (window.acquire(60), acquired.set()))
-    thread.start()
+    thread, acquired = _acquiring(window, 60)
     assert not acquired.wait(0.2), "the reader must wait while the window is full"
     window.release(60)
     assert acquired.wait(2), "released bytes must let the reader continue"
@@ -255,9 +261,7 @@ def test_a_full_byte_window_resumes_reading_only_once_an_eighth_of_it_is_free():
     """Records then arrive in runs and are prepared back to back, instead of one per commit."""
     window = ByteWindow(800)
     assert window.acquire(700)
-    acquired = threading.Event()
-    thread = threading.Thread(target=lambda: (window.acquire(150), acquired.set()))
-    thread.start()
+    thread, acquired = _acquiring(window, 150)
     window.release(100)  # 600 + 150 fits the window, but less than an eighth of it is free
     assert not acquired.wait(0.2), "reading must wait until an eighth of the window is free"
     window.release(50)  # 550 + 150 = 700: an eighth is free
