@@ -319,3 +319,17 @@ def test_an_input_cut_to_the_limit_is_named_truncated_in_the_rows_meta_and_count
     assert changes[2] == [], "a short input is sent whole and says nothing"
     assert "1 with their input cut to the model's limit" in caplog.text
     assert "1 record(s) had an input longer than the model's limit" in caplog.text
+
+
+def test_an_input_truncated_to_the_models_own_limit_is_accepted_as_the_real_api_would(emulator, tmp_path):
+    # Long English words: a count by letters (about one token per four) says far more tokens than
+    # mistral-embed's tokenizer, which cut this input to exactly its 8,192 tokens.
+    words = "internationalization characteristically documentation responsibilities "
+    long_review = {**review(1), "review": words * 1500}
+    enrichment = {**EMBED, "model": "mistral-embed", "input_too_long": "truncate"}
+    write(
+        make_config(emulator, tmp_path, enrichment), catalog(configured_stream()), messages_with_states([long_review])
+    )
+    result = rows(tmp_path, "SELECT _mistral_embedding IS NOT NULL, _mistral_error, _airbyte_meta FROM reviews")
+    assert result[0][:2] == (True, None), result[0][1]
+    assert json.loads(result[0][2])["changes"][0]["change"] == "TRUNCATED"

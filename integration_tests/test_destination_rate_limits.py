@@ -24,7 +24,7 @@ WORDS = ("battery", "screen", "shipping", "keyboard", "speaker", "camera", "char
 
 
 def text(i: int, words: int = 60) -> str:
-    # Distinct per record (the cache would answer repeats), about 125 emulator tokens for 60 words.
+    # Distinct per record (the cache would answer repeats), about 130 tokens for 60 words.
     return f"review {i}: " + " ".join(f"{WORDS[(i + k) % len(WORDS)]}{k % 7}" for k in range(words))
 
 
@@ -63,7 +63,7 @@ def assert_complete(capture, out, count, column):
 
 @pytest.mark.parametrize("shape", ["smooth", "fixed"])
 def test_embeddings_under_a_token_per_minute_limit_write_every_vector_with_few_429s(tmp_path, shape):
-    # 200 records of ~125 tokens: a little more than one minute's budget, so the sync must wait for
+    # 200 records of ~130 tokens: a little more than one minute's budget, so the sync must wait for
     # the bucket to refill (smooth) or for the next window (fixed, about a minute).
     emu = emulator(tokens_per_minute=20_000, tpm_shape=shape)
     try:

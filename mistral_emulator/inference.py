@@ -20,7 +20,7 @@ from .catalogue import Model
 from .embeddings import embedding_fragments
 from .errors import ApiError, bad_request, invalid_model, mistral_error
 from .json_schema_answers import generate, generate_json_object, sentiment
-from .tokens import count_tokens, split_tokens, words
+from .tokens import count_embedding_tokens, count_tokens, split_tokens, words
 
 MAX_EMBEDDING_INPUTS = 512
 MAX_EMBEDDING_TOKENS_TOTAL = 16_384
@@ -320,7 +320,7 @@ def embeddings(body: Any, lookup: ModelLookup, admit: Admit = None) -> Embedding
     for i, text in enumerate(texts):
         if not text.strip():
             raise bad_request(f"Input at index {i} is empty.", "invalid_request_prompt", "3210")
-        n = count_tokens(text)
+        n = count_embedding_tokens(model.id, text)
         if n > MAX_EMBEDDING_TOKENS_PER_INPUT:
             raise bad_request(
                 f"Input at index {i} contains {n} tokens, more than the maximum of "

@@ -1,10 +1,15 @@
-"""A cheap, deterministic token count. It models usage and latency, not Mistral's real tokenizer:
-roughly one token per 4-letter chunk of a word and one per punctuation mark, which lands near the
-~1.3 tokens per English word real tokenizers give."""
+"""Token counts. Embedding inputs are counted by the model's own tokenizer (mistral-common, as the
+real API does): the limits on an input (8,192 tokens) and on a request (16,384) decide what is
+refused, and a client that cuts an input to the limit with the model's tokenizer must not be refused.
+Everything else (chat, FIM, OCR, classifiers) gets a cheap, deterministic count that models usage and
+latency: roughly one token per 4-letter chunk of a word and one per punctuation mark, which lands
+near the ~1.3 tokens per English word real tokenizers give, but counts long words at up to twice."""
 
 from __future__ import annotations
 
 import re
+import threading
+from functools import lru_cache
 
 _TOKEN_RE = re.compile(r"\w{1,4}|[^\w\s]")
 _WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
@@ -12,6 +17,27 @@ _WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 
 def count_tokens(text: str) -> int:
     return len(_TOKEN_RE.findall(text))
+
+
+def count_embedding_tokens(model: str, text: str) -> int:
+    """The tokens of an embedding input to `model` (a model id) by its tokenizer: mistral-embed's
+    SentencePiece vocabulary, or tekken for codestral-embed; the cheap count without mistral-common."""
+    tokenizer = _tokenizer("tekken" if "codestral" in model else "v1")
+    if tokenizer is None:
+        return count_tokens(text)
+    raw, lock = tokenizer
+    with lock:  # the tokenizers are not documented thread-safe
+        return len(raw.encode(text, bos=False, eos=False))
+
+
+@lru_cache(maxsize=2)
+def _tokenizer(family: str):
+    try:
+        from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+    except ImportError:
+        return None
+    tokenizer = MistralTokenizer.v1() if family == "v1" else MistralTokenizer.v3(is_tekken=True)
+    return tokenizer.instruct_tokenizer.tokenizer, threading.Lock()
 
 
 def split_tokens(text: str) -> list[str]:

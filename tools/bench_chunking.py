@@ -99,7 +99,7 @@ def main() -> None:
     from destination_mistral.enrich.chunking import Chunker
     from destination_mistral.enrich.tokens import tokenizer_for
     from mistral_emulator import EmulatorProcess, EmulatorSettings
-    from mistral_emulator.tokens import count_tokens as emulator_tokens
+    from mistral_emulator.tokens import count_embedding_tokens
 
     tokenizer = tokenizer_for(MODEL)
     docs = make_documents(args.docs, args.doc_tokens, tokenizer.count)
@@ -109,7 +109,7 @@ def main() -> None:
     split_cpu = time.process_time() - started
     chunk_count = sum(len(c) for c in chunks)
     # What the limit meters: the emulator's count of every chunk sent.
-    metered = sum(emulator_tokens(chunk.text) for doc in chunks for chunk in doc)
+    metered = sum(count_embedding_tokens(MODEL, chunk.text) for doc in chunks for chunk in doc)
     tpm = round(metered * 60 / args.target_seconds, -3)
     ceiling = tpm / 60 / (metered / args.docs)
     print(

@@ -105,10 +105,12 @@ def airbyte_lines(start: int, count: int, state_every: int = 1000) -> Iterator[b
 def embed_batches(items: list[str]) -> list[list[str]]:
     """Greedy packing under the server's own limits (its token count): the best a client can do."""
     from destination_mistral.enrich.batching import plan_batches
-    from mistral_emulator.tokens import count_tokens
+    from mistral_emulator.tokens import count_embedding_tokens
 
     plan = plan_batches(
-        [count_tokens(text) for text in items], max_inputs=SERVER_MAX_INPUTS, max_tokens=SERVER_MAX_TOKENS
+        [count_embedding_tokens(EMBED_MODEL, text) for text in items],
+        max_inputs=SERVER_MAX_INPUTS,
+        max_tokens=SERVER_MAX_TOKENS,
     )
     return [[items[i] for i in batch] for batch in plan]
 
@@ -514,9 +516,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     n_chat_rate = 300 if q else 1600
     c_embed, c_chat = args.concurrency, 32
     per_token = args.latency_per_token_ms
-    from mistral_emulator.tokens import count_tokens
+    from mistral_emulator.tokens import count_embedding_tokens
 
-    tokens_per_record = sum(count_tokens(t) for t in texts(0, 500)) / 500
+    tokens_per_record = sum(count_embedding_tokens(EMBED_MODEL, t) for t in texts(0, 500)) / 500
     batch = embeddings_batch_size()
     print(
         f"records of {tokens_per_record:.1f} tokens (emulator count); B = {batch:.0f} inputs per embeddings request",
@@ -704,10 +706,10 @@ def destination_errors(database: Path) -> tuple[int, int]:
 def records_tokens(mode: str, start: int, count: int) -> int:
     """The prompt tokens of records start..start+count as the emulator counts them (what its meters charge)."""
     from mistral_emulator.inference import TOKENS_PER_MESSAGE
-    from mistral_emulator.tokens import count_tokens
+    from mistral_emulator.tokens import count_embedding_tokens, count_tokens
 
     if mode == "embeddings":
-        return sum(count_tokens(t) for t in texts(start, count))
+        return sum(count_embedding_tokens(EMBED_MODEL, t) for t in texts(start, count))
     return sum(count_tokens(CHAT_PROMPT + t) + TOKENS_PER_MESSAGE for t in texts(start, count))
 
 
