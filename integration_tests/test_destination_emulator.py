@@ -333,3 +333,17 @@ def test_an_input_truncated_to_the_models_own_limit_is_accepted_as_the_real_api_
     result = rows(tmp_path, "SELECT _mistral_embedding IS NOT NULL, _mistral_error, _airbyte_meta FROM reviews")
     assert result[0][:2] == (True, None), result[0][1]
     assert json.loads(result[0][2])["changes"][0]["change"] == "TRUNCATED"
+
+
+def test_an_input_whose_start_is_only_whitespace_is_an_input_error_row_not_a_refusal_by_the_api(emulator, tmp_path):
+    # Cut to its first 8,192 tokens, the text is blank: nothing is sent, and the row says why.
+    blank_start = {**review(1), "review": "\n" * 20_000 + "hello world"}
+    enrichment = {**EMBED, "fields": ["review"], "model": "mistral-embed", "input_too_long": "truncate"}
+    before = api_calls(emulator, "POST /v1/embeddings")
+    write(
+        make_config(emulator, tmp_path, enrichment), catalog(configured_stream()), messages_with_states([blank_start])
+    )
+    (error, meta), *_ = rows(tmp_path, "SELECT _mistral_error, _airbyte_meta FROM reviews")
+    assert "only whitespace in its first 8192 tokens" in error and "HTTP" not in error, error
+    assert json.loads(meta)["changes"] == [], "nothing was cut and sent"
+    assert api_calls(emulator, "POST /v1/embeddings") == before

@@ -177,3 +177,13 @@ def test_moderation_flags_by_category(emulator):
         {"model": "mistral-moderation-latest", "input": [{"role": "user", "content": "hello"}]},
     )
     assert chat.status_code == 200 and len(chat.json()["results"]) == 1
+
+
+def test_an_embedding_input_of_whitespace_is_text_and_only_an_empty_one_is_refused(emulator):
+    headers = {"Authorization": f"Bearer {emulator.api_key}"}
+    url = emulator.base_url + "/v1/embeddings"
+    for text in (" ", "\n", "\t", "\r\n", "\u3000", "\n" * 4000):
+        answer = requests.post(url, json={"model": "mistral-embed", "input": [text]}, headers=headers, timeout=30)
+        assert answer.status_code == 200, (repr(text[:4]), answer.text)
+    empty = requests.post(url, json={"model": "mistral-embed", "input": [""]}, headers=headers, timeout=30)
+    assert empty.status_code == 400 and "is empty" in empty.json()["message"]

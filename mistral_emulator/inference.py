@@ -318,7 +318,7 @@ def embeddings(body: Any, lookup: ModelLookup, admit: Admit = None) -> Embedding
         raise bad_request("Too many inputs in request, split into more batches.", "invalid_request_prompt", "3210")
     counts = []
     for i, text in enumerate(texts):
-        if not text.strip():
+        if not text:  # only an empty string (NOTES.md): whitespace is text, of one token or more
             raise bad_request(f"Input at index {i} is empty.", "invalid_request_prompt", "3210")
         n = count_embedding_tokens(model.id, text)
         if n > MAX_EMBEDDING_TOKENS_PER_INPUT:

@@ -70,5 +70,10 @@ class RecordText:
             if self.input_too_long == "error" or not may_cut:
                 raise RecordError(f"{what or self.what} has {tokens} tokens, over max_input_tokens {limit}")
             cut = self.tokenizer.truncate(text, limit)
+            if not cut.strip():  # the API refuses a blank input: the record's start is at fault
+                raise RecordError(
+                    f"{what or self.what} holds only whitespace in its first {limit} tokens: nothing is left to "
+                    "send once it is cut to max_input_tokens. Strip the leading whitespace, or set `chunking`."
+                )
             return HeldText(cut, min(limit, self.tokenizer.count(cut)), cut=True)
         return HeldText(text, tokens)

@@ -178,6 +178,14 @@ INVALID = [
         False,
     ),
     (
+        # The API refuses an input over 8,192 tokens: a higher limit would turn every long record into
+        # an error row at run time.
+        "embedding_input_over_the_models_limit",
+        {"enrichment": {"mode": "embeddings", "fields": ["review"], "max_input_tokens": 10_000}},
+        "enrichment.max_input_tokens",
+        True,
+    ),
+    (
         "output_dimension_zero",
         {"enrichment": {"mode": "embeddings", "fields": ["review"], "output_dimension": 0}},
         "enrichment.output_dimension",
