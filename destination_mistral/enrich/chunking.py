@@ -29,8 +29,7 @@ batches need not count the chunks again."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from destination_mistral.enrich.chunk_pieces import SENTENCE, WORD, Pieces, SplitOn, strip
 
@@ -48,10 +47,10 @@ class _Counts(Protocol):
     def count_many(self, texts: list[str]) -> list[int]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
+class Chunk(NamedTuple):
     """One chunk: its position among the text's chunks, its text and that text's token count by the
-    splitter's tokenizer. start and end are its character offsets in the source: text == source[start:end]."""
+    splitter's tokenizer. start and end are its character offsets in the source: text == source[start:end].
+    (A named tuple: made about five times faster than a frozen dataclass, and a text makes dozens.)"""
 
     index: int
     text: str

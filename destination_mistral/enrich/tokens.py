@@ -74,10 +74,17 @@ class _MistralCommonTokenizer:
         is counted alone."""
         if not self.splits_at_spaces or not words:
             return self.count_many(words)
-        alone = [i for i, word in enumerate(words) if "▁" in word or " " in word or not word]
-        joined = [word for word in words if "▁" not in word and " " not in word and word] if alone else words
+        text = " ".join(words)
+        # Checked on the joined text, in C: a "▁", a space inside a word, or an empty word (two
+        # spaces in a row, or one at an end) is rare, and found so without a test of each word.
+        if not text or "▁" in text or "  " in text or " " in (text[0], text[-1]) or text.count(" ") >= len(words):
+            alone = [i for i, word in enumerate(words) if "▁" in word or " " in word or not word]
+            joined = [word for word in words if "▁" not in word and " " not in word and word]
+            text = " ".join(joined)
+        else:
+            alone, joined = [], words
         with self._lock:
-            ids = self._processor.encode(" ".join(joined))
+            ids = self._processor.encode(text)
         # In C over the ids, without numpy: numpy lets other threads take the interpreter during
         # its loops, and a sync's other threads then evict what the splitter had in cache.
         starts = list(compress(count(), map(self._starts_word.__getitem__, ids)))

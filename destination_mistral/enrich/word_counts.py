@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Callable
-from itertools import accumulate, compress, count
-from operator import not_
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 import numpy
@@ -70,13 +69,15 @@ class WordCounts:
         A chunker counts thousands of spans of one document (every piece, chunk and overlap)."""
         words = text.split(" ")
         counts, missing = self._lookup(words)
-        # Long words are counted only if a span holds one whole (most are cut inside): 0 in the sums
-        # until then, and added on their own.
-        longs = [i for i in missing if counts[i] is None]
-        is_long = set(longs)
-        for i in longs:
+        # An empty word (between two spaces in a row, or a space at an end) is never remembered, so
+        # it is found among the missing ones: a span holding one is counted by the tokenizer.
+        empties = [i for i in missing if not words[i]]
+        for i in empties:
             counts[i] = 0
-        sums = list(accumulate(counts, initial=0))  # type: ignore[arg-type]
+        # Long words are counted only if a span holds one whole (most are cut inside): 0 in the sums
+        # until then, and added on their own; None in `counts`.
+        longs = [i for i in missing if counts[i] is None]
+        sums = list(accumulate((count or 0 for count in counts) if longs else counts, initial=0))  # type: ignore[arg-type]
         long_counts: dict[int, int] = {}
         long_parts: dict[tuple[int, int], int] = {}
         # Where the spaces are, found by numpy in C (a running sum of word lengths costs ~3 times
@@ -86,42 +87,53 @@ class WordCounts:
         spaces.append(len(text))
         # Spans that count() leaves to the tokenizer: those holding a space that follows a space,
         # which ends an empty word (a span with a space at neither end holds a run whole), or a "▁".
-        hazards = [spaces[i] for i in compress(count(), map(not_, words))] if "" in words else []
-        marks = numpy.flatnonzero(codes == _MARK_CODE)
-        if len(marks):
-            hazards = sorted(hazards + marks.tolist())
+        hazards = [spaces[i] for i in empties]
+        if _MARK in text:
+            hazards = sorted(hazards + numpy.flatnonzero(codes == _MARK_CODE).tolist())
+        get, end, tokenizer = self._counts.get, len(text), self._tokenizer
 
         def whole_long(i: int) -> int:
             if i not in long_counts:
-                long_counts[i] = self._tokenizer.count(words[i])
+                long_counts[i] = tokenizer.count(words[i])
             return long_counts[i]
 
         def part(i: int, x: int, y: int) -> int:
             """The count of text[x:y], which lies within word i."""
             if y == spaces[i] and (x == 0 if i == 0 else x == spaces[i - 1] + 1):
-                return whole_long(i) if i in is_long else counts[i]
+                return whole_long(i) if counts[i] is None else counts[i]  # type: ignore[return-value]
             if y - x > _REMEMBERED:
                 # A long word's part, such as a run without spaces cut by lines: the chunker asks for
                 # the same one again (a piece, then its group of words), and each count is a pass.
                 known = long_parts.get((x, y))
                 if known is None:
-                    known = long_parts[(x, y)] = self._tokenizer.count(text[x:y])
+                    known = long_parts[(x, y)] = tokenizer.count(text[x:y])
                 return known
-            word = text[x:y]  # a single word: no space in it
-            known = self._counts.get(word)
-            return self.count_many([word])[0] if known is None else known
+            known = get(text[x:y])  # a single word: no space in it
+            return self.count_many([text[x:y]])[0] if known is None else known
 
         def span(x: int, y: int) -> int:
-            k = bisect_left(hazards, x)
-            if text[x] == " " or text[y - 1] == " " or (k < len(hazards) and hazards[k] < y):
-                return self._tokenizer.count(text[x:y])  # what count() leaves to the tokenizer
+            if text[x] == " " or text[y - 1] == " ":
+                return tokenizer.count(text[x:y])  # what count() leaves to the tokenizer
+            if hazards:
+                k = bisect_left(hazards, x)
+                if k < len(hazards) and hazards[k] < y:
+                    return tokenizer.count(text[x:y])
             i, j = bisect_left(spaces, x), bisect_left(spaces, y - 1)  # the words holding x and y - 1
             if i == j:
                 return part(i, x, y)
+            # The words at the ends, whole or in part: a piece's ends are most often inside words
+            # glued by line breaks ("end.\n\nNext"), whose parts are remembered words.
+            left = counts[i] if x == 0 or text[x - 1] == " " else get(text[x : spaces[i]])
+            if left is None:
+                left = part(i, x, spaces[i])
+            right = counts[j] if y == end or text[y] == " " else get(text[spaces[j - 1] + 1 : y])
+            if right is None:
+                right = part(j, spaces[j - 1] + 1, y)
             inner = sums[j] - sums[i + 1]
-            for k in range(bisect_left(longs, i + 1), bisect_left(longs, j)):
-                inner += whole_long(longs[k])
-            return part(i, x, spaces[i]) + inner + part(j, spaces[j - 1] + 1, y)
+            if longs:
+                for k in range(bisect_left(longs, i + 1), bisect_left(longs, j)):
+                    inner += whole_long(longs[k])
+            return left + inner + right
 
         return span
 
@@ -139,17 +151,14 @@ class WordCounts:
         # Only the unknown words are looked at again: a document holds few new words among thousands.
         with self._lock:
             known = self._counts
-            new = set()
-            for i in missing:
-                word = words[i]
-                if word in known or " " in word:
-                    continue
-                if len(word) <= _REMEMBERED:
-                    new.add(word)
-                if "\n" in word:
-                    # A word holding a line break is several to a chunker that cuts there: counting
-                    # its parts now, with the rest, saves a call of the tokenizer for each later.
-                    new.update(part for part in word.split() if len(part) <= _REMEMBERED and part not in known)
+            # As sets, in C: a document's unknown words are dozens, each looked at once.
+            unknown = {word for word in set(map(words.__getitem__, missing)).difference(known) if " " not in word}
+            unknown.discard("")  # never remembered (spans)
+            new = {word for word in unknown if len(word) <= _REMEMBERED}
+            for word in [word for word in unknown if "\n" in word]:
+                # A word holding a line break is several to a chunker that cuts there: counting
+                # its parts now, with the rest, saves a call of the tokenizer for each later.
+                new.update(part for part in word.split() if len(part) <= _REMEMBERED and part not in known)
             if len(known) + len(new) >= self.MAX_WORDS:
                 known.clear()
             if new:
