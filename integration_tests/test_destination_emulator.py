@@ -347,3 +347,16 @@ def test_an_input_whose_start_is_only_whitespace_is_an_input_error_row_not_a_ref
     assert "only whitespace in its first 8192 tokens" in error and "HTTP" not in error, error
     assert json.loads(meta)["changes"] == [], "nothing was cut and sent"
     assert api_calls(emulator, "POST /v1/embeddings") == before
+
+
+def test_a_chat_prompt_truncated_to_fit_the_models_context_is_accepted_as_the_real_api_would(emulator, tmp_path):
+    # Long English words: a count by letters says more than twice the tokens of the model's tokenizer,
+    # which cut this prompt to 28,000 tokens, within a 32,768-token context with 4,096 for the answer.
+    words = "internationalization characteristically documentation responsibilities "
+    long_review = {**review(1), "review": words * 6_000}
+    enrichment = {**CHAT, "input_too_long": "truncate", "max_input_tokens": 28_000}
+    config = {**make_config(emulator, tmp_path, enrichment), "model": "voxtral-small-latest"}
+    write(config, catalog(configured_stream()), messages_with_states([long_review]))
+    result = rows(tmp_path, "SELECT _mistral_answer IS NOT NULL, _mistral_error, _airbyte_meta FROM reviews")
+    assert result[0][:2] == (True, None), result[0][1]
+    assert json.loads(result[0][2])["changes"][0]["change"] == "TRUNCATED"

@@ -10,7 +10,7 @@ import requests
 
 from mistral_emulator import EmulatorProcess, EmulatorSettings
 from mistral_emulator.inference import TOKENS_PER_MESSAGE
-from mistral_emulator.tokens import count_embedding_tokens, count_tokens
+from mistral_emulator.tokens import count_embedding_tokens, count_prompt_tokens
 
 TEXT = "the battery is great and the screen is bright, rated five of five"
 COST = count_embedding_tokens("mistral-embed", TEXT)  # an embedding input: by the model's tokenizer
@@ -107,7 +107,7 @@ def test_chat_costs_its_prompt_per_minute_and_its_whole_usage_per_month(emu, clo
         )
         r = chat(emu, stream=stream)
         assert r.status_code == 200
-        prompt = count_tokens(TEXT) + TOKENS_PER_MESSAGE
+        prompt = count_prompt_tokens(TEXT) + TOKENS_PER_MESSAGE
         assert r.headers["x-ratelimit-tokens-query-cost"] == str(prompt), f"stream={stream}: the prompt is the cost"
         after = int(
             requests.get(emu.base_url + "/v1/models", headers=_h(emu), timeout=10).headers[

@@ -20,7 +20,7 @@ from .catalogue import Model
 from .embeddings import embedding_fragments
 from .errors import ApiError, bad_request, invalid_model, mistral_error
 from .json_schema_answers import generate, generate_json_object, sentiment
-from .tokens import count_embedding_tokens, count_tokens, split_tokens, words
+from .tokens import count_embedding_tokens, count_prompt_tokens, count_tokens, split_tokens, words
 
 MAX_EMBEDDING_INPUTS = 512
 MAX_EMBEDDING_TOKENS_TOTAL = 16_384
@@ -145,7 +145,7 @@ def chat_completion(body: Any, lookup: ModelLookup, admit: Admit = None) -> Chat
         raise bad_request("Messages list must not be empty", "invalid_request_message_order", "3230")
     texts = [message_text(m.get("content")) for m in messages]
     prompt = "\n".join(texts)
-    prompt_tokens = sum(count_tokens(t) for t in texts) + TOKENS_PER_MESSAGE * len(messages)
+    prompt_tokens = sum(map(count_prompt_tokens, texts)) + TOKENS_PER_MESSAGE * len(messages)
     max_tokens = body.get("max_tokens")
     check_context(model, prompt_tokens, max_tokens)
     rf = body.get("response_format") or {}

@@ -1,9 +1,10 @@
-"""Token counts. Embedding inputs are counted by the model's own tokenizer (mistral-common, as the
-real API does): the limits on an input (8,192 tokens) and on a request (16,384) decide what is
-refused, and a client that cuts an input to the limit with the model's tokenizer must not be refused.
-Everything else (chat, FIM, OCR, classifiers) gets a cheap, deterministic count that models usage and
-latency: roughly one token per 4-letter chunk of a word and one per punctuation mark, which lands
-near the ~1.3 tokens per English word real tokenizers give, but counts long words at up to twice."""
+"""Token counts. What a limit decides on is counted by the model's own tokenizer (mistral-common, as
+the real API does): an embedding input (8,192 tokens an input, 16,384 a request) and the messages of
+a chat prompt (the model's context), so that a client that cuts its input to a limit with the
+model's tokenizer is not refused. Everything else (answers, FIM, OCR, classifiers) gets a cheap,
+deterministic count that models usage and latency: roughly one token per 4-letter chunk of a word
+and one per punctuation mark, which lands near the ~1.3 tokens per English word real tokenizers
+give, but counts long words at up to 2.6 times."""
 
 from __future__ import annotations
 
@@ -22,7 +23,17 @@ def count_tokens(text: str) -> int:
 def count_embedding_tokens(model: str, text: str) -> int:
     """The tokens of an embedding input to `model` (a model id) by its tokenizer: mistral-embed's
     SentencePiece vocabulary, or tekken for codestral-embed; the cheap count without mistral-common."""
-    tokenizer = _tokenizer("tekken" if "codestral" in model else "v1")
+    return _count("tekken" if "codestral" in model else "v1", text)
+
+
+def count_prompt_tokens(text: str) -> int:
+    """The tokens of a chat message's text by tekken, the tokenizer of every current chat model; the
+    cheap count without mistral-common."""
+    return _count("tekken", text)
+
+
+def _count(family: str, text: str) -> int:
+    tokenizer = _tokenizer(family)
     if tokenizer is None:
         return count_tokens(text)
     raw, lock = tokenizer

@@ -706,11 +706,11 @@ def destination_errors(database: Path) -> tuple[int, int]:
 def records_tokens(mode: str, start: int, count: int) -> int:
     """The prompt tokens of records start..start+count as the emulator counts them (what its meters charge)."""
     from mistral_emulator.inference import TOKENS_PER_MESSAGE
-    from mistral_emulator.tokens import count_embedding_tokens, count_tokens
+    from mistral_emulator.tokens import count_embedding_tokens, count_prompt_tokens
 
     if mode == "embeddings":
         return sum(count_embedding_tokens(EMBED_MODEL, t) for t in texts(start, count))
-    return sum(count_tokens(CHAT_PROMPT + t) + TOKENS_PER_MESSAGE for t in texts(start, count))
+    return sum(count_prompt_tokens(CHAT_PROMPT + t) + TOKENS_PER_MESSAGE for t in texts(start, count))
 
 
 def rate_limit_section(bench: Bench, args: argparse.Namespace, batch: float) -> list[dict]:
