@@ -360,3 +360,19 @@ def test_a_chat_prompt_truncated_to_fit_the_models_context_is_accepted_as_the_re
     result = rows(tmp_path, "SELECT _mistral_answer IS NOT NULL, _mistral_error, _airbyte_meta FROM reviews")
     assert result[0][:2] == (True, None), result[0][1]
     assert json.loads(result[0][2])["changes"][0]["change"] == "TRUNCATED"
+
+
+def test_a_chat_prompt_is_cut_to_the_context_the_api_lists_for_a_model_the_destination_does_not_know(
+    emulator, tmp_path
+):
+    # voxtral-small: 32,768 tokens by GET /v1/models, where the names' table would say 131,072.
+    words = "internationalization characteristically documentation responsibilities "
+    long_review = {**review(1), "review": words * 6_000}
+    enrichment = {**CHAT, "input_too_long": "truncate"}
+    config = {**make_config(emulator, tmp_path, enrichment), "model": "voxtral-small-latest"}
+    write(config, catalog(configured_stream()), messages_with_states([long_review, review(2)]))
+    result = rows(
+        tmp_path, "SELECT id, _mistral_answer IS NOT NULL, _mistral_error, _airbyte_meta FROM reviews ORDER BY id"
+    )
+    assert [r[:3] for r in result] == [(1, True, None), (2, True, None)], result[0][2]
+    assert json.loads(result[0][3])["changes"][0]["change"] == "TRUNCATED"

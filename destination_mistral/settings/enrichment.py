@@ -26,6 +26,10 @@ EMBED_CONTEXT_TOKENS = _EMBEDDINGS["max_input_tokens"]
 # until its context is full) costs tokens, time and memory for nothing. Capped again by the model's
 # context, see chat_context_tokens.
 CHAT_DEFAULT_MAX_TOKENS = 4096
+# What the chat template adds around the messages' text (the start of the text, [INST] and [/INST] or
+# the system prompt's marks, a few a message): the API counts them in the prompt, so a prompt cut to
+# the context less the answer's room must leave these free as well.
+CHAT_TEMPLATE_TOKENS = 16
 # Context sizes of Mistral's chat models (docs model catalogue, NOTES section 8), by name prefix.
 # A model not listed gets UNKNOWN_CHAT_CONTEXT: a prompt over the real context is refused by the
 # server with a 400 naming the prompt, which becomes that record's error row anyway.
@@ -48,11 +52,16 @@ UNKNOWN_CHAT_CONTEXT = 131_072
 
 
 def chat_context_tokens(model: str) -> int:
+    return listed_chat_context(model) or UNKNOWN_CHAT_CONTEXT
+
+
+def listed_chat_context(model: str) -> int | None:
+    """The context of a model the table lists by its name's prefix, else None."""
     name = model.lower()
     for prefix, tokens in CHAT_CONTEXT_TOKENS:
         if name.startswith(prefix):
             return tokens
-    return UNKNOWN_CHAT_CONTEXT
+    return None
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,9 @@ class ChatSettings:
     max_input_tokens: int | None = None
     input_too_long: str = _CHAT["input_too_long"]
     mode: str = "chat"
+    # The model's context as the API lists it (`max_context_length`), learnt when a sync starts
+    # (sync.model_contexts); None: the table's size for the model's name.
+    context_length: int | None = None
 
     @property
     def endpoint(self) -> str:
@@ -98,7 +110,7 @@ class ChatSettings:
 
     @property
     def context_tokens(self) -> int:
-        return chat_context_tokens(self.model)
+        return self.context_length or chat_context_tokens(self.model)
 
     @property
     def effective_max_tokens(self) -> int:
@@ -111,7 +123,7 @@ class ChatSettings:
     def prompt_token_limit(self) -> int:
         """The most tokens a prompt may have: the user's max_input_tokens, and what the context
         leaves once the answer's room is set aside."""
-        room = max(1, self.context_tokens - self.effective_max_tokens)
+        room = max(1, self.context_tokens - self.effective_max_tokens - CHAT_TEMPLATE_TOKENS)
         return min(self.max_input_tokens, room) if self.max_input_tokens else room
 
 

@@ -15,6 +15,7 @@ import queue
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from destination_mistral.protocol.describe import first_line
@@ -61,8 +62,13 @@ def with_delivery(
 
 
 def build_enrichers(
-    config: DestinationConfig, plans: list[StreamPlan], client: MistralClient
+    config: DestinationConfig,
+    plans: list[StreamPlan],
+    client: MistralClient,
+    contexts: Mapping[str, int] | None = None,
 ) -> dict[StreamKey, Enricher[Input] | None]:
+    """One enricher per distinct enrichment settings; `contexts`: chat models' context sizes as the
+    API lists them (model_contexts)."""
     from destination_mistral.enrich.chat import ChatEnricher
     from destination_mistral.enrich.classification import ClassificationEnricher
     from destination_mistral.enrich.embeddings import EmbeddingEnricher
@@ -83,6 +89,9 @@ def build_enrichers(
         # Streams with the same settings share one enricher, so their batched inputs share batches.
         enricher = shared.get(id(settings))
         if enricher is None:
+            key = id(settings)
+            if isinstance(settings, ChatSettings) and contexts and settings.model in contexts:
+                settings = replace(settings, context_length=contexts[settings.model])
             make = by_settings.get(type(settings))
             online = make(settings, client) if make is not None else None
             enricher = with_delivery(online, config.delivery, client)
@@ -93,7 +102,7 @@ def build_enrichers(
                 # The chunks travel as the embeddings of any text do, by the configured delivery.
                 admit = enricher.admit if isinstance(enricher, AutoDeliveryEnricher) else (lambda item: item)
                 enricher = ChunkedEmbeddingEnricher(settings, online, enricher, admit)
-            shared[id(settings)] = enricher
+            shared[key] = enricher
         enrichers[plan.key] = enricher
     return enrichers
 
@@ -168,6 +177,7 @@ def _run_sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue)
 async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queue) -> None:
     from destination_mistral.http.client import MistralClient
     from destination_mistral.sinks import open_sink
+    from destination_mistral.sync.model_contexts import model_contexts
     from destination_mistral.sync.pipeline import Pipeline
 
     loop = asyncio.get_running_loop()
@@ -175,7 +185,10 @@ async def _sync(settings: DestinationConfig, plans, messages, outbox: queue.Queu
     client = MistralClient(settings.connection, settings.limits)
     pipeline = None
     try:
-        enrichers = build_enrichers(settings, plans, client)
+        chat_models = [
+            e.model for e in map(settings.enrichment_for, (p.name for p in plans)) if isinstance(e, ChatSettings)
+        ]
+        enrichers = build_enrichers(settings, plans, client, await model_contexts(chat_models, client))
         pipeline = Pipeline(
             plans,
             enrichers,

@@ -149,3 +149,14 @@ def test_each_mode_plans_its_columns_before_the_shared_ones(mode):
         "_mistral_cached",
         "_mistral_error",
     ]
+
+
+def test_a_chat_prompt_leaves_room_for_the_answer_and_the_template_within_the_context_the_api_lists():
+    from destination_mistral.settings.enrichment import CHAT_TEMPLATE_TOKENS, ChatSettings
+
+    listed = ChatSettings(model="voxtral-small-latest", prompt_template="x", context_length=32_768)
+    assert listed.context_tokens == 32_768, "the API's max_context_length, over the names' table"
+    assert listed.prompt_token_limit == 32_768 - 4096 - CHAT_TEMPLATE_TOKENS
+    assert ChatSettings(model="voxtral-small-latest", prompt_template="x").context_tokens == 131_072, (
+        "unknown: the table"
+    )
