@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-
 from destination_mistral.http.client import MistralClient
 from destination_mistral.http.errors import ApiError
 from destination_mistral.settings.enrichment import listed_chat_context
@@ -28,7 +26,13 @@ async def model_contexts(models: Iterable[str], client: MistralClient) -> dict[s
     for model in sorted({model for model in models if listed_chat_context(model) is None}):
         try:
             card = await client.get(f"models/{model}")
-        except (ApiError, AirbyteTracedException) as error:
+        except Exception as error:
+            # A refusal, or a service that is down (a transient traced error: the CDK's class is not
+            # imported by a sync that makes no error).
+            if not isinstance(error, ApiError) and getattr(getattr(error, "failure_type", None), "value", None) != (
+                "transient_error"
+            ):
+                raise
             logger.info(f"model {model}: its context size is the table's ({first_words(error)})")
             continue
         size = card.get("max_context_length") if isinstance(card, dict) else None

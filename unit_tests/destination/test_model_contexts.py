@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from destination_mistral.http.errors import ApiError
 from destination_mistral.sync.model_contexts import model_contexts
 
@@ -32,3 +34,17 @@ def test_only_models_the_table_does_not_list_are_asked_for_and_a_refusal_keeps_t
     models = ["mistral-small-latest", "voxtral-small-latest", "my-chat-model", "odd-card", "voxtral-small-latest"]
     assert asyncio.run(model_contexts(models, client)) == {"voxtral-small-latest": 32_768}
     assert sorted(client.asked) == ["models/my-chat-model", "models/odd-card", "models/voxtral-small-latest"]
+
+
+class _Traced(Exception):
+    def __init__(self, failure):
+        super().__init__(failure)
+        self.failure_type = type("FailureType", (), {"value": failure})()
+
+
+def test_a_service_that_is_down_keeps_the_tables_size_and_a_config_error_stops_the_sync():
+    down = Cards({"voxtral-small-latest": _Traced("transient_error")})
+    assert asyncio.run(model_contexts(["voxtral-small-latest"], down)) == {}
+    wrong_key = Cards({"voxtral-small-latest": _Traced("config_error")})
+    with pytest.raises(_Traced):
+        asyncio.run(model_contexts(["voxtral-small-latest"], wrong_key))
