@@ -20,28 +20,26 @@ logger = logging.getLogger("airbyte")
 
 async def model_contexts(models: Iterable[str], client: MistralClient) -> dict[str, int]:
     """Each model's context in tokens, for the models the API answers for. A model the API does not
-    describe, or an API that cannot answer now, keeps the table's size: the sync goes on, and its
-    requests meet the same answer with their own retries and errors."""
+    describe, or an API that cannot answer now (a wrong key, a service that is down), keeps the
+    table's size: the sync goes on, and its requests meet the same answer with their own retries
+    and errors."""
     contexts: dict[str, int] = {}
     for model in sorted({model for model in models if listed_chat_context(model) is None}):
         try:
             card = await client.get(f"models/{model}")
         except Exception as error:
-            # A refusal, or a service that is down (a transient traced error: the CDK's class is not
-            # imported by a sync that makes no error).
-            if not isinstance(error, ApiError) and getattr(getattr(error, "failure_type", None), "value", None) != (
-                "transient_error"
-            ):
+            # A refusal, or an error the client made for the sync (a traced error, whatever its kind:
+            # the CDK's class is not imported by a sync that makes none). The sync's own requests
+            # then meet it, and say it as they do (a model the API does not know: "Did you mean").
+            if not isinstance(error, ApiError) and not hasattr(error, "failure_type"):
                 raise
-            logger.info(f"model {model}: its context size is the table's ({first_words(error)})")
+            reason = getattr(error, "status", None) or getattr(
+                getattr(error, "failure_type", None), "value", "an error"
+            )
+            logger.info(f"model {model}: GET /v1/models answered no context size ({reason}); the table's is used")
             continue
         size = card.get("max_context_length") if isinstance(card, dict) else None
         if isinstance(size, int) and not isinstance(size, bool) and size > 0:
             contexts[model] = size
             logger.info(f"model {model}: a context of {size} tokens (GET /v1/models)")
     return contexts
-
-
-def first_words(error: Exception) -> str:
-    message = getattr(error, "message", None) or str(error)
-    return message.split(". ")[0][:200]

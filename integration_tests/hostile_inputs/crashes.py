@@ -217,7 +217,9 @@ def _timed_kill(name: str, workdir: Path, seconds: float) -> list[Capture]:
     # Embeddings into append_dedup, killed at a fixed time: wherever the kill lands (a commit, a
     # batch in flight, the DuckDB checkpoint), the file opens and the resumed sync completes.
     out = workdir / "out.duckdb"
-    records = [review(i, f"text {i} " * 20) for i in range(400)]
+    # Enough records and slow enough answers that the sync lasts well past the latest kill (about 9
+    # requests of up to 16,384 tokens, 4 at a time, 150 ms each, besides the commits).
+    records = [review(i, f"text {i} " * 20) for i in range(1200)]
 
     started: list[float] = []
 
@@ -227,9 +229,9 @@ def _timed_kill(name: str, workdir: Path, seconds: float) -> list[Capture]:
         return time.monotonic() - started[0] >= seconds
 
     killed, resumed, tables, replay, _ = _kill_and_resume(
-        name, workdir, "append_dedup", at_time, records, every=25, config_of=embed_config, latency_ms=20
+        name, workdir, "append_dedup", at_time, records, every=25, config_of=embed_config, latency_ms=150
     )
-    assert _ids(out) == list(range(400)), f"{name}: every record exactly once after the resume"
+    assert _ids(out) == list(range(1200)), f"{name}: every record exactly once after the resume"
     return [killed, resumed]
 
 

@@ -42,9 +42,9 @@ class _Traced(Exception):
         self.failure_type = type("FailureType", (), {"value": failure})()
 
 
-def test_a_service_that_is_down_keeps_the_tables_size_and_a_config_error_stops_the_sync():
-    down = Cards({"voxtral-small-latest": _Traced("transient_error")})
-    assert asyncio.run(model_contexts(["voxtral-small-latest"], down)) == {}
-    wrong_key = Cards({"voxtral-small-latest": _Traced("config_error")})
-    with pytest.raises(_Traced):
-        asyncio.run(model_contexts(["voxtral-small-latest"], wrong_key))
+def test_an_api_that_cannot_answer_keeps_the_tables_size_and_only_a_bug_stops_the_sync():
+    for failure in ("transient_error", "config_error"):  # a service that is down; a wrong key or an unknown model
+        client = Cards({"voxtral-small-latest": _Traced(failure)})
+        assert asyncio.run(model_contexts(["voxtral-small-latest"], client)) == {}, failure
+    with pytest.raises(TypeError):
+        asyncio.run(model_contexts(["voxtral-small-latest"], Cards({"voxtral-small-latest": TypeError("a bug")})))
