@@ -376,3 +376,15 @@ def test_a_chat_prompt_is_cut_to_the_context_the_api_lists_for_a_model_the_desti
     )
     assert [r[:3] for r in result] == [(1, True, None), (2, True, None)], result[0][2]
     assert json.loads(result[0][3])["changes"][0]["change"] == "TRUNCATED"
+
+
+def test_a_max_tokens_that_leaves_no_room_for_a_prompt_in_the_models_context_is_a_config_error(emulator, tmp_path):
+    # voxtral-small: 32,768 tokens of context, learnt from GET /v1/models.
+    enrichment = {**CHAT, "input_too_long": "truncate", "max_tokens": 40_000}
+    config = {**make_config(emulator, tmp_path, enrichment), "model": "voxtral-small-latest"}
+    before = api_calls(emulator, "POST /v1/chat/completions")
+    with pytest.raises(AirbyteTracedException) as raised:
+        write(config, catalog(configured_stream()), messages_with_states([review(1)]))
+    assert raised.value.failure_type.value == "config_error"
+    assert "`max_tokens` (40000)" in raised.value.message and "at most 32751" in raised.value.message
+    assert api_calls(emulator, "POST /v1/chat/completions") == before, "nothing is sent"

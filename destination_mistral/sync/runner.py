@@ -33,6 +33,7 @@ from destination_mistral.settings import (
     check_stream_fields,
     parse_config,
 )
+from destination_mistral.settings.enrichment import CHAT_TEMPLATE_TOKENS
 from mistral_connection.errors import config_error
 
 if TYPE_CHECKING:  # the client and the enrichers are imported when a sync starts, not with this module
@@ -92,6 +93,8 @@ def build_enrichers(
             key = id(settings)
             if isinstance(settings, ChatSettings) and contexts and settings.model in contexts:
                 settings = replace(settings, context_length=contexts[settings.model])
+            if isinstance(settings, ChatSettings):
+                check_answer_room(settings, plan.label)
             make = by_settings.get(type(settings))
             online = make(settings, client) if make is not None else None
             enricher = with_delivery(online, config.delivery, client)
@@ -105,6 +108,17 @@ def build_enrichers(
             shared[key] = enricher
         enrichers[plan.key] = enricher
     return enrichers
+
+
+def check_answer_room(settings: ChatSettings, stream: str) -> None:
+    """A `max_tokens` that leaves no room for a prompt in the model's context is the user's to fix:
+    each request would be refused (the prompt cut to nothing, and still too long)."""
+    if settings.context_tokens - settings.effective_max_tokens - CHAT_TEMPLATE_TOKENS < 1:
+        most = settings.context_tokens - CHAT_TEMPLATE_TOKENS - 1
+        raise config_error(
+            f"The chat `max_tokens` ({settings.effective_max_tokens}) of stream {stream!r} leaves no room for a prompt "
+            f"in the context of model {settings.model!r} ({settings.context_tokens} tokens): set it to at most {most}."
+        )
 
 
 def write_messages(config: Mapping[str, Any], catalog, messages: Iterable[Record | State]) -> Iterator[dict]:
