@@ -120,10 +120,15 @@ class ChatSettings:
         return min(CHAT_DEFAULT_MAX_TOKENS, self.context_tokens // 4)
 
     @property
+    def prompt_room(self) -> int:
+        """What the context leaves a prompt's text once the answer's room and the template's marks
+        are set aside (below 1: no prompt fits, a config error when the sync starts)."""
+        return self.context_tokens - self.effective_max_tokens - CHAT_TEMPLATE_TOKENS
+
+    @property
     def prompt_token_limit(self) -> int:
-        """The most tokens a prompt may have: the user's max_input_tokens, and what the context
-        leaves once the answer's room is set aside."""
-        room = max(1, self.context_tokens - self.effective_max_tokens - CHAT_TEMPLATE_TOKENS)
+        """The most tokens a prompt may have: the user's max_input_tokens, and the prompt's room."""
+        room = max(1, self.prompt_room)
         return min(self.max_input_tokens, room) if self.max_input_tokens else room
 
 

@@ -33,7 +33,6 @@ from destination_mistral.settings import (
     check_stream_fields,
     parse_config,
 )
-from destination_mistral.settings.enrichment import CHAT_TEMPLATE_TOKENS
 from mistral_connection.errors import config_error
 
 if TYPE_CHECKING:  # the client and the enrichers are imported when a sync starts, not with this module
@@ -113,8 +112,8 @@ def build_enrichers(
 def check_answer_room(settings: ChatSettings, stream: str) -> None:
     """A `max_tokens` that leaves no room for a prompt in the model's context is the user's to fix:
     each request would be refused (the prompt cut to nothing, and still too long)."""
-    if settings.context_tokens - settings.effective_max_tokens - CHAT_TEMPLATE_TOKENS < 1:
-        most = settings.context_tokens - CHAT_TEMPLATE_TOKENS - 1
+    if settings.prompt_room < 1:
+        most = settings.effective_max_tokens + settings.prompt_room - 1
         raise config_error(
             f"The chat `max_tokens` ({settings.effective_max_tokens}) of stream {stream!r} leaves no room for a prompt "
             f"in the context of model {settings.model!r} ({settings.context_tokens} tokens): set it to at most {most}."
