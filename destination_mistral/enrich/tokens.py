@@ -6,6 +6,7 @@ batcher keeps a safety margin; when the server still disagrees, the batch is spl
 
 from __future__ import annotations
 
+import re
 import threading
 from functools import cached_property, lru_cache
 from itertools import compress, count
@@ -13,6 +14,8 @@ from operator import sub
 from typing import Protocol
 
 from destination_mistral.enrich.word_counts import WordCounts
+
+_DIGIT = re.compile("[0-9]")
 
 
 class Tokenizer(Protocol):
@@ -99,8 +102,7 @@ class _MistralCommonTokenizer:
     @cached_property
     def _starts_word(self) -> bytes:
         """For each piece id, whether the piece starts a word (begins with "▁", SentencePiece's space)."""
-        processor = self._processor
-        return bytes(piece.startswith("▁") for piece in processor.id_to_piece(list(range(processor.get_piece_size()))))
+        return bytes(piece.startswith("▁") for piece in self._pieces)
 
     @cached_property
     def _processor(self):
@@ -115,6 +117,35 @@ class _MistralCommonTokenizer:
     @cached_property
     def splits_at_spaces(self) -> bool:
         return _splits_at_spaces(self._raw)
+
+    @cached_property
+    def digits_alone(self) -> bool:
+        """Whether every ASCII digit is a token of its own whatever is around it, in a tokenizer that
+        splits at spaces: no piece holds a digit beside another character (SentencePiece's
+        split_digits, mistral-embed's). A word then counts as the same word with its digits made 0."""
+        if not self.splits_at_spaces:
+            return False
+        processor, joined = self._processor, "\0".join(self._pieces)
+        for digit in _DIGIT.finditer(joined):  # a few hundred, in the names of byte pieces: "<0x30>"
+            end = joined.find("\0", digit.end())
+            piece = joined[joined.rfind("\0", 0, digit.start()) + 1 : end if end >= 0 else len(joined)]
+            if len(piece) > 1 and not processor.is_byte(processor.piece_to_id(piece)):
+                return False
+        return True
+
+    @cached_property
+    def lines_alone(self) -> bool:
+        """Whether every line break is a token of its own, in a tokenizer that splits at spaces: no
+        piece holds one, and a line break alone is "▁" and the line break (mistral-embed's, by its byte
+        piece). Pieces then never cross a line break: a word "a", a line break, "b" counts as "a" and
+        as the line break and "b", less one."""
+        return self.splits_at_spaces and "\n" not in "".join(self._pieces) and self.count("\n") == 2
+
+    @cached_property
+    def _pieces(self) -> list[str]:
+        """Every piece of the vocabulary, as its text, by id."""
+        processor = self._processor
+        return processor.id_to_piece(list(range(processor.get_piece_size())))
 
     def truncate(self, text: str, max_tokens: int) -> str:
         ids = self.encode(text)

@@ -9,9 +9,10 @@ Exact, not an estimate: property tests hold every count here to the tokenizer's 
 from __future__ import annotations
 
 import threading
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable
-from itertools import accumulate
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy
@@ -29,6 +30,8 @@ _MARK_CODE = ord(_MARK)
 # time: counted when asked, not kept.
 _REMEMBERED = 64
 
+_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+
 
 class WordCounts:
     """Counts a text as the sum of its space-separated words' counts. A text with two spaces in a row,
@@ -43,6 +46,9 @@ class WordCounts:
         self._count_words: Callable[[list[str]], list[int]] = getattr(tokenizer, "count_words", tokenizer.count_many)
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        # Rules of the tokenizer's vocabulary that count a new word from remembered parts (_count_new).
+        self._zeros: bool = getattr(tokenizer, "digits_alone", False)
+        self._lines: bool = getattr(tokenizer, "lines_alone", False)
 
     def count(self, text: str) -> int:
         if not text or "  " in text or text[0] == " " or text[-1] == " " or _MARK in text:
@@ -68,22 +74,30 @@ class WordCounts:
         bisection and two lookups count it, where counting the span's text costs a pass over it.
         A chunker counts thousands of spans of one document (every piece, chunk and overlap)."""
         words = text.split(" ")
-        counts, missing = self._lookup(words)
+        # Counts and running sums as machine integers: numpy fills and sums them in C, and array
+        # hands them to bisect and indexing without a Python integer kept for each word.
+        counts = numpy.fromiter(map(self._counts.get, words, repeat(-1)), dtype=numpy.int64, count=len(words))
+        missing = numpy.flatnonzero(counts < 0).tolist()
+        if missing:
+            get = self._count_new(words, missing).get
+            for i in missing:
+                counts[i] = get(words[i], -1)
         # An empty word (between two spaces in a row, or a space at an end) is never remembered, so
         # it is found among the missing ones: a span holding one is counted by the tokenizer.
         empties = [i for i in missing if not words[i]]
-        for i in empties:
-            counts[i] = 0
+        counts[empties] = 0
         # Long words are counted only if a span holds one whole (most are cut inside): 0 in the sums
-        # until then, and added on their own; None in `counts`.
-        longs = [i for i in missing if counts[i] is None]
-        sums = list(accumulate((count or 0 for count in counts) if longs else counts, initial=0))  # type: ignore[arg-type]
+        # until then, and added on their own; -1 in `counts`.
+        longs = [i for i in missing if counts[i] < 0]
+        sums = array("q", [0])
+        sums.frombytes(numpy.cumsum(numpy.maximum(counts, 0) if longs else counts).tobytes())
+        word_counts = array("q", counts.tobytes())
         long_counts: dict[int, int] = {}
         long_parts: dict[tuple[int, int], int] = {}
         # Where the spaces are, found by numpy in C (a running sum of word lengths costs ~3 times
         # as much): word i runs from spaces[i - 1] + 1 to spaces[i].
         codes = numpy.frombuffer(text.encode("utf-32-le"), dtype=numpy.uint32)
-        spaces = numpy.flatnonzero(codes == 32).tolist()
+        spaces = array("q", numpy.flatnonzero(codes == 32).astype(numpy.int64, copy=False).tobytes())
         spaces.append(len(text))
         # Spans that count() leaves to the tokenizer: those holding a space that follows a space,
         # which ends an empty word (a span with a space at neither end holds a run whole), or a "▁".
@@ -100,7 +114,7 @@ class WordCounts:
         def part(i: int, x: int, y: int) -> int:
             """The count of text[x:y], which lies within word i."""
             if y == spaces[i] and (x == 0 if i == 0 else x == spaces[i - 1] + 1):
-                return whole_long(i) if counts[i] is None else counts[i]  # type: ignore[return-value]
+                return whole_long(i) if word_counts[i] < 0 else word_counts[i]
             if y - x > _REMEMBERED:
                 # A long word's part, such as a run without spaces cut by lines: the chunker asks for
                 # the same one again (a piece, then its group of words), and each count is a pass.
@@ -108,8 +122,8 @@ class WordCounts:
                 if known is None:
                     known = long_parts[(x, y)] = tokenizer.count(text[x:y])
                 return known
-            known = get(text[x:y])  # a single word: no space in it
-            return self.count_many([text[x:y]])[0] if known is None else known
+            known = get(text[x:y], -1)  # a single word: no space in it
+            return self.count_many([text[x:y]])[0] if known < 0 else known
 
         def span(x: int, y: int) -> int:
             if text[x] == " " or text[y - 1] == " ":
@@ -123,11 +137,11 @@ class WordCounts:
                 return part(i, x, y)
             # The words at the ends, whole or in part: a piece's ends are most often inside words
             # glued by line breaks ("end.\n\nNext"), whose parts are remembered words.
-            left = counts[i] if x == 0 or text[x - 1] == " " else get(text[x : spaces[i]])
-            if left is None:
+            left = word_counts[i] if x == 0 or text[x - 1] == " " else get(text[x : spaces[i]], -1)
+            if left < 0:
                 left = part(i, x, spaces[i])
-            right = counts[j] if y == end or text[y] == " " else get(text[spaces[j - 1] + 1 : y])
-            if right is None:
+            right = word_counts[j] if y == end or text[y] == " " else get(text[spaces[j - 1] + 1 : y], -1)
+            if right < 0:
                 right = part(j, spaces[j - 1] + 1, y)
             inner = sums[j] - sums[i + 1]
             if longs:
@@ -146,28 +160,63 @@ class WordCounts:
         """_word_counts, and the positions of the words that were not remembered."""
         counts = list(map(self._counts.get, words))
         missing = _positions_of_none(counts)
-        if not missing:
-            return counts, []
-        # Only the unknown words are looked at again: a document holds few new words among thousands.
-        with self._lock:
-            known = self._counts
-            # As sets, in C: a document's unknown words are dozens, each looked at once.
-            unknown = {word for word in set(map(words.__getitem__, missing)).difference(known) if " " not in word}
-            unknown.discard("")  # never remembered (spans)
-            new = {word for word in unknown if len(word) <= _REMEMBERED}
-            for word in [word for word in unknown if "\n" in word]:
-                # A word holding a line break is several to a chunker that cuts there: counting
-                # its parts now, with the rest, saves a call of the tokenizer for each later.
-                new.update(part for part in word.split() if len(part) <= _REMEMBERED and part not in known)
-            if len(known) + len(new) >= self.MAX_WORDS:
-                known.clear()
-            if new:
-                new_words = list(new)
-                known.update(zip(new_words, self._count_words(new_words), strict=True))
-            get = known.get
+        if missing:
+            get = self._count_new(words, missing).get
             for i in missing:
                 counts[i] = get(words[i])
         return counts, missing
+
+    def _count_new(self, words: list[str], missing: list[int]) -> dict[str, int]:
+        """The counts of the words at `missing` (not remembered as they stand), but for long words
+        (over _REMEMBERED), empty ones and texts with a space.
+
+        Each is counted by its key: its digits made 0 when every digit is a token of its own
+        (tokens.digits_alone), and, when every line break is too (tokens.lines_alone), a word holding
+        line breaks by its lines: the first line as a word, each later one with the line break before
+        it, less the "▁" that such a text alone starts with. So the numbers and the words glued by
+        line breaks that make most of a document's new words are counted from remembered parts, and
+        the memory keeps the parts only: it stays small over a long sync."""
+        # As a set, in C: a document's unknown words are dozens, each looked at once.
+        unknown = [word for word in set(map(words.__getitem__, missing)) if word and len(word) <= _REMEMBERED]
+        unknown = [word for word in unknown if " " not in word]
+        # Their keys made in one pass (no word holds a space), on the UTF-8 bytes: a bytes table
+        # is ~20 times as fast as str.translate, and no byte of another character is an ASCII digit.
+        keys = unknown
+        if self._zeros and unknown:
+            joined = " ".join(unknown).encode("utf-8", "surrogatepass").translate(_ZEROS)
+            keys = joined.decode("utf-8", "surrogatepass").split(" ")
+        simple: dict[str, str] = {}  # a word and its key
+        # A word holding line breaks and its lines, each after the first with the line break before it.
+        glued: dict[str, list[str]] = {}
+        for word, key in zip(unknown, keys, strict=True):
+            if self._lines and "\n" in key:
+                glued[word] = key.replace("\n", " \n").split(" ")  # no word holds a space
+            else:
+                simple[word] = key
+        with self._lock:
+            known = self._counts
+            needed = set(simple.values())
+            for word, lines in glued.items():
+                needed.update(lines)
+                # A word holding a line break is several to a chunker that cuts there: counting
+                # its parts now, with the rest, saves a call of the tokenizer for each later.
+                needed.update(word.split())
+            needed.discard("")
+            new = needed.difference(known)
+            if len(known) + len(new) >= self.MAX_WORDS:
+                known.clear()
+                new = needed
+            if new:
+                new_words = list(new)
+                known.update(zip(new_words, self._count_words(new_words), strict=True))
+            get = known.__getitem__
+            found = {word: get(key) for word, key in simple.items()}
+            for word, lines in glued.items():
+                # A word starting with a line break has no first line: the "▁" it starts with is a
+                # token alone, as each later line's count has one, which the sum takes away.
+                first = get(lines[0]) if lines[0] else 1
+                found[word] = first + sum(map(get, lines[1:])) - (len(lines) - 1)
+        return found
 
 
 def _positions_of_none(values: list) -> list[int]:

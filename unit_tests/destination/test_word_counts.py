@@ -88,3 +88,64 @@ def test_remembered_words_are_forgotten_past_the_cap(monkeypatch):
     assert len(counts._counts) <= 5
     assert counts.count("six seven") == TOKENIZER.count("six seven")
     assert len(counts._counts) <= 3
+
+
+# What numbers and words glued by line breaks are made of, with the space mark and a byte piece's name.
+GLUED = st.sampled_from(
+    ["0", "7", "42", "1.5", "\n", "\n\n", "a", "On", "é", "東", ",", "#", "\t", "▁", "<0x0A>", "\r"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(GLUED, min_size=1, max_size=12))
+def test_numbers_and_words_glued_by_line_breaks_count_from_their_parts_as_the_tokenizer_counts_them(parts):
+    word = "".join(parts)
+    counts = WordCounts(TOKENIZER)
+    assert counts.count_many(["warm", word]) == [TOKENIZER.count("warm"), TOKENIZER.count(word)]
+    assert counts.spans(f"x {word} y")(2, 2 + len(word)) == TOKENIZER.count(word)
+
+
+def test_a_new_number_or_glued_word_costs_no_pass_of_the_tokenizer_once_its_parts_are_known(monkeypatch):
+    counts = WordCounts(TOKENIZER)
+    counts.count("at 62142, the margin\n\nOn 7 records")
+    assert "62142," not in counts._counts and "margin\n\nOn" not in counts._counts, "the memory keeps parts only"
+    passes = []
+    monkeypatch.setattr(counts, "_count_words", lambda words: passes.append(words) or TOKENIZER.count_many(words))
+    text = "at 98263, the margin\n\n\nOn 3 records"
+    assert counts.count(text) == TOKENIZER.count(text)
+    assert passes == [], "every part was remembered: 00000, margin \\nOn and the line break"
+
+
+def _tokenizer_with_pieces(pieces: list[str]):
+    """mistral-embed's tokenizer with another vocabulary's pieces, for the rules read from it."""
+    tokenizer = type(TOKENIZER).__new__(type(TOKENIZER))
+    tokenizer.__dict__.update(TOKENIZER.__dict__)
+    for rule in ("digits_alone", "lines_alone"):
+        tokenizer.__dict__.pop(rule, None)
+    tokenizer.__dict__["_pieces"] = pieces
+    return tokenizer
+
+
+def test_the_rules_for_digits_and_line_breaks_hold_only_for_a_vocabulary_that_keeps_them_alone():
+    assert TOKENIZER.digits_alone and TOKENIZER.lines_alone, "mistral-embed: digits and line breaks are tokens alone"
+    plain = ["▁", "a", "▁a", "0", "1", "<0x0A>", "<0x30>", "<unk>"]
+    assert _tokenizer_with_pieces(plain).digits_alone and _tokenizer_with_pieces(plain).lines_alone
+    assert not _tokenizer_with_pieces([*plain, "▁1"]).digits_alone, "a piece holding a digit and a space mark"
+    assert not _tokenizer_with_pieces([*plain, "19"]).digits_alone, "a piece of two digits"
+    assert not _tokenizer_with_pieces([*plain, "a\n"]).lines_alone, "a piece holding a line break"
+    codestral = tokenizer_for("codestral-embed")
+    assert not getattr(codestral, "digits_alone", False) and not getattr(codestral, "lines_alone", False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ALPHABET, max_size=80).map("".join))
+def test_word_counts_without_the_vocabulary_rules_are_exact_as_well(text):
+    class Plain:  # the tokenizer's counts, without digits_alone and lines_alone
+        count = staticmethod(TOKENIZER.count)
+        count_many = staticmethod(TOKENIZER.count_many)
+        count_words = staticmethod(TOKENIZER.count_words)
+
+    counts = WordCounts(Plain())  # type: ignore[arg-type]
+    assert counts.count(text) == TOKENIZER.count(text)
+    if text:
+        assert counts.spans(text)(0, len(text)) == TOKENIZER.count(text)
