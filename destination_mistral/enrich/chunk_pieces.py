@@ -109,8 +109,9 @@ class Pieces:
         return self.count(x, y), True
 
     def _one_run(self, a: int, b: int) -> bool:
-        """Whether text[a:b] holds no whitespace: a giant word, base64 or CJK text."""
-        return WORD.search(self.text, a, b) is None
+        """Whether text[a:b] holds no whitespace: a giant word, base64 or CJK text. (A space, which
+        most text holds near its start, is found by str.find at a fraction of a regex search's cost.)"""
+        return self.text.find(" ", a, b) < 0 and WORD.search(self.text, a, b) is None
 
     def _words(self, a: int, b: int, tokens: int) -> list[tuple[int, int, int]]:
         """Groups of words of text[a:b] of about max_tokens // _WORD_GROUP tokens each, cut at
