@@ -321,7 +321,9 @@ class Bench:
         self.args = args
         self.emulator = emulator
         self.rows: list[dict[str, Any]] = []
-        self.work = Path(tempfile.mkdtemp(prefix="bench-destination-"))
+        # Removed when the run ends, however it ends: a run writes hundreds of MB here.
+        self._work_dir = tempfile.TemporaryDirectory(prefix="bench-destination-")
+        self.work = Path(self._work_dir.name)
         self.next_start = 0
         self.last_report: dict[str, Any] = {}
         self.last_exit = 0
