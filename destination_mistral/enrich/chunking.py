@@ -36,6 +36,9 @@ from destination_mistral.enrich.chunk_pieces import SENTENCE, WORD, Pieces, Spli
 # A text this many characters per token of budget or shorter is counted whole first, since it most
 # likely fits (a record's field usually does) and then one count is all it costs. Only speed rides on it.
 _WHOLE_FIRST_CHARS_PER_TOKEN = 16
+# A merged chunk whose count is over the budget by more than max_tokens // _FAR_OVER drops pieces
+# in proportion before it is counted again (_merge).
+_FAR_OVER = 16
 # An overlap whose first guess falls in a word with no space within this many characters starts
 # between two characters (CJK text, a giant word) instead of at the next word.
 _NO_SPACE_WITHIN = 32
@@ -160,6 +163,15 @@ class _Split:
                     break
                 if j - 1 > i:
                     j -= 1
+                    if tokens - self.max > self.max // _FAR_OVER:
+                        # Far over (the pieces' sums undercount, as lines of one word do: each is
+                        # counted with the space mark it lacks after a line break): drop pieces by
+                        # the share the count is over, not one a recount, which costs a pass each.
+                        total = sum(piece[2] for piece in pieces[i:j])
+                        keep = total * self.max // tokens
+                        while j - 1 > i and total > keep:
+                            j -= 1
+                            total -= pieces[j][2]
                 elif start != pieces[i][0]:  # the new piece alone fits (it was counted so): drop the overlap
                     start = pieces[i][0]
                 else:  # only a counter that is not a function of the text gets here

@@ -296,3 +296,23 @@ def test_property_bound_with_a_byte_counter(words, max_tokens):
         return
     _check(text, chunks, count, max_tokens)
     assert not re.search(r"\S", text) or chunks
+
+
+@pytest.mark.parametrize("max_tokens", [512, 4096])
+def test_lines_of_one_word_are_merged_in_a_few_counts_not_one_a_line(tokenizer, max_tokens):
+    """Each line alone counts the space mark it lacks after a line break, so the pieces' sums far
+    undercount a merged chunk: the merge must drop lines in proportion, not one per recount."""
+    text = "word\n" * 8000
+    passes = []
+
+    class Counted:  # the tokenizer, with each pass over a text noted
+        def count(self, piece: str) -> int:
+            passes.append(len(piece))
+            return tokenizer.count(piece)
+
+        def count_many(self, pieces: list[str]) -> list[int]:
+            return tokenizer.count_many(pieces)
+
+    chunks = Chunker(Counted(), max_tokens).split(text)
+    _check(text, chunks, tokenizer.count, max_tokens)
+    assert sum(passes) < 20 * len(text), f"{len(passes)} passes over {sum(passes):,} characters"
