@@ -163,11 +163,11 @@ class _Split:
                     break
                 if j - 1 > i:
                     j -= 1
+                    total -= pieces[j][2]
                     if tokens - self.max > self.max // _FAR_OVER:
                         # Far over (the pieces' sums undercount, as lines of one word do: each is
                         # counted with the space mark it lacks after a line break): drop pieces by
                         # the share the count is over, not one a recount, which costs a pass each.
-                        total = sum(piece[2] for piece in pieces[i:j])
                         keep = total * self.max // tokens
                         while j - 1 > i and total > keep:
                             j -= 1

@@ -178,8 +178,9 @@ class WordCounts:
         line breaks that make most of a document's new words are counted from remembered parts, and
         the memory keeps the parts only: it stays small over a long sync."""
         # As a set, in C: a document's unknown words are dozens, each looked at once.
-        unknown = [word for word in set(map(words.__getitem__, missing)) if word and len(word) <= _REMEMBERED]
-        unknown = [word for word in unknown if " " not in word]
+        unknown = [
+            word for word in set(map(words.__getitem__, missing)) if 0 < len(word) <= _REMEMBERED and " " not in word
+        ]
         # Their keys made in one pass (no word holds a space), on the UTF-8 bytes: a bytes table
         # is ~20 times as fast as str.translate, and no byte of another character is an ASCII digit.
         keys = unknown
