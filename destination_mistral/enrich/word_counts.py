@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from itertools import repeat
 from typing import TYPE_CHECKING
@@ -72,8 +72,25 @@ class WordCounts:
         """The count of text[x:y] for any x < y, from running sums over `text`'s words: a span's
         words are the whole words between its ends plus a part of a word at either end, so one
         bisection and two lookups count it, where counting the span's text costs a pass over it.
-        A chunker counts thousands of spans of one document (every piece, chunk and overlap)."""
-        words = text.split(" ")
+        A chunker counts thousands of spans of one document (every piece, chunk and overlap).
+
+        When every line break is a token alone (tokens.lines_alone), a line break also starts a word:
+        "end.\n\nNext" is the words "end.", "\n" and "\nNext", each but the first counted less the
+        "▁" it starts with alone. The words that a document glues by line breaks (one at each
+        paragraph's end) are then words the memory has seen, not new ones to count from their
+        parts one by one in Python (_count_new)."""
+        lines = self._lines and "\n" in text
+        words = (text.replace("\n", " \n") if lines else text).split(" ")
+        # Where the words end, found by numpy in C (a running sum of word lengths costs ~3 times as
+        # much): word k ends at bounds[k], a space or a line break (the line break starts word k + 1).
+        codes = (
+            numpy.frombuffer(text.encode("ascii"), dtype=numpy.uint8)
+            if text.isascii()
+            else numpy.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=numpy.uint32)
+        )
+        at_space = codes == 32
+        at_break = codes == 10 if lines else None
+        bounds = numpy.flatnonzero(at_space | at_break if lines else at_space)
         # Counts and running sums as machine integers: numpy fills and sums them in C, and array
         # hands them out by index without a Python integer kept for each word.
         counts = numpy.fromiter(map(self._counts.get, words, repeat(-1)), dtype=numpy.int64, count=len(words))
@@ -82,40 +99,53 @@ class WordCounts:
             get = self._count_new(words, missing).get
             for i in missing:
                 counts[i] = get(words[i], -1)
-        # An empty word (between two spaces in a row, or a space at an end) is never remembered, so
-        # it is found among the missing ones: a span holding one is counted by the tokenizer.
+        # A word after a line break counts less the "▁" it starts with alone (lines_alone).
+        after_break = numpy.zeros(len(words), dtype=numpy.int64)
+        if lines:
+            after_break[1:] = at_break[bounds]
+        # An empty word lies between a space and the next space or line break (or an end). Before a
+        # line break, the space is a "▁" alone: 1. Two spaces in a row may be one piece ("▁▁"): a
+        # span holding the second is counted by the tokenizer (a hazard), as is one holding a "▁".
         empties = [i for i in missing if not words[i]]
-        counts[empties] = 0
-        # Long words are counted only if a span holds one whole (most are cut inside): 0 in the sums
-        # until then, and added on their own; -1 in `counts`.
-        longs = [i for i in missing if counts[i] < 0]
-        sums = array("q", [0])
-        sums.frombytes(numpy.cumsum(numpy.maximum(counts, 0) if longs else counts).tobytes())
-        word_counts = array("q", counts.tobytes())
-        long_counts: dict[int, int] = {}
-        long_parts: dict[tuple[int, int], int] = {}
-        # Where the spaces are, found by numpy in C (a running sum of word lengths costs ~3 times
-        # as much): word i runs from spaces[i - 1] + 1 to spaces[i]. A list, which bisect reads
-        # faster than an array (a split bisects it about 150 times).
-        codes = numpy.frombuffer(text.encode("utf-32-le"), dtype=numpy.uint32)
-        spaces = numpy.flatnonzero(codes == 32).tolist()
-        spaces.append(len(text))
-        # Spans that count() leaves to the tokenizer: those holding a space that follows a space,
-        # which ends an empty word (a span with a space at neither end holds a run whole), or a "▁".
-        hazards = [spaces[i] for i in empties]
+        hazards = []
+        for i in empties:
+            benign = lines and i + 1 < len(words) and after_break[i + 1]
+            counts[i] = 1 if benign else 0
+            if not benign and i < len(bounds):
+                hazards.append(int(bounds[i]))
         if _MARK in text:
             hazards = sorted(hazards + numpy.flatnonzero(codes == _MARK_CODE).tolist())
-        get, end, tokenizer = self._counts.get, len(text), self._tokenizer
+        # Long words are counted only if a span holds one whole (most are cut inside): 0 in the sums
+        # until then, and added on their own; -1 in `word_counts`.
+        longs = [i for i in missing if counts[i] < 0]
+        inner_counts = counts - after_break
+        if longs:
+            inner_counts[longs] = 0
+        sums = array("q", [0])
+        sums.frombytes(numpy.cumsum(inner_counts).tobytes())
+        word_counts = array("q", counts.tobytes())
+        # A list, which bisect reads faster than an array (a split bisects it about 150 times).
+        ends = bounds.tolist()
+        ends.append(len(text))
+        long_counts: dict[int, int] = {}
+        long_parts: dict[tuple[int, int], int] = {}
+        get, tokenizer = self._counts.get, self._tokenizer
 
-        def whole_long(i: int) -> int:
-            if i not in long_counts:
-                long_counts[i] = tokenizer.count(words[i])
-            return long_counts[i]
+        def start_of(k: int) -> int:
+            if k == 0:
+                return 0
+            bound = ends[k - 1]
+            return bound + 1 if text[bound] == " " else bound  # a line break belongs to the word after it
 
-        def part(i: int, x: int, y: int) -> int:
-            """The count of text[x:y], which lies within word i."""
-            if y == spaces[i] and (x == 0 if i == 0 else x == spaces[i - 1] + 1):
-                return whole_long(i) if word_counts[i] < 0 else word_counts[i]
+        def whole_long(k: int) -> int:
+            if k not in long_counts:
+                long_counts[k] = tokenizer.count(text[start_of(k) : ends[k]])
+            return long_counts[k]
+
+        def part(k: int, x: int, y: int) -> int:
+            """The count of text[x:y], which lies within word k."""
+            if y == ends[k] and x == start_of(k):
+                return whole_long(k) if word_counts[k] < 0 else word_counts[k]
             if y - x > _REMEMBERED:
                 # A long word's part, such as a run without spaces cut by lines: the chunker asks for
                 # the same one again (a piece, then its group of words), and each count is a pass.
@@ -130,27 +160,45 @@ class WordCounts:
             if text[x] == " " or text[y - 1] == " ":
                 return tokenizer.count(text[x:y])  # what count() leaves to the tokenizer
             if hazards:
-                k = bisect_left(hazards, x)
-                if k < len(hazards) and hazards[k] < y:
+                h = bisect_left(hazards, x)
+                if h < len(hazards) and hazards[h] < y:
                     return tokenizer.count(text[x:y])
-            i, j = bisect_left(spaces, x), bisect_left(spaces, y - 1)  # the words holding x and y - 1
+            i, j = bisect_right(ends, x), bisect_right(ends, y - 1)  # the words holding x and y - 1
             if i == j:
                 return part(i, x, y)
-            # The words at the ends, whole or in part: a piece's ends are most often inside words
-            # glued by line breaks ("end.\n\nNext"), whose parts are remembered words.
-            left = word_counts[i] if x == 0 or text[x - 1] == " " else get(text[x : spaces[i]], -1)
+            # The words at the ends, whole or in part: a piece most often starts and ends at a
+            # word's ends, and else its parts are remembered words.
+            starts_word = x == 0 or text[x - 1] == " " or (lines and text[x] == "\n")
+            left = word_counts[i] if starts_word else get(text[x : ends[i]], -1)
             if left < 0:
-                left = part(i, x, spaces[i])
-            right = word_counts[j] if y == end or text[y] == " " else get(text[spaces[j - 1] + 1 : y], -1)
+                left = part(i, x, ends[i])
+            start = ends[j - 1]
+            if text[start] == " ":
+                start += 1
+            right = word_counts[j] if y == ends[j] else get(text[start:y], -1)
             if right < 0:
-                right = part(j, spaces[j - 1] + 1, y)
+                right = part(j, start, y)
+            if lines and text[start] == "\n":
+                right -= 1
             inner = sums[j] - sums[i + 1]
             if longs:
                 for k in range(bisect_left(longs, i + 1), bisect_left(longs, j)):
-                    inner += whole_long(longs[k])
+                    inner += whole_long(longs[k]) - int(after_break[longs[k]])
             return left + inner + right
 
         return span
+
+    def _add(self, needed: set[str]) -> None:
+        """Counts and remembers the words of `needed` not remembered yet, with the lock held; the memory
+        is cleared first when it would pass MAX_WORDS."""
+        known = self._counts
+        new = needed.difference(known)
+        if len(known) + len(new) >= self.MAX_WORDS:
+            known.clear()
+            new = needed
+        if new:
+            new_words = list(new)
+            known.update(zip(new_words, self._count_words(new_words), strict=True))
 
     def _word_counts(self, words: list[str]) -> list[int | None]:
         """The counts of single words (no space in them), new ones tokenized together; None for a
@@ -195,23 +243,16 @@ class WordCounts:
                 glued[word] = key.replace("\n", " \n").split(" ")  # no word holds a space
             else:
                 simple[word] = key
+        needed = set(simple.values())
+        for word, lines in glued.items():
+            needed.update(lines)
+            # A word holding a line break is several to a chunker that cuts there: counting its
+            # parts now, with the rest, saves a call of the tokenizer for each later.
+            needed.update(word.split())
+        needed.discard("")
         with self._lock:
-            known = self._counts
-            needed = set(simple.values())
-            for word, lines in glued.items():
-                needed.update(lines)
-                # A word holding a line break is several to a chunker that cuts there: counting
-                # its parts now, with the rest, saves a call of the tokenizer for each later.
-                needed.update(word.split())
-            needed.discard("")
-            new = needed.difference(known)
-            if len(known) + len(new) >= self.MAX_WORDS:
-                known.clear()
-                new = needed
-            if new:
-                new_words = list(new)
-                known.update(zip(new_words, self._count_words(new_words), strict=True))
-            get = known.__getitem__
+            self._add(needed)
+            get = self._counts.__getitem__
             found = {word: get(key) for word, key in simple.items()}
             for word, lines in glued.items():
                 # A word starting with a line break has no first line: the "▁" it starts with is a
