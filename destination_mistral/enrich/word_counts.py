@@ -95,9 +95,10 @@ class WordCounts:
         # hands them out by index without a Python integer kept for each word.
         counts = numpy.fromiter(map(self._counts.get, words, repeat(-1)), dtype=numpy.int64, count=len(words))
         missing = numpy.flatnonzero(counts < 0).tolist()
-        if missing:
-            get = self._count_new(words, missing).get
-            for i in missing:
+        new = [i for i in missing if words[i]]  # an empty word is never remembered (below)
+        if new:
+            get = self._count_new(words, new).get
+            for i in new:
                 counts[i] = get(words[i], -1)
         # A word after a line break counts less the "▁" it starts with alone (lines_alone).
         after_break = numpy.zeros(len(words), dtype=numpy.int64)

@@ -149,3 +149,23 @@ def test_word_counts_without_the_vocabulary_rules_are_exact_as_well(text):
     assert counts.count(text) == TOKENIZER.count(text)
     if text:
         assert counts.spans(text)(0, len(text)) == TOKENIZER.count(text)
+
+
+def test_words_glued_at_a_paragraphs_end_are_known_words_in_a_documents_spans(monkeypatch):
+    """A line break starts a word in a document's spans, so the words glued at a paragraph's end
+    ("margin\n\nOn") are words the memory knows, whatever pair of paragraphs they join: neither
+    counted from their parts one by one (_count_new) nor by the tokenizer."""
+    counts = WordCounts(TOKENIZER)
+    counts.spans("the margin\n\nOn records \nend\n")
+    new_words = []
+    count_new = counts._count_new
+    monkeypatch.setattr(
+        counts, "_count_new", lambda words, missing: new_words.append(missing) or count_new(words, missing)
+    )
+    monkeypatch.setattr(counts, "_tokenizer", None)  # any count by the tokenizer would fail
+    text = "the records\n\n\nOn margin \nend\n\nOn"
+    span = counts.spans(text)
+    assert new_words == []
+    cuts = [(0, len(text)), (0, text.index("\n")), (text.index("On"), len(text)), (4, text.index("end") + 4)]
+    for x, y in cuts:
+        assert span(x, y) == TOKENIZER.count(text[x:y]), text[x:y]
