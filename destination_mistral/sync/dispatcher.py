@@ -186,6 +186,10 @@ class Dispatcher:
         if unknown and self._cache_enabled:
             loop = asyncio.get_running_loop()
             known.update(await loop.run_in_executor(self._lookups, self._sink.lookup, unknown))
+            # A chunk answered while the lookup ran (another record's request for it was in flight)
+            # is among this sync's answers now, no longer in flight, and not in what the lookup read.
+            fresh = self._fresh
+            known.update({key: fresh.get(key).as_cached() for key in unknown if key not in known and key in fresh})
         for item in chunked:
             item.prepared.known = {key: known[key] for key in item.prepared.chunk_keys if key in known}
 
