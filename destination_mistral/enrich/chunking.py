@@ -21,8 +21,8 @@ counts of its pieces and so returns chunks over the bound (513 tokens of 512 wit
 tokenizer), its markdown header splitter rewrites line breaks (the chunks are no longer the source's
 text), and it brings langchain-core and 20 other distributions. semantic-text-splitter holds the bound
 exactly, but measures its candidates through the callback by binary search, tokenizing about seven
-times each document's length: 32 ms of CPU per 4,000-token document with mistral-embed's tokenizer,
-when this module takes about 2 ms and the destination's budget for splitting is a small share of a
+times each document's length: 21 ms of CPU per 4,000-token document with mistral-embed's tokenizer,
+when this module takes under 1 ms and the destination's budget for splitting is a small share of a
 sync's CPU. Chunk.tokens is the count an embedding input needs (EmbeddingInput's tokens), so the
 batches need not count the chunks again."""
 
