@@ -169,13 +169,10 @@ class WordCounts:
                 return part(i, x, y)
             # The words at the ends, whole or in part: a piece most often starts and ends at a
             # word's ends, and else its parts are remembered words.
-            starts_word = x == 0 or text[x - 1] == " " or (lines and text[x] == "\n")
-            left = word_counts[i] if starts_word else get(text[x : ends[i]], -1)
+            left = word_counts[i] if x == start_of(i) else get(text[x : ends[i]], -1)
             if left < 0:
                 left = part(i, x, ends[i])
-            start = ends[j - 1]
-            if text[start] == " ":
-                start += 1
+            start = start_of(j)
             right = word_counts[j] if y == ends[j] else get(text[start:y], -1)
             if right < 0:
                 right = part(j, start, y)
@@ -188,18 +185,6 @@ class WordCounts:
             return left + inner + right
 
         return span
-
-    def _add(self, needed: set[str]) -> None:
-        """Counts and remembers the words of `needed` not remembered yet, with the lock held; the memory
-        is cleared first when it would pass MAX_WORDS."""
-        known = self._counts
-        new = needed.difference(known)
-        if len(known) + len(new) >= self.MAX_WORDS:
-            known.clear()
-            new = needed
-        if new:
-            new_words = list(new)
-            known.update(zip(new_words, self._count_words(new_words), strict=True))
 
     def _word_counts(self, words: list[str]) -> list[int | None]:
         """The counts of single words (no space in them), new ones tokenized together; None for a
@@ -252,8 +237,15 @@ class WordCounts:
             needed.update(word.split())
         needed.discard("")
         with self._lock:
-            self._add(needed)
-            get = self._counts.__getitem__
+            known = self._counts
+            new = needed.difference(known)
+            if len(known) + len(new) >= self.MAX_WORDS:
+                known.clear()
+                new = needed
+            if new:
+                new_words = list(new)
+                known.update(zip(new_words, self._count_words(new_words), strict=True))
+            get = known.__getitem__
             found = {word: get(key) for word, key in simple.items()}
             for word, lines in glued.items():
                 # A word starting with a line break has no first line: the "▁" it starts with is a
