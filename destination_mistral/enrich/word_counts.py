@@ -9,7 +9,6 @@ Exact, not an estimate: property tests hold every count here to the tokenizer's 
 from __future__ import annotations
 
 import threading
-from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 from itertools import repeat
@@ -92,65 +91,83 @@ class WordCounts:
         at_break = codes == 10 if lines else None
         at_bound = at_space | at_break if lines else at_space
         bounds = numpy.flatnonzero(at_bound)
-        # Counts and running sums as machine integers: numpy fills and sums them in C, and array
-        # hands them out by index without a Python integer kept for each word.
-        counts = numpy.fromiter(map(self._counts.get, words, repeat(-1)), dtype=numpy.int64, count=len(words))
-        missing = numpy.flatnonzero(counts < 0).tolist()
-        new = [i for i in missing if words[i]]  # an empty word is never remembered (below)
-        if new:
-            get = self._count_new(words, new).get
-            for i in new:
-                counts[i] = get(words[i], -1)
+        # Counts and running sums as machine integers, filled and summed by numpy in C. The counts are
+        # first read as bytes, which bytearray takes from small integers at ~60% of numpy.fromiter's
+        # cost: 255 stands for a word not remembered, or for one of exactly 255 tokens (64 characters
+        # of four UTF-8 bytes each), both found by their keys below. A remembered count over 255,
+        # which bytearray refuses, has the counts read again as integers.
+        try:
+            read = numpy.frombuffer(bytearray(map(self._counts.get, words, repeat(255))), dtype=numpy.uint8)
+            missing = numpy.flatnonzero(read == 255).tolist()
+            counts = read.astype(numpy.int64)
+        except ValueError:
+            counts = numpy.fromiter(map(self._counts.get, words, repeat(-1)), dtype=numpy.int64, count=len(words))
+            missing = numpy.flatnonzero(counts < 0).tolist()
         # A word after a line break counts less the "▁" it starts with alone (lines_alone).
         after_break = numpy.zeros(len(words), dtype=numpy.int64)
         if lines:
             after_break[1:] = at_break[bounds]
-        # An empty word lies between a space and the next space or line break (or an end). Before a
-        # line break, the space is a "▁" alone: 1. Two spaces in a row may be one piece ("▁▁"): a
-        # span holding the second is counted by the tokenizer (a hazard), as is one holding a "▁".
-        empties = [i for i in missing if not words[i]]
-        hazards = []
-        for i in empties:
-            benign = lines and i + 1 < len(words) and after_break[i + 1]
-            counts[i] = 1 if benign else 0
-            if not benign and i < len(bounds):
-                hazards.append(int(bounds[i]))
+        hazards: list[int] = []
+        longs: list[int] = []
+        if missing:
+            # Most are numbers, found by their keys (_count_new); the rest, empty and long words,
+            # are rare enough to take one by one.
+            missing_words = list(map(words.__getitem__, missing))
+            new = self._count_new(words, missing) if any(missing_words) else {}
+            found = list(map(new.get, missing_words, repeat(-1)))
+            counts[missing] = found
+            if -1 in found:
+                for i, word, known in zip(missing, missing_words, found, strict=True):
+                    if known >= 0:
+                        continue
+                    if word:
+                        longs.append(i)
+                        continue
+                    # An empty word lies between a space and the next space or line break (or an
+                    # end). Before a line break, the space is a "▁" alone: 1. Two spaces in a row
+                    # may be one piece ("▁▁"): a span holding the second is counted by the
+                    # tokenizer (a hazard), as is one holding a "▁".
+                    benign = lines and i + 1 < len(words) and after_break[i + 1]
+                    counts[i] = 1 if benign else 0
+                    if not benign and i < len(bounds):
+                        hazards.append(int(bounds[i]))
         if _MARK in text:
             hazards = sorted(hazards + numpy.flatnonzero(codes == _MARK_CODE).tolist())
-        # Long words are counted only if a span holds one whole (most are cut inside): 0 in the sums
-        # until then, and added on their own; -1 in `word_counts`.
-        longs = [i for i in missing if counts[i] < 0]
+        # Long words (in `longs`) are counted only if a span holds one whole (most are cut inside):
+        # 0 in the sums until then, and added on their own; -1 in `word_counts`.
         inner_counts = counts - after_break
         if longs:
             inner_counts[longs] = 0
-        sums = array("q", [0])
-        sums.frombytes(numpy.cumsum(inner_counts).tobytes())
-        word_counts = array("q", counts.tobytes())
-        ends = array("q", bounds.tobytes())
-        ends.append(len(text))
+        # Read by index through memory views: numpy makes them in C, and a view hands out each
+        # value as a Python integer when asked instead of keeping one for each word.
+        sums = numpy.zeros(len(words) + 1, dtype=numpy.int64)
+        numpy.cumsum(inner_counts, out=sums[1:])
+        # Where word k starts and ends: after the space before it, or at the line break that starts
+        # it; at the space or line break after it, or the text's end.
+        starts = numpy.zeros(len(words), dtype=numpy.int64)
+        starts[1:] = bounds + 1
+        starts -= after_break
+        ends = numpy.append(bounds, len(text))
         # The word holding each character (the number of word ends at or before it), so that a span
         # finds its end words by two lookups: a list of the ends to bisect instead costs ~3 times as
         # much to make (a Python integer per word) and ~5 times as much to search (a split looks up
         # about 150 positions).
-        word_at = array("i", numpy.cumsum(at_bound, dtype=numpy.intc).tobytes())
+        word_at = numpy.cumsum(at_bound, dtype=numpy.intc)
+        sums, starts, ends, word_at, word_counts, breaks = map(
+            memoryview, (sums, starts, ends, word_at, counts, after_break)
+        )
         long_counts: dict[int, int] = {}
         long_parts: dict[tuple[int, int], int] = {}
         get, tokenizer = self._counts.get, self._tokenizer
 
-        def start_of(k: int) -> int:
-            if k == 0:
-                return 0
-            bound = ends[k - 1]
-            return bound + 1 if text[bound] == " " else bound  # a line break belongs to the word after it
-
         def whole_long(k: int) -> int:
             if k not in long_counts:
-                long_counts[k] = tokenizer.count(text[start_of(k) : ends[k]])
+                long_counts[k] = tokenizer.count(text[starts[k] : ends[k]])
             return long_counts[k]
 
         def part(k: int, x: int, y: int) -> int:
             """The count of text[x:y], which lies within word k."""
-            if y == ends[k] and x == start_of(k):
+            if y == ends[k] and x == starts[k]:
                 return whole_long(k) if word_counts[k] < 0 else word_counts[k]
             if y - x > _REMEMBERED:
                 # A long word's part, such as a run without spaces cut by lines: the chunker asks for
@@ -174,20 +191,18 @@ class WordCounts:
                 return part(i, x, y)
             # The words at the ends, whole or in part: a piece most often starts and ends at a
             # word's ends, and else its parts are remembered words.
-            left = word_counts[i] if x == start_of(i) else get(text[x : ends[i]], -1)
+            left = word_counts[i] if x == starts[i] else get(text[x : ends[i]], -1)
             if left < 0:
                 left = part(i, x, ends[i])
-            start = start_of(j)
+            start = starts[j]
             right = word_counts[j] if y == ends[j] else get(text[start:y], -1)
             if right < 0:
                 right = part(j, start, y)
-            if lines and text[start] == "\n":
-                right -= 1
             inner = sums[j] - sums[i + 1]
             if longs:
                 for k in range(bisect_left(longs, i + 1), bisect_left(longs, j)):
-                    inner += whole_long(longs[k]) - int(after_break[longs[k]])
-            return left + inner + right
+                    inner += whole_long(longs[k]) - breaks[longs[k]]
+            return left + inner + right - breaks[j]
 
         return span
 
@@ -220,21 +235,22 @@ class WordCounts:
         unknown = [
             word for word in set(map(words.__getitem__, missing)) if 0 < len(word) <= _REMEMBERED and " " not in word
         ]
+        if not unknown:
+            return {}
         # Their keys made in one pass (no word holds a space), on the UTF-8 bytes: a bytes table
         # is ~20 times as fast as str.translate, and no byte of another character is an ASCII digit.
-        keys = unknown
-        if self._zeros and unknown:
-            joined = " ".join(unknown).encode("utf-8", "surrogatepass").translate(_ZEROS)
-            keys = joined.decode("utf-8", "surrogatepass").split(" ")
-        simple: dict[str, str] = {}  # a word and its key
-        # A word holding line breaks and its lines, each after the first with the line break before it.
+        joined = " ".join(unknown)
+        if self._zeros:
+            joined = joined.encode("utf-8", "surrogatepass").translate(_ZEROS).decode("utf-8", "surrogatepass")
+        keys = joined.split(" ") if self._zeros else unknown
+        # A word holding line breaks, with its lines, each after the first with the line break before it.
         glued: dict[str, list[str]] = {}
-        for word, key in zip(unknown, keys, strict=True):
-            if self._lines and "\n" in key:
-                glued[word] = key.replace("\n", " \n").split(" ")  # no word holds a space
-            else:
-                simple[word] = key
-        needed = set(simple.values())
+        if self._lines and "\n" in joined:
+            pairs = list(zip(unknown, keys, strict=True))
+            glued = {word: key.replace("\n", " \n").split(" ") for word, key in pairs if "\n" in key}
+            unknown = [word for word, key in pairs if "\n" not in key]
+            keys = [key for key in keys if "\n" not in key]
+        needed = set(keys)
         for word, lines in glued.items():
             needed.update(lines)
             # A word holding a line break is several to a chunker that cuts there: counting its
@@ -251,7 +267,7 @@ class WordCounts:
                 new_words = list(new)
                 known.update(zip(new_words, self._count_words(new_words), strict=True))
             get = known.__getitem__
-            found = {word: get(key) for word, key in simple.items()}
+            found = dict(zip(unknown, map(get, keys), strict=True))
             for word, lines in glued.items():
                 # A word starting with a line break has no first line: the "▁" it starts with is a
                 # token alone, as each later line's count has one, which the sum takes away.

@@ -68,6 +68,20 @@ def test_span_counts_of_a_long_run_without_spaces_are_exact_and_not_remembered()
     assert not any(text[x:y] in counts._counts for x, y in cuts[:3]), "cuts inside the run are not kept"
 
 
+def test_spans_count_remembered_words_of_255_tokens_and_more_exactly():
+    """A word of 64 characters outside the vocabulary spends four byte tokens on each: 257 tokens,
+    more than the byte each remembered count is first read as."""
+    heavy = "\U0001d518" * 64  # 257 tokens
+    edge = "\U0001d518" * 63 + "\u02ac"  # 255
+    under = "\U0001d518" * 63 + "a"  # 254
+    counts = WordCounts(TOKENIZER)
+    for text in (f"{heavy} and {edge} so\n{heavy}", f"so {edge}\nand {under}", f"{under} {under}"):
+        counts.count(text)  # its words remembered
+        span = counts.spans(text)
+        cuts = [(x, y) for x in range(0, len(text), 7) for y in range(x + 1, len(text) + 1, 11)] + [(0, len(text))]
+        assert [span(x, y) for x, y in cuts] == [TOKENIZER.count(text[x:y]) for x, y in cuts]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(ALPHABET, max_size=12).map("".join), max_size=40))
 def test_words_counted_together_count_as_each_alone(words):
