@@ -80,95 +80,90 @@ class WordCounts:
         parts one by one in Python (_count_new)."""
         lines = self._lines and "\n" in text
         words = (text.replace("\n", " \n") if lines else text).split(" ")
-        # Where the words end, found by numpy in C (a running sum of word lengths costs ~3 times as
-        # much): word k ends at bounds[k], a space or a line break (the line break starts word k + 1).
+        # Where the words end: word k ends at ends[k], a space or a line break (which starts word
+        # k + 1), or the text's end; found by numpy in C (a running sum of word lengths costs ~3 times
+        # as much). During each pass over an array, numpy lets the sync's other threads take the
+        # interpreter, and the splitter then waits for it and finds its memory evicted: so a text
+        # costs four such passes here, the line breaks (a few per paragraph) are set one by one, and
+        # the counts are held as bytes.
         codes = (
             numpy.frombuffer(text.encode("ascii"), dtype=numpy.uint8)
             if text.isascii()
             else numpy.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=numpy.uint32)
         )
-        at_space = codes == 32
-        at_break = codes == 10 if lines else None
-        at_bound = at_space | at_break if lines else at_space
-        bounds = numpy.flatnonzero(at_bound)
-        # Counts and running sums as machine integers, filled and summed by numpy in C. The counts are
-        # first read as bytes, which bytearray takes from small integers at ~60% of numpy.fromiter's
-        # cost: 255 stands for a word not remembered, or for one of exactly 255 tokens (64 characters
-        # of four UTF-8 bytes each), both found by their keys below. A remembered count over 255,
-        # which bytearray refuses, has the counts read again as integers.
+        at_bound = numpy.empty(len(text) + 1, dtype=bool)
+        numpy.equal(codes, 32, out=at_bound[:-1])
+        at_bound[-1] = True
+        breaks_at = _positions(text, "\n") if lines else []
+        at_bound[breaks_at] = True
+        ends = memoryview(numpy.flatnonzero(at_bound))
+        # The word holding each character (the number of word ends at or before it), so that a span
+        # finds its end words by two lookups: a list of the ends to bisect instead costs ~3 times as
+        # much to make (a Python integer per word) and ~5 times as much to search (a split looks up
+        # about 150 positions).
+        word_at = memoryview(numpy.cumsum(at_bound[:-1], dtype=numpy.intc))
+        # The remembered counts, as bytes (bytearray takes small integers in C at ~60% of
+        # numpy.fromiter's cost): 255 stands for a word not remembered, found below, and then for a
+        # long word, whose count is not in the bytes but in long_counts.
         try:
-            read = numpy.frombuffer(bytearray(map(self._counts.get, words, repeat(255))), dtype=numpy.uint8)
-            missing = numpy.flatnonzero(read == 255).tolist()
-            counts = read.astype(numpy.int64)
-        except ValueError:
-            counts = numpy.fromiter(map(self._counts.get, words, repeat(-1)), dtype=numpy.int64, count=len(words))
-            missing = numpy.flatnonzero(counts < 0).tolist()
+            counts = bytearray(map(self._counts.get, words, repeat(255)))
+        except ValueError:  # a remembered word of over 255 tokens (64 characters of 4 UTF-8 bytes each)
+            counts = bytearray(map(min, map(self._counts.get, words, repeat(255)), repeat(255)))
         # A word after a line break counts less the "▁" it starts with alone (lines_alone).
-        after_break = numpy.zeros(len(words), dtype=numpy.int64)
-        if lines:
-            after_break[1:] = at_break[bounds]
+        breaks = bytearray(len(words))
+        for at in breaks_at:
+            breaks[word_at[at]] = 1
+        long_counts: dict[int, int] = {}
         hazards: list[int] = []
-        longs: list[int] = []
+        missing = _positions(counts, 255)
         if missing:
             # Most are numbers, found by their keys (_count_new); the rest, empty and long words,
             # are rare enough to take one by one.
             missing_words = list(map(words.__getitem__, missing))
             new = self._count_new(words, missing) if any(missing_words) else {}
-            found = list(map(new.get, missing_words, repeat(-1)))
-            counts[missing] = found
-            if -1 in found:
-                for i, word, known in zip(missing, missing_words, found, strict=True):
-                    if known >= 0:
-                        continue
-                    if word:
-                        longs.append(i)
-                        continue
+            for i, word, known in zip(missing, missing_words, map(new.get, missing_words, repeat(-1)), strict=True):
+                if known >= 255:
+                    long_counts[i] = known
+                elif known >= 0:
+                    counts[i] = known
+                elif not word:
                     # An empty word lies between a space and the next space or line break (or an
                     # end). Before a line break, the space is a "▁" alone: 1. Two spaces in a row
                     # may be one piece ("▁▁"): a span holding the second is counted by the
                     # tokenizer (a hazard), as is one holding a "▁".
-                    benign = lines and i + 1 < len(words) and after_break[i + 1]
+                    benign = i + 1 < len(words) and breaks[i + 1]
                     counts[i] = 1 if benign else 0
-                    if not benign and i < len(bounds):
-                        hazards.append(int(bounds[i]))
+                    if not benign and i + 1 < len(words):
+                        hazards.append(ends[i])
         if _MARK in text:
             hazards = sorted(hazards + numpy.flatnonzero(codes == _MARK_CODE).tolist())
-        # Long words (in `longs`) are counted only if a span holds one whole (most are cut inside):
-        # 0 in the sums until then, and added on their own; -1 in `word_counts`.
-        inner_counts = counts - after_break
-        if longs:
-            inner_counts[longs] = 0
-        # Read by index through memory views: numpy makes them in C, and a view hands out each
-        # value as a Python integer when asked instead of keeping one for each word.
+        # Long words (255 in `counts`) are counted only if a span holds one whole (most are cut
+        # inside): 0 in the sums until then, and added on their own.
+        longs = _positions(counts, 255)
+        inner = counts.translate(_LONG_AS_NONE)
+        for i in breaks_at:
+            k = word_at[i]
+            if inner[k]:
+                inner[k] -= 1
         sums = numpy.zeros(len(words) + 1, dtype=numpy.int64)
-        numpy.cumsum(inner_counts, out=sums[1:])
-        # Where word k starts and ends: after the space before it, or at the line break that starts
-        # it; at the space or line break after it, or the text's end.
-        starts = numpy.zeros(len(words), dtype=numpy.int64)
-        starts[1:] = bounds + 1
-        starts -= after_break
-        ends = numpy.append(bounds, len(text))
-        # The word holding each character (the number of word ends at or before it), so that a span
-        # finds its end words by two lookups: a list of the ends to bisect instead costs ~3 times as
-        # much to make (a Python integer per word) and ~5 times as much to search (a split looks up
-        # about 150 positions).
-        word_at = numpy.cumsum(at_bound, dtype=numpy.intc)
-        sums, starts, ends, word_at, word_counts, breaks = map(
-            memoryview, (sums, starts, ends, word_at, counts, after_break)
-        )
-        long_counts: dict[int, int] = {}
+        numpy.cumsum(numpy.frombuffer(inner, dtype=numpy.uint8), dtype=numpy.int64, out=sums[1:])
+        sums = memoryview(sums)
         long_parts: dict[tuple[int, int], int] = {}
         get, tokenizer = self._counts.get, self._tokenizer
 
+        def start_of(k: int) -> int:
+            """Where word k starts: after the space before it, or at the line break that starts it."""
+            return ends[k - 1] + 1 - breaks[k] if k else 0
+
         def whole_long(k: int) -> int:
             if k not in long_counts:
-                long_counts[k] = tokenizer.count(text[starts[k] : ends[k]])
+                long_counts[k] = tokenizer.count(text[start_of(k) : ends[k]])
             return long_counts[k]
 
         def part(k: int, x: int, y: int) -> int:
             """The count of text[x:y], which lies within word k."""
-            if y == ends[k] and x == starts[k]:
-                return whole_long(k) if word_counts[k] < 0 else word_counts[k]
+            if y == ends[k] and x == start_of(k):
+                return whole_long(k) if counts[k] == 255 else counts[k]
             if y - x > _REMEMBERED:
                 # A long word's part, such as a run without spaces cut by lines: the chunker asks for
                 # the same one again (a piece, then its group of words), and each count is a pass.
@@ -190,19 +185,19 @@ class WordCounts:
             if i == j:
                 return part(i, x, y)
             # The words at the ends, whole or in part: a piece most often starts and ends at a
-            # word's ends, and else its parts are remembered words.
-            left = word_counts[i] if x == starts[i] else get(text[x : ends[i]], -1)
-            if left < 0:
+            # word's ends, and else its parts are remembered words (255: a long word's, or none).
+            left = counts[i] if x == start_of(i) else get(text[x : ends[i]], -1)
+            if left < 0 or left == 255:
                 left = part(i, x, ends[i])
-            start = starts[j]
-            right = word_counts[j] if y == ends[j] else get(text[start:y], -1)
-            if right < 0:
+            start = start_of(j)
+            right = counts[j] if y == ends[j] else get(text[start:y], -1)
+            if right < 0 or right == 255:
                 right = part(j, start, y)
-            inner = sums[j] - sums[i + 1]
+            total = left + sums[j] - sums[i + 1] + right - breaks[j]
             if longs:
                 for k in range(bisect_left(longs, i + 1), bisect_left(longs, j)):
-                    inner += whole_long(longs[k]) - breaks[longs[k]]
-            return left + inner + right - breaks[j]
+                    total += whole_long(longs[k]) - breaks[longs[k]]
+            return total
 
         return span
 
@@ -274,6 +269,21 @@ class WordCounts:
                 first = get(lines[0]) if lines[0] else 1
                 found[word] = first + sum(map(get, lines[1:])) - (len(lines) - 1)
         return found
+
+
+# Long words' 255 read as 0 (in the running sums of counts held as bytes).
+_LONG_AS_NONE = bytes(range(255)) + b"\0"
+
+
+def _positions(values: str | bytes | bytearray, value) -> list[int]:
+    """Where `value` is in `values`, by find in C: a few among thousands."""
+    positions: list[int] = []
+    find = values.find
+    at = find(value)
+    while at >= 0:
+        positions.append(at)
+        at = find(value, at + 1)
+    return positions
 
 
 def _positions_of_none(values: list) -> list[int]:
