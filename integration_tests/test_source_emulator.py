@@ -120,25 +120,32 @@ def test_incremental_files_second_sync_reads_only_new_uploads(fresh_emulator):
 
 
 def test_incremental_batch_job_read_while_running_is_read_again_when_finished(fresh_emulator):
-    fresh_emulator.configure(batch_queue_seconds=1.5)
-    file_id = _upload(
-        fresh_emulator, "in.jsonl", [{"custom_id": str(i), "body": {"input": f"text {i}"}} for i in range(3)]
-    )
-    created = requests.post(
+    # A seeded job stays unfinished until the emulator is told to finish it (no race between the first
+    # read and a queue timer, which a loaded machine can lose). It is days older than the newest job, so
+    # only the cursor's look-back, not its inclusive end, brings it back.
+    jobs = requests.get(
         f"{fresh_emulator.base_url}/v1/batch/jobs",
         headers={"Authorization": f"Bearer {fresh_emulator.api_key}"},
-        json={"input_files": [file_id], "endpoint": "/v1/embeddings", "model": "mistral-embed"},
+        params={"page_size": 100},
         timeout=10,
-    ).json()
+    ).json()["data"]
+    newest = max(job["created_at"] for job in jobs)
+    unfinished = [
+        job
+        for job in jobs
+        if job["status"] in ("QUEUED", "RUNNING") and newest - 7 * 86400 <= job["created_at"] < newest - 86400
+    ]
+    assert unfinished, "the seeded account has a job left unfinished in the week before its newest"
+    job_id = min(unfinished, key=lambda job: job["created_at"])["id"]
     config = _config(fresh_emulator)
     catalog = _catalog("batch_jobs", mode=SyncMode.incremental)
     first = _read(config, catalog)
     seen = {r.record.data["id"]: r.record.data["status"] for r in first.records}
-    assert seen[created["id"]] in ("QUEUED", "RUNNING"), seen[created["id"]]
-    _wait_until_finished(fresh_emulator, created["id"])
+    assert seen[job_id] in ("QUEUED", "RUNNING"), seen[job_id]
+    assert fresh_emulator.advance([job_id]) == [job_id]
     second = _read(config, catalog, [first.state_messages[-1].state])
     again = {r.record.data["id"]: r.record.data["status"] for r in second.records}
-    assert again.get(created["id"]) == "SUCCESS", "the finished job must come again with its final status"
+    assert again.get(job_id) == "SUCCESS", "the finished job must come again with its final status"
 
 
 def test_fine_tuning_jobs_answered_404_are_skipped_and_the_sync_succeeds(fresh_emulator):
