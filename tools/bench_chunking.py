@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tools.bench_destination import RATE_LIMIT_WINDOW_SECONDS, _env  # noqa: E402
-from tools.bench_splitters import make_documents  # noqa: E402
+from tools.bench_splitters import add_document_arguments, make_documents  # noqa: E402
 
 RESULTS = REPO / "bench-results"
 API_KEY = "bench-key-0123456789"
@@ -170,10 +170,7 @@ def _sync(args, work: Path, input_path: Path, catalog_path: Path, tpm: float, ce
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=500)
-    parser.add_argument("--doc-tokens", type=int, default=4000)
-    parser.add_argument("--max-tokens", type=int, default=512)
-    parser.add_argument("--overlap-tokens", type=int, default=64)
+    add_document_arguments(parser)
     parser.add_argument("--target-seconds", type=float, default=30.0, help="a run at the limit takes this long")
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--latency-per-token-ms", type=float, default=0.001)

@@ -258,12 +258,17 @@ def install_footprint(package: str) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_document_arguments(parser: argparse.ArgumentParser) -> None:
+    """The documents and chunk settings the chunking benchmarks share (this one and bench_chunking)."""
     parser.add_argument("--docs", type=int, default=500)
     parser.add_argument("--doc-tokens", type=int, default=4000)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--overlap-tokens", type=int, default=64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_document_arguments(parser)
     parser.add_argument("--models", default="mistral-embed,codestral-embed")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()

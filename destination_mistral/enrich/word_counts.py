@@ -110,9 +110,10 @@ class WordCounts:
         except ValueError:  # a remembered word of over 255 tokens (64 characters of 4 UTF-8 bytes each)
             counts = bytearray(map(min, map(self._counts.get, words, repeat(255)), repeat(255)))
         # A word after a line break counts less the "▁" it starts with alone (lines_alone).
+        after_breaks = list(map(word_at.__getitem__, breaks_at))
         breaks = bytearray(len(words))
-        for at in breaks_at:
-            breaks[word_at[at]] = 1
+        for k in after_breaks:
+            breaks[k] = 1
         long_counts: dict[int, int] = {}
         hazards: list[int] = []
         missing = _positions(counts, 255)
@@ -141,8 +142,7 @@ class WordCounts:
         # inside): 0 in the sums until then, and added on their own.
         longs = _positions(counts, 255)
         inner = counts.translate(_LONG_AS_NONE)
-        for i in breaks_at:
-            k = word_at[i]
+        for k in after_breaks:
             if inner[k]:
                 inner[k] -= 1
         sums = numpy.zeros(len(words) + 1, dtype=numpy.int64)
@@ -209,7 +209,7 @@ class WordCounts:
     def _lookup(self, words: list[str]) -> tuple[list[int | None], list[int]]:
         """_word_counts, and the positions of the words that were not remembered."""
         counts = list(map(self._counts.get, words))
-        missing = _positions_of_none(counts)
+        missing = _positions(counts, None)
         if missing:
             get = self._count_new(words, missing).get
             for i in missing:
@@ -275,23 +275,14 @@ class WordCounts:
 _LONG_AS_NONE = bytes(range(255)) + b"\0"
 
 
-def _positions(values: str | bytes | bytearray, value) -> list[int]:
-    """Where `value` is in `values`, by find in C: a few among thousands."""
+def _positions(values: str | bytes | bytearray | list, value: object) -> list[int]:
+    """Where `value` is in `values`, by index in C: a few among thousands, found ~4 times faster than
+    by compressing a map over every value."""
     positions: list[int] = []
-    find = values.find
-    at = find(value)
-    while at >= 0:
-        positions.append(at)
-        at = find(value, at + 1)
-    return positions
-
-
-def _positions_of_none(values: list) -> list[int]:
-    """Where None is in `values`, by list.index in C: a few among thousands, found ~4 times faster
-    than by compressing a map over every value."""
-    positions: list[int] = []
+    at = -1
     try:
         while True:
-            positions.append(values.index(None, positions[-1] + 1 if positions else 0))
+            at = values.index(value, at + 1)  # type: ignore[arg-type]
+            positions.append(at)
     except ValueError:
         return positions
