@@ -14,6 +14,7 @@ from integration_tests.hostile_inputs.harness import (
     embed_config,
     input_lines,
     query,
+    replay_after_last_state,
     review,
     write_subprocess,
 )
@@ -103,3 +104,32 @@ def test_a_single_embedding_input_over_the_rate_meter_stops_the_sync_naming_the_
     error = stopped_with(capture, "transient_error")
     assert "rate limit" in error["message"], error
     assert not [r for r in rows(out) if r[1] is not None], "no row carries the refusal as its error"
+
+
+def test_chunks_answered_before_the_limit_stops_a_sync_are_kept_and_not_paid_again(tmp_path):
+    # The records' chunks go as one batch that the tokens-per-minute meter cannot take at once (400:
+    # split), its first half is answered and the second refused until max_retry_seconds. The answered
+    # chunks are cached before the sync stops, and the next attempt pays only for the rest.
+    emu = emulator(tokens_per_minute=4_000, tpm_shape="smooth")
+    try:
+        out = tmp_path / "out.duckdb"
+        chunking = {"max_tokens": 256, "overlap_tokens": 32}
+        config = embed_config(emu.base_url, out, limits={"max_retry_seconds": 6})
+        config["enrichment"]["chunking"] = chunking
+        records = [review(i, text(i, words=1000)) for i in range(3)]
+        lines = input_lines(records, every=1)
+        first = write_subprocess("limit stops", tmp_path / "first", config, catalog_dict(), lines, timeout=90)
+        paid_first = emu.stats()["tokens"]["prompt"]
+        cached = query(out, "SELECT count(*) FROM _mistral_cache")[0][0] if out.exists() else 0
+        emu.configure(tokens_per_minute=2_000_000)
+        again = replay_after_last_state(lines, first)
+        second = write_subprocess("limit raised", tmp_path / "second", config, catalog_dict(), again, timeout=90)
+        paid = emu.stats()["tokens"]["prompt"]
+    finally:
+        emu.__exit__(None, None, None)
+    stopped_with(first, "transient_error")
+    assert paid_first > 0 and cached > 0, f"the answered chunks are kept: {paid_first} tokens paid, {cached} cached"
+    assert second.returncode == 0 and not second.errors, second.describe()
+    [(chunk_tokens, chunk_count)] = query(out, "SELECT sum(_mistral_chunk_tokens), count(*) FROM reviews_chunks")
+    assert [r[0] for r in rows(out)] == [0, 1, 2] and not [r for r in rows(out) if r[1] is not None]
+    assert paid == chunk_tokens, f"every chunk paid once: {paid} tokens paid for {chunk_count} chunks of {chunk_tokens}"

@@ -148,13 +148,21 @@ class BatchedEnricher(Generic[ItemT]):
         groups = plan_batches([i.tokens for i in items], max_inputs=self._limits.input_cap, max_tokens=self.max_tokens)
         if len(groups) < 2:
             return await self._send_halves(items)
-        parts = await asyncio.gather(*(self._send([items[i] for i in group]) for group in groups))
+        parts = await asyncio.gather(*(self._send_part([items[i] for i in group]) for group in groups))
         return [result for part in parts for result in part]
 
     async def _send_halves(self, items: list[ItemT]) -> list[Result]:
         half = len(items) // 2
-        first, second = await asyncio.gather(self._send(items[:half]), self._send(items[half:]))
+        first, second = await asyncio.gather(self._send_part(items[:half]), self._send_part(items[half:]))
         return first + second
+
+    async def _send_part(self, items: list[ItemT]) -> list[Result]:
+        """A part of a split batch, whose answers reach their records as soon as they arrive: paid
+        for, they are kept (and cached) even if another part is then refused until the sync fails."""
+        results = await self._send(items)
+        if self._batches is not None:
+            self._batches.settle(items, results)
+        return results
 
     def _learn_refusal(self, message: str, items: list[ItemT]) -> None:
         """Lowers the cap the refusal is about, for every later batch of the sync."""

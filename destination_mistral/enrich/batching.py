@@ -111,6 +111,9 @@ class Batcher(Generic[T, R]):
         self._tokens = 0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
+        # The futures of the items sent and not yet answered, by id(item) (an item sent is held by
+        # its batch until answered, so no other item has its id meanwhile): see settle.
+        self._sent: dict[int, asyncio.Future] = {}
 
     @property
     def in_flight(self) -> bool:
@@ -132,6 +135,15 @@ class Batcher(Generic[T, R]):
         elif self._timer is None:
             self._timer = loop.call_later(self.linger, self._linger_over)
         return future
+
+    def settle(self, items: list[T], results: list[R]) -> None:
+        """Answers some items of a batch in flight before the rest: the part of a split batch
+        that was answered, whose records (and the cache) must not wait for, nor lose their answers
+        with, a part that is still refused."""
+        for item, result in zip(items, results, strict=True):
+            future = self._sent.get(id(item))
+            if future is not None and not future.done():
+                future.set_result(result)
 
     def _linger_over(self) -> None:
         self._timer = None
@@ -155,15 +167,19 @@ class Batcher(Generic[T, R]):
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, items: list[T], futures: list[asyncio.Future]) -> None:
+        self._sent.update(zip(map(id, items), futures, strict=True))
         try:
             results = await self._send_batch(items)
-        except BaseException as error:  # a fatal error reaches every record of the batch
+        except BaseException as error:  # a fatal error reaches every record of the batch not yet answered
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
             if isinstance(error, asyncio.CancelledError):
                 raise
             return
+        finally:
+            for item in items:
+                self._sent.pop(id(item), None)
         for future, result in zip(futures, results, strict=False):
             if not future.done():
                 future.set_result(result)

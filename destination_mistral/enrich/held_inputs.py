@@ -59,6 +59,9 @@ class HoldingBatcher(Generic[T, R]):
         """Batches formed from now on hold what the budget allows now."""
         self._batcher.max_tokens = self._budget()
 
+    def settle(self, items: list[T], results: list[R]) -> None:
+        self._batcher.settle(items, results)
+
     def cap_inputs(self, cap: int) -> None:
         self._batcher.max_inputs = min(self._batcher.max_inputs, cap)
 

@@ -107,3 +107,44 @@ def test_refusal_messages_are_read_for_their_numbers():
     ) == (20000, 20500)
     assert batching.tokens_max_and_count("Too many tokens overall, split into more batches.") is None
     assert batching.lower_input_cap(512) == 128 and batching.lower_input_cap(100) == 50
+
+
+def test_the_answered_part_of_a_split_batch_reaches_its_records_when_another_part_fails_the_sync():
+    """A batch refused as too large goes again in parts; a part answered (and paid for) is kept by
+    its records even when another part is then refused until the sync stops, so that the cache
+    keeps it and the next attempt does not pay for it again."""
+
+    class SyncStops(Exception):
+        pass
+
+    class HalfThrottledServer:
+        def __init__(self):
+            self.answered = 0
+
+        async def post(self, path, body, cost=0, validate=None, precheck=None, splittable=False):
+            inputs = body["input"]
+            if len(inputs) == 8:
+                raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400, kind="too_large")
+            if inputs[0].startswith("second"):
+                await asyncio.sleep(0.05)  # refused over and over, until nothing has succeeded for too long
+                raise SyncStops()
+            self.answered += len(inputs)
+            data = [{"index": i, "embedding": [0.5, 0.5]} for i in range(len(inputs))]
+            return validate({"model": "mistral-embed", "usage": {"prompt_tokens": 40}, "data": data})
+
+    server = HalfThrottledServer()
+    enricher = EmbeddingEnricher(EmbeddingSettings(fields=(("t",),), output_dimension=2), server)
+    texts = [f"first {i}" for i in range(4)] + [f"second {i}" for i in range(4)]
+
+    async def main():
+        items = [enricher.prepare({"t": t}) for t in texts]
+        enricher.count_tokens(items)
+        futures = [enricher.submit(item) for item in items]
+        enricher.flush()
+        await asyncio.gather(*futures, return_exceptions=True)
+        return futures
+
+    futures = asyncio.run(main())
+    assert server.answered == 4
+    assert all(f.exception() is None and f.result().ok for f in futures[:4]), "the answered part is kept"
+    assert all(isinstance(f.exception(), SyncStops) for f in futures[4:]), "the refused part fails the sync"
