@@ -362,6 +362,44 @@ def test_a_stream_no_longer_chunked_keeps_no_chunks_and_an_unfinished_overwrite_
     assert chunk_rows(output) == 0, "no chunk outlives the chunked records"
 
 
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "not chunked"])
+def test_a_stream_written_where_another_streams_chunks_go_is_a_config_error_and_keeps_its_rows(
+    emulator, output, chunked
+):
+    """`<stream>_chunks` belongs to the stream: a stream of that name would be mixed with its chunks,
+    replaced by them, or dropped with them when the stream is not chunked."""
+    config = {
+        "api_key": emulator.api_key,
+        "base_url": emulator.base_url,
+        "enrichment": EMBED if chunked else {"mode": "none"},
+        "output": output,
+    }
+    own = configured_stream("reviews_chunks", mode="append")
+    rows = [{"id": 1, "review": "its own row"}]
+    list(DestinationMistral().write(config, catalog(own), messages_with_states(rows, stream="reviews_chunks")))
+    both = catalog(configured_stream(mode="append"), own)
+    with pytest.raises(AirbyteTracedException) as caught:
+        list(DestinationMistral().write(config, both, messages_with_states([review(1, long_text("alpha"))])))
+    assert caught.value.failure_type.value == "config_error"
+    assert "'reviews'" in caught.value.message and "'reviews_chunks'" in caught.value.message
+    assert row_count(output, "reviews_chunks") == 1, "the other stream's table keeps its row"
+
+
+def row_count(output, table: str) -> int:
+    if output["type"] == "jsonl":
+        path = Path(output["directory"]) / f"{table}.jsonl"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+    sql = f"SELECT count(*) FROM {table}"
+    if output["type"] == "duckdb":
+        con = duckdb.connect(output["path"], read_only=True)
+        try:
+            return con.execute(sql).fetchone()[0]
+        finally:
+            con.close()
+    with writer_connection(output) as con:
+        return con.execute(sql).fetchone()[0]
+
+
 def chunk_rows(output) -> int:
     if output["type"] == "jsonl":
         path = Path(output["directory"]) / "reviews_chunks.jsonl"

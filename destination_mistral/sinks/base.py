@@ -19,6 +19,7 @@ from destination_mistral.sinks.mode_values import mode_values
 from destination_mistral.sinks.schema import (
     ANSWER,
     CACHED,
+    CHUNKS_SUFFIX,
     COMPLETION_TOKENS,
     EMBEDDING,
     ERROR,
@@ -86,11 +87,15 @@ def enrichment_fields(plan: StreamPlan, item: WriteItem) -> dict[str, Any]:
 RESERVED_PREFIXES = ("_airbyte_tmp_", "_mistral_")
 
 
-def check_distinct_locations(plans: Sequence[StreamPlan], location: Callable[[StreamPlan], str], what: str) -> None:
+def check_distinct_locations(
+    plans: Sequence[StreamPlan], locations: Callable[[StreamPlan], tuple[str, str]], what: str
+) -> None:
     """Two streams written to one table or file would be merged, or crash the sync half way, and a
     stream named like one of the output's own tables would replace it: a config error names them
-    before anything is written."""
-    seen: dict[str, StreamPlan] = {}
+    before anything is written. `locations` gives a stream's table (or file) and that of its chunks,
+    which belongs to the stream whether it is chunked or not: a stream no longer chunked has it
+    removed, so another stream written there would lose its rows."""
+    seen: dict[str, tuple[StreamPlan, bool]] = {}
     for plan in plans:
         if plan.name.lower().startswith(RESERVED_PREFIXES):
             raise config_error(
@@ -98,15 +103,23 @@ def check_distinct_locations(plans: Sequence[StreamPlan], location: Callable[[St
                 f"starting with {' or '.join(RESERVED_PREFIXES)}: staging copies, the cache, the generations): "
                 "rename the stream in the connection, e.g. with a stream prefix."
             )
-        where = location(plan)
-        other = seen.get(where)
-        if other is not None:
+        for where, of_chunks in zip(locations(plan), (False, True), strict=True):
+            if where not in seen:
+                seen[where] = (plan, of_chunks)
+                continue
+            other, other_of_chunks = seen[where]
+            if of_chunks or other_of_chunks:
+                owner, writer = (plan, other) if of_chunks else (other, plan)
+                raise config_error(
+                    f"Stream {writer.label!r} would be written to {what} {where!r}, which holds the chunks of stream "
+                    f"{owner.label!r} (`<stream>{CHUNKS_SUFFIX}`, removed when that stream is not chunked): rename "
+                    "one of them in the connection, or give it another namespace."
+                )
             raise config_error(
                 f"Streams {other.label!r} and {plan.label!r} would both be written to {what} {where!r} (names are "
                 "compared after normalisation and without case): rename one of them in the connection, or give it "
                 "another namespace."
             )
-        seen[where] = plan
 
 
 def extracted_at_iso(emitted_at: int) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from destination_mistral.settings import OutputSettings
 from destination_mistral.sinks.base import Batches, CacheEntries, WriteItem, check_distinct_locations, report_collapse
 from destination_mistral.sinks.cache import ResultCache
+from destination_mistral.sinks.chunk_tables import chunk_table
 from destination_mistral.sinks.duckdb_chunks import (
     chunk_tables,
     prepare_chunks,
@@ -38,7 +39,11 @@ class DuckDBSink(TableSink):
 
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # DuckDB compares identifiers without case: "Users" and "users" are one table.
-        check_distinct_locations(plans, lambda p: f"{self.schema_of(p)}.{p.name}".lower(), "the DuckDB table")
+        check_distinct_locations(
+            plans,
+            lambda p: (f"{self.schema_of(p)}.{p.name}".lower(), f"{self.schema_of(p)}.{chunk_table(p.name)}".lower()),
+            "the DuckDB table",
+        )
         self._staging = StagingTables(self.con)
         for plan in plans:
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted(self.schema_of(plan))}")

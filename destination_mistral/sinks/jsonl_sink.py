@@ -32,7 +32,14 @@ from destination_mistral.sinks.base import (
 )
 from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.dedup import Row, cursor_of, merge, row_key, wins
-from destination_mistral.sinks.jsonl_chunks import adopt_chunks, append_chunks, keep_chunks_of, swap_chunks, unchunk
+from destination_mistral.sinks.jsonl_chunks import (
+    adopt_chunks,
+    append_chunks,
+    chunks_path,
+    keep_chunks_of,
+    swap_chunks,
+    unchunk,
+)
 from destination_mistral.sinks.jsonl_files import (
     check_writable,
     drop_partial_last_line,
@@ -82,7 +89,9 @@ class JsonlSink(StagingSink):
 
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # Compared without case: on macOS and Windows volumes "Users.jsonl" and "users.jsonl" are one file.
-        check_distinct_locations(plans, lambda p: str(self.path_of(p)).lower(), "the JSONL file")
+        check_distinct_locations(
+            plans, lambda p: (str(self.path_of(p)).lower(), str(chunks_path(self.path_of(p))).lower()), "the JSONL file"
+        )
         for plan in plans:
             self.path_of(plan).parent.mkdir(parents=True, exist_ok=True)
             self._prepare_staging(plan)

@@ -74,7 +74,9 @@ class PostgresSink(TableSink):
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # PostgreSQL compares quoted identifiers with case: "Users" and "users" are two tables.
         check_distinct_locations(
-            plans, lambda p: f"{pg_name(self.schema_of(p))}.{pg_name(p.name)}", "the PostgreSQL table"
+            plans,
+            lambda p: tuple(f"{pg_name(self.schema_of(p))}.{pg_name(t)}" for t in (p.name, chunk_table(p.name))),
+            "the PostgreSQL table",
         )
         try:
             with self._transaction():
