@@ -400,6 +400,25 @@ def row_count(output, table: str) -> int:
         return con.execute(sql).fetchone()[0]
 
 
+def test_a_text_holding_a_nul_byte_keeps_its_record_and_chunks_and_names_what_the_output_cannot_hold(emulator, output):
+    """PostgreSQL's text holds no NUL byte: the field and the chunks' texts are stored as NULL and
+    named in the record's `_airbyte_meta.changes`, and the record keeps its chunks and their vectors
+    (paid for), as a value that does not fit its column does. The other outputs keep the text."""
+    text = long_text("alpha").replace("battery", "bat\x00tery")
+    sync(emulator, output, [review(1, text)])
+    records, chunks = tables(output)
+    assert [(r["id"], r["_mistral_error"]) for r in records] == [(1, None)]
+    assert len(chunks) == records[0]["_mistral_chunk_count"] > 1
+    assert all(c["dims"] == 1024 and c["id"] == 1 and c["product"] == "product 1" for c in chunks)
+    if output["type"] != "postgres":
+        assert records[0]["review"] == text and all(c["_mistral_chunk_text"] in text for c in chunks)
+        return
+    assert records[0]["review"] is None and all(c["_mistral_chunk_text"] is None for c in chunks)
+    with writer_connection(output) as con:
+        [(meta,)] = con.execute("SELECT _airbyte_meta FROM reviews").fetchall()
+    assert {c["field"] for c in meta["changes"]} == {"review", "_mistral_chunk_text"}, meta
+
+
 def chunk_rows(output) -> int:
     if output["type"] == "jsonl":
         path = Path(output["directory"]) / "reviews_chunks.jsonl"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from destination_mistral.sinks.base import WriteItem
 from destination_mistral.sinks.chunk_tables import ChunkTables, chunk_table, chunked_items, copied_columns
 from destination_mistral.sinks.postgres_commit import copy_rows
-from destination_mistral.sinks.postgres_rows import vector_text
+from destination_mistral.sinks.postgres_rows import storable_text, vector_text
 from destination_mistral.sinks.postgres_tables import (
     VectorSupport,
     existing_columns,
@@ -71,7 +71,7 @@ def write_chunks(con, plan: StreamPlan, items: list[WriteItem], schema: str, tab
         f"vector {kind})"
     )
     rows = [
-        (raw_id, chunk["index"], chunk["text"], chunk["tokens"], vector_text(chunk["vector"], vector))
+        (raw_id, chunk["index"], storable_text(chunk["text"]), chunk["tokens"], vector_text(chunk["vector"], vector))
         for raw_id, chunk in chunks
     ]
     copy_rows(con, batch, ["raw_id", "chunk_index", "chunk_text", "chunk_tokens", "vector"], rows)

@@ -15,8 +15,18 @@ import numpy as np
 import orjson
 
 from destination_mistral.sinks.base import JSON_OPTIONS, WriteItem, enrichment_fields
+from destination_mistral.sinks.chunk_tables import chunked_items
 from destination_mistral.sinks.postgres_tables import pg_name
-from destination_mistral.sinks.schema import ANSWER, EMBEDDING, EXTRACTED_AT, GENERATION_ID, META, RAW_ID, StreamPlan
+from destination_mistral.sinks.schema import (
+    ANSWER,
+    CHUNK_TEXT,
+    EMBEDDING,
+    EXTRACTED_AT,
+    GENERATION_ID,
+    META,
+    RAW_ID,
+    StreamPlan,
+)
 
 _NO_FIT = object()
 _INT_BOUNDS = {"bigint": 2**63, "integer": 2**31, "smallint": 2**15}
@@ -77,6 +87,9 @@ def _row(plan: StreamPlan, item: WriteItem, layout: RowLayout) -> tuple:
             changes.append({"field": name, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"})
             value = None
         values.append(value)
+    if plan.chunked and any(storable_text(chunk["text"]) is None for _, chunk in chunked_items([item])):
+        # The chunks are rows of their own table, without _airbyte_meta: their record names the loss.
+        changes.append({"field": CHUNK_TEXT, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"})
     meta: dict[str, Any] = {"sync_id": plan.sync_id} if plan.sync_id is not None else {}
     meta["changes"] = changes
     extracted = dt.datetime.fromtimestamp(item.emitted_at / 1000.0, tz=dt.UTC)
@@ -109,7 +122,12 @@ def convert(value: Any, kind: str) -> Any:
     except (ValueError, TypeError, OverflowError):
         return _NO_FIT
     text = value if isinstance(value, str) else _json(value)
-    return _NO_FIT if text is not None and "\x00" in text else text
+    return text if text is None or storable_text(text) is not None else _NO_FIT
+
+
+def storable_text(text: str | None) -> str | None:
+    """The text, or None when PostgreSQL cannot store it: its text type holds no NUL byte."""
+    return None if text is None or "\x00" in text else text
 
 
 def _integer(value: Any, bound: int) -> Any:
