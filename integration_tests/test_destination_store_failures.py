@@ -118,13 +118,13 @@ class RefusingSink(DuckDBSink):
         super()._insert_batch(plan, items)
 
 
-def test_a_record_the_store_refuses_becomes_its_error_row_and_the_rest_is_stored(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["append_dedup", "append", "overwrite"])
+def test_a_record_the_store_refuses_becomes_its_error_row_and_the_rest_is_stored(tmp_path, monkeypatch, caplog, mode):
+    # The error row keeps the record's key in every sync mode: it says which record it stands for.
     monkeypatch.setattr("destination_mistral.sinks.duckdb_sink.DuckDBSink", RefusingSink)
     messages = [record(review(i)) for i in range(6)] + [state({"position": 6}), complete()]
     out = list(
-        DestinationMistral().write(
-            config_for(tmp_path, "duckdb"), catalog(configured_stream(mode="append_dedup")), messages
-        )
+        DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(configured_stream(mode=mode)), messages)
     )
     assert [m.type for m in out] == [Type.STATE], "the batch's records are all stored, so the STATE leaves"
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
@@ -135,6 +135,8 @@ def test_a_record_the_store_refuses_becomes_its_error_row_and_the_rest_is_stored
     assert refused[1] is None
     changes = json.loads(refused[2])["changes"]
     assert {"field": "review", "change": "NULLED", "reason": "DESTINATION_SERIALIZATION_ERROR"} in changes
+    [summary] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("summary:")]
+    assert "1 refused by the output (stored as error rows)" in summary, summary
 
 
 def test_a_store_that_refuses_even_the_error_row_stops_the_sync_without_a_state(tmp_path, monkeypatch):

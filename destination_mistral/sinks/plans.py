@@ -159,6 +159,11 @@ def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) 
         generation_id=getattr(configured, "generation_id", None),
         minimum_generation_id=getattr(configured, "minimum_generation_id", None),
         cursor_field=_cursor(configured, label, names) if dedup else None,
+        record_key=tuple(
+            path[0]
+            for path in configured.primary_key or stream.source_defined_primary_key or []
+            if path and path[0] in names
+        ),
     )
     if isinstance(enrichment, ChatSettings):
         plan.answer_json = enrichment.response_format.is_json
@@ -168,9 +173,7 @@ def plan_stream(configured: ConfiguredAirbyteStream, config: DestinationConfig) 
         plan.embedding_dim = enrichment.output_dimension or KNOWN_DIMENSIONS.get(enrichment.model)
         if enrichment.chunking is not None:
             plan.enrichment_mode = CHUNKED_EMBEDDINGS
-            keys = [path[0] for path in configured.primary_key or stream.source_defined_primary_key or []]
-            keys = [key for key in keys if key in names]  # the record's key, when it has one of columns
-            plan.chunk_fields = (*keys, *_chunk_fields(enrichment.chunking.metadata_fields, label, names))
+            plan.chunk_fields = (*plan.record_key, *_chunk_fields(enrichment.chunking.metadata_fields, label, names))
     elif isinstance(enrichment, ModerationSettings):
         plan.moderation = enrichment
     return plan

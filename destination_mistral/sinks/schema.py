@@ -92,6 +92,9 @@ class StreamPlan:
     # append_dedup: the top-level field whose value decides which record of a key is kept (None: the
     # last to arrive), from the catalog's cursor_field.
     cursor_field: str | None = None
+    # The catalog's primary key fields that are top-level columns, whatever the sync mode: what an
+    # error row keeps to say which record it stands for, and what each chunk's row carries.
+    record_key: tuple[str, ...] = ()
     # chunked_embeddings: the record's top-level fields copied onto each chunk's row: its primary key
     # (whatever the sync mode) and the chunking's metadata fields.
     chunk_fields: tuple[str, ...] = ()

@@ -79,7 +79,15 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         self.window.on_wait = lambda: loop.call_soon_threadsafe(self._schedule.after_completion)
         self._committer = committer = Committer(
-            ordering, states, self._schedule, StoreWriter(sink), fresh, self.window, self.inbox, self.counters, self.db
+            ordering,
+            states,
+            self._schedule,
+            StoreWriter(sink, self.counters),
+            fresh,
+            self.window,
+            self.inbox,
+            self.counters,
+            self.db,
         )
         self._dispatcher = Dispatcher(
             ordering,

@@ -13,6 +13,7 @@ class Counters:
     enriched: int = 0  # answered by the API in this sync
     cached: int = 0  # answered from the cache, or shared with an identical input of this sync
     failed: int = 0
+    refused: int = 0  # records the output refused, stored as error rows (of those enriched or cached)
     cut: int = 0  # inputs cut to the model's limit (`input_too_long: truncate`)
     prepare_cpu: float = 0.0  # CPU seconds spent preparing inputs (fields read, templates, counts, chunks)
     split_cpu: float = 0.0  # of which splitting texts into chunks
@@ -40,6 +41,7 @@ class Counters:
         return (
             f"summary: {self.committed} records committed in {elapsed:.1f} s ({self.rate():.1f} records/s): "
             f"{self.enriched} enriched by the API, {self.cached} from the cache, {self.failed} failed, "
+            f"{f'{self.refused} refused by the output (stored as error rows), ' if self.refused else ''}"
             f"{self.cut} with their input cut to the model's limit; "
             f"inputs prepared (read, counted, split into chunks) in {self.prepare_cpu:.2f} CPU s"
             f"{f' (splitting {self.split_cpu:.2f} CPU s)' if self.split_cpu else ''}; "

@@ -22,6 +22,7 @@ from destination_mistral.enrich.results import failed
 from destination_mistral.protocol.describe import first_line
 from destination_mistral.sinks.base import Batches, CacheEntries, Sink, WriteItem
 from destination_mistral.sinks.schema import StreamPlan
+from destination_mistral.sync.progress import Counters
 from mistral_connection.errors import system_error, transient_error
 
 logger = logging.getLogger("airbyte")
@@ -77,7 +78,7 @@ def stand_in(plan: StreamPlan, item: WriteItem, error: BaseException) -> WriteIt
     field it lost."""
     kept = {
         name: item.record.get(name)
-        for name in [*plan.primary_key, *([plan.cursor_field] if plan.cursor_field else [])]
+        for name in [*plan.primary_key, *plan.record_key, *([plan.cursor_field] if plan.cursor_field else [])]
         if isinstance(item.record.get(name), (str, int, float, bool))
     }
     lost = [name for name in item.record if name not in kept]
@@ -91,9 +92,9 @@ def stand_in(plan: StreamPlan, item: WriteItem, error: BaseException) -> WriteIt
 class StoreWriter:
     """Writes batches into one sink and turns a failure into a record's error row or a stopped sync."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, counters: Counters | None = None) -> None:
         self.sink = sink
-        self.isolated = 0  # records stored as error rows because the store refused them
+        self.counters = counters or Counters()  # refused: records stored as error rows because the store refused them
 
     def commit(self, batches: Batches, entries: CacheEntries, completes: Sequence[StreamPlan] = ()) -> None:
         entries = list(entries)
@@ -130,7 +131,7 @@ class StoreWriter:
             self.sink.commit([(plan, [stand_in(plan, items[0], refused)])], [], ())
         except Exception as error:  # noqa: BLE001 - even the error row is refused: the store is at fault
             raise self._fatal(error) from None
-        self.isolated += 1
+        self.counters.refused += 1
         logger.warning(
             f"Record {items[0].seq + 1} of stream {plan.label!r} could not be stored as it is "
             f"({type(refused).__name__}); it is stored as an error row with its fields named in _airbyte_meta."
