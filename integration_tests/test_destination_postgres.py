@@ -312,6 +312,7 @@ def test_a_store_failure_releases_no_further_state(postgres_server, postgres_dat
     failures = errors(out)
     assert code != 0 and failures and failures[0]["failure_type"] == "transient_error", failures
     assert "could not be written" in failures[0]["message"] and "postgresql://writer@" in failures[0]["message"]
+    assert "the server is up and reachable" in failures[0]["message"], "a server's failure is not the disk's"
     assert [r[0] for r in query(postgres_database, "SELECT id FROM reviews ORDER BY id")][:5] == list(range(5))
 
 

@@ -66,9 +66,15 @@ def store_error(location: str, error: BaseException) -> Exception:
             f"The output at {location} could not be written: the disk (or the file size limit) is full "
             f"({first_line(error)}). Free space and run the sync again; every record up to the last STATE is stored."
         )
+    # A database server's connection (PostgreSQL) fails as a ConnectionError; a file beneath the output otherwise.
+    check = (
+        "that the server is up and reachable from here"
+        if isinstance(error, ConnectionError)
+        else "the disk and the file"
+    )
     return transient_error(
-        f"The output at {location} could not be written ({first_line(error)}). Check the disk and the file, then run "
-        "the sync again; every record up to the last STATE is stored."
+        f"The output at {location} could not be written ({first_line(error)}). Check {check}, then run the sync "
+        "again; every record up to the last STATE is stored."
     )
 
 
