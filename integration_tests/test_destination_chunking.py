@@ -385,6 +385,41 @@ def test_a_stream_written_where_another_streams_chunks_go_is_a_config_error_and_
     assert row_count(output, "reviews_chunks") == 1, "the other stream's table keeps its row"
 
 
+@pytest.mark.parametrize(
+    "first, then",
+    [("other", "chunked"), ("other", "not chunked"), ("chunked", "append"), ("chunked", "overwrite")],
+)
+def test_a_stream_written_where_another_streams_chunks_went_in_an_earlier_sync_is_a_config_error(
+    emulator, output, first, then
+):
+    """The same rule across syncs: `reviews_chunks` written by an earlier sync as a stream of its own
+    is not taken for, nor dropped as, the chunks of a later `reviews`; and the chunk table of an
+    earlier `reviews` is not written into by a later stream `reviews_chunks`."""
+
+    def write(enrichment, stream, rows, mode="append"):
+        config = {
+            "api_key": emulator.api_key,
+            "base_url": emulator.base_url,
+            "enrichment": enrichment,
+            "output": output,
+        }
+        messages = messages_with_states(rows, stream=stream)
+        return list(DestinationMistral().write(config, catalog(configured_stream(stream, mode=mode)), messages))
+
+    if first == "other":
+        write({"mode": "none"}, "reviews_chunks", [{"id": 1, "review": "its own row"}])
+        later = (EMBED if then == "chunked" else {"mode": "none"}, "reviews", [review(2, long_text("beta"))])
+    else:
+        write(EMBED, "reviews", [review(1, long_text("alpha"))])
+        later = ({"mode": "none"}, "reviews_chunks", [{"id": 2, "review": "another stream's row"}], then)
+    before = row_count(output, "reviews_chunks")
+    with pytest.raises(AirbyteTracedException) as caught:
+        write(*later)
+    assert caught.value.failure_type.value == "config_error"
+    assert "reviews" in caught.value.message and "earlier sync" in caught.value.message
+    assert row_count(output, "reviews_chunks") == before > 0, "the earlier stream's rows are kept as they were"
+
+
 def row_count(output, table: str) -> int:
     if output["type"] == "jsonl":
         path = Path(output["directory"]) / f"{table}.jsonl"

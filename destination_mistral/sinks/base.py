@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,6 +19,7 @@ from destination_mistral.sinks.mode_values import mode_values
 from destination_mistral.sinks.schema import (
     ANSWER,
     CACHED,
+    CHUNK_INDEX,
     CHUNKS_SUFFIX,
     COMPLETION_TOKENS,
     EMBEDDING,
@@ -119,6 +120,30 @@ def check_distinct_locations(
                 f"Streams {other.label!r} and {plan.label!r} would both be written to {what} {where!r} (names are "
                 "compared after normalisation and without case): rename one of them in the connection, or give it "
                 "another namespace."
+            )
+
+
+def check_chunk_tables(
+    plans: Sequence[StreamPlan], columns: Callable[[StreamPlan, bool], Collection[str]], what: str
+) -> None:
+    """The same rule across syncs, for what earlier syncs wrote: a stream's table that holds chunks
+    (a column no stream can have, since source fields starting with `_mistral_` are not written) is
+    another stream's chunk table, and the table where a stream's chunks go, holding rows without
+    chunks, is another stream's. Writing either would mix, replace or drop that stream's rows.
+    `columns(plan, of_chunks)` gives the column names of the stream's table or of its chunk table,
+    none when there is no such table."""
+    for plan in plans:
+        chunks = f"{plan.name}{CHUNKS_SUFFIX}"
+        if CHUNK_INDEX in columns(plan, False):
+            raise config_error(
+                f"Stream {plan.label!r} would be written to {what} {plan.name!r}, which holds the chunks of another "
+                "stream written by an earlier sync: rename the stream in the connection, or give it another namespace."
+            )
+        held = columns(plan, True)
+        if held and CHUNK_INDEX not in held:
+            raise config_error(
+                f"The chunks of stream {plan.label!r} go to {what} {chunks!r}, which holds the rows of another stream "
+                "written by an earlier sync: rename one of the streams in the connection, or give it another namespace."
             )
 
 
@@ -235,6 +260,7 @@ __all__ = [
     "JSON_OPTIONS",
     "enrichment_fields",
     "extracted_at_iso",
+    "check_chunk_tables",
     "check_distinct_locations",
     "warn_keyless",
     "attempt_known",

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from destination_mistral.settings import OutputSettings
-from destination_mistral.sinks.base import Batches, CacheEntries, WriteItem, check_distinct_locations, report_collapse
+from destination_mistral.sinks.base import (
+    Batches,
+    CacheEntries,
+    WriteItem,
+    check_chunk_tables,
+    check_distinct_locations,
+    report_collapse,
+)
 from destination_mistral.sinks.cache import ResultCache
 from destination_mistral.sinks.chunk_tables import chunk_table
 from destination_mistral.sinks.duckdb_chunks import (
@@ -37,6 +44,9 @@ class DuckDBSink(TableSink):
         self._types: dict[tuple[str | None, str], dict[str, str]] = {}
         self._staging: StagingTables | None = None  # made by start
 
+    def _columns(self, schema: str, table: str) -> dict[str, str]:
+        return existing_columns(self.con, schema, table)
+
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # DuckDB compares identifiers without case: "Users" and "users" are one table.
         check_distinct_locations(
@@ -44,6 +54,7 @@ class DuckDBSink(TableSink):
             lambda p: (f"{self.schema_of(p)}.{p.name}".lower(), f"{self.schema_of(p)}.{chunk_table(p.name)}".lower()),
             "the DuckDB table",
         )
+        check_chunk_tables(plans, self._stored_columns, "the DuckDB table")
         self._staging = StagingTables(self.con)
         for plan in plans:
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted(self.schema_of(plan))}")

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+import orjson
+
 from destination_mistral.settings import OutputSettings
 from mistral_connection.errors import config_error
 
@@ -70,6 +72,18 @@ def read_lines(path: Path) -> Iterable[bytes]:
         for line in handle:
             if line.strip():
                 yield line if line.endswith(b"\n") else line + b"\n"
+
+
+def first_line_fields(path: Path) -> list[str]:
+    """The fields of the file's first row, as a table's columns: none when there is no file, no row,
+    or a first line that is not an object (a partial line a failed write left)."""
+    for line in read_lines(path):
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return []
+        return list(row) if isinstance(row, dict) else []
+    return []
 
 
 def replace_file(target: Path, lines: Iterable[bytes]) -> None:

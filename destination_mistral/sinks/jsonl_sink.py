@@ -25,6 +25,7 @@ from destination_mistral.sinks.base import (
     StagingSink,
     WriteItem,
     attempt_known,
+    check_chunk_tables,
     check_distinct_locations,
     enrichment_fields,
     extracted_at_iso,
@@ -43,6 +44,7 @@ from destination_mistral.sinks.jsonl_chunks import (
 from destination_mistral.sinks.jsonl_files import (
     check_writable,
     drop_partial_last_line,
+    first_line_fields,
     read_lines,
     replace_file,
     safe_name,
@@ -91,6 +93,11 @@ class JsonlSink(StagingSink):
         # Compared without case: on macOS and Windows volumes "Users.jsonl" and "users.jsonl" are one file.
         check_distinct_locations(
             plans, lambda p: (str(self.path_of(p)).lower(), str(chunks_path(self.path_of(p))).lower()), "the JSONL file"
+        )
+        check_chunk_tables(
+            plans,
+            lambda p, of_chunks: first_line_fields(chunks_path(self.path_of(p)) if of_chunks else self.path_of(p)),
+            "the JSONL file",
         )
         for plan in plans:
             self.path_of(plan).parent.mkdir(parents=True, exist_ok=True)

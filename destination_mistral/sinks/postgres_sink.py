@@ -15,7 +15,13 @@ from contextlib import contextmanager
 import psycopg
 
 from destination_mistral.settings import OutputSettings
-from destination_mistral.sinks.base import Batches, CacheEntries, check_distinct_locations, report_collapse
+from destination_mistral.sinks.base import (
+    Batches,
+    CacheEntries,
+    check_chunk_tables,
+    check_distinct_locations,
+    report_collapse,
+)
 from destination_mistral.sinks.chunk_tables import chunk_table
 from destination_mistral.sinks.postgres_cache import PostgresCache
 from destination_mistral.sinks.postgres_chunks import (
@@ -71,6 +77,9 @@ class PostgresSink(TableSink):
         with store_failures(self.settings), self.con.transaction():
             yield
 
+    def _columns(self, schema: str, table: str) -> dict[str, str]:
+        return existing_columns(self.con, schema, table)
+
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # PostgreSQL compares quoted identifiers with case: "Users" and "users" are two tables.
         check_distinct_locations(
@@ -80,6 +89,7 @@ class PostgresSink(TableSink):
         )
         try:
             with self._transaction():
+                check_chunk_tables(plans, self._stored_columns, "the PostgreSQL table")
                 vectors = vector_support(self.con)
                 if self.settings.hnsw_index and vectors.schema is None:
                     raise index_without_vectors(self.settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from destination_mistral.sinks.base import StagingSink
+from destination_mistral.sinks.chunk_tables import chunk_table
 from destination_mistral.sinks.schema import StreamPlan
 
 # Airbyte's own name for a table being written before it replaces the stream's.
@@ -30,6 +31,14 @@ class TableSink(StagingSink):
 
     def _table(self, plan: StreamPlan, staging: bool = False) -> tuple[str, str]:
         return self.schema_of(plan), (STAGING_PREFIX + plan.name if staging else plan.name)
+
+    def _columns(self, schema: str, table: str) -> dict[str, str]:
+        """The table's columns and their types; empty when there is no such table."""
+        raise NotImplementedError
+
+    def _stored_columns(self, plan: StreamPlan, of_chunks: bool) -> dict[str, str]:
+        """The columns of the stream's table, or of its chunk table, as earlier syncs left them."""
+        return self._columns(self.schema_of(plan), chunk_table(plan.name) if of_chunks else plan.name)
 
     def _write_table(self, plan: StreamPlan) -> tuple[str, str]:
         return self._table(plan, staging=self.stages(plan))
