@@ -420,6 +420,24 @@ def test_a_stream_written_where_another_streams_chunks_went_in_an_earlier_sync_i
     assert row_count(output, "reviews_chunks") == before > 0, "the earlier stream's rows are kept as they were"
 
 
+def test_a_key_holding_a_nul_byte_still_merges_under_append_dedup(emulator, output):
+    """PostgreSQL cannot store the NUL byte: a key stored as NULL would never merge with the record's
+    other versions, so each sync would add a row and its chunks. The key is stored with U+FFFD in
+    the NUL's place instead; the other outputs keep it as it is."""
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "product": {"type": "string"}, "review": {"type": "string"}},
+    }
+    rows = [review("k\x00nul", long_text("alpha")), review("plain", long_text("beta"))]
+    for _ in range(2):
+        sync(emulator, output, rows, mode="append_dedup", schema=schema)
+    stored = row_count(output, "reviews")
+    chunks = row_count(output, "reviews_chunks")
+    assert stored == 2, f"one row per key after two syncs, not {stored}"
+    sync(emulator, output, rows[1:], mode="append_dedup", schema=schema)
+    assert row_count(output, "reviews_chunks") == chunks, "the chunks are those of the two records, once"
+
+
 def row_count(output, table: str) -> int:
     if output["type"] == "jsonl":
         path = Path(output["directory"]) / f"{table}.jsonl"

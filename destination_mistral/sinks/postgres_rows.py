@@ -6,6 +6,7 @@ integer, a text holding a NUL byte, which PostgreSQL cannot store) stored as NUL
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from destination_mistral.sinks.schema import (
     RAW_ID,
     StreamPlan,
 )
+
+logger = logging.getLogger("airbyte")
 
 _NO_FIT = object()
 _INT_BOUNDS = {"bigint": 2**63, "integer": 2**31, "smallint": 2**15}
@@ -82,6 +85,14 @@ def _row(plan: StreamPlan, item: WriteItem, layout: RowLayout) -> tuple:
     values: list[Any] = []
     for name, kind in zip(layout.names[: layout.fields], layout.kinds, strict=False):
         raw = item.record.get(name)
+        if isinstance(raw, str) and name in plan.primary_key and "\x00" in raw:
+            # A key of NULL would never merge with the record's other versions (append_dedup): its
+            # NUL bytes become U+FFFD instead, as lone surrogates do everywhere.
+            logger.warning(
+                f"A primary key value of stream {plan.label!r} holds a NUL byte, which PostgreSQL cannot store: "
+                "it is stored with U+FFFD in its place."
+            )
+            raw = raw.replace("\x00", "\ufffd")
         value = None if raw is None else convert(raw, kind)
         if value is _NO_FIT:
             changes.append({"field": name, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"})
