@@ -14,6 +14,7 @@ import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, Status
 
 from destination_mistral.destination import DestinationMistral
+from destination_mistral.enrich.results import Result
 from destination_mistral.settings import parse_config
 from destination_mistral.sinks.base import WriteItem
 from destination_mistral.sinks.plans import columns_from_schema
@@ -455,3 +456,36 @@ def test_a_schema_the_user_may_not_write_to_is_a_config_error_of_write_naming_th
     assert code != 0 and not states(messages)
     (error,) = errors(messages)
     assert error["failure_type"] == "config_error" and "`output.schema`" in error["message"], error
+
+
+@pytest.mark.parametrize("json_answer", [False, True], ids=["text", "json"])
+def test_an_answer_holding_a_nul_byte_is_stored_as_null_and_named_and_the_record_keeps_its_fields(
+    postgres_database, json_answer
+):
+    """PostgreSQL's text and jsonb hold no NUL byte: an answer holding one is NULL and named in
+    `_airbyte_meta.changes`, like a field that does not fit, instead of the store refusing the whole
+    record (which would lose its other fields)."""
+    settings = parse_config(config_for(postgres_database, None, CHAT))
+    plan = StreamPlan(
+        name="people",
+        namespace=None,
+        sync_mode="append",
+        primary_key=[],
+        columns=columns_from_schema(PEOPLE, "people"),
+        enrichment_mode="chat",
+        answer_json=json_answer,
+    )
+    answer = {"summary": "a\x00b"} if json_answer else "an answer with a \x00 byte"
+    result = Result(value=answer, model="mistral-small-latest", prompt_tokens=3, completion_tokens=4)
+    item = WriteItem(seq=0, record={"id": 1, "name": "kept"}, emitted_at=1_700_000_000_000, raw_id="r0", result=result)
+    sink = PostgresSink(settings.output, cache_enabled=False)
+    try:
+        sink.start([plan])
+        sink.commit([(plan, [item])], [])
+    finally:
+        sink.close()
+    [(name, stored, error, meta)] = query(
+        postgres_database, "SELECT name, _mistral_answer, _mistral_error, _airbyte_meta FROM people"
+    )
+    assert (name, stored, error) == ("kept", None, None)
+    assert [c["field"] for c in meta["changes"]] == ["_mistral_answer"], meta

@@ -101,19 +101,23 @@ def _row(plan: StreamPlan, item: WriteItem, layout: RowLayout) -> tuple:
     if plan.chunked and any(storable_text(chunk["text"]) is None for _, chunk in chunked_items([item])):
         # The chunks are rows of their own table, without _airbyte_meta: their record names the loss.
         changes.append({"field": CHUNK_TEXT, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"})
-    meta: dict[str, Any] = {"sync_id": plan.sync_id} if plan.sync_id is not None else {}
-    meta["changes"] = changes
-    extracted = dt.datetime.fromtimestamp(item.emitted_at / 1000.0, tz=dt.UTC)
-    values += [item.raw_id, extracted, _json(meta), plan.generation_id]
     enrichment = enrichment_fields(plan, item)
+    added: list[Any] = []
     for name, kind in zip(layout.names[layout.fields + 4 :], layout.kinds[layout.fields + 4 :], strict=False):
         value = enrichment.get(name)
         if name == EMBEDDING:
             value = vector_text(value, kind)
         elif value is not None and (kind == "json" or (name == ANSWER and not isinstance(value, str))):
             value = _json(value)
-        values.append(value)
-    return tuple(values)
+        if isinstance(value, str) and (storable_text(value) is None or (kind == "json" and "\\u0000" in value)):
+            # An answer holding a NUL byte (paid for, and kept in the cache): NULL and named, as a field.
+            changes.append({"field": name, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"})
+            value = None
+        added.append(value)
+    meta: dict[str, Any] = {"sync_id": plan.sync_id} if plan.sync_id is not None else {}
+    meta["changes"] = changes
+    extracted = dt.datetime.fromtimestamp(item.emitted_at / 1000.0, tz=dt.UTC)
+    return (*values, item.raw_id, extracted, _json(meta), plan.generation_id, *added)
 
 
 def convert(value: Any, kind: str) -> Any:
