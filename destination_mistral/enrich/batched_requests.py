@@ -148,17 +148,24 @@ class BatchedEnricher(Generic[ItemT]):
         groups = plan_batches([i.tokens for i in items], max_inputs=self._limits.input_cap, max_tokens=self.max_tokens)
         if len(groups) < 2:
             return await self._send_halves(items)
-        parts = await asyncio.gather(*(self._send_part([items[i] for i in group]) for group in groups))
-        return [result for part in parts for result in part]
+        return await self._send_parts([[items[i] for i in group] for group in groups])
 
     async def _send_halves(self, items: list[ItemT]) -> list[Result]:
         half = len(items) // 2
-        first, second = await asyncio.gather(self._send_part(items[:half]), self._send_part(items[half:]))
-        return first + second
+        return await self._send_parts([items[:half], items[half:]])
+
+    async def _send_parts(self, parts: list[list[ItemT]]) -> list[Result]:
+        """The parts of a split batch, each answered to its records as soon as it arrives: paid for,
+        an answer is kept (and cached) even if another part is refused until the sync fails. A part
+        that fails the sync waits for the others already sent, so that none of their answers is
+        dropped on the way (the parts share the retry budget, which ends the waiting ones soon)."""
+        outcomes = await asyncio.gather(*(self._send_part(part) for part in parts), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [result for part in outcomes for result in part]  # type: ignore[union-attr]
 
     async def _send_part(self, items: list[ItemT]) -> list[Result]:
-        """A part of a split batch, whose answers reach their records as soon as they arrive: paid
-        for, they are kept (and cached) even if another part is then refused until the sync fails."""
         results = await self._send(items)
         if self._batches is not None:
             self._batches.settle(items, results)

@@ -4,6 +4,8 @@ are sent, so each kind of refusal happens once per sync, not on every full batch
 
 import asyncio
 
+import pytest
+
 from destination_mistral.enrich import batching
 from destination_mistral.enrich.embeddings import EmbeddingEnricher
 from destination_mistral.http.errors import ApiError
@@ -109,10 +111,12 @@ def test_refusal_messages_are_read_for_their_numbers():
     assert batching.lower_input_cap(512) == 128 and batching.lower_input_cap(100) == 50
 
 
-def test_the_answered_part_of_a_split_batch_reaches_its_records_when_another_part_fails_the_sync():
+@pytest.mark.parametrize("failing_part_ends", ["last", "first"])
+def test_the_answered_part_of_a_split_batch_reaches_its_records_when_another_part_fails_the_sync(failing_part_ends):
     """A batch refused as too large goes again in parts; a part answered (and paid for) is kept by
-    its records even when another part is then refused until the sync stops, so that the cache
-    keeps it and the next attempt does not pay for it again."""
+    its records even when another part is refused until the sync stops, whether that happens before
+    or after the answer arrives, so that the cache keeps it and the next attempt does not pay again."""
+    delays = {"failing": 0.05, "answered": 0.0} if failing_part_ends == "last" else {"failing": 0.0, "answered": 0.05}
 
     class SyncStops(Exception):
         pass
@@ -126,8 +130,9 @@ def test_the_answered_part_of_a_split_batch_reaches_its_records_when_another_par
             if len(inputs) == 8:
                 raise ApiError("HTTP 400: Too many tokens overall, split into more batches.", 400, kind="too_large")
             if inputs[0].startswith("second"):
-                await asyncio.sleep(0.05)  # refused over and over, until nothing has succeeded for too long
+                await asyncio.sleep(delays["failing"])  # refused over and over, until nothing has succeeded for long
                 raise SyncStops()
+            await asyncio.sleep(delays["answered"])
             self.answered += len(inputs)
             data = [{"index": i, "embedding": [0.5, 0.5]} for i in range(len(inputs))]
             return validate({"model": "mistral-embed", "usage": {"prompt_tokens": 40}, "data": data})
