@@ -448,14 +448,22 @@ class SyncRun:
         # Where each record of this input lands: its stream's seq within the attempt.
         seqs: Counter = Counter()
         seq_of: dict[int, tuple[str, int]] = {}
+        # What each STATE reports (destinationStats.recordCount), as Airbyte's destinations count: a
+        # STREAM state, its stream's records since a STATE last covered it; a GLOBAL one, every stream's.
+        uncounted: Counter = Counter()
+        self.record_counts: dict[int, int] = {}
         for pos in range(start, end):
             event = self.script[pos]
             if isinstance(event, Rec):
                 seq_of[pos] = (stream_name(event.stream), seqs[event.stream])
                 seqs[event.stream] += 1
+                uncounted[event.stream] += 1
                 self.sent[event.tag] += 1
             elif isinstance(event, Complete):
                 self.given_complete.add(event.stream)
+            elif isinstance(event, StateMsg):
+                covered = [event.stream] if event.kind == "STREAM" else list(uncounted)
+                self.record_counts[pos] = sum(uncounted.pop(stream, 0) for stream in covered)
         input_states = [pos for pos in range(start, end) if isinstance(self.script[pos], StateMsg)]
         paid_before = self._paid_so_far()
         if self.attempts[:-1]:
@@ -511,12 +519,10 @@ class SyncRun:
                 f"{input_states} and had emitted {attempt.emitted}"
             )
         attempt.emitted.append(pos)
-        previous = input_states[index - 1] if index else attempt.start - 1
-        since = sum(1 for p in range(previous + 1, pos) if isinstance(self.script[p], Rec))
         count = message["state"].get("destinationStats", {}).get("recordCount")
-        if count != since:
+        if count != self.record_counts[pos]:
             self.fail(
-                f"the STATE at {pos} reports recordCount {count}, but {since} records came since the STATE before it"
+                f"the STATE at {pos} reports recordCount {count}, but it covers {self.record_counts[pos]} records"
             )
         with log.lock:
             missing = [p for p in range(attempt.start, pos) if p in seq_of and seq_of[p] not in log.rows]

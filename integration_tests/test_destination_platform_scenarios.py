@@ -402,3 +402,17 @@ def test_nan_and_infinity_are_stored_as_null_and_named_in_the_meta(tmp_path):
     assert json.loads(rows[1][3])["changes"] == [
         {"field": "_airbyte_extracted_at", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
     ]
+
+
+def test_each_stream_state_reports_the_records_of_its_own_stream(tmp_path):
+    """destinationStats.recordCount of a STREAM state counts that stream's records since it was last
+    covered, as the source's sourceStats does, so that the platform's comparison of the two holds
+    when streams interleave."""
+    streams = [configured_stream("reviews", mode="append"), configured_stream("orders", mode="append")]
+    messages = [record(review(i), stream="reviews" if i < 7 else "orders") for i in range(10)]
+    messages += [state({"p": 1}, stream="reviews"), state({"p": 1}, stream="orders")]
+    messages += [record(review(10), stream="orders"), state({"p": 2}, stream="orders")]
+    messages += [state({"p": 2}, stream="reviews"), complete("reviews"), complete("orders")]
+    out = list(DestinationMistral().write(config_for(tmp_path, "duckdb"), catalog(*streams), messages))
+    counts = [(m.state.stream.stream_descriptor.name, m.state.destinationStats.recordCount) for m in states(out)]
+    assert counts == [("reviews", 7), ("orders", 3), ("orders", 1), ("reviews", 0)]

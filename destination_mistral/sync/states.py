@@ -12,6 +12,8 @@ import collections
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from airbyte_protocol_dataclasses.models import AirbyteStateType
+
 from destination_mistral.protocol.messages import State
 from destination_mistral.sinks.schema import StreamPlan
 from destination_mistral.sync.progress import Counters
@@ -28,7 +30,7 @@ class Barrier:
 
     position: int  # every record with gseq < position must be committed first
     message: State | None
-    records: int  # records received since the previous STATE
+    records: int  # the records it reports (destinationStats.recordCount): see States.add_state
     complete: StreamPlan | None = None  # the stream whose COMPLETE this is
     applied: bool = False
 
@@ -47,15 +49,27 @@ class States:
         self._emit = emit
         self._counters = counters
         self._barriers: collections.deque[Barrier] = collections.deque()
-        self._previous_state = 0  # the position of the previous STATE: records are counted from it
         self._writing: int | None = None  # lowest gseq of a batch the store is writing
         self.failure: Failure | None = None
 
     def add_state(self, message: State) -> None:
         self._counters.states_in += 1
         position = self._ordering.next_gseq
-        self._barriers.append(Barrier(position, message, position - self._previous_state))
-        self._previous_state = position
+        self._barriers.append(Barrier(position, message, self._records_covered(message)))
+
+    def _records_covered(self, message: State) -> int:
+        """The records a STATE reports, as Airbyte's destinations count them: a stream's STATE, that
+        stream's records since it was last covered; a GLOBAL (or LEGACY) one, every stream's. Each
+        record is reported once."""
+        streams = list(self._ordering.streams.values())
+        stream = message.parsed.stream
+        if message.parsed.type is AirbyteStateType.STREAM and stream is not None:
+            key = (stream.stream_descriptor.namespace or None, stream.stream_descriptor.name)
+            streams = [self._ordering.streams[key]] if key in self._ordering.streams else []
+        records = sum(runtime.uncounted for runtime in streams)
+        for runtime in streams:
+            runtime.uncounted = 0
+        return records
 
     def add_completion(self, runtime: StreamRuntime) -> bool:
         """Adds the stream's COMPLETE barrier; False when it is repeated (the stream is already

@@ -53,6 +53,7 @@ class StreamRuntime:
     ready_cost: int = 0
     next_seq: int = 0
     completed: bool = False  # its COMPLETE status has arrived
+    uncounted: int = 0  # records received since a STATE last reported the stream's records
 
     def advance(self) -> None:
         pending = self.pending
@@ -84,6 +85,7 @@ class Ordering:
             cost=cost,
         )
         runtime.next_seq += 1
+        runtime.uncounted += 1
         self.next_gseq += 1
         runtime.pending.append(item)
         return item
