@@ -438,6 +438,62 @@ def test_a_key_holding_a_nul_byte_still_merges_under_append_dedup(emulator, outp
     assert row_count(output, "reviews_chunks") == chunks, "the chunks are those of the two records, once"
 
 
+@pytest.mark.parametrize("staged_first", ["chunks", "other stream"])
+def test_a_staging_copy_is_not_shared_with_another_streams_staged_chunks(emulator, output, staged_first):
+    """An overwrite left without COMPLETE keeps its staging copy for the next attempt. The copy of
+    stream `reviews_chunks` and the copy of `reviews`' chunks share a name: a later sync of the other
+    stream is a config error, and the staged rows stay as they were."""
+
+    def write(stream, chunked, mode, completed):
+        config = {
+            "api_key": emulator.api_key,
+            "base_url": emulator.base_url,
+            "enrichment": EMBED if chunked else {"mode": "none"},
+            "output": output,
+        }
+        rows = [review(1, long_text("alpha"))] if chunked else [{"id": 1, "review": "its own row"}]
+        messages = messages_with_states(rows, stream=stream, completed=completed)
+        return list(DestinationMistral().write(config, catalog(configured_stream(stream, mode=mode)), messages))
+
+    steps = [("reviews", True), ("reviews_chunks", False)]
+    if staged_first == "other stream":
+        steps.reverse()
+    write(*steps[0], mode="overwrite", completed=False)
+    before = staged_rows(output)
+    with pytest.raises(AirbyteTracedException) as caught:
+        write(*steps[1], mode="overwrite", completed=True)
+    assert caught.value.failure_type.value == "config_error" and "earlier sync" in caught.value.message
+    assert staged_rows(output) == before > 0, "the staged rows are kept as they were"
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "jsonl"])
+def test_names_equal_without_case_are_one_table_across_syncs(emulator, tmp_path, kind):
+    output = (
+        {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
+        if kind == "duckdb"
+        else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
+    )
+    sync(emulator, output, [review(1, long_text("alpha"))])
+    config = {"api_key": emulator.api_key, "base_url": emulator.base_url, "enrichment": {"mode": "none"}}
+    messages = messages_with_states([{"id": 2, "review": "another stream's row"}], stream="Reviews_Chunks")
+    with pytest.raises(AirbyteTracedException) as caught:
+        list(
+            DestinationMistral().write(
+                {**config, "output": output}, catalog(configured_stream("Reviews_Chunks")), messages
+            )
+        )
+    assert caught.value.failure_type.value == "config_error" and "earlier sync" in caught.value.message
+    assert_in_step(output)
+
+
+def staged_rows(output) -> int:
+    """The rows in the staging copy named `_airbyte_tmp_reviews_chunks` (`reviews_chunks.jsonl.staging`)."""
+    if output["type"] == "jsonl":
+        path = Path(output["directory"]) / "reviews_chunks.jsonl.staging"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+    return row_count(output, "_airbyte_tmp_reviews_chunks")
+
+
 def row_count(output, table: str) -> int:
     if output["type"] == "jsonl":
         path = Path(output["directory"]) / f"{table}.jsonl"

@@ -124,27 +124,30 @@ def check_distinct_locations(
 
 
 def check_chunk_tables(
-    plans: Sequence[StreamPlan], columns: Callable[[StreamPlan, bool], Collection[str]], what: str
+    plans: Sequence[StreamPlan], columns: Callable[[StreamPlan, bool, bool], Collection[str]], what: str
 ) -> None:
     """The same rule across syncs, for what earlier syncs wrote: a stream's table that holds chunks
     (a column no stream can have, since source fields starting with `_mistral_` are not written) is
     another stream's chunk table, and the table where a stream's chunks go, holding rows without
-    chunks, is another stream's. Writing either would mix, replace or drop that stream's rows.
-    `columns(plan, of_chunks)` gives the column names of the stream's table or of its chunk table,
-    none when there is no such table."""
+    chunks, is another stream's. Writing either would mix, replace or drop that stream's rows. The
+    staging copies are held to it too: a stream's copy and the copy of another stream's chunks may
+    share a name. `columns(plan, of_chunks, staging)` gives the column names of the stream's table,
+    or of its chunk table, or of the staging copy of either; none when there is no such table."""
     for plan in plans:
-        chunks = f"{plan.name}{CHUNKS_SUFFIX}"
-        if CHUNK_INDEX in columns(plan, False):
-            raise config_error(
-                f"Stream {plan.label!r} would be written to {what} {plan.name!r}, which holds the chunks of another "
-                "stream written by an earlier sync: rename the stream in the connection, or give it another namespace."
-            )
-        held = columns(plan, True)
-        if held and CHUNK_INDEX not in held:
-            raise config_error(
-                f"The chunks of stream {plan.label!r} go to {what} {chunks!r}, which holds the rows of another stream "
-                "written by an earlier sync: rename one of the streams in the connection, or give it another namespace."
-            )
+        for staging in (False, True):
+            if CHUNK_INDEX in columns(plan, False, staging):
+                raise config_error(
+                    f"Stream {plan.label!r} would be written to {what} {plan.name!r}"
+                    f"{' (its staging copy)' if staging else ''}, which holds the chunks of another stream written "
+                    "by an earlier sync: rename the stream in the connection, or give it another namespace."
+                )
+            held = columns(plan, True, staging)
+            if held and CHUNK_INDEX not in held:
+                raise config_error(
+                    f"The chunks of stream {plan.label!r} go to {what} {plan.name + CHUNKS_SUFFIX!r}"
+                    f"{' (its staging copy)' if staging else ''}, which holds the rows of another stream written by "
+                    "an earlier sync: rename one of the streams in the connection, or give it another namespace."
+                )
 
 
 def extracted_at_iso(emitted_at: int) -> str:

@@ -45,7 +45,8 @@ class DuckDBSink(TableSink):
         self._staging: StagingTables | None = None  # made by start
 
     def _columns(self, schema: str, table: str) -> dict[str, str]:
-        return existing_columns(self.con, schema, table)
+        # DuckDB compares identifiers without case: "Reviews_Chunks" is the table "reviews_chunks".
+        return existing_columns(self.con, schema, table, any_case=True)
 
     def start(self, plans: Sequence[StreamPlan]) -> None:
         # DuckDB compares identifiers without case: "Users" and "users" are one table.

@@ -26,11 +26,16 @@ def sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def existing_columns(con, schema: str, table: str) -> dict[str, str]:
-    """The table's columns and their types, in order; empty when there is no such table."""
+def existing_columns(con, schema: str, table: str, any_case: bool = False) -> dict[str, str]:
+    """The table's columns and their types, in order; empty when there is no such table. `any_case`:
+    the names as DuckDB resolves them, without case."""
+    match = (
+        "lower(table_schema) = lower(?) AND lower(table_name) = lower(?)"
+        if any_case
+        else "table_schema = ? AND table_name = ?"
+    )
     rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "ORDER BY ordinal_position",
+        f"SELECT column_name, data_type FROM information_schema.columns WHERE {match} ORDER BY ordinal_position",
         [schema, table],
     ).fetchall()
     return {name: kind for name, kind in rows}

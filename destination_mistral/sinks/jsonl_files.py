@@ -76,7 +76,10 @@ def read_lines(path: Path) -> Iterable[bytes]:
 
 def first_line_fields(path: Path) -> list[str]:
     """The fields of the file's first row, as a table's columns: none when there is no file, no row,
-    or a first line that is not an object (a partial line a failed write left)."""
+    or a first line that is not an object (a partial line a failed write left). The file is found
+    without case, as streams are told apart (on macOS and Windows volumes they would be one file)."""
+    if not path.exists() and path.parent.is_dir():
+        path = next((other for other in path.parent.iterdir() if other.name.lower() == path.name.lower()), path)
     for line in read_lines(path):
         try:
             row = orjson.loads(line)

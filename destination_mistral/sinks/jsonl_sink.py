@@ -96,7 +96,11 @@ class JsonlSink(StagingSink):
         )
         check_chunk_tables(
             plans,
-            lambda p, of_chunks: first_line_fields(chunks_path(self.path_of(p)) if of_chunks else self.path_of(p)),
+            lambda p, of_chunks, staging: first_line_fields(
+                chunks_path(self._staging_path(p) if staging else self.path_of(p))
+                if of_chunks
+                else (self._staging_path(p) if staging else self.path_of(p))
+            ),
             "the JSONL file",
         )
         for plan in plans:

@@ -36,9 +36,11 @@ class TableSink(StagingSink):
         """The table's columns and their types; empty when there is no such table."""
         raise NotImplementedError
 
-    def _stored_columns(self, plan: StreamPlan, of_chunks: bool) -> dict[str, str]:
-        """The columns of the stream's table, or of its chunk table, as earlier syncs left them."""
-        return self._columns(self.schema_of(plan), chunk_table(plan.name) if of_chunks else plan.name)
+    def _stored_columns(self, plan: StreamPlan, of_chunks: bool, staging: bool) -> dict[str, str]:
+        """The columns of the stream's table (or its staging copy), or of the chunk table of either, as
+        earlier syncs left them."""
+        schema, table = self._table(plan, staging)
+        return self._columns(schema, chunk_table(table) if of_chunks else table)
 
     def _write_table(self, plan: StreamPlan) -> tuple[str, str]:
         return self._table(plan, staging=self.stages(plan))
