@@ -467,23 +467,27 @@ def test_a_staging_copy_is_not_shared_with_another_streams_staged_chunks(emulato
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "jsonl"])
-def test_names_equal_without_case_are_one_table_across_syncs(emulator, tmp_path, kind):
+@pytest.mark.parametrize("namespaces", [(None, None), ("Foo", "foo")], ids=["no namespace", "namespace case"])
+def test_names_equal_without_case_are_one_table_across_syncs(emulator, tmp_path, kind, namespaces):
     output = (
         {"type": "duckdb", "path": str(tmp_path / "out.duckdb")}
         if kind == "duckdb"
         else {"type": "jsonl", "directory": str(tmp_path / "jsonl")}
     )
-    sync(emulator, output, [review(1, long_text("alpha"))])
-    config = {"api_key": emulator.api_key, "base_url": emulator.base_url, "enrichment": {"mode": "none"}}
-    messages = messages_with_states([{"id": 2, "review": "another stream's row"}], stream="Reviews_Chunks")
-    with pytest.raises(AirbyteTracedException) as caught:
-        list(
-            DestinationMistral().write(
-                {**config, "output": output}, catalog(configured_stream("Reviews_Chunks")), messages
-            )
+    config = {"api_key": emulator.api_key, "base_url": emulator.base_url, "output": output}
+    first = messages_with_states([review(1, long_text("alpha"))], namespace=namespaces[0])
+    list(
+        DestinationMistral().write(
+            {**config, "enrichment": EMBED}, catalog(configured_stream(namespace=namespaces[0])), first
         )
+    )
+    later = configured_stream("Reviews_Chunks", namespace=namespaces[1])
+    messages = messages_with_states(
+        [{"id": 2, "review": "another row"}], stream="Reviews_Chunks", namespace=namespaces[1]
+    )
+    with pytest.raises(AirbyteTracedException) as caught:
+        list(DestinationMistral().write({**config, "enrichment": {"mode": "none"}}, catalog(later), messages))
     assert caught.value.failure_type.value == "config_error" and "earlier sync" in caught.value.message
-    assert_in_step(output)
 
 
 def staged_rows(output) -> int:

@@ -78,15 +78,26 @@ def first_line_fields(path: Path) -> list[str]:
     """The fields of the file's first row, as a table's columns: none when there is no file, no row,
     or a first line that is not an object (a partial line a failed write left). The file is found
     without case, as streams are told apart (on macOS and Windows volumes they would be one file)."""
-    if not path.exists() and path.parent.is_dir():
-        path = next((other for other in path.parent.iterdir() if other.name.lower() == path.name.lower()), path)
-    for line in read_lines(path):
+    for line in read_lines(_any_case(path)):
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError:
             return []
         return list(row) if isinstance(row, dict) else []
     return []
+
+
+def _any_case(path: Path) -> Path:
+    """The existing path equal to `path` without case, its folders included (a namespace's folder
+    `Foo` is `foo`); `path` itself when there is none."""
+    if path.exists() or path.parent == path:
+        return path
+    parent = _any_case(path.parent)
+    if parent.is_dir():
+        for other in parent.iterdir():
+            if other.name.lower() == path.name.lower():
+                return other
+    return path
 
 
 def replace_file(target: Path, lines: Iterable[bytes]) -> None:
