@@ -493,16 +493,23 @@ def test_names_equal_without_case_are_one_table_across_syncs(emulator, tmp_path,
 def staged_rows(output) -> int:
     """The rows in the staging copy named `_airbyte_tmp_reviews_chunks` (`reviews_chunks.jsonl.staging`)."""
     if output["type"] == "jsonl":
-        path = Path(output["directory"]) / "reviews_chunks.jsonl.staging"
-        return len(path.read_text().splitlines()) if path.exists() else 0
+        return jsonl_lines(output, "reviews_chunks.jsonl.staging")
     return row_count(output, "_airbyte_tmp_reviews_chunks")
 
 
 def row_count(output, table: str) -> int:
     if output["type"] == "jsonl":
-        path = Path(output["directory"]) / f"{table}.jsonl"
-        return len(path.read_text().splitlines()) if path.exists() else 0
-    sql = f"SELECT count(*) FROM {table}"
+        return jsonl_lines(output, f"{table}.jsonl")
+    return scalar(output, f"SELECT count(*) FROM {table}")
+
+
+def jsonl_lines(output, name: str) -> int:
+    path = Path(output["directory"]) / name
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def scalar(output, sql: str):
+    """The one value `sql` selects in a table output."""
     if output["type"] == "duckdb":
         con = duckdb.connect(output["path"], read_only=True)
         try:
@@ -533,18 +540,10 @@ def test_a_text_holding_a_nul_byte_keeps_its_record_and_chunks_and_names_what_th
 
 
 def chunk_rows(output) -> int:
+    """JSONL: the chunk file's lines; a table output: whether the chunk table exists."""
     if output["type"] == "jsonl":
-        path = Path(output["directory"]) / "reviews_chunks.jsonl"
-        return len(path.read_text().splitlines()) if path.exists() else 0
-    sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'reviews_chunks'"
-    if output["type"] == "duckdb":
-        con = duckdb.connect(output["path"], read_only=True)
-        try:
-            return con.execute(sql).fetchone()[0]
-        finally:
-            con.close()
-    with writer_connection(output) as con:
-        return con.execute(sql).fetchone()[0]
+        return jsonl_lines(output, "reviews_chunks.jsonl")
+    return scalar(output, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'reviews_chunks'")
 
 
 def test_a_small_chunk_size_without_an_overlap_takes_an_overlap_that_fits():

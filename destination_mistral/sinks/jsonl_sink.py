@@ -80,6 +80,12 @@ class JsonlSink(StagingSink):
         folder = self.output.path / safe_name(plan.namespace) if plan.namespace else self.output.path
         return folder / f"{safe_name(plan.name)}.jsonl"
 
+    def _stored_fields(self, plan: StreamPlan, of_chunks: bool, staging: bool) -> list[str]:
+        """The fields of the stream's file (or its staging copy), or of the chunk file of either, as
+        earlier syncs left them (TableSink._stored_columns for the table outputs)."""
+        records = self._staging_path(plan) if staging else self.path_of(plan)
+        return first_line_fields(chunks_path(records) if of_chunks else records)
+
     def _staging_path(self, plan: StreamPlan) -> Path:
         return self.path_of(plan).with_suffix(".jsonl.staging")
 
@@ -94,15 +100,7 @@ class JsonlSink(StagingSink):
         check_distinct_locations(
             plans, lambda p: (str(self.path_of(p)).lower(), str(chunks_path(self.path_of(p))).lower()), "the JSONL file"
         )
-        check_chunk_tables(
-            plans,
-            lambda p, of_chunks, staging: first_line_fields(
-                chunks_path(self._staging_path(p) if staging else self.path_of(p))
-                if of_chunks
-                else (self._staging_path(p) if staging else self.path_of(p))
-            ),
-            "the JSONL file",
-        )
+        check_chunk_tables(plans, self._stored_fields, "the JSONL file")
         for plan in plans:
             self.path_of(plan).parent.mkdir(parents=True, exist_ok=True)
             self._prepare_staging(plan)

@@ -109,7 +109,7 @@ def _row(plan: StreamPlan, item: WriteItem, layout: RowLayout) -> tuple:
             value = vector_text(value, kind)
         elif value is not None and (kind == "json" or (name == ANSWER and not isinstance(value, str))):
             value = _json(value)
-        if isinstance(value, str) and (storable_text(value) is None or (kind == "json" and "\\u0000" in value)):
+        if isinstance(value, str) and storable_text(value, kind) is None:
             # An answer holding a NUL byte (paid for, and kept in the cache): NULL and named, as a field.
             changes.append({"field": name, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"})
             value = None
@@ -133,16 +133,19 @@ def convert(value: Any, kind: str) -> Any:
             return _moment(value, kind) if isinstance(value, str) else _NO_FIT
         if kind == "json":
             text = _json(value)
-            return _NO_FIT if text is not None and "\\u0000" in text else text
+            return text if text is None or storable_text(text, kind) is not None else _NO_FIT
     except (ValueError, TypeError, OverflowError):
         return _NO_FIT
     text = value if isinstance(value, str) else _json(value)
     return text if text is None or storable_text(text) is not None else _NO_FIT
 
 
-def storable_text(text: str | None) -> str | None:
-    """The text, or None when PostgreSQL cannot store it: its text type holds no NUL byte."""
-    return None if text is None or "\x00" in text else text
+def storable_text(text: str | None, kind: str = "text") -> str | None:
+    """The text, or None when PostgreSQL cannot store it in a column of `kind`: its text type holds
+    no NUL byte, and jsonb no escaped one."""
+    if text is None or "\x00" in text or (kind == "json" and "\\u0000" in text):
+        return None
+    return text
 
 
 def _integer(value: Any, bound: int) -> Any:
